@@ -1,0 +1,38 @@
+# make demo : create .venv (MPI from PyPI), build baobab, run info + an allreduce sweep on 4 ranks
+# make test : the same set-up, then the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+NP     ?= 4
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test venv build cpp-test clean
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q mpich mpi4py numpy h5py ml_dtypes nanobind scikit-build-core cmake ninja \
+	    pytest pytest-timeout hypothesis
+	touch $@
+
+venv: $(VENV)/.deps
+
+build: venv
+	$(PIP) install -q --no-build-isolation --no-deps .
+
+demo: build
+	mpiexec -n $(NP) $(VENV)/bin/baobab info
+	mpiexec -n $(NP) $(VENV)/bin/baobab bench allreduce -b 8 -e 16M -f 8
+
+cpp-test: venv
+	cmake -S . -B build/cpp -G Ninja -DBAOBAB_PYTHON=OFF -DBAOBAB_BUILD_TESTS=ON \
+	    -DMPI_C_COMPILER=$(abspath $(VENV))/bin/mpicc -DPython_EXECUTABLE=$(abspath $(PY)) >/dev/null
+	cmake --build build/cpp
+	ctest --test-dir build/cpp --output-on-failure
+
+test: build cpp-test
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf build dist *.egg-info

@@ -1,0 +1,453 @@
+// baobab._core: the nanobind module over the C++ core. Arrays arrive as
+// nb::ndarray without conversion (a wrong dtype or layout is an error, never a
+// silent copy); communicators arrive as Fortran handles from mpi4py.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "baobab/algorithms.hpp"
+#include "baobab/communicator.hpp"
+#include "baobab/config.hpp"
+#include "baobab/error.hpp"
+#include "baobab/reduce.hpp"
+#include "baobab/select.hpp"
+#include "baobab/simulate.hpp"
+#include "baobab/topology.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using namespace baobab;
+
+namespace {
+
+// Python exception classes, set by baobab/_errors.py at import.
+PyObject* g_exc[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+
+void raise_as(int idx, const char* msg, PyObject* fallback) {
+  PyObject* cls = g_exc[idx] ? g_exc[idx] : fallback;
+  PyErr_SetString(cls, msg);
+}
+
+void translate(const std::exception_ptr& p, void*) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const InvalidArgument& e) {
+    raise_as(1, e.what(), PyExc_ValueError);
+  } catch (const MismatchError& e) {
+    raise_as(2, e.what(), PyExc_RuntimeError);
+  } catch (const TimeoutError& e) {
+    PyObject* cls = g_exc[3] ? g_exc[3] : PyExc_TimeoutError;
+    nb::gil_scoped_acquire gil;
+    nb::list missing;
+    for (int r : e.missing()) missing.append(r);
+    nb::object exc = nb::borrow(cls)(nb::str(e.what()));
+    nb::setattr(exc, "op", nb::str(e.op().c_str()));
+    nb::setattr(exc, "seq", nb::int_(e.seq()));
+    nb::setattr(exc, "missing", missing);
+    PyErr_SetObject(cls, exc.ptr());
+  } catch (const MPIError& e) {
+    raise_as(4, e.what(), PyExc_RuntimeError);
+  } catch (const CUDAError& e) {
+    raise_as(5, e.what(), PyExc_RuntimeError);
+  } catch (const Error& e) {
+    raise_as(0, e.what(), PyExc_RuntimeError);
+  }
+}
+
+using Array = nb::ndarray<nb::device::cpu>;
+using RoArray = nb::ndarray<nb::ro, nb::device::cpu>;
+
+template <class A>
+void require_contiguous(const A& a, const char* what) {
+  int64_t expect = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expect)
+      throw InvalidArgument(std::string(what) + " array is not C-contiguous; pass a contiguous copy (numpy.ascontiguousarray)");
+    expect *= a.shape(i);
+  }
+}
+
+DType to_dtype(int code) {
+  if (code < 0 || code >= static_cast<int>(DType::count_)) throw InvalidArgument("unknown dtype code " + std::to_string(code));
+  return static_cast<DType>(code);
+}
+
+struct Call {
+  CollDesc d;
+  DType dtype;
+  Reduction red;
+  const void* in = nullptr;
+  void* out = nullptr;
+};
+
+Call make_call(int coll, const RoArray& in, const Array& out, int dtype, int op, size_t count,
+               const std::vector<size_t>& counts, int root) {
+  Call c;
+  c.d.coll = static_cast<Coll>(coll);
+  c.dtype = to_dtype(dtype);
+  c.d.elem_size = dtype_size(c.dtype);
+  c.d.count = count;
+  c.d.counts = counts;
+  c.d.root = root;
+  require_contiguous(in, "input");
+  require_contiguous(out, "output");
+  if (in.itemsize() != c.d.elem_size && in.size() > 0)
+    throw InvalidArgument("input items are " + std::to_string(in.itemsize()) + " bytes, dtype " +
+                          std::string(dtype_name(c.dtype)) + " needs " + std::to_string(c.d.elem_size));
+  if (out.itemsize() != c.d.elem_size && out.size() > 0)
+    throw InvalidArgument("output items are " + std::to_string(out.itemsize()) + " bytes, dtype " +
+                          std::string(dtype_name(c.dtype)) + " needs " + std::to_string(c.d.elem_size));
+  if (c.d.reduces()) {
+    if (op < 0 || op >= static_cast<int>(RedOp::count_)) throw InvalidArgument("unknown reduction op code");
+    c.red = typed_reduction(c.dtype, static_cast<RedOp>(op));
+  }
+  c.in = in.data();
+  c.out = out.data();
+  return c;
+}
+
+nb::dict topology_dict(const Topology& t) {
+  nb::dict d;
+  d["size"] = t.size();
+  d["levels"] = t.levels();
+  nb::list names, groups;
+  for (int L = 0; L < t.levels(); ++L) {
+    names.append(t.level_name(L));
+    nb::list g;
+    for (int r = 0; r < t.size(); ++r) g.append(t.group(L, r));
+    groups.append(g);
+  }
+  d["level_names"] = names;
+  d["groups"] = groups;
+  nb::list hosts, local_rank, local_size;
+  for (int r = 0; r < t.size(); ++r) {
+    hosts.append(t.host(r));
+    local_rank.append(t.local_rank(r));
+    local_size.append(t.local_size(r));
+  }
+  d["hosts"] = hosts;
+  d["local_rank"] = local_rank;
+  d["local_size"] = local_size;
+  d["leaders"] = nb::cast(t.leaders());
+  d["source"] = t.source();
+  d["describe"] = t.describe();
+  return d;
+}
+
+nb::dict plan_dict(const Plan& p) {
+  nb::dict d;
+  d["algorithm"] = p.algo ? p.algo->name : std::string();
+  d["segments"] = p.segments;
+  d["segment_count"] = p.seg_count;
+  d["reason"] = p.reason;
+  nb::list cands;
+  for (const auto& c : p.candidates) {
+    nb::dict cd;
+    cd["name"] = c.name;
+    cd["unsupported"] = c.unsupported;
+    cd["predicted"] = c.predicted;
+    cd["segments"] = c.segments;
+    cd["bytes_sent"] = c.bytes_sent;
+    cd["messages"] = c.messages;
+    cd["rounds"] = c.rounds;
+    cd["error"] = c.error;
+    cands.append(cd);
+  }
+  d["candidates"] = cands;
+  return d;
+}
+
+CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts) {
+  CollDesc d;
+  d.coll = static_cast<Coll>(coll);
+  d.count = count;
+  d.elem_size = elem_size;
+  d.root = root;
+  d.counts = counts;
+  return d;
+}
+
+Config config_with(const nb::dict& overrides) {
+  Config c = Config::from_env();
+  for (auto [k, v] : overrides) {
+    std::string key = nb::cast<std::string>(k);
+    if (key == "timeout") c.timeout = nb::cast<double>(v);
+    else if (key == "check") c.check = nb::cast<bool>(v);
+    else if (key == "topology") c.topology = nb::cast<std::string>(v);
+    else if (key == "algo") c.set_algos(nb::cast<std::string>(v));
+    else if (key == "segment") c.segment_bytes = nb::cast<size_t>(v);
+    else if (key == "window") c.window = nb::cast<int>(v);
+    else if (key == "tuning") {
+      c.tuning_file = nb::cast<std::string>(v);
+      c.tuned = c.tuning_file.empty() ? decltype(c.tuned){} : read_tuning_file(c.tuning_file);
+    } else throw InvalidArgument("unknown communicator option '" + key + "'");
+  }
+  if (c.timeout <= 0) throw InvalidArgument("timeout must be positive");
+  if (c.window < 1) throw InvalidArgument("window must be at least 1");
+  return c;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "baobab core runtime";
+  nb::register_exception_translator(translate);
+
+  m.def("_set_exception_types", [](nb::handle err, nb::handle inv, nb::handle mis, nb::handle tmo, nb::handle mpi,
+                                   nb::handle cuda) {
+    nb::handle hs[6] = {err, inv, mis, tmo, mpi, cuda};
+    for (int i = 0; i < 6; ++i) {
+      Py_XINCREF(hs[i].ptr());
+      g_exc[i] = hs[i].ptr();
+    }
+  });
+  m.def("mpi_library_version", &mpi_library_version);
+  m.def("cuda_status", &cuda_status);
+  m.def("dtype_size", [](int code) { return dtype_size(to_dtype(code)); });
+
+  m.def("coll_names", [] {
+    std::vector<std::string> out;
+    for (int i = 0; i < static_cast<int>(Coll::count_); ++i) out.push_back(coll_name(static_cast<Coll>(i)));
+    return out;
+  });
+  m.def("algorithms", [] {
+    nb::list out;
+    for (const auto& a : algorithms()) {
+      nb::dict d;
+      d["collective"] = coll_name(a.coll);
+      d["name"] = a.name;
+      d["summary"] = a.summary;
+      d["hierarchical"] = a.hierarchical;
+      d["segmentable"] = a.segmentable;
+      out.append(d);
+    }
+    return out;
+  });
+
+  m.def("reduce_local",
+        [](int dtype, int op, RoArray a, RoArray b, Array out) {
+          require_contiguous(a, "a");
+          require_contiguous(b, "b");
+          require_contiguous(out, "out");
+          DType t = to_dtype(dtype);
+          if (a.size() != b.size() || a.size() != out.size()) throw InvalidArgument("reduce_local: sizes differ");
+          if (op < 0 || op >= static_cast<int>(RedOp::count_)) throw InvalidArgument("unknown reduction op code");
+          reduce_kernel(t, static_cast<RedOp>(op))(out.data(), a.data(), b.data(), a.size());
+        },
+        "dtype"_a, "op"_a, "a"_a.noconvert(), "b"_a.noconvert(), "out"_a.noconvert());
+
+  nb::class_<Topology>(m, "Topology")
+      .def_prop_ro("size", &Topology::size)
+      .def_prop_ro("levels", &Topology::levels)
+      .def("as_dict", &topology_dict)
+      .def("link_level", &Topology::link_level)
+      .def("describe", &Topology::describe);
+  m.def("make_topology", &make_topology, "size"_a, "node_keys"_a, "hosts"_a, "slurm_addr"_a, "spec"_a);
+
+  m.def("config_from_env", [](nb::dict overrides) {
+    Config c = config_with(overrides);
+    nb::dict d;
+    d["timeout"] = c.timeout;
+    d["check"] = c.check;
+    d["topology"] = c.topology;
+    d["segment"] = c.segment_bytes;
+    d["window"] = c.window;
+    d["tuning_file"] = c.tuning_file;
+    d["tuning_error"] = c.tuning_error;
+    nb::dict algo;
+    for (int i = 0; i < static_cast<int>(Coll::count_); ++i)
+      if (!c.algo[i].empty()) algo[coll_name(static_cast<Coll>(i))] = c.algo[i];
+    d["algo"] = algo;
+    return d;
+  }, "overrides"_a = nb::dict());
+  m.def("default_tuning_path", &default_tuning_path);
+
+  // Replays algorithm schedules on a modelled cluster; with inputs, moves real data.
+  m.def(
+      "simulate",
+      [](const Topology& t, int coll, const std::string& algo, size_t count, const std::vector<size_t>& counts,
+         int root, int dtype, int op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments) {
+        Config cfg = config_with(overrides);
+        CostModel model = cfg.model(t.levels());
+        DType dt = to_dtype(dtype);
+        CollDesc d = desc(coll, count, dtype_size(dt), root, counts);
+        const Algorithm* a = find_algorithm(d.coll, algo);
+        if (!a) throw InvalidArgument("unknown algorithm '" + algo + "'");
+        std::string why = a->unsupported(t, d);
+        if (!why.empty()) throw InvalidArgument(algo + " " + why);
+        size_t nseg = 1, seg = d.count;
+        if (segments > 1 && a->segmentable) {
+          seg = (d.count + segments - 1) / segments;
+          if (seg == 0) seg = 1;
+          nseg = (d.count + seg - 1) / seg;
+          if (nseg == 0) nseg = 1;
+        }
+        const int p = t.size();
+        std::vector<Schedule> full(p), last(p);
+        std::vector<std::vector<SimLane>> lanes(p);
+        CollDesc sd = d, ld = d;
+        sd.count = nseg > 1 ? seg : d.count;
+        ld.count = d.count - (nseg - 1) * seg;
+        size_t rounds = 0;
+        for (int r = 0; r < p; ++r) {
+          full[r] = build_schedule(*a, t, sd, r, model);
+          if (nseg > 1) last[r] = build_schedule(*a, t, ld, r, model);
+          rounds = std::max(rounds, full[r].rounds.size());
+          for (size_t s = 0; s < nseg; ++s)
+            lanes[r].push_back(SimLane{(nseg > 1 && s + 1 == nseg) ? &last[r] : &full[r], s * seg, s * seg});
+        }
+        SimData data;
+        const bool with_data = inputs.size() > 0;
+        if (with_data) {
+          if (static_cast<int>(inputs.size()) != p || static_cast<int>(outputs.size()) != p)
+            throw InvalidArgument("simulate: need one input and one output array per rank");
+          for (int r = 0; r < p; ++r) {
+            RoArray in = nb::cast<RoArray>(inputs[r]);
+            Array out = nb::cast<Array>(outputs[r]);
+            const char* ip = static_cast<const char*>(in.data());
+            data.in.emplace_back(ip, ip + in.nbytes());
+            data.out.emplace_back(out.nbytes());
+            std::memcpy(data.out.back().data(), out.data(), out.nbytes());
+          }
+          if (d.reduces()) data.reduction = typed_reduction(dt, static_cast<RedOp>(op));
+        }
+        SimResult res;
+        {
+          nb::gil_scoped_release nogil;
+          res = simulate(t, model, lanes, nseg > 1 ? cfg.window : 1, with_data ? &data : nullptr);
+        }
+        if (with_data)
+          for (int r = 0; r < p; ++r) {
+            Array out = nb::cast<Array>(outputs[r]);
+            std::memcpy(out.data(), data.out[r].data(), out.nbytes());
+          }
+        nb::dict o;
+        o["time"] = res.time;
+        o["finish"] = res.finish;
+        o["max_bytes_sent"] = res.max_bytes_sent;
+        o["max_messages"] = res.max_messages;
+        o["total_bytes"] = res.total_bytes;
+        o["error"] = res.error;
+        o["rounds"] = rounds;
+        o["segments"] = nseg;
+        o["schedule0"] = full[0].describe();
+        return o;
+      },
+      "topology"_a, "coll"_a, "algo"_a, "count"_a, "counts"_a, "root"_a, "dtype"_a, "op"_a, "inputs"_a,
+      "outputs"_a, "overrides"_a = nb::dict(), "segments"_a = 1);
+
+  m.def(
+      "plan_for",
+      [](const Topology& t, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+         const std::string& algo, nb::dict overrides) {
+        Config cfg = config_with(overrides);
+        return plan_dict(choose(t, cfg, cfg.model(t.levels()), desc(coll, count, elem_size, root, counts), algo, true));
+      },
+      "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
+      "overrides"_a = nb::dict());
+
+  nb::class_<Work>(m, "Work")
+      .def("test", &Work::test, nb::call_guard<nb::gil_scoped_release>())
+      .def("wait", &Work::wait, "timeout"_a = -1.0, nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("done", &Work::done)
+      .def_prop_ro("algorithm", &Work::algorithm)
+      .def_prop_ro("seq", &Work::seq);
+
+  nb::class_<Communicator>(m, "Communicator")
+      .def(
+          "__init__",
+          [](Communicator* self, intptr_t fhandle, nb::dict overrides) {
+            MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fhandle));
+            // Only rank 0 reads the environment and the overrides.
+            std::function<Config()> make = [overrides]() {
+              nb::gil_scoped_acquire gil;
+              return config_with(overrides);
+            };
+            nb::gil_scoped_release nogil;
+            new (self) Communicator(comm, make);
+          },
+          "fhandle"_a, "overrides"_a = nb::dict())
+      .def_prop_ro("rank", &Communicator::rank)
+      .def_prop_ro("size", &Communicator::size)
+      .def("topology", &Communicator::topology, nb::rv_policy::reference_internal)
+      .def("config", [](const Communicator& c) {
+        const Config& cfg = c.config();
+        nb::dict d;
+        d["timeout"] = cfg.timeout;
+        d["check"] = cfg.check;
+        d["topology"] = cfg.topology;
+        d["segment"] = cfg.segment_bytes;
+        d["window"] = cfg.window;
+        d["tuning_file"] = cfg.tuning_file;
+        d["tuning_error"] = cfg.tuning_error;
+        nb::dict algo;
+        for (int i = 0; i < static_cast<int>(Coll::count_); ++i)
+          if (!cfg.algo[i].empty()) algo[coll_name(static_cast<Coll>(i))] = cfg.algo[i];
+        d["algo"] = algo;
+        return d;
+      })
+      .def("stats", [](const Communicator& c) {
+        Stats s = c.stats();
+        nb::dict d;
+        d["collectives"] = s.collectives;
+        d["messages_sent"] = s.messages_sent;
+        d["bytes_sent"] = s.bytes_sent;
+        return d;
+      })
+      .def(
+          "run",
+          [](Communicator& c, int coll, RoArray in, Array out, int dtype, int op, size_t count,
+             const std::vector<size_t>& counts, int root, const std::string& algo) {
+            Call k = make_call(coll, in, out, dtype, op, count, counts, root);
+            nb::gil_scoped_release nogil;
+            c.run(k.d, k.in, k.out, k.dtype, k.red, algo);
+          },
+          "coll"_a, "input"_a.noconvert(), "output"_a.noconvert(), "dtype"_a, "op"_a, "count"_a, "counts"_a,
+          "root"_a, "algo"_a)
+      .def(
+          "start",
+          [](Communicator& c, int coll, RoArray in, Array out, int dtype, int op, size_t count,
+             const std::vector<size_t>& counts, int root, const std::string& algo) {
+            Call k = make_call(coll, in, out, dtype, op, count, counts, root);
+            nb::gil_scoped_release nogil;
+            return c.start(k.d, k.in, k.out, k.dtype, k.red, algo);
+          },
+          "coll"_a, "input"_a.noconvert(), "output"_a.noconvert(), "dtype"_a, "op"_a, "count"_a, "counts"_a,
+          "root"_a, "algo"_a)
+      .def(
+          "barrier",
+          [](Communicator& c, const std::string& algo) {
+            CollDesc d;
+            d.coll = Coll::barrier;
+            char dummy = 0;
+            c.run(d, &dummy, &dummy, DType::byte, Reduction{}, algo);
+          },
+          "algo"_a = "", nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "ibarrier",
+          [](Communicator& c, const std::string& algo) {
+            CollDesc d;
+            d.coll = Coll::barrier;
+            static char dummy = 0;
+            return c.start(d, &dummy, &dummy, DType::byte, Reduction{}, algo);
+          },
+          "algo"_a = "", nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "plan",
+          [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+             const std::string& algo) { return plan_dict(c.plan(desc(coll, count, elem_size, root, counts), algo)); },
+          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
+      .def(
+          "explain",
+          [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+             const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts), algo); },
+          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
+      .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
+}

@@ -1,0 +1,54 @@
+// The algorithm registry: every algorithm of every collective, what it needs,
+// and how it builds its schedule for one rank.
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "baobab/config.hpp"
+#include "baobab/schedule.hpp"
+#include "baobab/topology.hpp"
+
+namespace baobab {
+
+// What a collective call asks for, identical on every rank (checked).
+//  allreduce, bcast, reduce : count elements.
+//  reduce_scatter           : counts[r] = elements rank r receives; the input holds sum(counts).
+//  allgather                : counts[r] = elements rank r contributes; the output holds sum(counts).
+//  alltoall                 : counts[s * p + d] = elements rank s sends to rank d.
+//  barrier                  : nothing.
+struct CollDesc {
+  Coll coll = Coll::allreduce;
+  size_t count = 0;
+  size_t elem_size = 1;
+  int root = 0;
+  std::vector<size_t> counts;
+
+  size_t total() const;      // elements in the largest buffer the call touches (for the size sweep)
+  size_t bytes() const { return total() * elem_size; }
+  bool reduces() const { return coll == Coll::allreduce || coll == Coll::reduce_scatter || coll == Coll::reduce; }
+  uint64_t counts_hash() const;
+};
+
+struct Algorithm {
+  std::string name;
+  Coll coll;
+  std::string summary;      // one line: the steps and the cost
+  bool hierarchical = false;
+  bool segmentable = false;  // large messages may be pipelined in independent segments
+  // Returns "" if the algorithm can run this call on this topology, else why not.
+  std::function<std::string(const Topology&, const CollDesc&)> unsupported;
+  // Appends the schedule of `rank` to s.
+  std::function<void(Schedule& s, const Topology&, const CollDesc&, int rank, const CostModel&)> build;
+};
+
+const std::vector<Algorithm>& algorithms();
+const Algorithm* find_algorithm(Coll c, const std::string& name);  // nullptr if unknown
+std::vector<std::string> algorithm_names(Coll c);
+
+// Builds the whole schedule of `rank` (including the local copies that move
+// the input into the output).
+Schedule build_schedule(const Algorithm& a, const Topology& t, const CollDesc& d, int rank, const CostModel& m);
+
+}  // namespace baobab

@@ -1,0 +1,98 @@
+// A baobab communicator: a duplicated MPI communicator (user tags never collide
+// with baobab's), the topology, the configuration every rank agreed on, the
+// cached plans, and the operations in flight.
+//
+// Every collective is started as a Work; blocking calls start and wait. Waits
+// poll with a deadline (BAOBAB_TIMEOUT): on expiry the ranks that never arrived
+// are found over a control channel and named in a TimeoutError. Signatures of
+// every collective (which collective, its sequence number, count, dtype, op,
+// root, algorithm) travel with the first messages and are compared on receipt;
+// a disagreement raises MismatchError on every rank.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "baobab/algorithms.hpp"
+#include "baobab/config.hpp"
+#include "baobab/dtype.hpp"
+#include "baobab/reduce.hpp"
+#include "baobab/select.hpp"
+#include "baobab/topology.hpp"
+
+namespace baobab {
+
+struct CommState;
+struct Execution;
+
+struct Stats {
+  uint64_t collectives = 0;
+  uint64_t messages_sent = 0;
+  uint64_t bytes_sent = 0;
+};
+
+class Work {
+ public:
+  Work(std::shared_ptr<CommState> c, std::shared_ptr<Execution> e);
+  ~Work();
+  bool test();                    // progresses; true once complete; throws if it failed
+  void wait(double timeout = -1);  // seconds; < 0: the communicator's BAOBAB_TIMEOUT from the start
+  bool done() const;
+  const std::string& algorithm() const;
+  uint64_t seq() const;
+  // Held until the operation completes (the bindings keep arrays alive with it).
+  std::shared_ptr<void> keepalive;
+
+ private:
+  std::shared_ptr<CommState> c_;
+  std::shared_ptr<Execution> e_;
+};
+
+class Communicator {
+ public:
+  // Collective over `comm`. Only rank 0 calls make_config (normally
+  // Config::from_env); every rank uses its result, and an exception it throws
+  // is raised on every rank as InvalidArgument.
+  Communicator(MPI_Comm comm, const std::function<Config()>& make_config);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const;
+  int size() const;
+  const Topology& topology() const;
+  const Config& config() const;
+  const CostModel& model() const;
+  Stats stats() const;
+  MPI_Comm mpi_comm() const;  // the duplicated data communicator
+
+  // Starts a collective. `in`/`out` are host pointers laid out as CollDesc says;
+  // `reduction` is used by reducing collectives. Throws InvalidArgument,
+  // MismatchError (a failed communicator), MPIError.
+  std::shared_ptr<Work> start(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
+                              const std::string& algo = "");
+  // Start + wait.
+  void run(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
+           const std::string& algo = "");
+
+  Plan plan(const CollDesc& d, const std::string& algo = "");
+  std::string explain(const CollDesc& d, const std::string& algo = "");
+
+  // Releases MPI resources now (also done by the destructor and at MPI_Finalize).
+  void free();
+
+ private:
+  std::shared_ptr<CommState> s_;
+};
+
+// The library version string of the MPI this core was built against and runs with.
+std::string mpi_library_version();
+// "compiled, N devices", "compiled, no device (reason)" or "not compiled".
+std::string cuda_status();
+// Progresses every operation in flight on every communicator.
+void progress_all();
+
+}  // namespace baobab

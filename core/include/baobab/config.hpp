@@ -1,0 +1,58 @@
+// Run-time configuration: environment variables, the tuning file, and the
+// cost-model parameters. A communicator broadcasts rank 0's configuration at
+// creation so that every rank makes the same algorithm choices.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "baobab/schedule.hpp"
+
+namespace baobab {
+
+// Cost of moving a message between two ranks whose lowest common level is L:
+// alpha (s) + bytes * beta (s/byte). Link class 0 is within a node.
+struct LinkParams {
+  double alpha = 0;
+  double beta = 0;
+};
+
+// The alpha-beta-gamma model. Every constant the model uses lives here.
+struct CostModel {
+  std::vector<LinkParams> link;  // by link level: 0 = same node, 1 = across nodes, 2.. = coarser
+  double gamma = 1.0 / 4e9;      // s per byte reduced
+  double copy = 1.0 / 8e9;       // s per byte copied locally
+  double round_overhead = 0.2e-6;  // s per round: posting, polling
+  // Parameters for link level L (the last one repeats for deeper levels).
+  const LinkParams& at(int L) const;
+  static CostModel defaults(int levels);
+};
+
+struct Config {
+  double timeout = 300.0;           // BAOBAB_TIMEOUT, seconds
+  bool check = true;                // BAOBAB_CHECK: verify signatures of collectives
+  std::string topology;             // BAOBAB_TOPOLOGY
+  std::array<std::string, static_cast<size_t>(Coll::count_)> algo;  // BAOBAB_ALGO, per collective
+  size_t segment_bytes = 1 << 20;   // BAOBAB_SEGMENT: pipelining segment for large messages
+  int window = 4;                   // BAOBAB_WINDOW: segments in flight
+  std::string tuning_file;          // BAOBAB_TUNING (path); loaded values in `tuned`
+  std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file
+  std::string tuning_error;         // why the tuning file could not be read, if it could not
+
+  static Config from_env();
+  // Parses "allreduce=ring,bcast=binomial" into algo[]; throws InvalidArgument.
+  void set_algos(const std::string& spec);
+  std::string serialize() const;
+  static Config deserialize(const std::string& s);
+  // The cost model for a topology of `levels` grouping levels: defaults, then
+  // the tuning file's values (keys "link.<L>.alpha_us", "link.<L>.bw_GBps",
+  // "gamma_GBps", "copy_GBps").
+  CostModel model(int levels) const;
+};
+
+// Reads a tuning file: "key = value" lines, '#' comments.
+std::vector<std::pair<std::string, double>> read_tuning_file(const std::string& path);
+std::string default_tuning_path();
+
+}  // namespace baobab

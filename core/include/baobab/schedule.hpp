@@ -1,0 +1,78 @@
+// A collective is a schedule: rounds of send / recv / reduce / copy operations
+// on symbolic buffers. Algorithms only build schedules; the executor runs them
+// over MPI, the cost model and the simulator replay them on a modelled cluster.
+//
+// Execution semantics of one round (the executor and the simulator both follow
+// them): every send and recv of the round is posted at once; when all of them
+// have completed, the round's local operations (reduce, copy) run in order;
+// then the next round starts. Sends read their buffer as it was when the round
+// started; a recv and a send of the same round never touch the same elements.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace baobab {
+
+enum class Coll : uint8_t { allreduce = 0, reduce_scatter, allgather, bcast, reduce, alltoall, barrier, count_ };
+const char* coll_name(Coll c);
+Coll coll_from_name(const std::string& name);  // throws InvalidArgument
+
+// Buffer ids: the caller's input and output, then scratch buffers owned by the
+// execution (their element counts are Schedule::scratch[id - kScratch]).
+enum : uint8_t { kIn = 0, kOut = 1, kScratch = 2 };
+
+struct Ref {
+  uint8_t buf = kOut;
+  size_t off = 0;  // elements
+  Ref at(size_t delta) const { return Ref{buf, off + delta}; }
+};
+
+enum class OpKind : uint8_t { send, recv, reduce, copy };
+
+struct Op {
+  OpKind kind = OpKind::copy;
+  int peer = -1;      // send / recv: rank in the communicator
+  Ref a{}, b{}, dst{};  // send: a   recv: dst   copy: dst <- a   reduce: dst <- a OP b
+  size_t count = 0;   // elements
+};
+
+struct Round {
+  std::vector<Op> ops;
+  bool has_comm() const;
+};
+
+struct Schedule {
+  std::string algo;
+  std::vector<Round> rounds;
+  std::vector<size_t> scratch;  // element counts of scratch buffers
+  size_t elem_size = 1;
+
+  uint8_t add_scratch(size_t count);
+  Round& new_round() { return rounds.emplace_back(); }
+  // Appends other's rounds after this schedule's; other's scratch ids are renumbered.
+  void append(const Schedule& other);
+  size_t message_count() const;
+  size_t bytes_sent() const;
+  std::string describe() const;  // one line per round, for debugging and explain
+};
+
+// Convenience for builders: a round under construction.
+class RoundBuilder {
+ public:
+  explicit RoundBuilder(Schedule& s) : s_(s) {}
+  void send(int peer, Ref a, size_t n) { comm_.push_back(Op{OpKind::send, peer, a, {}, {}, n}); }
+  void recv(int peer, Ref dst, size_t n) { comm_.push_back(Op{OpKind::recv, peer, {}, {}, dst, n}); }
+  void reduce(Ref dst, Ref a, Ref b, size_t n) { local_.push_back(Op{OpKind::reduce, -1, a, b, dst, n}); }
+  void copy(Ref dst, Ref a, size_t n) { local_.push_back(Op{OpKind::copy, -1, a, {}, dst, n}); }
+  // Closes the round: appends it to the schedule if it holds anything.
+  void done();
+  ~RoundBuilder() { done(); }
+
+ private:
+  Schedule& s_;
+  std::vector<Op> comm_, local_;
+};
+
+}  // namespace baobab

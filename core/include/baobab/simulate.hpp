@@ -1,0 +1,50 @@
+// Replays the schedules of every rank on a modelled cluster.
+//
+// Timing: a discrete-event model of the alpha-beta-gamma costs. A message of b
+// bytes between ranks whose link level is L leaves its sender at
+// max(post time, sender's previous injection end, node uplink free) and takes
+// b*beta_L to inject and alpha_L to arrive; above the node level the node's up-
+// and downlinks are shared by all its ranks, so concurrent rails or leaders
+// contend as they do on a NIC. A round ends when its messages are delivered;
+// then its reductions (gamma per byte) and copies run.
+//
+// Checking: every receive is matched with the sender's message in MPI order and
+// the sizes must agree; ranks left waiting are reported as a deadlock.
+//
+// Data: optionally every rank gets real buffers and the simulator moves and
+// reduces real bytes, which makes it a reference executor for algorithm tests.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "baobab/config.hpp"
+#include "baobab/reduce.hpp"
+#include "baobab/schedule.hpp"
+#include "baobab/topology.hpp"
+
+namespace baobab {
+
+struct SimLane {
+  const Schedule* schedule = nullptr;
+  size_t in_shift = 0, out_shift = 0;  // elements, for pipelined segments
+};
+
+struct SimData {
+  std::vector<std::vector<char>> in, out;  // per rank
+  Reduction reduction;
+};
+
+struct SimResult {
+  double time = 0;               // when the last rank finished (s)
+  std::vector<double> finish;    // per rank
+  size_t max_bytes_sent = 0;     // per rank, the largest
+  size_t max_messages = 0;       // per rank, the largest
+  size_t total_bytes = 0;
+  std::string error;             // size mismatch or deadlock; empty if none
+};
+
+// lanes[r] = the segments of rank r, run with at most `window` in flight.
+SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
+                   SimData* data = nullptr);
+
+}  // namespace baobab

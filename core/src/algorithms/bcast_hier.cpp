@@ -1,0 +1,50 @@
+// bcast / hier: per level, broadcast among group leaders first (the root leads
+// its own group), recursively from the coarsest level, then binomial inside each
+// group. Cost (two levels): ceil(log2 N)(a1 + n b1) + ceil(log2 s)(a0 + n b0);
+// each node receives the data across the slow link once. Pipelined in segments.
+#include <algorithm>
+
+#include "build.hpp"
+#include "registry.hpp"
+
+namespace baobab::algo {
+namespace {
+
+void hier_bcast(Schedule& s, const Topology& t, const Group& g, int L, uint8_t buf, const Extents& e, int root,
+                int rank) {
+  if (g.size() <= 1 || !g.member()) return;
+  if (L >= t.levels()) return binomial_bcast(s, g, buf, e, root);
+  auto parts = parts_at(t, g, L, rank);
+  if (parts.size() == 1) return binomial_bcast(s, g, buf, e, root);
+  const int root_rank = g[root];
+  std::vector<int> leaders;
+  for (const auto& q : parts) {
+    bool has_root = std::find(q.ranks.begin(), q.ranks.end(), root_rank) != q.ranks.end();
+    leaders.push_back(has_root ? root_rank : q[0]);
+  }
+  Group lead(leaders, rank);
+  int lroot = static_cast<int>(std::find(leaders.begin(), leaders.end(), root_rank) - leaders.begin());
+  if (lead.member()) hier_bcast(s, t, lead, L + 1, buf, e, lroot, rank);
+  const int pi = part_of(parts, rank);
+  const Group& P = parts[pi];
+  int proot = static_cast<int>(std::find(P.ranks.begin(), P.ranks.end(), leaders[pi]) - P.ranks.begin());
+  binomial_bcast(s, P, buf, e, proot);
+}
+
+}  // namespace
+
+Algorithm bcast_hier() {
+  Algorithm a;
+  a.name = "hier";
+  a.coll = Coll::bcast;
+  a.hierarchical = true;
+  a.segmentable = true;
+  a.summary = "per level: bcast among group leaders, then binomial in group; pipelined in segments";
+  a.unsupported = always;
+  a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
+    if (rank == d.root) { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
+    hier_bcast(s, t, Group::world(t.size(), rank), 0, kOut, Extents{Span{0, d.count}}, d.root, rank);
+  };
+  return a;
+}
+}  // namespace baobab::algo

@@ -1,0 +1,374 @@
+// Flat building blocks used by the algorithm files. Costs use p members,
+// n bytes, alpha/beta/gamma of the link level the group spans.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "build.hpp"
+
+namespace baobab::algo {
+
+Group::Group(std::vector<int> r, int rank) : ranks(std::move(r)) {
+  for (int i = 0; i < size(); ++i)
+    if (ranks[i] == rank) me = i;
+}
+
+Group Group::world(int size, int rank) {
+  std::vector<int> r(size);
+  for (int i = 0; i < size; ++i) r[i] = i;
+  return Group(std::move(r), rank);
+}
+
+size_t total(const Extents& e) {
+  size_t n = 0;
+  for (auto s : e) n += s.len;
+  return n;
+}
+
+Extents shifted(const Extents& e, size_t delta) {
+  Extents out = e;
+  for (auto& s : out) s.off += delta;
+  return out;
+}
+
+void append_merged(Extents& e, Span s) {
+  if (s.len == 0) return;
+  if (!e.empty() && e.back().off + e.back().len == s.off) e.back().len += s.len;
+  else e.push_back(s);
+}
+
+Blocks Blocks::even(size_t count, int parts) {
+  Blocks b;
+  b.off.resize(parts);
+  b.cnt.resize(parts);
+  size_t base = count / parts, extra = count % parts, o = 0;
+  for (int i = 0; i < parts; ++i) {
+    b.off[i] = o;
+    b.cnt[i] = base + (static_cast<size_t>(i) < extra ? 1 : 0);
+    o += b.cnt[i];
+  }
+  b.total = count;
+  return b;
+}
+
+Blocks Blocks::of(const std::vector<size_t>& counts) {
+  Blocks b;
+  size_t o = 0;
+  for (size_t c : counts) {
+    b.off.push_back(o);
+    b.cnt.push_back(c);
+    o += c;
+  }
+  b.total = o;
+  return b;
+}
+
+size_t Blocks::max() const { return cnt.empty() ? 0 : *std::max_element(cnt.begin(), cnt.end()); }
+
+static Blocks offset_by(Blocks b, size_t off) {
+  for (auto& o : b.off) o += off;
+  return b;
+}
+
+// Ring reduce-scatter: p-1 rounds; at step k member i sends block i-k-1 to
+// its right neighbour and folds block i-k-2 received from its left one.
+// Cost: (p-1) alpha + (p-1)/p n beta + (p-1)/p n gamma.
+void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
+  const int p = g.size(), i = g.me;
+  if (p <= 1 || i < 0) return;
+  const uint8_t tmp = s.add_scratch(b.max());
+  const int right = g[(i + 1) % p], left = g[(i + p - 1) % p];
+  for (int k = 0; k < p - 1; ++k) {
+    const int si = ((i - k - 1) % p + p) % p, ri = ((i - k - 2) % p + p) % p;
+    RoundBuilder r(s);
+    r.send(right, Ref{buf, b.off[si]}, b.cnt[si]);
+    r.recv(left, Ref{tmp, 0}, b.cnt[ri]);
+    r.reduce(Ref{buf, b.off[ri]}, Ref{tmp, 0}, Ref{buf, b.off[ri]}, b.cnt[ri]);
+  }
+}
+
+// Ring allgather: p-1 rounds, (p-1) alpha + (p-1)/p n beta.
+void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units) {
+  const int p = g.size(), i = g.me;
+  if (p <= 1 || i < 0) return;
+  const int right = g[(i + 1) % p], left = g[(i + p - 1) % p];
+  for (int k = 0; k < p - 1; ++k) {
+    const int si = ((i - k) % p + p) % p, ri = ((i - k - 1) % p + p) % p;
+    R r(s);
+    r.send(right, buf, units[si]);
+    r.recv(left, buf, units[ri]);
+  }
+}
+
+void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
+  std::vector<Extents> units(b.off.size());
+  for (size_t i = 0; i < units.size(); ++i) units[i] = {Span{b.off[i], b.cnt[i]}};
+  ring_allgather(s, g, buf, units);
+}
+
+void ring_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
+  Blocks b = offset_by(Blocks::even(count, g.size()), off);
+  ring_reduce_scatter(s, g, buf, b);
+  ring_allgather(s, g, buf, b);
+}
+
+namespace {
+
+// The non-power-of-two fold used by recursive doubling and Rabenseifner: the
+// first 2*rem members pair up, evens hand their data to the odd neighbour and
+// wait for the result. Returns the caller's index among the p2 survivors, or -1.
+struct Fold {
+  int p2 = 1, rem = 0, newidx = -1;
+  int real(int v) const { return v < rem ? 2 * v + 1 : v + rem; }
+};
+
+Fold fold_in(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, uint8_t tmp) {
+  Fold f;
+  const int p = g.size(), i = g.me;
+  f.p2 = floor_pow2(p);
+  f.rem = p - f.p2;
+  if (i < 2 * f.rem) {
+    RoundBuilder r(s);
+    if (i % 2 == 0) {
+      r.send(g[i + 1], Ref{buf, off}, count);
+      f.newidx = -1;
+    } else {
+      r.recv(g[i - 1], Ref{tmp, 0}, count);
+      r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{buf, off}, count);
+      f.newidx = i / 2;
+    }
+  } else {
+    f.newidx = i - f.rem;
+  }
+  return f;
+}
+
+void fold_out(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, const Fold&) {
+  const int i = g.me;
+  const int rem = g.size() - floor_pow2(g.size());
+  if (i < 2 * rem) {
+    RoundBuilder r(s);
+    if (i % 2 == 1) r.send(g[i - 1], Ref{buf, off}, count);
+    else r.recv(g[i + 1], Ref{buf, off}, count);
+  }
+}
+
+}  // namespace
+
+// Recursive doubling: log2(p) exchanges of the whole vector.
+// Cost: ceil(log2 p) (alpha + n beta + n gamma), plus 2 (alpha + n beta) + n gamma
+// for the fold when p is not a power of two.
+void rd_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
+  if (g.size() <= 1 || g.me < 0) return;
+  const uint8_t tmp = s.add_scratch(count);
+  Fold f = fold_in(s, g, buf, off, count, tmp);
+  if (f.newidx >= 0) {
+    for (int mask = 1; mask < f.p2; mask <<= 1) {
+      const int partner = f.newidx ^ mask;
+      const int peer = g[f.real(partner)];
+      RoundBuilder r(s);
+      r.send(peer, Ref{buf, off}, count);
+      r.recv(peer, Ref{tmp, 0}, count);
+      // Lower index on the left: both partners compute the same bits.
+      if (partner < f.newidx) r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{buf, off}, count);
+      else r.reduce(Ref{buf, off}, Ref{buf, off}, Ref{tmp, 0}, count);
+    }
+  }
+  fold_out(s, g, buf, off, count, f);
+}
+
+// Rabenseifner: reduce-scatter by recursive halving, then allgather by recursive
+// doubling, among the p2 survivors of the fold.
+// Cost: 2 log2(p) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma (+ fold).
+void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
+  if (g.size() <= 1 || g.me < 0) return;
+  const int p2 = floor_pow2(g.size());
+  const Blocks b = offset_by(Blocks::even(count, p2), off);
+  const uint8_t tmp = s.add_scratch(count);  // the fold receives everything
+  Fold f = fold_in(s, g, buf, off, count, tmp);
+  auto span = [&](int lo, int hi) { return Span{b.off[lo], b.off[hi - 1] + b.cnt[hi - 1] - b.off[lo]}; };
+  if (f.newidx >= 0) {
+    const int v = f.newidx;
+    int lo = 0, hi = p2;
+    for (int mask = p2 / 2; mask >= 1; mask >>= 1) {
+      const int partner = v ^ mask;
+      const int peer = g[f.real(partner)];
+      const int mid = lo + (hi - lo) / 2;
+      const bool upper = (v & mask) != 0;
+      const Span keep = upper ? span(mid, hi) : span(lo, mid);
+      const Span give = upper ? span(lo, mid) : span(mid, hi);
+      RoundBuilder r(s);
+      r.send(peer, Ref{buf, give.off}, give.len);
+      r.recv(peer, Ref{tmp, 0}, keep.len);
+      if (partner < v) r.reduce(Ref{buf, keep.off}, Ref{tmp, 0}, Ref{buf, keep.off}, keep.len);
+      else r.reduce(Ref{buf, keep.off}, Ref{buf, keep.off}, Ref{tmp, 0}, keep.len);
+      if (upper) lo = mid;
+      else hi = mid;
+    }
+    for (int mask = 1; mask < p2; mask <<= 1) {
+      const int partner = v ^ mask;
+      const int peer = g[f.real(partner)];
+      const int mylo = v & ~(mask - 1), plo = partner & ~(mask - 1);
+      const Span mine = span(mylo, mylo + mask), theirs = span(plo, plo + mask);
+      RoundBuilder r(s);
+      r.send(peer, Ref{buf, mine.off}, mine.len);
+      r.recv(peer, Ref{buf, theirs.off}, theirs.len);
+    }
+  }
+  fold_out(s, g, buf, off, count, f);
+}
+
+void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, const CostModel& m,
+                         int level) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  const LinkParams lp = m.at(level);
+  const double n = static_cast<double>(count * s.elem_size);
+  const int p2 = floor_pow2(p);
+  const double logp = std::log2(static_cast<double>(p2));
+  const double fold = p2 == p ? 0.0 : 2 * (lp.alpha + n * lp.beta) + n * m.gamma;
+  const double rd = logp * (lp.alpha + n * lp.beta + n * m.gamma) + fold;
+  const double rab = 2 * logp * lp.alpha + 2.0 * (p2 - 1) / p2 * n * lp.beta + 1.0 * (p2 - 1) / p2 * n * m.gamma + fold;
+  const double ring = 2.0 * (p - 1) * lp.alpha + 2.0 * (p - 1) / p * n * lp.beta + 1.0 * (p - 1) / p * n * m.gamma;
+  if (rd <= rab && rd <= ring) rd_allreduce(s, g, buf, off, count);
+  else if (rab <= ring) rabenseifner_allreduce(s, g, buf, off, count);
+  else ring_allreduce(s, g, buf, off, count);
+}
+
+// Binomial tree broadcast: ceil(log2 p) (alpha + n beta) on the critical path.
+void binomial_bcast(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  const int v = (g.me - root + p) % p;
+  auto real = [&](int x) { return g[(x + root) % p]; };
+  int mask = 1;
+  while (mask < p) {
+    if (v & mask) {
+      R r(s);
+      r.recv(real(v - mask), buf, e);
+      break;
+    }
+    mask <<= 1;
+  }
+  mask >>= 1;
+  while (mask > 0) {
+    if (v + mask < p) {
+      R r(s);
+      r.send(real(v + mask), buf, e);
+    }
+    mask >>= 1;
+  }
+}
+
+// Binomial tree reduction to root: ceil(log2 p) (alpha + n beta + n gamma).
+void binomial_reduce(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  const int v = (g.me - root + p) % p;
+  auto real = [&](int x) { return g[(x + root) % p]; };
+  const size_t n = total(e);
+  uint8_t tmp = 0;
+  bool have_tmp = false;
+  for (int mask = 1; mask < p; mask <<= 1) {
+    if ((v & mask) == 0) {
+      const int src = v | mask;
+      if (src >= p) continue;
+      if (!have_tmp) {
+        tmp = s.add_scratch(n);
+        have_tmp = true;
+      }
+      Extents te{Span{0, n}};
+      R r(s);
+      r.recv(real(src), tmp, te);
+      size_t t = 0;
+      for (auto sp : e) {
+        r.b().reduce(Ref{buf, sp.off}, Ref{buf, sp.off}, Ref{tmp, t}, sp.len);
+        t += sp.len;
+      }
+    } else {
+      R r(s);
+      r.send(real(v - mask), buf, e);
+      break;
+    }
+  }
+}
+
+// Binomial scatter: the subtree of relative index v holds blocks [v, v + lowbit(v)).
+// Cost: ceil(log2 p) alpha + (p-1)/p n beta.
+void binomial_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& rel, int root) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  const int v = (g.me - root + p) % p;
+  auto real = [&](int x) { return g[(x + root) % p]; };
+  auto span = [&](int lo, int hi) {
+    hi = std::min(hi, p);
+    return Extents{Span{rel.off[lo], rel.off[hi - 1] + rel.cnt[hi - 1] - rel.off[lo]}};
+  };
+  int mask = 1;
+  while (mask < p) {
+    if (v & mask) {
+      R r(s);
+      r.recv(real(v - mask), buf, span(v, v + mask));
+      break;
+    }
+    mask <<= 1;
+  }
+  mask >>= 1;
+  while (mask > 0) {
+    if (v + mask < p) {
+      R r(s);
+      r.send(real(v + mask), buf, span(v + mask, v + 2 * mask));
+    }
+    mask >>= 1;
+  }
+}
+
+// Linear gather: every member sends its unit to the root in one round.
+void linear_gather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units, int root) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  R r(s);
+  if (g.me == root) {
+    for (int i = 0; i < p; ++i)
+      if (i != root) r.recv(g[i], buf, units[i]);
+  } else {
+    r.send(g[root], buf, units[g.me]);
+  }
+}
+
+// Dissemination barrier: ceil(log2 p) rounds of zero-byte messages.
+void dissemination(Schedule& s, const Group& g) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  for (int d = 1; d < p; d <<= 1) {
+    RoundBuilder r(s);
+    r.send(g[(g.me + d) % p], Ref{kOut, 0}, 0);
+    r.recv(g[(g.me - d + p) % p], Ref{kOut, 0}, 0);
+  }
+}
+
+std::vector<Group> parts_at(const Topology& t, const Group& g, int L, int rank) {
+  std::map<int, size_t> index;
+  std::vector<std::vector<int>> members;
+  for (int r : g.ranks) {
+    int id = t.group(L, r);
+    auto it = index.find(id);
+    if (it == index.end()) {
+      it = index.emplace(id, members.size()).first;
+      members.emplace_back();
+    }
+    members[it->second].push_back(r);
+  }
+  std::vector<Group> out;
+  for (auto& m : members) out.emplace_back(std::move(m), rank);
+  return out;
+}
+
+int part_of(const std::vector<Group>& parts, int comm_rank) {
+  for (size_t i = 0; i < parts.size(); ++i)
+    for (int r : parts[i].ranks)
+      if (r == comm_rank) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace baobab::algo

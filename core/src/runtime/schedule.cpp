@@ -1,0 +1,110 @@
+#include "baobab/schedule.hpp"
+
+#include <sstream>
+
+#include "baobab/error.hpp"
+
+namespace baobab {
+
+namespace {
+constexpr const char* kCollNames[] = {"allreduce", "reduce_scatter", "allgather", "bcast",
+                                      "reduce",    "alltoall",       "barrier"};
+}
+
+const char* coll_name(Coll c) {
+  auto i = static_cast<size_t>(c);
+  return i < static_cast<size_t>(Coll::count_) ? kCollNames[i] : "?";
+}
+
+Coll coll_from_name(const std::string& name) {
+  for (size_t i = 0; i < static_cast<size_t>(Coll::count_); ++i)
+    if (name == kCollNames[i]) return static_cast<Coll>(i);
+  if (name == "alltoallv") return Coll::alltoall;
+  if (name == "allgatherv") return Coll::allgather;
+  if (name == "broadcast") return Coll::bcast;
+  std::string known;
+  for (auto n : kCollNames) known += std::string(known.empty() ? "" : ", ") + n;
+  throw InvalidArgument("unknown collective '" + name + "' (known: " + known + ")");
+}
+
+bool Round::has_comm() const {
+  for (const auto& op : ops)
+    if (op.kind == OpKind::send || op.kind == OpKind::recv) return true;
+  return false;
+}
+
+uint8_t Schedule::add_scratch(size_t count) {
+  if (scratch.size() >= 250) throw Error("schedule needs too many scratch buffers");
+  scratch.push_back(count);
+  return static_cast<uint8_t>(kScratch + scratch.size() - 1);
+}
+
+void Schedule::append(const Schedule& other) {
+  const size_t base = scratch.size();
+  for (size_t c : other.scratch) scratch.push_back(c);
+  auto fix = [base](Ref& r) {
+    if (r.buf >= kScratch) r.buf = static_cast<uint8_t>(r.buf + base);
+  };
+  for (Round r : other.rounds) {
+    for (Op& op : r.ops) {
+      fix(op.a);
+      fix(op.b);
+      fix(op.dst);
+    }
+    rounds.push_back(std::move(r));
+  }
+}
+
+size_t Schedule::message_count() const {
+  size_t n = 0;
+  for (const auto& r : rounds)
+    for (const auto& op : r.ops) n += op.kind == OpKind::send;
+  return n;
+}
+
+size_t Schedule::bytes_sent() const {
+  size_t n = 0;
+  for (const auto& r : rounds)
+    for (const auto& op : r.ops)
+      if (op.kind == OpKind::send) n += op.count * elem_size;
+  return n;
+}
+
+std::string Schedule::describe() const {
+  auto ref = [](const Ref& r) {
+    std::ostringstream o;
+    if (r.buf == kIn) o << "in";
+    else if (r.buf == kOut) o << "out";
+    else o << "s" << (r.buf - kScratch);
+    o << "[" << r.off << "]";
+    return o.str();
+  };
+  std::ostringstream o;
+  o << algo << ": " << rounds.size() << " rounds\n";
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    o << "  round " << i << ":";
+    for (const auto& op : rounds[i].ops) {
+      switch (op.kind) {
+        case OpKind::send: o << " send(" << op.peer << ", " << ref(op.a) << ", " << op.count << ")"; break;
+        case OpKind::recv: o << " recv(" << op.peer << ", " << ref(op.dst) << ", " << op.count << ")"; break;
+        case OpKind::reduce:
+          o << " reduce(" << ref(op.dst) << " = " << ref(op.a) << " op " << ref(op.b) << ", " << op.count << ")";
+          break;
+        case OpKind::copy: o << " copy(" << ref(op.dst) << " = " << ref(op.a) << ", " << op.count << ")"; break;
+      }
+    }
+    o << "\n";
+  }
+  return o.str();
+}
+
+void RoundBuilder::done() {
+  if (comm_.empty() && local_.empty()) return;
+  Round& r = s_.new_round();
+  r.ops = std::move(comm_);
+  for (auto& op : local_) r.ops.push_back(op);
+  comm_.clear();
+  local_.clear();
+}
+
+}  // namespace baobab

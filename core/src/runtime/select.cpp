@@ -1,0 +1,173 @@
+#include "baobab/select.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+#include "baobab/error.hpp"
+
+namespace baobab {
+
+std::pair<size_t, size_t> segmentation(const Config& cfg, const CollDesc& d) {
+  const size_t bytes = d.count * d.elem_size;
+  if (bytes <= cfg.segment_bytes || d.elem_size == 0) return {1, d.count};
+  size_t seg = std::max<size_t>(1, cfg.segment_bytes / d.elem_size);
+  return {(d.count + seg - 1) / seg, seg};
+}
+
+namespace {
+
+Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
+                       const CollDesc& d, size_t nseg, size_t seg_count) {
+  Candidate c;
+  c.name = a.name;
+  c.segments = nseg;
+  const int p = t.size();
+  std::vector<Schedule> full(p), last(p);
+  std::vector<std::vector<SimLane>> lanes(p);
+  CollDesc sd = d;
+  sd.count = nseg > 1 ? seg_count : d.count;
+  CollDesc ld = d;
+  ld.count = d.count - (nseg - 1) * seg_count;
+  for (int r = 0; r < p; ++r) {
+    full[r] = build_schedule(a, t, sd, r, m);
+    if (nseg > 1) last[r] = build_schedule(a, t, ld, r, m);
+    c.rounds = std::max(c.rounds, full[r].rounds.size());
+  }
+  for (int r = 0; r < p; ++r)
+    for (size_t s = 0; s < nseg; ++s) {
+      const Schedule* sch = (nseg > 1 && s == nseg - 1) ? &last[r] : &full[r];
+      lanes[r].push_back(SimLane{sch, s * seg_count, s * seg_count});
+    }
+  SimResult res = simulate(t, m, lanes, nseg > 1 ? cfg.window : 1);
+  c.predicted = res.time;
+  c.bytes_sent = res.max_bytes_sent;
+  c.messages = res.max_messages;
+  c.error = res.error;
+  return c;
+}
+
+std::string fmt_time(double s) {
+  char b[32];
+  if (s < 1e-3) std::snprintf(b, sizeof b, "%.2f us", s * 1e6);
+  else if (s < 1) std::snprintf(b, sizeof b, "%.3f ms", s * 1e3);
+  else std::snprintf(b, sizeof b, "%.3f s", s);
+  return b;
+}
+
+std::string fmt_bytes(size_t n) {
+  char b[32];
+  if (n < 1024) std::snprintf(b, sizeof b, "%zu B", n);
+  else if (n < (1u << 20)) std::snprintf(b, sizeof b, "%.1f KiB", n / 1024.0);
+  else if (n < (1u << 30)) std::snprintf(b, sizeof b, "%.1f MiB", n / 1048576.0);
+  else std::snprintf(b, sizeof b, "%.2f GiB", n / 1073741824.0);
+  return b;
+}
+
+}  // namespace
+
+Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
+                         const CollDesc& d, size_t segments) {
+  Candidate c;
+  c.name = a.name;
+  c.unsupported = a.unsupported(t, d);
+  if (!c.unsupported.empty()) return c;
+  auto [nseg, seg_count] = segmentation(cfg, d);
+  if (!a.segmentable || segments == 1) nseg = 1;
+  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count);
+  if (nseg <= 1) return whole;
+  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count);
+  return (segments > 1 || piped.predicted < whole.predicted) ? piped : whole;
+}
+
+Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d, const std::string& forced_in,
+            bool cost_all) {
+  Plan plan;
+  std::string forced = forced_in;
+  if (forced == "auto") forced.clear();
+  std::string source = "algo=";
+  if (forced.empty() && !cfg.algo[static_cast<size_t>(d.coll)].empty()) {
+    forced = cfg.algo[static_cast<size_t>(d.coll)];
+    source = "BAOBAB_ALGO";
+    if (forced == "auto") forced.clear();
+  }
+  if (!forced.empty()) {
+    const Algorithm* a = find_algorithm(d.coll, forced);
+    if (!a) {
+      std::string known;
+      for (const auto& n : algorithm_names(d.coll)) known += (known.empty() ? "" : ", ") + n;
+      throw InvalidArgument("unknown " + std::string(coll_name(d.coll)) + " algorithm '" + forced + "' (from " +
+                            source + "; known: " + known + ", auto)");
+    }
+    std::string why = a->unsupported(t, d);
+    if (!why.empty())
+      throw InvalidArgument(std::string(coll_name(d.coll)) + " algorithm '" + forced + "' " + why);
+    plan.algo = a;
+    plan.reason = "forced by " + source;
+    if (!cost_all) {
+      auto [nseg, seg] = segmentation(cfg, d);
+      plan.segments = a->segmentable ? nseg : 1;
+      plan.seg_count = plan.segments > 1 ? seg : d.count;
+      return plan;
+    }
+  }
+  const Candidate* best = nullptr;
+  for (const auto& a : algorithms()) {
+    if (a.coll != d.coll) continue;
+    plan.candidates.push_back(cost_algorithm(a, t, cfg, m, d));
+  }
+  for (const auto& c : plan.candidates) {
+    if (!c.unsupported.empty() || !c.error.empty()) continue;
+    if (!best || c.predicted < best->predicted) best = &c;
+  }
+  if (!plan.algo) {
+    if (!best) throw Error(std::string("no algorithm can run ") + coll_name(d.coll) + " here");
+    plan.algo = find_algorithm(d.coll, best->name);
+    plan.reason = "lowest predicted time";
+  }
+  for (const auto& c : plan.candidates)
+    if (c.name == plan.algo->name) {
+      plan.segments = c.segments;
+      plan.seg_count = c.segments > 1 ? segmentation(cfg, d).second : d.count;
+    }
+  return plan;
+}
+
+std::string explain(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d,
+                    const std::string& forced) {
+  Plan plan = choose(t, cfg, m, d, forced, true);
+  std::ostringstream o;
+  o << coll_name(d.coll) << " of " << fmt_bytes(d.bytes()) << " on " << t.size() << " ranks, " << t.num_nodes()
+    << " nodes";
+  for (int L = 1; L < t.levels(); ++L) o << ", " << t.num_groups(L) << " " << t.level_name(L) << " groups";
+  o << "\nmodel:";
+  for (int L = 0; L <= t.levels(); ++L) {
+    const LinkParams& lp = m.at(L);
+    std::string name = L == 0 ? "intra-node" : (L < t.levels() ? "intra-" + t.level_name(L) : "top");
+    char b[128];
+    std::snprintf(b, sizeof b, " [%s: %.2f us, %.2f GB/s]", name.c_str(), lp.alpha * 1e6, 1e-9 / lp.beta);
+    o << b;
+  }
+  char g[96];
+  std::snprintf(g, sizeof g, " [reduce %.2f GB/s, copy %.2f GB/s]", 1e-9 / m.gamma, 1e-9 / m.copy);
+  o << g << (cfg.tuning_file.empty() ? " (defaults)" : " (tuning: " + cfg.tuning_file + ")") << "\n";
+  char head[160];
+  std::snprintf(head, sizeof head, "  %-20s %14s %9s %8s %12s %8s\n", "algorithm", "predicted", "segments",
+                "rounds", "sent/rank", "msgs");
+  o << head;
+  for (const auto& c : plan.candidates) {
+    char line[256];
+    const bool chosen = plan.algo && c.name == plan.algo->name;
+    if (!c.unsupported.empty()) {
+      std::snprintf(line, sizeof line, "  %-20s %14s   (%s)\n", c.name.c_str(), "-", c.unsupported.c_str());
+    } else {
+      std::snprintf(line, sizeof line, "%s %-20s %14s %9zu %8zu %12s %8zu%s\n", chosen ? "*" : " ", c.name.c_str(),
+                    fmt_time(c.predicted).c_str(), c.segments, c.rounds, fmt_bytes(c.bytes_sent).c_str(), c.messages,
+                    c.error.empty() ? "" : ("  ERROR: " + c.error).c_str());
+    }
+    o << line;
+  }
+  o << "choice: " << (plan.algo ? plan.algo->name : "none") << " (" << plan.reason << ")\n";
+  return o.str();
+}
+
+}  // namespace baobab

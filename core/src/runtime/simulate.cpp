@@ -1,0 +1,192 @@
+#include "baobab/simulate.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <queue>
+#include <sstream>
+#include <tuple>
+
+namespace baobab {
+
+namespace {
+
+struct Message {
+  double arrive;
+  size_t bytes;
+  std::vector<char> payload;
+};
+
+struct Proc {  // one segment of one rank
+  size_t round = 0;
+  bool started = false, done = false, blocked = false;
+  double round_start = 0, send_end = 0, max_arrive = 0;
+  size_t matched = 0;
+  std::vector<std::vector<char>> scratch;
+};
+
+}  // namespace
+
+SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
+                   SimData* data) {
+  const int p = t.size();
+  SimResult res;
+  res.finish.assign(p, 0.0);
+  std::vector<size_t> bytes_sent(p, 0), msgs_sent(p, 0);
+  std::vector<std::vector<Proc>> procs(p);
+  for (int r = 0; r < p; ++r) procs[r].resize(lanes[r].size());
+  std::vector<double> out_free(p, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
+  std::map<std::tuple<int, int, size_t>, std::deque<Message>> queues;  // (src, dst, segment)
+  using Event = std::tuple<double, int, size_t>;                        // time, rank, segment
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
+
+  auto elem = [&](int r, size_t seg) { return lanes[r][seg].schedule->elem_size; };
+  auto ptr = [&](int r, size_t seg, const Ref& ref) -> char* {
+    const SimLane& l = lanes[r][seg];
+    const size_t es = l.schedule->elem_size;
+    if (ref.buf == kIn) return data->in[r].data() + (ref.off + l.in_shift) * es;
+    if (ref.buf == kOut) return data->out[r].data() + (ref.off + l.out_shift) * es;
+    return procs[r][seg].scratch[ref.buf - kScratch].data() + ref.off * es;
+  };
+
+  auto start = [&](int r, size_t seg, double at) { events.emplace(at, r, seg); };
+  for (int r = 0; r < p; ++r)
+    for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
+
+  // Completes the current round of (r, seg) if every receive has its message.
+  std::function<void(int, size_t)> try_complete = [&](int r, size_t seg) {
+    Proc& pr = procs[r][seg];
+    const Schedule& s = *lanes[r][seg].schedule;
+    const Round& round = s.rounds[pr.round];
+    size_t k = 0;
+    std::vector<const Op*> recvs;
+    for (const Op& op : round.ops)
+      if (op.kind == OpKind::recv) recvs.push_back(&op);
+    for (k = pr.matched; k < recvs.size(); ++k) {
+      auto& q = queues[{recvs[k]->peer, r, seg}];
+      if (q.empty()) {
+        pr.blocked = true;
+        pr.matched = k;
+        return;
+      }
+      Message msg = std::move(q.front());
+      q.pop_front();
+      const size_t want = recvs[k]->count * s.elem_size;
+      if (msg.bytes != want && res.error.empty()) {
+        std::ostringstream e;
+        e << "size mismatch: rank " << r << " segment " << seg << " round " << pr.round << " expects " << want
+          << " bytes from rank " << recvs[k]->peer << ", which sent " << msg.bytes;
+        res.error = e.str();
+      }
+      pr.max_arrive = std::max(pr.max_arrive, msg.arrive);
+      if (data && msg.bytes == want && want) std::memcpy(ptr(r, seg, recvs[k]->dst), msg.payload.data(), want);
+    }
+    pr.blocked = false;
+    pr.matched = 0;
+    double done = std::max({pr.round_start, pr.send_end, pr.max_arrive});
+    if (round.has_comm()) done += m.round_overhead;
+    for (const Op& op : round.ops) {
+      const double bytes = static_cast<double>(op.count * s.elem_size);
+      if (op.kind == OpKind::reduce) {
+        done += bytes * m.gamma;
+        if (data && op.count) data->reduction(ptr(r, seg, op.dst), ptr(r, seg, op.a), ptr(r, seg, op.b), op.count);
+      } else if (op.kind == OpKind::copy) {
+        char* d = data ? ptr(r, seg, op.dst) : nullptr;
+        const char* a = data ? ptr(r, seg, op.a) : nullptr;
+        if (d != a || !data) done += bytes * m.copy;
+        if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
+      }
+    }
+    pr.round++;
+    if (pr.round < s.rounds.size()) {
+      start(r, seg, done);
+    } else {
+      pr.done = true;
+      pr.scratch.clear();
+      res.finish[r] = std::max(res.finish[r], done);
+      if (seg + window < lanes[r].size()) start(r, seg + window, done);
+    }
+  };
+
+  while (!events.empty()) {
+    auto [now, r, seg] = events.top();
+    events.pop();
+    Proc& pr = procs[r][seg];
+    const Schedule& s = *lanes[r][seg].schedule;
+    if (!pr.started) {
+      pr.started = true;
+      if (data)
+        for (size_t c : s.scratch) pr.scratch.emplace_back(c * s.elem_size);
+      if (s.rounds.empty()) {
+        pr.done = true;
+        res.finish[r] = std::max(res.finish[r], now);
+        if (seg + window < lanes[r].size()) start(r, seg + window, now);
+        continue;
+      }
+    }
+    pr.round_start = now;
+    pr.send_end = now;
+    pr.max_arrive = now;
+    pr.matched = 0;
+    const Round& round = s.rounds[pr.round];
+    for (const Op& op : round.ops) {
+      if (op.kind != OpKind::send) continue;
+      const size_t bytes = op.count * elem(r, seg);
+      const int L = t.link_level(r, op.peer);
+      const LinkParams lp = m.at(L);
+      const double tx = static_cast<double>(bytes) * lp.beta;
+      double begin = std::max(now, out_free[r]);
+      const int na = t.node_of(r), nb = t.node_of(op.peer);
+      if (L >= 1) begin = std::max(begin, nic_out[na]);
+      double end = begin + tx;
+      out_free[r] = end;
+      double arrive = end;
+      if (L >= 1) {
+        nic_out[na] = end;
+        arrive = std::max(end, nic_in[nb] + tx);
+        nic_in[nb] = arrive;
+      }
+      arrive += lp.alpha;
+      pr.send_end = std::max(pr.send_end, end);
+      bytes_sent[r] += bytes;
+      msgs_sent[r] += 1;
+      Message msg{arrive, bytes, {}};
+      if (data && bytes) {
+        const char* src = ptr(r, seg, op.a);
+        msg.payload.assign(src, src + bytes);
+      }
+      queues[{r, op.peer, seg}].push_back(std::move(msg));
+      if (static_cast<size_t>(op.peer) < procs.size() && seg < procs[op.peer].size()) {
+        Proc& q = procs[op.peer][seg];
+        if (q.blocked) try_complete(op.peer, seg);
+      }
+    }
+    try_complete(r, seg);
+  }
+
+  for (int r = 0; r < p; ++r) {
+    res.time = std::max(res.time, res.finish[r]);
+    res.max_bytes_sent = std::max(res.max_bytes_sent, bytes_sent[r]);
+    res.max_messages = std::max(res.max_messages, msgs_sent[r]);
+    res.total_bytes += bytes_sent[r];
+    for (size_t s = 0; s < procs[r].size(); ++s)
+      if (!procs[r][s].done && res.error.empty()) {
+        std::ostringstream e;
+        e << "deadlock: rank " << r << " segment " << s << " waits in round " << procs[r][s].round << " of "
+          << lanes[r][s].schedule->rounds.size();
+        res.error = e.str();
+      }
+  }
+  for (const auto& [key, q] : queues)
+    if (!q.empty() && res.error.empty()) {
+      std::ostringstream e;
+      e << "unreceived message: rank " << std::get<0>(key) << " -> rank " << std::get<1>(key) << " segment "
+        << std::get<2>(key);
+      res.error = e.str();
+    }
+  return res;
+}
+
+}  // namespace baobab

@@ -1,0 +1,261 @@
+"""`baobab bench COLLECTIVE`: an nccl-tests-style sweep with validation and the
+MPI library's own collective measured on the same buffers in the same run.
+
+Columns: size (bytes of the buffer nccl-tests names: the vector for allreduce,
+bcast and reduce, the whole output of allgather, the whole input of
+reduce_scatter, what each rank sends in alltoall), count (elements), type,
+redop, root, algo, time (us, the slowest rank's mean), algbw = size / time,
+busbw = algbw x factor (allreduce 2(p-1)/p; reduce_scatter, allgather,
+alltoall (p-1)/p; bcast, reduce 1), #wrong (elements that differ from the
+expected result), mpi (us) and ratio = mpi time / baobab time (above 1:
+baobab is faster).
+"""
+import csv
+import time
+
+import numpy as np
+
+from .dtypes import dtype_from_name
+
+COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "bcast", "reduce", "alltoall")
+
+
+def parse_size(s):
+    s = str(s).strip()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if s and s[-1].upper() in mult:
+        return int(float(s[:-1]) * mult[s[-1].upper()])
+    return int(float(s))
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="benchmark a collective against the MPI library's own")
+    p.add_argument("collective", choices=COLLECTIVES)
+    p.add_argument("-b", "--minbytes", default="8", help="smallest size (default 8)")
+    p.add_argument("-e", "--maxbytes", default="32M", help="largest size (default 32M)")
+    p.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size multiplier (default 2)")
+    p.add_argument("-d", "--dtype", default="float32")
+    p.add_argument("-o", "--op", default="sum")
+    p.add_argument("-r", "--root", type=int, default=0)
+    p.add_argument("-n", "--iters", type=int, default=0, help="timed iterations (default: by size)")
+    p.add_argument("-w", "--warmup", type=int, default=3)
+    p.add_argument("--algo", default="auto", help="an algorithm name, 'auto' (default) or 'all'")
+    p.add_argument("--no-mpi", action="store_true", help="skip the MPI baseline")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    p.set_defaults(func=run_cli)
+
+
+def bus_factor(coll, p):
+    if coll == "allreduce":
+        return 2.0 * (p - 1) / p
+    if coll in ("reduce_scatter", "allgather", "alltoall"):
+        return (p - 1) / p
+    return 1.0
+
+
+def element_count(coll, nbytes, itemsize, p):
+    """Elements per rank buffer unit: the vector, or one rank's block."""
+    n = max(nbytes // itemsize, 1)
+    if coll in ("allgather", "reduce_scatter", "alltoall"):
+        return max(n // p, 1)  # per-rank block
+    return n
+
+
+class Case:
+    """Buffers, the baobab call, the MPI call and the check of one collective at one size."""
+
+    def __init__(self, comm, coll, count, dtype, op, root):
+        from mpi4py import MPI
+        self.comm, self.coll, self.count, self.dtype, self.op, self.root = comm, coll, count, dtype, op, root
+        p, r = comm.size, comm.rank
+        self.p, self.r = p, r
+        i = np.arange(count * (p if coll in ("reduce_scatter", "alltoall") else 1), dtype=np.int64)
+        # Small integers keep every sum exact in every float type, so checks are exact.
+        self.x = ((r + 1) + (i % 7)).astype(dtype)
+        if op == "prod":
+            self.x = np.where(i % 3 == 0, 2, 1).astype(dtype) if r < 4 else np.ones(i.size, dtype)
+        if coll in ("allgather",):
+            self.out = np.empty((p, count), dtype)
+        elif coll == "reduce_scatter":
+            self.out = np.empty(count, dtype)
+        elif coll == "alltoall":
+            self.x = self.x.reshape(p, count)
+            self.out = np.empty((p, count), dtype)
+        else:
+            self.out = np.empty(count, dtype)
+        self.mpi_op = {"sum": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}[op]
+        self.mpi_ok = dtype.kind != "V" and dtype not in (np.dtype(np.float16),) and dtype.name != "bfloat16"
+
+    def nbytes(self):
+        es = self.dtype.itemsize
+        if self.coll in ("allgather", "reduce_scatter", "alltoall"):
+            return self.count * self.p * es
+        return self.count * es
+
+    def run(self, algo):
+        c, x, out = self.comm, self.x, self.out
+        if self.coll == "allreduce":
+            c.allreduce(x, self.op, out=out, algo=algo)
+        elif self.coll == "allgather":
+            c.allgather(x, out=out, algo=algo)
+        elif self.coll == "reduce_scatter":
+            c.reduce_scatter(x, self.op, out=out, algo=algo)
+        elif self.coll == "bcast":
+            if self.r != self.root:
+                out[...] = 0
+            else:
+                out[...] = x
+            c.bcast(out, self.root, algo=algo)
+        elif self.coll == "reduce":
+            c.reduce(x, self.op, self.root, out=out if self.r == self.root else None, algo=algo)
+        elif self.coll == "alltoall":
+            c.alltoall(x, out=out, algo=algo)
+
+    def run_mpi(self):
+        m, x, out = self.comm.mpi_comm, self.x, self.out
+        if self.coll == "allreduce":
+            m.Allreduce(x, out, op=self.mpi_op)
+        elif self.coll == "allgather":
+            m.Allgather(x, out)
+        elif self.coll == "reduce_scatter":
+            m.Reduce_scatter_block(x, out, op=self.mpi_op)
+        elif self.coll == "bcast":
+            m.Bcast(out, root=self.root)
+        elif self.coll == "reduce":
+            m.Reduce(x, out if self.r == self.root else None, op=self.mpi_op, root=self.root)
+        elif self.coll == "alltoall":
+            m.Alltoall(x, out)
+
+    def expected(self):
+        p, count = self.p, self.count
+        n = count * (p if self.coll in ("reduce_scatter", "alltoall") else 1)
+        i = np.arange(n, dtype=np.int64)
+        if self.op == "prod":
+            per = [np.where(i % 3 == 0, 2, 1) if r < 4 else np.ones(n, np.int64) for r in range(p)]
+        else:
+            per = [(r + 1) + (i % 7) for r in range(p)]
+        red = {"sum": lambda a: np.sum(a, axis=0), "prod": lambda a: np.prod(a, axis=0),
+               "min": lambda a: np.min(a, axis=0), "max": lambda a: np.max(a, axis=0)}[self.op]
+        if self.coll == "allreduce":
+            return red(np.stack(per)).astype(self.dtype)
+        if self.coll == "reduce":
+            return red(np.stack(per)).astype(self.dtype) if self.r == self.root else None
+        if self.coll == "reduce_scatter":
+            return red(np.stack(per)).astype(self.dtype)[self.r * count:(self.r + 1) * count]
+        if self.coll == "allgather":
+            return np.stack(per).astype(self.dtype)
+        if self.coll == "bcast":
+            return per[self.root].astype(self.dtype)
+        if self.coll == "alltoall":
+            return np.stack([per[s].reshape(p, count)[self.r] for s in range(p)]).astype(self.dtype)
+
+    def wrong(self):
+        exp = self.expected()
+        if exp is None:
+            return 0
+        got = self.out.reshape(exp.shape)
+        return int(np.count_nonzero(got.astype(np.float64) != exp.astype(np.float64)))
+
+
+def timed(case, fn, iters, warmup, barrier):
+    for _ in range(warmup):
+        fn()
+    barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) / iters
+
+
+def default_iters(nbytes):
+    return int(min(1000, max(5, 2e8 / max(nbytes, 2e5))))
+
+
+def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, warmup=3, mpi=True):
+    """Runs the sweep; every rank returns the same list of row dicts."""
+    from mpi4py import MPI
+    m = comm.mpi_comm
+    rows = []
+    for nbytes in sizes:
+        count = element_count(coll, nbytes, dtype.itemsize, comm.size)
+        case = Case(comm, coll, count, dtype, op, root)
+        n = iters or default_iters(case.nbytes())
+        mpi_t = None
+        if mpi and case.mpi_ok:
+            t = timed(case, case.run_mpi, n, warmup, m.Barrier)
+            mpi_t = m.allreduce(t, op=MPI.MAX)
+        for algo in algos:
+            name = None if algo == "auto" else algo
+            plan = comm.plan(coll, case.nbytes(), dtype=dtype, root=root, algo=name)
+            case.out[...] = 0
+            t = timed(case, lambda: case.run(name), n, warmup, comm.barrier)
+            t = m.allreduce(t, op=MPI.MAX)
+            case.out[...] = 0
+            case.run(name)
+            wrong = m.allreduce(case.wrong(), op=MPI.SUM)
+            size = case.nbytes()
+            algbw = size / t / 1e9
+            rows.append(dict(size=size, count=count, type=dtype.name, redop=op if coll in (
+                "allreduce", "reduce_scatter", "reduce") else "none", root=root if coll in ("bcast", "reduce") else -1,
+                algo=plan["algorithm"] + (f"/{plan['segments']}" if plan["segments"] > 1 else ""),
+                time_us=t * 1e6, algbw=algbw, busbw=algbw * bus_factor(coll, comm.size), wrong=wrong,
+                mpi_us=None if mpi_t is None else mpi_t * 1e6,
+                ratio=None if mpi_t is None else mpi_t / t, iters=n))
+    return rows
+
+
+def format_table(rows, coll, comm):
+    head = (f"# baobab bench {coll}: {comm.size} ranks, {comm.topology.num_nodes} nodes "
+            f"({comm.topology.source})\n"
+            f"#{'size':>11} {'count':>10} {'type':>9} {'redop':>6} {'root':>4} {'algo':>22} "
+            f"{'time(us)':>10} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'mpi(us)':>10} {'ratio':>6}")
+    lines = [head]
+    for r in rows:
+        mpi = "-" if r["mpi_us"] is None else f"{r['mpi_us']:10.2f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:6.2f}"
+        lines.append(f" {r['size']:>11} {r['count']:>10} {r['type']:>9} {r['redop']:>6} {r['root']:>4} "
+                     f"{r['algo']:>22} {r['time_us']:10.2f} {r['algbw']:7.3f} {r['busbw']:7.3f} "
+                     f"{r['wrong']:>6} {mpi:>10} {ratio:>6}")
+    wrong = sum(r["wrong"] for r in rows)
+    lines.append(f"# out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def sizes_between(b, e, f):
+    out, s = [], b
+    while s <= e:
+        out.append(int(s))
+        s = s * f if f > 1 else s + 1
+        if f <= 1 and len(out) > 64:
+            break
+    return out
+
+
+def run_cli(args):
+    import baobab
+    comm = baobab.init()
+    dtype = dtype_from_name(args.dtype)
+    sizes = sizes_between(parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor)
+    if args.algo == "all":
+        algos = ["auto"] + [a["name"] for a in baobab.algorithms() if a["collective"] == args.collective]
+        probe = max(sizes) if sizes else 8
+        algos = [a for a in algos if a == "auto" or _supported(comm, args.collective, a, probe, dtype)]
+    else:
+        algos = [args.algo]
+    rows = sweep(comm, args.collective, sizes, dtype, args.op, args.root, algos, args.iters, args.warmup,
+                 not args.no_mpi)
+    if comm.rank == 0:
+        print(format_table(rows, args.collective, comm), flush=True)
+        if args.csv:
+            with open(args.csv, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+                w.writeheader()
+                w.writerows(rows)
+    return 0 if all(r["wrong"] == 0 for r in rows) else 1
+
+
+def _supported(comm, coll, algo, nbytes, dtype):
+    for c in comm.plan(coll, nbytes, dtype=dtype)["candidates"]:
+        if c["name"] == algo:
+            return not c["unsupported"]
+    return False

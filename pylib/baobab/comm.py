@@ -1,0 +1,352 @@
+"""The Communicator facade: numpy arrays in, numpy arrays out, over the C++ core."""
+from math import prod
+
+import numpy as np
+
+from . import _loader  # noqa: F401  (checks the MPI library before anything runs)
+from ._core import Communicator as _CoreComm
+from ._errors import InvalidArgument
+from .dtypes import BF16, code_of, op_code
+from .topology import Topology
+
+ALLREDUCE, REDUCE_SCATTER, ALLGATHER, BCAST, REDUCE, ALLTOALL, BARRIER = range(7)
+_COLL_CODES = {"allreduce": ALLREDUCE, "reduce_scatter": REDUCE_SCATTER, "allgather": ALLGATHER,
+               "bcast": BCAST, "broadcast": BCAST, "reduce": REDUCE, "alltoall": ALLTOALL,
+               "alltoallv": ALLTOALL, "allgatherv": ALLGATHER, "barrier": BARRIER}
+
+
+def coll_code(name):
+    try:
+        return _COLL_CODES[name]
+    except (KeyError, TypeError):
+        raise InvalidArgument(f"unknown collective {name!r}; known: {', '.join(sorted(_COLL_CODES))}") from None
+
+
+def _as_input(x, what="input"):
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack_device__"):
+            raise InvalidArgument(f"{what}: device arrays are not supported by this build's collectives; "
+                                  "pass a numpy array")
+        x = np.asarray(x)
+    code = code_of(x.dtype)
+    if not x.flags.c_contiguous:
+        raise InvalidArgument(f"{what} is not C-contiguous (strides {x.strides} for shape {x.shape}); "
+                              "pass numpy.ascontiguousarray(x)")
+    return x, code
+
+
+def _raw(x, code):
+    """A view the core reads: bfloat16 travels as its 16-bit pattern."""
+    return x.view(np.uint16) if code == BF16 else x
+
+
+def _as_output(out, dtype, size, what="out"):
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgument(f"{what} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise InvalidArgument(f"{what} has dtype {out.dtype}, the input has {dtype}")
+    if not out.flags.writeable:
+        raise InvalidArgument(f"{what} is read-only")
+    if not out.flags.c_contiguous:
+        raise InvalidArgument(f"{what} is not C-contiguous (strides {out.strides} for shape {out.shape})")
+    if out.size != size:
+        raise InvalidArgument(f"{what} holds {out.size} elements, {size} are needed")
+    return out
+
+
+def _split_rows(rows, parts):
+    base, extra = divmod(rows, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+class Work:
+    """A collective in flight. ``wait()`` returns its result; ``test()`` polls."""
+
+    __slots__ = ("_w", "_result", "_keep", "__weakref__")
+
+    def __init__(self, w, result, keep):
+        self._w = w
+        self._result = result
+        self._keep = keep
+
+    def test(self):
+        """Makes progress; True once the operation has completed."""
+        return self._w.test()
+
+    def wait(self, timeout=None):
+        """Completes the operation (raising TimeoutError after ``timeout`` seconds) and returns its result."""
+        self._w.wait(-1.0 if timeout is None else float(timeout))
+        self._keep = None
+        return self._result
+
+    @property
+    def done(self):
+        return self._w.done
+
+    @property
+    def algorithm(self):
+        return self._w.algorithm
+
+    @property
+    def seq(self):
+        return self._w.seq
+
+    def __del__(self):
+        # The core completes an abandoned operation before its buffers go.
+        self._w = None
+
+
+class Communicator:
+    """Topology-aware collectives over an mpi4py communicator.
+
+    Options (each overrides the environment variable of the same name on rank 0,
+    whose configuration every rank uses): ``timeout`` (BAOBAB_TIMEOUT, seconds),
+    ``check`` (BAOBAB_CHECK), ``topology`` (BAOBAB_TOPOLOGY), ``algo``
+    (BAOBAB_ALGO), ``segment`` (BAOBAB_SEGMENT, bytes), ``window``
+    (BAOBAB_WINDOW), ``tuning`` (BAOBAB_TUNING, a tuning file path).
+    """
+
+    def __init__(self, comm=None, *, timeout=None, check=None, topology=None, algo=None,
+                 segment=None, window=None, tuning=None):
+        from mpi4py import MPI
+        if comm is None:
+            comm = MPI.COMM_WORLD
+        if not isinstance(comm, MPI.Comm):
+            raise InvalidArgument(f"expected an mpi4py communicator, got {type(comm).__name__}")
+        if comm == MPI.COMM_NULL:
+            raise InvalidArgument("cannot build a baobab communicator on MPI.COMM_NULL")
+        if isinstance(comm, MPI.Intercomm):
+            raise InvalidArgument("inter-communicators are not supported")
+        overrides = {k: v for k, v in dict(timeout=timeout, check=check, topology=topology, algo=algo,
+                                           segment=segment, window=window, tuning=tuning).items()
+                     if v is not None}
+        if isinstance(overrides.get("algo"), dict):
+            overrides["algo"] = ",".join(f"{k}={v}" for k, v in overrides["algo"].items())
+        self.mpi_comm = comm
+        self._c = _CoreComm(comm.py2f(), overrides)
+        self.rank = self._c.rank
+        self.size = self._c.size
+        self.topology = Topology(self._c.topology().as_dict())
+
+    # ---- helpers -------------------------------------------------------------
+
+    def _go(self, blocking, coll, x, code, out, op, count, counts, root, algo, result):
+        args = (coll, _raw(x, code), _raw(out, code), code, op, count, counts, root, algo or "")
+        if blocking:
+            self._c.run(*args)
+            return result
+        return Work(self._c.start(*args), result, (x, out))
+
+    # ---- collectives -----------------------------------------------------------
+
+    def allreduce(self, x, op="sum", *, out=None, algo=None):
+        """Elementwise reduction over all ranks; every rank gets the result (a new array, or ``out``)."""
+        return self._allreduce(True, x, op, out, algo)
+
+    def iallreduce(self, x, op="sum", *, out=None, algo=None):
+        return self._allreduce(False, x, op, out, algo)
+
+    def _allreduce(self, blocking, x, op, out, algo):
+        x, code = _as_input(x)
+        opc = op_code(op)
+        out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
+        return self._go(blocking, ALLREDUCE, x, code, out, opc, x.size, [], 0, algo, out)
+
+    def reduce_scatter(self, x, op="sum", *, counts=None, out=None, algo=None):
+        """Reduces ``x`` over all ranks and gives rank r the r-th block of rows (axis 0).
+
+        ``counts`` gives the rows of each rank; by default rows are split as evenly
+        as possible (the first ranks get one more, as numpy.array_split does).
+        """
+        return self._reduce_scatter(True, x, op, counts, out, algo)
+
+    def ireduce_scatter(self, x, op="sum", *, counts=None, out=None, algo=None):
+        return self._reduce_scatter(False, x, op, counts, out, algo)
+
+    def _reduce_scatter(self, blocking, x, op, counts, out, algo):
+        x, code = _as_input(x)
+        opc = op_code(op)
+        if x.ndim == 0:
+            raise InvalidArgument("reduce_scatter needs an array with at least one dimension")
+        rows = _split_rows(x.shape[0], self.size) if counts is None else [int(c) for c in counts]
+        if len(rows) != self.size or sum(rows) != x.shape[0] or min(rows) < 0:
+            raise InvalidArgument(f"counts {rows} must give {self.size} non-negative row counts adding up to "
+                                  f"{x.shape[0]}")
+        row = prod(x.shape[1:])
+        shape = (rows[self.rank],) + x.shape[1:]
+        out = np.empty(shape, x.dtype) if out is None else _as_output(out, x.dtype, prod(shape))
+        return self._go(blocking, REDUCE_SCATTER, x, code, out, opc, 0, [r * row for r in rows], 0, algo, out)
+
+    def allgather(self, x, *, out=None, algo=None):
+        """Gathers equal-shaped arrays from all ranks; the result has shape (size,) + x.shape."""
+        return self._allgather(True, x, out, algo)
+
+    def iallgather(self, x, *, out=None, algo=None):
+        return self._allgather(False, x, out, algo)
+
+    def _allgather(self, blocking, x, out, algo):
+        x, code = _as_input(x)
+        shape = (self.size,) + x.shape
+        out = np.empty(shape, x.dtype) if out is None else _as_output(out, x.dtype, prod(shape))
+        return self._go(blocking, ALLGATHER, x, code, out, 0, 0, [x.size] * self.size, 0, algo, out)
+
+    def allgatherv(self, x, *, algo=None):
+        """Concatenates along axis 0 arrays whose first dimension differs between ranks.
+
+        Returns (result, rows) where rows[r] is the number of rows from rank r.
+        """
+        x, code = _as_input(x)
+        if x.ndim == 0:
+            raise InvalidArgument("allgatherv needs an array with at least one dimension")
+        rows = self.allgather(np.array([x.shape[0]], np.int64)).reshape(-1)
+        row = prod(x.shape[1:])
+        out = np.empty((int(rows.sum()),) + x.shape[1:], x.dtype)
+        self._go(True, ALLGATHER, x, code, out, 0, 0, [int(r) * row for r in rows], 0, algo, out)
+        return out, rows
+
+    def bcast(self, x, root=0, *, algo=None):
+        """Broadcasts root's array into ``x`` on every rank (in place); returns ``x``."""
+        return self._bcast(True, x, root, algo)
+
+    def ibcast(self, x, root=0, *, algo=None):
+        return self._bcast(False, x, root, algo)
+
+    def _bcast(self, blocking, x, root, algo):
+        if not isinstance(x, np.ndarray):
+            raise InvalidArgument("bcast needs a numpy array (it is filled in place on non-root ranks)")
+        x, code = _as_input(x)
+        if not x.flags.writeable:
+            raise InvalidArgument("bcast buffer is read-only")
+        return self._go(blocking, BCAST, x, code, x, 0, x.size, [], int(root), algo, x)
+
+    def reduce(self, x, op="sum", root=0, *, out=None, algo=None):
+        """Reduction to ``root``: returns the result there, None elsewhere."""
+        return self._reduce(True, x, op, root, out, algo)
+
+    def ireduce(self, x, op="sum", root=0, *, out=None, algo=None):
+        return self._reduce(False, x, op, root, out, algo)
+
+    def _reduce(self, blocking, x, op, root, out, algo):
+        x, code = _as_input(x)
+        opc = op_code(op)
+        root = int(root)
+        if self.rank == root:
+            out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
+            result = out
+        else:
+            out = np.empty(0, x.dtype) if out is None else out
+            result = None
+        return self._go(blocking, REDUCE, x, code, out, opc, x.size, [], root, algo, result)
+
+    def alltoall(self, x, *, out=None, algo=None):
+        """Block i of ``x`` (axis 0 has length size) goes to rank i; block j of the result came from rank j."""
+        return self._alltoall(True, x, out, algo)
+
+    def ialltoall(self, x, *, out=None, algo=None):
+        return self._alltoall(False, x, out, algo)
+
+    def _alltoall(self, blocking, x, out, algo):
+        x, code = _as_input(x)
+        if x.ndim == 0 or x.shape[0] != self.size:
+            raise InvalidArgument(f"alltoall needs axis 0 of length {self.size} (one block per rank), "
+                                  f"got shape {x.shape}")
+        block = x.size // self.size
+        out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
+        counts = [block] * (self.size * self.size)
+        return self._go(blocking, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, out)
+
+    def alltoallv(self, x, send_counts, *, algo=None):
+        """Rows [sum(send_counts[:i]), sum(send_counts[:i+1])) of ``x`` go to rank i.
+
+        Returns (result, recv_counts): the rows received, ordered by source rank.
+        """
+        x, code = _as_input(x)
+        sc = np.asarray(send_counts, dtype=np.int64).reshape(-1)
+        if sc.size != self.size or (sc < 0).any() or x.ndim == 0 or int(sc.sum()) != x.shape[0]:
+            raise InvalidArgument(f"send_counts must give {self.size} non-negative row counts adding up to "
+                                  f"axis 0 of x ({x.shape[0] if x.ndim else 0})")
+        matrix = self.allgather(sc)  # (size, size): rows sent by s to d
+        row = prod(x.shape[1:])
+        recv = matrix[:, self.rank]
+        out = np.empty((int(recv.sum()),) + x.shape[1:], x.dtype)
+        counts = [int(c) * row for c in matrix.reshape(-1)]
+        self._go(True, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, out)
+        return out, recv
+
+    def barrier(self, *, algo=None):
+        self._c.barrier(algo or "")
+
+    def ibarrier(self, *, algo=None):
+        return Work(self._c.ibarrier(algo or ""), None, None)
+
+    # ---- introspection ----------------------------------------------------------
+
+    def _desc(self, collective, nbytes, dtype, root):
+        dt = np.dtype(dtype)
+        es = dt.itemsize
+        coll = coll_code(collective)
+        n = int(nbytes) // es
+        p = self.size
+        counts = []
+        count = n
+        if coll in (REDUCE_SCATTER, ALLGATHER):
+            per = max(n // p, 0)
+            counts = [per] * p
+            count = 0
+        elif coll == ALLTOALL:
+            per = max(n // p, 0)
+            counts = [per] * (p * p)
+            count = 0
+        return coll, count, es, int(root), counts
+
+    def plan(self, collective, nbytes, *, dtype="float32", root=0, algo=None):
+        """The algorithm a call of this size would use, and why (a dict)."""
+        coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
+        return self._c.plan(coll, count, es, root, counts, algo or "")
+
+    def explain(self, collective, nbytes, *, dtype="float32", root=0, algo=None, file=None):
+        """Prints (and returns) every candidate algorithm with its predicted time, and the choice.
+
+        ``nbytes`` is the buffer size: the vector for allreduce, bcast and reduce,
+        the whole output for allgather, the whole input for reduce_scatter, what
+        each rank sends for alltoall.
+        """
+        coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
+        text = self._c.explain(coll, count, es, root, counts, algo or "")
+        if file is not False:
+            print(text, end="", file=file)
+        return text
+
+    def stats(self):
+        """Counters of this communicator: collectives started, messages and bytes sent."""
+        return self._c.stats()
+
+    def config(self):
+        """The configuration every rank uses (rank 0's)."""
+        return self._c.config()
+
+    def free(self):
+        """Releases the MPI resources now (after completing operations in flight)."""
+        self._c.free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+        return False
+
+    def __repr__(self):
+        return (f"<baobab.Communicator rank {self.rank} of {self.size}, "
+                f"{self.topology.num_nodes} nodes>")
+
+
+_world = None
+
+
+def init(**options):
+    """The baobab communicator over MPI.COMM_WORLD (created once)."""
+    global _world
+    if _world is None:
+        _world = Communicator(None, **options)
+    return _world

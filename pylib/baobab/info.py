@@ -1,0 +1,58 @@
+"""`baobab info`: what this build and this job look like."""
+import platform
+
+
+def info(comm=None, file=None):
+    import mpi4py
+    import numpy as np
+    from mpi4py import MPI
+
+    import baobab
+    from . import _core
+
+    comm = comm or baobab.init()
+    if comm.rank != 0:
+        return 0
+    out = []
+    w = out.append
+    lib = _core.mpi_library_version().strip().splitlines()
+    w(f"baobab {baobab.__version__} (Python {platform.python_version()}, numpy {np.__version__}, "
+      f"mpi4py {mpi4py.__version__})")
+    w(f"MPI library : {lib[0] if lib else '?'}")
+    w(f"MPI standard: {'.'.join(map(str, MPI.Get_version()))}, thread level "
+      f"{ {MPI.THREAD_SINGLE: 'single', MPI.THREAD_FUNNELED: 'funneled', MPI.THREAD_SERIALIZED: 'serialized', MPI.THREAD_MULTIPLE: 'multiple'}.get(MPI.Query_thread(), '?') }")
+    w(f"CUDA        : {_core.cuda_status()}")
+    cfg = comm.config()
+    algo = ",".join(f"{k}={v}" for k, v in cfg["algo"].items()) or "auto"
+    w(f"config      : timeout={cfg['timeout']:g}s check={'on' if cfg['check'] else 'off'} "
+      f"segment={cfg['segment']} window={cfg['window']} algo={algo}")
+    tun = cfg["tuning_file"] or "none (model defaults)"
+    if cfg["tuning_error"]:
+        tun += f" [ignored: {cfg['tuning_error']}]"
+    w(f"tuning file : {tun}")
+    w("")
+    w(comm.topology.describe().rstrip())
+    w("")
+    w("algorithms (* = hierarchical, | = pipelined in segments):")
+    for a in baobab.algorithms():
+        flags = ("*" if a["hierarchical"] else " ") + ("|" if a["segmentable"] else " ")
+        w(f"  {a['collective']:<15} {a['name']:<20}{flags} {a['summary']}")
+    w("")
+    w("choice for a few sizes (float32):")
+    sizes = [8, 64 << 10, 1 << 20, 16 << 20]
+    head = f"  {'collective':<15}" + "".join(f"{_fmt(s):>16}" for s in sizes)
+    w(head)
+    for coll in ("allreduce", "reduce_scatter", "allgather", "bcast", "reduce", "alltoall"):
+        row = f"  {coll:<15}"
+        for s in sizes:
+            row += f"{comm.plan(coll, max(s, 4 * comm.size))['algorithm']:>16}"
+        w(row)
+    print("\n".join(out), file=file, flush=True)
+    return 0
+
+
+def _fmt(n):
+    for unit, f in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= f:
+            return f"{n / f:g} {unit}"
+    return f"{n} B"

@@ -1,0 +1,147 @@
+"""`baobab tune`: measures the cost model's parameters on this job and writes
+the tuning file every later run reads (BAOBAB_TUNING, or the default path).
+
+For each link level present in the topology (0 = inside a node, 1 = between
+nodes, 2.. = between coarser groups) one pair of ranks at that level runs a
+ping-pong: alpha is half the round trip of an 8-byte message, the bandwidth
+comes from the half round trip of large messages minus alpha. The reduction
+(gamma) and copy rates are measured on rank 0 with the core's own kernels.
+Ranks not in the measuring pair wait in a baobab barrier, which yields the CPU.
+"""
+import datetime
+import os
+import time
+
+import numpy as np
+
+
+def add_parser(sub):
+    p = sub.add_parser("tune", help="measure per-level latency and bandwidth, write the tuning file")
+    p.add_argument("-o", "--output", help="tuning file to write (default: BAOBAB_TUNING or ~/.config/baobab/tuning.conf)")
+    p.add_argument("--bytes", default="4M", help="message size for bandwidth (default 4M)")
+    p.add_argument("--reps", type=int, default=20)
+    p.set_defaults(func=run_cli)
+
+
+def link_pairs(topology):
+    """One (a, b) pair per link level present, preferring rank 0 as a."""
+    t = topology
+    levels = {}
+    for a in range(t.size):
+        for b in range(a + 1, t.size):
+            L = next((lv for lv in range(t.levels) if t.groups[lv][a] == t.groups[lv][b]), t.levels)
+            levels.setdefault(L, (a, b))
+        if len(levels) == t.levels + 1:
+            break
+    return dict(sorted(levels.items()))
+
+
+def pingpong(mpi, a, b, nbytes, reps):
+    me = mpi.Get_rank()
+    buf = np.zeros(max(nbytes, 1), np.uint8)
+    peer = b if me == a else a
+    for _ in range(3):
+        _exchange(mpi, me == a, buf, nbytes, peer)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        _exchange(mpi, me == a, buf, nbytes, peer)
+    return (time.perf_counter() - t0) / reps / 2
+
+
+def _exchange(mpi, first, buf, n, peer):
+    if first:
+        mpi.Send([buf, n, _byte()], dest=peer, tag=77)
+        mpi.Recv([buf, n, _byte()], source=peer, tag=77)
+    else:
+        mpi.Recv([buf, n, _byte()], source=peer, tag=77)
+        mpi.Send([buf, n, _byte()], dest=peer, tag=77)
+
+
+def _byte():
+    from mpi4py import MPI
+    return MPI.BYTE
+
+
+def local_rates(nbytes=8 << 20, reps=10):
+    from . import _core
+    a = np.ones(nbytes // 4, np.float32)
+    b = np.ones_like(a)
+    out = np.empty_like(a)
+    _core.reduce_local(2, 0, a, b, out)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        _core.reduce_local(2, 0, a, b, out)
+    gamma = (time.perf_counter() - t0) / reps
+    np.copyto(out, a)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        np.copyto(out, a)
+    copy = (time.perf_counter() - t0) / reps
+    return nbytes / gamma / 1e9, nbytes / copy / 1e9
+
+
+def measure(comm, nbytes=4 << 20, reps=20):
+    """Returns {key: value} of the tuning file; the same on every rank."""
+    mpi = comm.mpi_comm.Dup()
+    results = {}
+    try:
+        for L, (a, b) in link_pairs(comm.topology).items():
+            comm.barrier()
+            if comm.rank in (a, b):
+                lat = pingpong(mpi, a, b, 8, max(reps * 10, 100))
+                big = pingpong(mpi, a, b, nbytes, reps)
+                bw = nbytes / max(big - lat, 1e-9) / 1e9
+                if comm.rank == a:
+                    results[L] = (lat * 1e6, bw, a, b)
+            comm.barrier()
+        gamma = copy = None
+        if comm.rank == 0:
+            gamma, copy = local_rates()
+        allres = mpi.allgather((results, gamma, copy))
+    finally:
+        mpi.Free()
+    merged = {}
+    for res, g, c in allres:
+        merged.update(res)
+        if g is not None:
+            gamma, copy = g, c
+    out = {}
+    for L, (alpha, bw, a, b) in sorted(merged.items()):
+        out[f"link.{L}.alpha_us"] = round(alpha, 3)
+        out[f"link.{L}.bw_GBps"] = round(bw, 3)
+        out[f"# link.{L}"] = f"ranks {a} and {b}"
+    out["gamma_GBps"] = round(gamma, 3)
+    out["copy_GBps"] = round(copy, 3)
+    return out
+
+
+def write(path, values, comm):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"# baobab tuning file, written by `baobab tune` on "
+                f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        f.write(f"# {comm.size} ranks, {comm.topology.num_nodes} nodes, levels {comm.topology.level_names} "
+                f"({comm.topology.source})\n")
+        for k, v in values.items():
+            if k.startswith("#"):
+                f.write(f"{k}: {v}\n")
+            else:
+                f.write(f"{k} = {v}\n")
+    os.replace(tmp, path)
+
+
+def run_cli(args):
+    import baobab
+    from . import _core
+    from .bench import parse_size
+    comm = baobab.init()
+    values = measure(comm, parse_size(args.bytes), args.reps)
+    path = args.output or os.environ.get("BAOBAB_TUNING") or _core.default_tuning_path()
+    if comm.rank == 0:
+        write(path, values, comm)
+        print(f"wrote {path}")
+        for k, v in values.items():
+            if not k.startswith("#"):
+                print(f"  {k} = {v}")
+    return 0
