@@ -66,6 +66,7 @@ using RoArray = nb::ndarray<nb::ro, nb::device::cpu>;
 
 template <class A>
 void require_contiguous(const A& a, const char* what) {
+  if (a.size() == 0) return;
   int64_t expect = 1;
   for (size_t i = a.ndim(); i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expect)

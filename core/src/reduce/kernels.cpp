@@ -2,33 +2,38 @@
 //
 // Design
 // ------
-// Every kernel is one plain loop over elements, written so that GCC/Clang
-// auto-vectorise it at -O3: an element policy (load to a compute type, store back)
-// and an operator policy (sum, prod, min, max) are inlined into a single template,
-// loop<E, Op>. No pointer is declared restrict: dst may equal a or b, and every
-// element is read before it is written, so the compilers' run-time overlap check
-// keeps the vector path for exact aliasing (only partial overlap, which the API
-// forbids, would fall back to the scalar loop).
+// Every kernel is one plain loop over elements, written so that the compiler
+// auto-vectorises it at -O3: an element policy (load into a compute type, store
+// back) and an operator policy (sum, prod, min, max) are inlined into a single
+// template, loop<E, Op>. No pointer is declared restrict, since dst may equal a
+// or b. Every element is read before it is written, and GCC's run-time overlap
+// check accepts exact aliasing (checked with GCC 12: dst == a and dst == b run
+// as fast as separate buffers); only partial overlap, which the API forbids,
+// would take the scalar loop.
 //
-// Instruction sets are chosen at run time without ifuncs: on x86-64 the same
-// template is instantiated three times, under no target attribute (the x86-64
-// baseline, SSE2), under target("avx2,f16c") and under target("avx512..."), and
-// reduce_kernel() returns a pointer from the best tier the CPU supports. The tier
-// is decided once per process (CPUID via __builtin_cpu_supports). Setting the
-// environment variable BAOBAB_REDUCE_ISA to "baseline", "avx2" or "avx512" caps
-// the tier (never raises it above what the CPU has); the tests use this to check
-// that every tier produces the same bits. Other architectures get the baseline
-// instantiation only, which the compiler still vectorises for its own SIMD.
+// Instruction sets are chosen at run time without ifuncs. On x86-64 each kernel
+// template is instantiated three times: with no target attribute (the x86-64
+// baseline, SSE2), under target("avx2,f16c") and under target("avx512f,bw,dq,vl"
+// + avx2), and reduce_kernel() returns the instantiation of the best tier the
+// CPU supports. The tier is decided once per process (CPUID through
+// __builtin_cpu_supports, which also checks that the OS saves the registers).
+// The environment variable BAOBAB_REDUCE_ISA=baseline|avx2|avx512 caps the tier
+// (it never raises it above what the CPU has); the tests use it to check that
+// every tier gives the same bits, and it is a way to avoid 512-bit vectors on
+// CPUs that downclock for them. Other architectures get the baseline
+// instantiation only, which the compiler vectorises for its own SIMD.
 //
-// float16 has a hand-written F16C kernel (vcvtph2ps / vcvtps2ph) in the AVX2 and
-// AVX-512 tiers; the baseline converts in software (branch-free, so it vectorises
-// too). The software conversion reproduces F16C exactly, NaN payloads included,
-// so results never depend on the tier. bfloat16 needs only integer shifts and
-// adds, which vectorise everywhere.
+// float16: the AVX2 and AVX-512 tiers use a hand-written F16C kernel (vcvtph2ps,
+// vcvtps2ph); the baseline converts in software. The software conversion is
+// branch-free and reproduces F16C exactly, NaN payloads included, so results do
+// not depend on the tier. bfloat16 needs only integer shifts and adds. Both
+// 16-bit float types are processed two elements per 32-bit word (see loop), which
+// keeps the vector code free of 16 <-> 32-bit lane shuffles.
 //
 // Floating point: one IEEE operation per element, no reassociation. There is no
 // a*b+c in any kernel, so FMA contraction cannot occur whatever -ffp-contract
-// says, and none of the target attributes enables FMA anyway.
+// says (and neither target list enables FMA). -ffast-math would break NaN
+// handling and is rejected at compile time.
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
@@ -39,6 +44,16 @@
 
 #include "baobab/error.hpp"
 #include "baobab/reduce.hpp"
+
+// Float arithmetic must round to the declared type after every operation (x87
+// excess precision would double-round and break the exactness guarantees).
+#if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
+#error "baobab reduce kernels need FLT_EVAL_METHOD == 0 (e.g. SSE2 floating point on x86)"
+#endif
+
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "baobab reduce kernels must not be built with -ffast-math / -ffinite-math-only"
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BAOBAB_X86_DISPATCH 1
@@ -153,17 +168,21 @@ constexpr Bits<F> kQuiet = Bits<F>(1) << (std::numeric_limits<F>::digits - 2);
 //    result does not depend on operand order);
 //  - equal operands of different sign (+0, -0): min gives -0, max gives +0, by
 //    OR-ing resp. AND-ing the bit patterns (a no-op for identical values).
-// All comparisons are evaluated unconditionally, which lets the compiler
-// if-convert and vectorise.
+// Written with all-ones/all-zeros masks and a plain a < b ? a : b, which map one
+// to one onto SIMD compares and vminps/vmaxps; GCC vectorises this markedly
+// better than the equivalent chain of ?:.
 template <class F, bool IsMin>
 BAOBAB_INLINE F float_minmax(F a, F b) {
   using U = Bits<F>;
   U ua = std::bit_cast<U>(a), ub = std::bit_cast<U>(b);
-  bool lt = a < b, gt = b < a, eq = a == b;
-  U nan = (a != a ? ua : U(0)) | (b != b ? ub : U(0)) | kQuiet<F>;
-  U tie = IsMin ? (ua | ub) : (ua & ub);
-  U r = lt ? (IsMin ? ua : ub) : gt ? (IsMin ? ub : ua) : eq ? tie : nan;
-  return std::bit_cast<F>(r);
+  U eq = U(0) - U(a == b);
+  U an = U(0) - U(a != a), bn = U(0) - U(b != b), un = an | bn;
+  U nan = (ua & an) | (ub & bn) | kQuiet<F>;
+  // Ordered operands: the usual choice, which gives b when a == b; then fix the
+  // sign of a zero tie (for equal non-zero values ua == ub and nothing changes).
+  U r = IsMin ? (std::bit_cast<U>(a < b ? a : b) | (eq & ua))
+              : (std::bit_cast<U>(b < a ? a : b) & (~eq | ua));
+  return std::bit_cast<F>((r & ~un) | (nan & un));
 }
 
 struct Sum {
@@ -234,8 +253,8 @@ void k_base(void* dst, const void* a, const void* b, size_t n) {
 
 #ifdef BAOBAB_X86_DISPATCH
 // FMA is deliberately absent from both lists (see the header comment).
-#define BAOBAB_AVX2 "avx2,f16c,popcnt"
-#define BAOBAB_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c,popcnt"
+#define BAOBAB_AVX2 "avx2,f16c"
+#define BAOBAB_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c"
 
 template <class E, class Op>
 __attribute__((target(BAOBAB_AVX2))) void k_avx2(void* dst, const void* a, const void* b, size_t n) {
@@ -256,17 +275,16 @@ __attribute__((target(BAOBAB_AVX2), always_inline)) inline __m256 vop(__m256 a, 
   } else if constexpr (std::is_same_v<Op, Prod>) {
     return _mm256_mul_ps(a, b);
   } else {
-    constexpr bool is_min = std::is_same_v<Op, Min>;
-    __m256 lt = _mm256_cmp_ps(a, b, _CMP_LT_OQ);
-    __m256 gt = _mm256_cmp_ps(b, a, _CMP_LT_OQ);
-    __m256 un = _mm256_cmp_ps(a, b, _CMP_UNORD_Q);
-    __m256 nan = _mm256_or_ps(_mm256_and_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q), a),
-                              _mm256_and_ps(_mm256_cmp_ps(b, b, _CMP_UNORD_Q), b));
-    nan = _mm256_or_ps(nan, _mm256_castsi256_ps(_mm256_set1_epi32(int(kQuiet<float>))));
-    __m256 r = is_min ? _mm256_or_ps(a, b) : _mm256_and_ps(a, b);  // equal operands
-    r = _mm256_blendv_ps(r, nan, un);
-    r = _mm256_blendv_ps(r, is_min ? a : b, lt);
-    return _mm256_blendv_ps(r, is_min ? b : a, gt);
+    // float_minmax in SIMD. vminps/vmaxps give the second operand when the two
+    // compare equal or are unordered; the tie and NaN cases are then patched.
+    __m256 an = _mm256_cmp_ps(a, a, _CMP_UNORD_Q), bn = _mm256_cmp_ps(b, b, _CMP_UNORD_Q);
+    __m256 eq = _mm256_cmp_ps(a, b, _CMP_EQ_OQ);
+    __m256 quiet = _mm256_castsi256_ps(_mm256_set1_epi32(int(kQuiet<float>)));
+    __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_and_ps(a, an), _mm256_and_ps(b, bn)), quiet);
+    __m256 r = std::is_same_v<Op, Min>
+                   ? _mm256_or_ps(_mm256_min_ps(a, b), _mm256_and_ps(eq, a))         // -0 wins
+                   : _mm256_blendv_ps(_mm256_max_ps(a, b), _mm256_and_ps(a, b), eq);  // +0 wins
+    return _mm256_blendv_ps(r, nan, _mm256_or_ps(an, bn));
   }
 }
 
@@ -276,7 +294,7 @@ __attribute__((target(BAOBAB_AVX2), always_inline)) inline void f16c_step(uint16
                                                                           const uint16_t* y) {
   __m256 va = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
   __m256 vb = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y)));
-  __m128i r = _mm256_cvtps_ph(vop<Op>(va, vb), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m128i r = _mm256_cvtps_ph(vop<Op>(va, vb), _MM_FROUND_TO_NEAREST_INT);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(d), r);
 }
 
@@ -311,9 +329,7 @@ Tier detect_tier() {
   Tier t = Tier::baseline;
 #ifdef BAOBAB_X86_DISPATCH
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-      __builtin_cpu_supports("popcnt"))
-    t = Tier::avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) t = Tier::avx2;
   if (t == Tier::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     t = Tier::avx512;
@@ -388,7 +404,10 @@ ReduceKernel reduce_kernel(DType dtype, RedOp op) {
     case DType::u64: k = pick_op<Plain<uint64_t>>(t, op); break;
     default: break;  // byte (opaque) and out-of-range values
   }
-  if (!k) throw InvalidArgument("reduce: no reduction kernel for " + describe(dtype, op));
+  if (!k) {
+    std::string why = dtype == DType::byte ? " (byte is opaque data and cannot be reduced)" : "";
+    throw InvalidArgument("reduce: no reduction kernel for " + describe(dtype, op) + why);
+  }
   return k;
 }
 

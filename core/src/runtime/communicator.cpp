@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <set>
@@ -52,7 +53,10 @@ struct CtrlMsg {
   int32_t from = -1;
   int32_t kind = 0;       // abort: FailKind
   uint64_t extra = 0;
-  char text[480] = {0};
+  WireHeader hdr;          // answer: the signature of the queried operation, if known
+  uint32_t has_hdr = 0;
+  uint32_t pad = 0;
+  char text[440] = {0};
 };
 static_assert(sizeof(CtrlMsg) == 512, "control message must be 512 bytes");
 
@@ -139,6 +143,7 @@ struct Execution {
   Clock::time_point start;
   bool complete = false;
   bool check = true;
+  bool stall_checked = false;
   std::shared_ptr<CachedPlan> plan;  // keeps the schedules alive
 };
 
@@ -171,7 +176,11 @@ struct CommState {
   std::vector<int> answered;        // per rank: -1 none, else 1
   std::vector<uint64_t> answer_started;
   std::vector<std::string> answer_text;
+  std::vector<WireHeader> answer_hdr;
+  std::vector<int> answer_has_hdr;
+  Clock::time_point diag_start;
   uint64_t waiting_seq = 0;         // the operation this rank is blocked in (for answers)
+  std::deque<WireHeader> recent;    // signatures of the latest operations started here
 };
 
 namespace {
@@ -179,6 +188,22 @@ namespace {
 std::mutex g_mutex;
 std::list<std::weak_ptr<CommState>> g_states;
 int g_keyval = MPI_KEYVAL_INVALID;
+
+// Completes pending control sends for up to `seconds` (abort notices must get
+// out before this rank finalizes or exits).
+void flush_ctrl(CommState& s, double seconds) {
+  const auto t0 = Clock::now();
+  while (!s.ctrl_out.empty()) {
+    for (auto it = s.ctrl_out.begin(); it != s.ctrl_out.end();) {
+      int flag = 0;
+      MPI_Test(&it->first, &flag, MPI_STATUS_IGNORE);
+      if (flag) it = s.ctrl_out.erase(it);
+      else ++it;
+    }
+    if (s.ctrl_out.empty() || seconds_since(t0) > seconds) break;
+    sched_yield();
+  }
+}
 
 void release_mpi(CommState& s) {
   if (s.freed) return;
@@ -194,6 +219,7 @@ void release_mpi(CommState& s) {
     for (auto& l : e->lanes)
       for (size_t i = 0; i < l.reqs.size(); ++i)
         if (l.reqs[i] != MPI_REQUEST_NULL) MPI_Request_free(&l.reqs[i]);
+  flush_ctrl(s, 1.0);
   for (auto& [r, m] : s.ctrl_out)
     if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
   s.ctrl_out.clear();
@@ -302,6 +328,7 @@ void fail_comm(CommState& s, int32_t kind, const std::string& msg, uint64_t seq,
         } catch (const Error&) {
         }
       }
+    flush_ctrl(s, 0.2);
   }
   for (auto& e : s.active) cancel_execution(s, *e);
   s.active.clear();
@@ -326,12 +353,19 @@ void handle_ctrl(CommState& s, const CtrlMsg& m, int source) {
     a.extra = m.seq;
     std::string what = s.waiting_seq ? "waiting in " + op_label(s, s.waiting_seq) : "inside baobab";
     set_text(a, what);
+    for (const auto& h : s.recent)
+      if (h.seq == static_cast<uint32_t>(m.seq)) {
+        a.hdr = h;
+        a.has_hdr = 1;
+      }
     send_ctrl(s, source, a);
   } else if (m.type == kAnswer) {
     if (s.diagnosing && m.extra == s.diag_seq && source >= 0 && source < s.size) {
       s.answered[source] = 1;
       s.answer_started[source] = m.seq;
       s.answer_text[source] = m.text;
+      s.answer_hdr[source] = m.hdr;
+      s.answer_has_hdr[source] = static_cast<int>(m.has_hdr);
     }
   } else if (m.type == kAbort) {
     std::string text(m.text);
@@ -372,7 +406,10 @@ void service_control(CommState& s) {
 
 std::string describe_header(const WireHeader& h) {
   std::ostringstream o;
-  o << coll_name(static_cast<Coll>(h.coll)) << " #" << h.seq << " (count=" << h.count;
+  const bool per_rank = h.coll == static_cast<uint8_t>(Coll::allgather) ||
+                        h.coll == static_cast<uint8_t>(Coll::reduce_scatter) ||
+                        h.coll == static_cast<uint8_t>(Coll::alltoall);
+  o << coll_name(static_cast<Coll>(h.coll)) << " #" << h.seq << (per_rank ? " (total=" : " (count=") << h.count;
   if (h.dtype != 255) o << ", dtype=" << dtype_name(static_cast<DType>(h.dtype));
   if (h.op != 255) o << ", op=" << redop_name(static_cast<RedOp>(h.op));
   if (h.coll == static_cast<uint8_t>(Coll::bcast) || h.coll == static_cast<uint8_t>(Coll::reduce))
@@ -685,8 +722,53 @@ void backoff(int& spins, Clock::time_point since) {
   }
 }
 
+// Asks every rank where it is: answers carry its count of operations started
+// and the signature it recorded for operation e.seq.
+void start_query(CommState& s, Execution& e) {
+  s.diagnosing = true;
+  s.diag_seq = e.seq;
+  s.diag_start = Clock::now();
+  s.answered.assign(s.size, 0);
+  s.answer_started.assign(s.size, 0);
+  s.answer_text.assign(s.size, "");
+  s.answer_hdr.assign(s.size, WireHeader{});
+  s.answer_has_hdr.assign(s.size, 0);
+  s.answered[s.rank] = 1;
+  s.answer_started[s.rank] = s.started;
+  CtrlMsg q;
+  q.type = kQuery;
+  q.seq = e.seq;
+  q.from = s.rank;
+  for (int r = 0; r < s.size; ++r)
+    if (r != s.rank) send_ctrl(s, r, q);
+}
+
+double query_grace(const CommState& s) { return std::clamp(0.1 * s.cfg.timeout, 0.05, 2.0); }
+
+bool query_finished(const CommState& s) {
+  return std::all_of(s.answered.begin(), s.answered.end(), [](int a) { return a != 0; }) ||
+         seconds_since(s.diag_start) > query_grace(s);
+}
+
+// Ranks that answered with a different signature for the same operation: a
+// disagreement no message exposed (a different root, say). Fails the
+// communicator with MismatchError and returns true if one is found.
+bool signatures_disagree(CommState& s, Execution& e) {
+  for (int r = 0; r < s.size; ++r) {
+    if (r == s.rank || !s.answer_has_hdr[r]) continue;
+    std::string diff = header_diff(e.hdr, s.answer_hdr[r]);
+    if (!diff.empty()) {
+      s.diagnosing = false;
+      mismatch(s, e, r, &s.answer_hdr[r], diff + " differs");
+      return true;
+    }
+  }
+  return false;
+}
+
 // Finds out which ranks have not arrived at operation e.seq, then fails the
-// communicator with a TimeoutError that names them.
+// communicator with a TimeoutError that names them (or a MismatchError if the
+// ranks are all there but disagree).
 [[noreturn]] void timeout(CommState& s, Execution& e, double waited) {
   // Who this rank is waiting for directly.
   std::set<int> direct;
@@ -697,29 +779,15 @@ void backoff(int& spins, Clock::time_point since) {
       if (p.kind == Posted::recv || p.kind == Posted::inl_recv || p.kind == Posted::hdr_recv) direct.insert(p.peer);
     }
   }
-  s.diagnosing = true;
-  s.diag_seq = e.seq;
-  s.answered.assign(s.size, 0);
-  s.answer_started.assign(s.size, 0);
-  s.answer_text.assign(s.size, "");
-  s.answered[s.rank] = 1;
-  s.answer_started[s.rank] = s.started;
-  CtrlMsg q;
-  q.type = kQuery;
-  q.seq = e.seq;
-  q.from = s.rank;
-  for (int r = 0; r < s.size; ++r)
-    if (r != s.rank) send_ctrl(s, r, q);
-  const double grace = std::clamp(0.1 * s.cfg.timeout, 0.05, 2.0);
-  const auto t0 = Clock::now();
-  while (seconds_since(t0) < grace && s.fail_kind == kNone) {
+  start_query(s, e);
+  while (!query_finished(s) && s.fail_kind == kNone) {
     service_control(s);
-    if (std::all_of(s.answered.begin(), s.answered.end(), [](int a) { return a != 0; })) break;
     struct timespec ts {0, 1000000};
     nanosleep(&ts, nullptr);
   }
   s.diagnosing = false;
   if (s.fail_kind != kNone) throw_failure(s);  // another rank diagnosed first
+  if (signatures_disagree(s, e)) throw_failure(s);
   std::vector<int> missing, silent, behind;
   std::ostringstream behind_text;
   for (int r = 0; r < s.size; ++r) {
@@ -739,6 +807,8 @@ void backoff(int& spins, Clock::time_point since) {
     return o + "]";
   };
   std::ostringstream m;
+  m.setf(std::ios::fixed);
+  m.precision(2);
   m << coll_name(e.coll) << " #" << e.seq << " did not complete within " << waited << " s (BAOBAB_TIMEOUT="
     << s.cfg.timeout << ") on rank " << s.rank << "; ranks that did not arrive: " << list(missing);
   if (!silent.empty()) m << " (no answer, not inside a baobab call: " << list(silent) << ")";
@@ -769,9 +839,21 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
       }
       if (e.complete) {
         s.waiting_seq = 0;
+        service_control(s);
+        if (s.fail_kind != kNone && s.fail_seq <= e.seq) throw_failure(s);
         return;
       }
       if (Clock::now() > deadline) timeout(s, e, seconds_since(e.start));
+      // A stalled operation: ask where everyone is; a disagreement that no
+      // message revealed (different roots) becomes a MismatchError early.
+      if (!e.stall_checked && !s.diagnosing && seconds_since(e.start) > std::min(10.0, 0.5 * s.cfg.timeout)) {
+        e.stall_checked = true;
+        start_query(s, e);
+      }
+      if (s.diagnosing && s.diag_seq == e.seq && query_finished(s)) {
+        s.diagnosing = false;
+        if (signatures_disagree(s, e)) throw_failure(s);
+      }
     }
     backoff(spins, since);
   }
@@ -990,8 +1072,10 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
   e->hdr.op = d.reduces() ? reduction.op : 255;
   e->hdr.algo = cp->algo_id;
   e->hdr.root = (d.coll == Coll::bcast || d.coll == Coll::reduce) ? d.root : 0;
-  e->hdr.count = d.coll == Coll::allgather || d.coll == Coll::reduce_scatter ? d.counts[s.rank] : d.count;
+  e->hdr.count = d.total();  // the same on every rank; per-rank counts are compared by hash
   e->hdr.counts_hash = d.counts_hash();
+  s.recent.push_back(e->hdr);
+  if (s.recent.size() > 64) s.recent.pop_front();
   e->lanes.resize(cp->plan.segments);
   for (size_t i = 0; i < e->lanes.size(); ++i) {
     Lane& l = e->lanes[i];
@@ -1002,7 +1086,13 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
   s.active.push_back(e);
   // Make progress at once: small collectives often finish here.
   if (!progress_exec(s, *e)) throw_failure(s);
-  if (e->complete) s.active.remove(e);
+  if (e->complete) {
+    s.active.remove(e);
+    // A failure another rank reported for this or an earlier operation makes
+    // this result suspect: report it now rather than at the next call.
+    service_control(s);
+    if (s.fail_kind != kNone && s.fail_seq <= e->seq) throw_failure(s);
+  }
   return std::make_shared<Work>(s_, e);
 }
 

@@ -1,0 +1,84 @@
+"""Multi-rank collectives under real mpiexec: every collective, algorithm, dtype
+and op (see mpi/collectives.py), at 1, 2, 3, 4 and 8 ranks, flat and with
+virtual topologies including uneven nodes and two levels."""
+import pytest
+
+from conftest import MPI_DIR
+
+CASES = [
+    (1, "", "full"),
+    (2, "", "full"),
+    (3, "", "quick"),
+    (4, "", "quick"),
+    (4, "nodes=2", "full"),
+    (4, "groups=3,1", "quick"),
+    (3, "groups=1,2", "quick"),
+    (5, "groups=2,3", "quick"),
+    (8, "switch=2,nodes=4", "quick"),
+    (8, "groups=3,1,2,2", "quick"),
+]
+
+
+@pytest.mark.parametrize("n, topology, mode", CASES, ids=[f"{n}-{t or 'flat'}-{m}" for n, t, m in CASES])
+def test_collectives(mpirun, n, topology, mode):
+    env = {"BAOBAB_TOPOLOGY": topology} if topology else {}
+    out = mpirun(n, MPI_DIR / "collectives.py", mode, env=env, timeout=600).stdout
+    assert f"OK collectives p={n}" in out, out
+    if topology:
+        assert f"BAOBAB_TOPOLOGY={topology}" in out
+
+
+def test_baobab_algo_environment_forces_algorithm(mpirun):
+    code = """
+        import numpy as np, baobab
+        c = baobab.init()
+        w = c.iallreduce(np.ones(1000, np.float32))
+        y = w.wait()
+        assert w.algorithm == "ring", w.algorithm
+        assert (y == c.size).all()
+        w = c.ibcast(np.ones(10), root=0)
+        w.wait()
+        assert w.algorithm == "scatter_allgather", w.algorithm
+        print("FORCED", w.algorithm)
+    """
+    out = mpirun(3, code, env={"BAOBAB_ALGO": "allreduce=ring,bcast=scatter_allgather"}).stdout
+    assert out.count("FORCED") == 3
+
+
+def test_unknown_algorithm_in_environment_is_an_error_on_every_rank(mpirun):
+    code = """
+        import baobab
+        try:
+            baobab.init()
+        except baobab.InvalidArgument as e:
+            print("INVALID", e)
+    """
+    out = mpirun(2, code, env={"BAOBAB_ALGO": "allreduce=ring,gather=binomial"}).stdout
+    assert out.count("INVALID") == 2 and "unknown collective 'gather'" in out
+    out = mpirun(2, """
+        import numpy as np, baobab
+        c = baobab.init()
+        try:
+            c.allreduce(np.ones(4))
+        except baobab.InvalidArgument as e:
+            print("INVALID", e)
+    """, env={"BAOBAB_ALGO": "allreduce=bogus"}).stdout
+    assert out.count("INVALID") == 2 and "unknown allreduce algorithm 'bogus'" in out
+
+
+def test_sixteen_mib_hierarchical_allreduce_matches_mpi(mpirun):
+    code = """
+        import numpy as np, baobab
+        from mpi4py import MPI
+        c = baobab.init()
+        rng = np.random.default_rng(c.rank)
+        x = rng.integers(-100, 100, size=4 << 20).astype(np.float32)  # 16 MiB
+        for algo in ("split_rail", "leader", "ring", "rabenseifner"):
+            y = c.allreduce(x, algo=algo)
+            ref = np.empty_like(x)
+            c.mpi_comm.Allreduce(x, ref)
+            assert np.array_equal(y, ref), algo
+        print("MATCH")
+    """
+    out = mpirun(4, code, env={"BAOBAB_TOPOLOGY": "nodes=2"}, timeout=300).stdout
+    assert out.count("MATCH") == 4
