@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 NP     ?= 4
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv build cpp-test clean
+.PHONY: demo test venv build cpp-test test-openmpi clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,23 @@ cpp-test: venv
 
 test: build cpp-test
 	$(PY) -m pytest -q tests
+
+# The second MPI stack: Debian's Open MPI (apt-get install libopenmpi-dev openmpi-bin),
+# the binary mpi4py wheel, and the core rebuilt against /usr/bin/mpicc.
+OMPI_VENV ?= .venv-openmpi
+$(OMPI_VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(OMPI_VENV)
+	$(OMPI_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes nanobind scikit-build-core cmake ninja \
+	    pytest pytest-timeout hypothesis
+	touch $@
+
+test-openmpi: $(OMPI_VENV)/.deps
+	MPICC=/usr/bin/mpicc $(OMPI_VENV)/bin/python -m pip install -q --no-build-isolation --no-deps \
+	    --config-settings=build-dir=build/openmpi .
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 BAOBAB_TEST_MPIEXEC=/usr/bin/mpiexec \
+	    $(OMPI_VENV)/bin/python -m pytest -q tests/test_api.py tests/test_coll_mpi.py tests/test_errors_mpi.py \
+	    tests/test_nonblocking_mpi.py tests/test_import.py
 
 clean:
 	rm -rf build dist *.egg-info

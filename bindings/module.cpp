@@ -210,6 +210,7 @@ NB_MODULE(_core, m) {
     }
   });
   m.def("mpi_library_version", &mpi_library_version);
+  m.def("mpi_build", [] { return std::make_pair(mpi_build_family(), mpi_build_version()); });
   m.def("cuda_status", &cuda_status);
   m.def("dtype_size", [](int code) { return dtype_size(to_dtype(code)); });
 

@@ -9,20 +9,38 @@ _core._set_exception_types(_errors.Error, _errors.InvalidArgument, _errors.Misma
 
 
 def _first_line(s):
-    return s.strip().splitlines()[0] if s.strip() else "(empty)"
+    s = s.strip()
+    return s.splitlines()[0].strip() if s else "(empty)"
+
+
+def mpi_mismatch(build_family, build_version, runtime):
+    """Why the MPI library `runtime` (MPI_Get_library_version of the library
+    mpi4py loaded) cannot serve a core compiled against (build_family,
+    build_version); None if it can."""
+    is_ompi = "Open MPI" in runtime
+    if build_family == "openmpi":
+        if not is_ompi:
+            return "the core was compiled against Open MPI"
+        if f"v{build_version}" not in runtime:
+            return f"the core was compiled against Open MPI {build_version}"
+    elif build_family == "mpich":
+        if is_ompi:
+            return f"the core was compiled against an MPICH-family MPI ({build_version})"
+        if "MPICH Version:" in runtime and build_version not in runtime:
+            return f"the core was compiled against MPICH {build_version}"
+    return None
 
 
 def _check_same_mpi():
-    core = _core.mpi_library_version()
-    mpi4py_v = MPI.Get_library_version()
-    if core.strip() != mpi4py_v.strip():
+    family, version = _core.mpi_build()
+    runtime = MPI.Get_library_version()
+    why = mpi_mismatch(family, version, runtime)
+    if why:
         raise ImportError(
-            "baobab was built against a different MPI library than the one mpi4py loaded:\n"
-            f"  baobab core : {_first_line(core)}\n"
-            f"  mpi4py      : {_first_line(mpi4py_v)}\n"
-            "Rebuild baobab in this environment (pip install --no-build-isolation --force-reinstall .) with "
-            "MPICC pointing at the mpicc of the MPI that mpi4py uses, or set MPI4PY_LIBMPI to the library "
-            "baobab was built with.")
+            f"baobab cannot use the MPI library that mpi4py loaded: {why}, but mpi4py loaded "
+            f"'{_first_line(runtime)}'. Rebuild baobab in this environment with the mpicc of the MPI that "
+            "mpi4py uses (MPICC=/path/to/mpicc pip install --no-build-isolation --force-reinstall .), "
+            "or make mpi4py load the MPI baobab was built with (MPI4PY_LIBMPI).")
 
 
 _check_same_mpi()

@@ -88,8 +88,12 @@ class Communicator {
   std::shared_ptr<CommState> s_;
 };
 
-// The library version string of the MPI this core was built against and runs with.
+// MPI_Get_library_version of the MPI this process runs with.
 std::string mpi_library_version();
+// The MPI this core was compiled against: "mpich", "openmpi" or "unknown", and
+// its version from mpi.h.
+std::string mpi_build_family();
+std::string mpi_build_version();
 // "compiled, N devices", "compiled, no device (reason)" or "not compiled".
 std::string cuda_status();
 // Progresses every operation in flight on every communicator.
