@@ -26,6 +26,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "baobab/dtype.hpp"
@@ -47,9 +48,12 @@ void fail(const std::string& msg) {
   else if (g_failures == 41) std::printf("FAIL: (further failures not printed)\n");
 }
 
-std::string hex(uint64_t v) {
+// The bit pattern of an integer (int8 -1 prints as 0xff).
+template <class T>
+std::string hex(T v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  auto u = static_cast<unsigned long long>(static_cast<std::make_unsigned_t<T>>(v));
+  std::snprintf(buf, sizeof buf, "0x%llx", u);
   return buf;
 }
 
@@ -91,7 +95,8 @@ struct Fmt16 {
     return (h & 0x8000) ? -v : v;
   }
 
-  Fmt16(int mant_bits, int bias_) : mant(mant_bits), bias(bias_), quiet(uint16_t(1u << (mant_bits - 1))) {
+  Fmt16(int mant_bits, int bias_)
+      : mant(mant_bits), bias(bias_), quiet(uint16_t(1u << (mant_bits - 1))) {
     for (unsigned k = 0; k < inf(); ++k) value.push_back(decode(uint16_t(k)));
     // Rounding to nearest treats infinity as the next power of two (IEEE 754 7.4).
     value.push_back(std::ldexp(1.0, (1 << (15 - mant)) - 1 - bias));
@@ -103,9 +108,16 @@ struct Fmt16 {
     uint16_t sign = std::signbit(x) ? 0x8000 : 0;
     double a = std::fabs(x);
     if (a >= value.back()) return sign | inf();
-    size_t k = size_t(std::upper_bound(value.begin(), value.end(), a) - value.begin()) - 1;
-    if (value[k] == a) return uint16_t(sign | k);
-    double mid = (value[k] + value[k + 1]) / 2;
+    // Binary search for value[k] <= a < value[k + 1] (value[0] = 0 <= a).
+    const double* v = value.data();
+    size_t k = 0, hi = value.size() - 1;
+    while (hi - k > 1) {
+      size_t m = (k + hi) / 2;
+      if (v[m] <= a) k = m;
+      else hi = m;
+    }
+    if (v[k] == a) return uint16_t(sign | k);
+    double mid = (v[k] + v[k + 1]) / 2;
     size_t r = a < mid ? k : a > mid ? k + 1 : (k % 2 == 0 ? k : k + 1);
     return uint16_t(sign | r);
   }
@@ -494,7 +506,8 @@ void bench(const char* tier) {
   struct {
     DType dt;
     const char* name;
-  } cases[] = {{DType::f32, "float32 sum"}, {DType::bf16, "bfloat16 sum"}, {DType::f16, "float16 sum"}};
+  } cases[] = {
+      {DType::f32, "float32 sum"}, {DType::bf16, "bfloat16 sum"}, {DType::f16, "float16 sum"}};
   for (auto c : cases) {
     ReduceKernel k = reduce_kernel(c.dt, RedOp::sum);
     size_t n = bytes / dtype_size(c.dt);
@@ -572,7 +585,8 @@ int main(int argc, char** argv) {
     bench(tier ? tier : "default");
     return g_failures ? 1 : 0;
   }
-  std::printf("default tier: %s, digest %s\n", g_failures ? "FAILED" : "passed", hex(g_digest).c_str());
+  std::printf("default tier: %s, digest %s\n", g_failures ? "FAILED" : "passed",
+              hex(g_digest).c_str());
 #if defined(__linux__)
   run_tiers(g_digest);
 #endif

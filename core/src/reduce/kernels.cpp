@@ -277,7 +277,8 @@ void k_base(void* dst, const void* a, const void* b, size_t n) {
 #define BAOBAB_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c"
 
 template <class E, class Op>
-__attribute__((target(BAOBAB_AVX2))) void k_avx2(void* dst, const void* a, const void* b, size_t n) {
+__attribute__((target(BAOBAB_AVX2))) void k_avx2(void* dst, const void* a, const void* b,
+                                                  size_t n) {
   loop<E, Op>(dst, a, b, n);
 }
 
