@@ -45,6 +45,19 @@ def rank_data(p, count, rng, dtype=np.float64):
     return [rng.integers(-4, 5, size=count).astype(dtype) for _ in range(p)]
 
 
+HIER = {(a["collective"], a["name"]) for a in baobab.algorithms() if a["hierarchical"]}
+
+
+def refused_on_one_node(t, coll, algo):
+    """Hierarchical algorithms refuse a single-node topology, with a clear reason."""
+    if (coll, algo) not in HIER or t.as_dict()["groups"][0] != [0] * t.size:
+        return False
+    with pytest.raises(baobab.InvalidArgument, match="more than one node"):
+        _core.simulate(t, coll_code(coll), algo, 1, [1] * t.size if coll in ("allgather", "reduce_scatter")
+                       else [1] * t.size * t.size if coll == "alltoall" else [], 0, F64, 0, [], [], {}, 1)
+    return True
+
+
 def sim(t, coll, algo, count, counts, root, inputs, outputs, op="sum", dtype=F64, segments=1):
     res = _core.simulate(t, coll_code(coll), algo, count, counts, root, dtype, OPS[op], inputs, outputs,
                          {}, segments)
@@ -56,6 +69,8 @@ def sim(t, coll, algo, count, counts, root, inputs, outputs, op="sum", dtype=F64
 @pytest.mark.parametrize("algo", algos("allreduce"))
 def test_allreduce(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "allreduce", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(p)
     for count in COUNTS:
@@ -73,6 +88,8 @@ def test_allreduce(tp, algo):
 @pytest.mark.parametrize("algo", algos("reduce_scatter"))
 def test_reduce_scatter(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "reduce_scatter", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(1)
     for per in ([1] * p, [3] * p, list(rng.integers(0, 5, size=p)), [0] * p):
@@ -95,6 +112,8 @@ def test_reduce_scatter(tp, algo):
 @pytest.mark.parametrize("algo", algos("allgather"))
 def test_allgather(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "allgather", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(2)
     for per in ([1] * p, [5] * p, [int(c) for c in rng.integers(0, 4, size=p)], [0] * p):
@@ -114,6 +133,8 @@ def test_allgather(tp, algo):
 @pytest.mark.parametrize("algo", algos("bcast"))
 def test_bcast(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "bcast", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(3)
     for count in COUNTS:
@@ -131,6 +152,8 @@ def test_bcast(tp, algo):
 @pytest.mark.parametrize("algo", algos("reduce"))
 def test_reduce(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "reduce", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(4)
     for count in COUNTS:
@@ -146,6 +169,8 @@ def test_reduce(tp, algo):
 @pytest.mark.parametrize("algo", algos("alltoall"))
 def test_alltoall(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "alltoall", algo):
+        return
     p = tp[0]
     rng = np.random.default_rng(5)
     for kind in ("equal", "random", "sparse"):
@@ -170,6 +195,8 @@ def test_alltoall(tp, algo):
 @pytest.mark.parametrize("algo", algos("barrier"))
 def test_barrier_schedules_match(tp, algo):
     t = make(*tp)
+    if refused_on_one_node(t, "barrier", algo):
+        return
     res = _core.simulate(t, BARRIER, algo, 0, [], 0, F64, 0, [], [], {}, 1)
     assert res["error"] == ""
     if tp[0] > 1:

@@ -36,7 +36,7 @@ check(np.array_equal(results[8], np.full(3, float(p))), "ireduce_scatter")
 
 # Overlap: a large pipelined allreduce progresses while we compute and poll.
 x = np.full(2_000_000, 1.0 + r, np.float32)
-w = comm.iallreduce(x, algo="leader" if p > 1 else None)
+w = comm.iallreduce(x, algo="leader" if comm.topology.num_nodes > 1 else None)
 polls = 0
 acc = 0.0
 while not w.test():

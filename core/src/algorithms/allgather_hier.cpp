@@ -56,7 +56,7 @@ Algorithm allgather_hier() {
   a.coll = Coll::allgather;
   a.hierarchical = true;
   a.summary = "per level: gather to group leader, allgather among leaders, bcast in group";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     const Blocks b = Blocks::of(d.counts);
     { RoundBuilder r(s); r.copy(Ref{kOut, b.off[rank]}, Ref{kIn, 0}, b.cnt[rank]); }

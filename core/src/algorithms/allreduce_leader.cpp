@@ -40,7 +40,7 @@ Algorithm allreduce_leader() {
   a.hierarchical = true;
   a.segmentable = true;
   a.summary = "per level: reduce to group leader, allreduce among leaders, bcast in group";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
     { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
     leader_allreduce(s, t, Group::world(t.size(), rank), 0, kOut, 0, d.count, m, rank);

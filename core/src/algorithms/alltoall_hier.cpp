@@ -17,7 +17,7 @@ Algorithm alltoall_hier() {
   a.coll = Coll::alltoall;
   a.hierarchical = true;
   a.summary = "gather to node leader, one aggregated message per node pair, scatter from leader";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     const int p = t.size();
     A2A m(d, p);

@@ -11,7 +11,7 @@ Algorithm barrier_hier() {
   a.coll = Coll::barrier;
   a.hierarchical = true;
   a.summary = "gather at node leader, dissemination among leaders, release";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc&, int rank, const CostModel&) {
     const auto& node = t.node_members(t.node_of(rank));
     Group P(node, rank);

@@ -40,7 +40,7 @@ Algorithm bcast_hier() {
   a.hierarchical = true;
   a.segmentable = true;
   a.summary = "per level: bcast among group leaders, then binomial in group; pipelined in segments";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     if (rank == d.root) { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
     hier_bcast(s, t, Group::world(t.size(), rank), 0, kOut, Extents{Span{0, d.count}}, d.root, rank);

@@ -39,7 +39,7 @@ Algorithm reduce_hier() {
   a.hierarchical = true;
   a.segmentable = true;
   a.summary = "per level: reduce to group leader, then among leaders; pipelined in segments";
-  a.unsupported = always;
+  a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     const uint8_t w = rank == d.root ? uint8_t{kOut} : s.add_scratch(d.count);
     { RoundBuilder r(s); r.copy(Ref{w, 0}, Ref{kIn, 0}, d.count); }

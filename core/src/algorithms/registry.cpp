@@ -45,6 +45,10 @@ namespace algo {
 std::string needs_pow2(const Topology& t, const CollDesc&) {
   return is_pow2(t.size()) ? "" : "needs a power-of-two number of ranks (have " + std::to_string(t.size()) + ")";
 }
+std::string needs_nodes(const Topology& t, const CollDesc&) {
+  return t.num_nodes() > 1 ? ""
+                           : "needs ranks on more than one node (all share one; BAOBAB_TOPOLOGY=nodes=N emulates nodes)";
+}
 }  // namespace algo
 
 const std::vector<Algorithm>& algorithms() {

@@ -28,4 +28,6 @@ Algorithm barrier_hier();
 // Shared preambles: move the caller's input to where the algorithm works.
 inline std::string always(const Topology&, const CollDesc&) { return ""; }
 std::string needs_pow2(const Topology& t, const CollDesc&);
+// Hierarchical algorithms need ranks on more than one node.
+std::string needs_nodes(const Topology& t, const CollDesc&);
 }  // namespace baobab::algo
