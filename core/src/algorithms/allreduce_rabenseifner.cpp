@@ -13,8 +13,7 @@ Algorithm allreduce_rabenseifner() {
   a.summary = "halving reduce-scatter + doubling allgather: 2 log2(p) a + 2(p-1)/p n b + (p-1)/p n g";
   a.unsupported = always;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
-    { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
-    rabenseifner_allreduce(s, Group::world(t.size(), rank), kOut, 0, d.count);
+    rabenseifner_allreduce(s, Group::world(t.size(), rank), kIn, kOut, 0, d.count);
   };
   return a;
 }

@@ -13,8 +13,7 @@ Algorithm allreduce_recursive_doubling() {
   a.summary = "pairwise exchange of the whole vector: log2(p) (a + n b + n g)";
   a.unsupported = always;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
-    { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
-    rd_allreduce(s, Group::world(t.size(), rank), kOut, 0, d.count);
+    rd_allreduce(s, Group::world(t.size(), rank), kIn, kOut, 0, d.count);
   };
   return a;
 }

@@ -12,8 +12,7 @@ Algorithm allreduce_ring() {
   a.summary = "ring reduce-scatter + ring allgather: 2(p-1) a + 2(p-1)/p n b + (p-1)/p n g";
   a.unsupported = always;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
-    { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
-    ring_allreduce(s, Group::world(t.size(), rank), kOut, 0, d.count);
+    ring_allreduce(s, Group::world(t.size(), rank), kIn, kOut, 0, d.count);
   };
   return a;
 }

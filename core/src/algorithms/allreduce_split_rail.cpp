@@ -24,15 +24,17 @@ namespace {
 
 std::pair<size_t, size_t> owned(size_t K, size_t s, size_t j) { return {j * K / s, (j + 1) * K / s}; }
 
-void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, uint8_t buf, size_t off, size_t count,
-                     const CostModel& m, int rank) {
-  if (g.size() <= 1 || !g.member()) return;
-  if (L >= t.levels()) return best_flat_allreduce(sch, g, buf, off, count, m, t.levels());
+// Input read from src on first touch (src == buf: in place).
+void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, uint8_t src, uint8_t buf, size_t off,
+                     size_t count, const CostModel& m, int rank) {
+  if (!g.member()) return;
+  if (g.size() <= 1) return copy_if_needed(sch, src, buf, off, count);
+  if (L >= t.levels()) return best_flat_allreduce(sch, g, src, buf, off, count, m, t.levels());
   auto parts = parts_at(t, g, L, rank);
-  if (parts.size() == 1) return best_flat_allreduce(sch, g, buf, off, count, m, L);
+  if (parts.size() == 1) return best_flat_allreduce(sch, g, src, buf, off, count, m, L);
   size_t K = 0;
   for (const auto& q : parts) K = std::max<size_t>(K, q.size());
-  if (K == 1) return split_allreduce(sch, t, g, L + 1, buf, off, count, m, rank);
+  if (K == 1) return split_allreduce(sch, t, g, L + 1, src, buf, off, count, m, rank);
 
   Blocks kb = Blocks::even(count, static_cast<int>(K));
   for (auto& o : kb.off) o += off;
@@ -49,7 +51,10 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
     pb.cnt.push_back(sp.len);
     pb.total += sp.len;
   }
-  ring_reduce_scatter(sch, P, buf, pb);
+  // After the reduce-scatter this rank's blocks are in buf (a group of one
+  // reduces nothing: its blocks are still in src).
+  ring_reduce_scatter(sch, P, src, buf, pb);
+  const uint8_t cur = sP > 1 ? buf : src;
 
   auto rail = [&](size_t b) {
     std::vector<int> ranks;
@@ -71,7 +76,7 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
     size_t be = bi + 1;
     while (be < b && rail(be) == r) ++be;
     Span sp = range_elems(bi, be);
-    split_allreduce(sch, t, Group(r, rank), L + 1, buf, sp.off, sp.len, m, rank);
+    split_allreduce(sch, t, Group(r, rank), L + 1, cur, buf, sp.off, sp.len, m, rank);
     bi = be;
   }
   ring_allgather(sch, P, buf, pb);
@@ -88,8 +93,7 @@ Algorithm allreduce_split_rail() {
   a.summary = "per level: reduce-scatter in group, concurrent per-rail allreduce across groups, allgather in group";
   a.unsupported = needs_nodes;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
-    { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{kIn, 0}, d.count); }
-    split_allreduce(s, t, Group::world(t.size(), rank), 0, kOut, 0, d.count, m, rank);
+    split_allreduce(s, t, Group::world(t.size(), rank), 0, kIn, kOut, 0, d.count, m, rank);
   };
   return a;
 }

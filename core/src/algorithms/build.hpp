@@ -74,25 +74,41 @@ inline int ceil_log2(int n) {
 
 // ---- flat building blocks (in place on buffer `buf`) -------------------------
 
-// Ring reduce-scatter: afterwards member i's block holds the reduction of
-// everyone's block i. Other blocks are left with partial sums.
-void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& b);
+// Ring reduce-scatter: afterwards member i's block of `buf` holds the reduction
+// of everyone's block i. Unreduced data is read from `src` (which may be `buf`):
+// no copy of the input is needed. Other blocks of buf hold partial sums.
+void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t src, uint8_t buf, const Blocks& b);
+inline void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
+  ring_reduce_scatter(s, g, buf, buf, b);
+}
 // Ring allgather: member i's block is sent around the ring.
 void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units);
 void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const Blocks& b);
-// Recursive doubling allreduce of [off, off+count), with the non-power-of-two fold.
-void rd_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count);
+// Flat allreduces of elements [off, off+count): the result lands in `buf`; the
+// input is read from `src` (src == buf: in place). Each reads src only where it
+// first touches an element, so no input-to-output copy is needed.
+// Recursive doubling, with the non-power-of-two fold.
+void rd_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count);
 // Rabenseifner: reduce-scatter by recursive halving, allgather by recursive doubling.
-void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count);
-// Ring allreduce of [off, off+count).
-void ring_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count);
+void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count);
+// Ring reduce-scatter + ring allgather.
+void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count);
 // Picks one of the three by the alpha-beta-gamma formulas for a flat group whose
 // links are of level `level`.
-void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, const CostModel& m,
-                         int level);
+void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
+                         const CostModel& m, int level);
+inline void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count,
+                                const CostModel& m, int level) {
+  best_flat_allreduce(s, g, buf, buf, off, count, m, level);
+}
+// Copies [off, off+count) from src to buf when they differ (a group of one).
+void copy_if_needed(Schedule& s, uint8_t src, uint8_t buf, size_t off, size_t count);
 // Binomial tree bcast / reduce of extents, root = group index.
 void binomial_bcast(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root);
 void binomial_reduce(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root);
+// The same, reading this rank's contribution from `src`; returns false if buf
+// was never written (a leaf, or a group of one): the data is still in src.
+bool binomial_reduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, const Extents& e, int root);
 // Binomial scatter of block j (relative index j = (member - root) mod p) from root.
 void binomial_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& rel, int root);
 // Linear gather / scatter of per-member extents to / from the root.

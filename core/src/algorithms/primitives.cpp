@@ -73,7 +73,9 @@ static Blocks offset_by(Blocks b, size_t off) {
 // Ring reduce-scatter: p-1 rounds; at step k member i sends block i-k-1 to
 // its right neighbour and folds block i-k-2 received from its left one.
 // Cost: (p-1) alpha + (p-1)/p n beta + (p-1)/p n gamma.
-void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
+// Block i-1 is sent raw from src at step 0; every other block is folded exactly
+// once at this rank (buf <- received partial OP own contribution from src).
+void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t src, uint8_t buf, const Blocks& b) {
   const int p = g.size(), i = g.me;
   if (p <= 1 || i < 0) return;
   const uint8_t tmp = s.add_scratch(b.max());
@@ -81,10 +83,16 @@ void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t buf, const Blocks&
   for (int k = 0; k < p - 1; ++k) {
     const int si = ((i - k - 1) % p + p) % p, ri = ((i - k - 2) % p + p) % p;
     RoundBuilder r(s);
-    r.send(right, Ref{buf, b.off[si]}, b.cnt[si]);
+    r.send(right, Ref{k == 0 ? src : buf, b.off[si]}, b.cnt[si]);
     r.recv(left, Ref{tmp, 0}, b.cnt[ri]);
-    r.reduce(Ref{buf, b.off[ri]}, Ref{tmp, 0}, Ref{buf, b.off[ri]}, b.cnt[ri]);
+    r.reduce(Ref{buf, b.off[ri]}, Ref{tmp, 0}, Ref{src, b.off[ri]}, b.cnt[ri]);
   }
+}
+
+void copy_if_needed(Schedule& s, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (src == buf || count == 0) return;
+  RoundBuilder r(s);
+  r.copy(Ref{buf, off}, Ref{src, off}, count);
 }
 
 // Ring allgather: p-1 rounds, (p-1) alpha + (p-1)/p n beta.
@@ -106,9 +114,10 @@ void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
   ring_allgather(s, g, buf, units);
 }
 
-void ring_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
+void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
   Blocks b = offset_by(Blocks::even(count, g.size()), off);
-  ring_reduce_scatter(s, g, buf, b);
+  ring_reduce_scatter(s, g, src, buf, b);
   ring_allgather(s, g, buf, b);
 }
 
@@ -122,7 +131,8 @@ struct Fold {
   int real(int v) const { return v < rem ? 2 * v + 1 : v + rem; }
 };
 
-Fold fold_in(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, uint8_t tmp) {
+Fold fold_in(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count, uint8_t tmp,
+             bool& fresh) {
   Fold f;
   const int p = g.size(), i = g.me;
   f.p2 = floor_pow2(p);
@@ -130,13 +140,14 @@ Fold fold_in(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count,
   if (i < 2 * f.rem) {
     RoundBuilder r(s);
     if (i % 2 == 0) {
-      r.send(g[i + 1], Ref{buf, off}, count);
+      r.send(g[i + 1], Ref{src, off}, count);
       f.newidx = -1;
     } else {
       r.recv(g[i - 1], Ref{tmp, 0}, count);
-      r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{buf, off}, count);
+      r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{src, off}, count);
       f.newidx = i / 2;
     }
+    fresh = false;  // evens receive the whole result into buf at the end
   } else {
     f.newidx = i - f.rem;
   }
@@ -158,34 +169,41 @@ void fold_out(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count
 // Recursive doubling: log2(p) exchanges of the whole vector.
 // Cost: ceil(log2 p) (alpha + n beta + n gamma), plus 2 (alpha + n beta) + n gamma
 // for the fold when p is not a power of two.
-void rd_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
-  if (g.size() <= 1 || g.me < 0) return;
+void rd_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (g.me < 0) return;
+  if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
   const uint8_t tmp = s.add_scratch(count);
-  Fold f = fold_in(s, g, buf, off, count, tmp);
+  bool fresh = true;
+  Fold f = fold_in(s, g, src, buf, off, count, tmp, fresh);
   if (f.newidx >= 0) {
     for (int mask = 1; mask < f.p2; mask <<= 1) {
       const int partner = f.newidx ^ mask;
       const int peer = g[f.real(partner)];
+      const uint8_t cur = fresh ? src : buf;
       RoundBuilder r(s);
-      r.send(peer, Ref{buf, off}, count);
+      r.send(peer, Ref{cur, off}, count);
       r.recv(peer, Ref{tmp, 0}, count);
       // Lower index on the left: both partners compute the same bits.
-      if (partner < f.newidx) r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{buf, off}, count);
-      else r.reduce(Ref{buf, off}, Ref{buf, off}, Ref{tmp, 0}, count);
+      if (partner < f.newidx) r.reduce(Ref{buf, off}, Ref{tmp, 0}, Ref{cur, off}, count);
+      else r.reduce(Ref{buf, off}, Ref{cur, off}, Ref{tmp, 0}, count);
+      fresh = false;
     }
   }
+  if (fresh) copy_if_needed(s, src, buf, off, count);
   fold_out(s, g, buf, off, count, f);
 }
 
 // Rabenseifner: reduce-scatter by recursive halving, then allgather by recursive
 // doubling, among the p2 survivors of the fold.
 // Cost: 2 log2(p) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma (+ fold).
-void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count) {
-  if (g.size() <= 1 || g.me < 0) return;
+void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (g.me < 0) return;
+  if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
   const int p2 = floor_pow2(g.size());
   const Blocks b = offset_by(Blocks::even(count, p2), off);
   const uint8_t tmp = s.add_scratch(count);  // the fold receives everything
-  Fold f = fold_in(s, g, buf, off, count, tmp);
+  bool fresh = true;
+  Fold f = fold_in(s, g, src, buf, off, count, tmp, fresh);
   auto span = [&](int lo, int hi) { return Span{b.off[lo], b.off[hi - 1] + b.cnt[hi - 1] - b.off[lo]}; };
   if (f.newidx >= 0) {
     const int v = f.newidx;
@@ -197,11 +215,13 @@ void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off
       const bool upper = (v & mask) != 0;
       const Span keep = upper ? span(mid, hi) : span(lo, mid);
       const Span give = upper ? span(lo, mid) : span(mid, hi);
+      const uint8_t cur = fresh ? src : buf;
       RoundBuilder r(s);
-      r.send(peer, Ref{buf, give.off}, give.len);
+      r.send(peer, Ref{cur, give.off}, give.len);
       r.recv(peer, Ref{tmp, 0}, keep.len);
-      if (partner < v) r.reduce(Ref{buf, keep.off}, Ref{tmp, 0}, Ref{buf, keep.off}, keep.len);
-      else r.reduce(Ref{buf, keep.off}, Ref{buf, keep.off}, Ref{tmp, 0}, keep.len);
+      if (partner < v) r.reduce(Ref{buf, keep.off}, Ref{tmp, 0}, Ref{cur, keep.off}, keep.len);
+      else r.reduce(Ref{buf, keep.off}, Ref{cur, keep.off}, Ref{tmp, 0}, keep.len);
+      fresh = false;
       if (upper) lo = mid;
       else hi = mid;
     }
@@ -218,10 +238,11 @@ void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off
   fold_out(s, g, buf, off, count, f);
 }
 
-void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count, const CostModel& m,
-                         int level) {
+void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
+                         const CostModel& m, int level) {
   const int p = g.size();
-  if (p <= 1 || g.me < 0) return;
+  if (g.me < 0) return;
+  if (p <= 1) return copy_if_needed(s, src, buf, off, count);
   const LinkParams lp = m.at(level);
   const double n = static_cast<double>(count * s.elem_size);
   const int p2 = floor_pow2(p);
@@ -230,9 +251,9 @@ void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, s
   const double rd = logp * (lp.alpha + n * lp.beta + n * m.gamma) + fold;
   const double rab = 2 * logp * lp.alpha + 2.0 * (p2 - 1) / p2 * n * lp.beta + 1.0 * (p2 - 1) / p2 * n * m.gamma + fold;
   const double ring = 2.0 * (p - 1) * lp.alpha + 2.0 * (p - 1) / p * n * lp.beta + 1.0 * (p - 1) / p * n * m.gamma;
-  if (rd <= rab && rd <= ring) rd_allreduce(s, g, buf, off, count);
-  else if (rab <= ring) rabenseifner_allreduce(s, g, buf, off, count);
-  else ring_allreduce(s, g, buf, off, count);
+  if (rd <= rab && rd <= ring) rd_allreduce(s, g, src, buf, off, count);
+  else if (rab <= ring) rabenseifner_allreduce(s, g, src, buf, off, count);
+  else ring_allreduce(s, g, src, buf, off, count);
 }
 
 // Binomial tree broadcast: ceil(log2 p) (alpha + n beta) on the critical path.
@@ -262,8 +283,13 @@ void binomial_bcast(Schedule& s, const Group& g, uint8_t buf, const Extents& e, 
 
 // Binomial tree reduction to root: ceil(log2 p) (alpha + n beta + n gamma).
 void binomial_reduce(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root) {
+  binomial_reduce(s, g, buf, buf, e, root);
+}
+
+bool binomial_reduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, const Extents& e, int root) {
   const int p = g.size();
-  if (p <= 1 || g.me < 0) return;
+  if (p <= 1 || g.me < 0) return src == buf;
+  bool fresh = src != buf;
   const int v = (g.me - root + p) % p;
   auto real = [&](int x) { return g[(x + root) % p]; };
   const size_t n = total(e);
@@ -271,26 +297,28 @@ void binomial_reduce(Schedule& s, const Group& g, uint8_t buf, const Extents& e,
   bool have_tmp = false;
   for (int mask = 1; mask < p; mask <<= 1) {
     if ((v & mask) == 0) {
-      const int src = v | mask;
-      if (src >= p) continue;
+      const int child = v | mask;
+      if (child >= p) continue;
       if (!have_tmp) {
         tmp = s.add_scratch(n);
         have_tmp = true;
       }
       Extents te{Span{0, n}};
       R r(s);
-      r.recv(real(src), tmp, te);
+      r.recv(real(child), tmp, te);
       size_t t = 0;
       for (auto sp : e) {
-        r.b().reduce(Ref{buf, sp.off}, Ref{buf, sp.off}, Ref{tmp, t}, sp.len);
+        r.b().reduce(Ref{buf, sp.off}, Ref{fresh ? src : buf, sp.off}, Ref{tmp, t}, sp.len);
         t += sp.len;
       }
+      fresh = false;
     } else {
       R r(s);
-      r.send(real(v - mask), buf, e);
+      r.send(real(v - mask), fresh ? src : buf, e);
       break;
     }
   }
+  return !fresh;
 }
 
 // Binomial scatter: the subtree of relative index v holds blocks [v, v + lowbit(v)).

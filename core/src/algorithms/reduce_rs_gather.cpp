@@ -13,11 +13,11 @@ Algorithm reduce_rs_gather() {
   a.unsupported = always;
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     const uint8_t w = rank == d.root ? uint8_t{kOut} : s.add_scratch(d.count);
-    { RoundBuilder r(s); r.copy(Ref{w, 0}, Ref{kIn, 0}, d.count); }
     const int p = t.size();
+    if (p == 1) { RoundBuilder r(s); r.copy(Ref{w, 0}, Ref{kIn, 0}, d.count); }
     const Blocks b = Blocks::even(d.count, p);
     Group g = Group::world(p, rank);
-    ring_reduce_scatter(s, g, w, b);
+    ring_reduce_scatter(s, g, kIn, w, b);
     std::vector<Extents> units(p);
     for (int i = 0; i < p; ++i) units[i] = {Span{b.off[i], b.cnt[i]}};
     linear_gather(s, g, w, units, d.root);

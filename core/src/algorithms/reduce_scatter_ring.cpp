@@ -13,8 +13,8 @@ Algorithm reduce_scatter_ring() {
   a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel&) {
     const Blocks b = Blocks::of(d.counts);
     const uint8_t w = s.add_scratch(b.total);
-    { RoundBuilder r(s); r.copy(Ref{w, 0}, Ref{kIn, 0}, b.total); }
-    ring_reduce_scatter(s, Group::world(t.size(), rank), w, b);
+    if (t.size() == 1) { RoundBuilder r(s); r.copy(Ref{w, 0}, Ref{kIn, 0}, b.total); }
+    ring_reduce_scatter(s, Group::world(t.size(), rank), kIn, w, b);
     { RoundBuilder r(s); r.copy(Ref{kOut, 0}, Ref{w, b.off[rank]}, b.cnt[rank]); }
   };
   return a;

@@ -110,6 +110,50 @@ struct Posted {
   size_t nreq = 1;    // requests this entry owns (chunks)
 };
 
+// Scratch memory, reused across operations: large vectors would otherwise pay
+// page faults on fresh memory at every call.
+struct PoolBuf {
+  std::unique_ptr<char[]> p;
+  size_t cap = 0;
+  char* data() { return p.get(); }
+};
+
+class Pool {
+ public:
+  PoolBuf get(size_t bytes) {
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); ++i)
+      if (free_[i].cap >= bytes && (best == free_.size() || free_[i].cap < free_[best].cap)) best = i;
+    if (best < free_.size()) {
+      PoolBuf b = std::move(free_[best]);
+      free_.erase(free_.begin() + static_cast<long>(best));
+      held_ -= b.cap;
+      return b;
+    }
+    PoolBuf b;
+    b.cap = std::max<size_t>(bytes, 64);
+    b.p.reset(new char[b.cap]);
+    return b;
+  }
+  void put(PoolBuf b) {
+    if (!b.p) return;
+    held_ += b.cap;
+    free_.push_back(std::move(b));
+    // Keep at most kLimit bytes: drop the smallest buffers first.
+    while (held_ > kLimit && !free_.empty()) {
+      auto it = std::min_element(free_.begin(), free_.end(),
+                                 [](const PoolBuf& a, const PoolBuf& c) { return a.cap < c.cap; });
+      held_ -= it->cap;
+      free_.erase(it);
+    }
+  }
+
+ private:
+  static constexpr size_t kLimit = size_t{1} << 30;
+  std::vector<PoolBuf> free_;
+  size_t held_ = 0;
+};
+
 struct Lane {
   const Schedule* s = nullptr;
   size_t shift = 0;  // elements, applied to in and out
@@ -125,7 +169,7 @@ struct Lane {
   size_t remaining = 0;              // requests not yet completed
   std::vector<Posted> posts;
   std::vector<char> arena;
-  std::vector<std::vector<char>> scratch;
+  std::vector<PoolBuf> scratch;
 };
 
 struct Execution {
@@ -170,6 +214,8 @@ struct CommState {
   MPI_Request ctrl_req = MPI_REQUEST_NULL;
   std::list<std::pair<MPI_Request, std::unique_ptr<CtrlMsg>>> ctrl_out;
   std::vector<std::vector<char>> graveyard;  // staging of abandoned sends
+  std::vector<PoolBuf> scratch_graveyard;
+  Pool pool;
   // diagnosis in progress
   bool diagnosing = false;
   uint64_t diag_seq = 0;
@@ -293,7 +339,7 @@ void cancel_execution(CommState& s, Execution& e) {
     l.reqs.clear();
     l.posts.clear();
     if (!l.arena.empty()) s.graveyard.push_back(std::move(l.arena));
-    for (auto& sc : l.scratch) s.graveyard.push_back(std::move(sc));
+    for (auto& sc : l.scratch) s.scratch_graveyard.push_back(std::move(sc));
     l.scratch.clear();
   }
   e.complete = true;
@@ -635,8 +681,7 @@ void run_local(Execution& e, Lane& l) {
 bool step_lane(CommState& s, Execution& e, Lane& l) {
   if (!l.started) {
     l.started = true;
-    l.scratch.clear();
-    for (size_t c : l.s->scratch) l.scratch.emplace_back(c * e.es);
+    for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
   }
   while (l.round < l.s->rounds.size()) {
     if (!l.posted) post_round(s, e, l);
@@ -670,6 +715,7 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
     l.posts.clear();
   }
   l.done = true;
+  for (auto& b : l.scratch) s.pool.put(std::move(b));
   l.scratch.clear();
   l.arena.clear();
   return true;
