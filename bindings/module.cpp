@@ -176,7 +176,7 @@ CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vec
 }
 
 Config config_with(const nb::dict& overrides) {
-  Config c = Config::from_env();
+  Config c = Config::from_env(!overrides.contains("tuning"));
   for (auto [k, v] : overrides) {
     std::string key = nb::cast<std::string>(k);
     if (key == "timeout") c.timeout = nb::cast<double>(v);

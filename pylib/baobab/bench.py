@@ -8,7 +8,8 @@ redop, root, algo, time (us, the slowest rank's mean), algbw = size / time,
 busbw = algbw x factor (allreduce 2(p-1)/p; reduce_scatter, allgather,
 alltoall (p-1)/p; bcast, reduce 1), #wrong (elements that differ from the
 expected result), mpi (us) and ratio = mpi time / baobab time (above 1:
-baobab is faster).
+baobab is faster), and model (us), the cost model's prediction for the
+algorithm that ran.
 """
 import csv
 import time
@@ -184,6 +185,8 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
         if mpi and case.mpi_ok:
             t = timed(case, case.run_mpi, n, warmup, m.Barrier)
             mpi_t = m.allreduce(t, op=MPI.MAX)
+        predicted = {c["name"]: c["predicted"] for c in
+                     comm.plan(coll, case.nbytes(), dtype=dtype, root=root)["candidates"]}
         for algo in algos:
             name = None if algo == "auto" else algo
             plan = comm.plan(coll, case.nbytes(), dtype=dtype, root=root, algo=name)
@@ -200,7 +203,8 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
                 algo=plan["algorithm"] + (f"/{plan['segments']}" if plan["segments"] > 1 else ""),
                 time_us=t * 1e6, algbw=algbw, busbw=algbw * bus_factor(coll, comm.size), wrong=wrong,
                 mpi_us=None if mpi_t is None else mpi_t * 1e6,
-                ratio=None if mpi_t is None else mpi_t / t, iters=n))
+                ratio=None if mpi_t is None else mpi_t / t, iters=n,
+                model_us=predicted.get(plan["algorithm"], float("nan")) * 1e6))
     return rows
 
 
@@ -208,14 +212,14 @@ def format_table(rows, coll, comm):
     head = (f"# baobab bench {coll}: {comm.size} ranks, {comm.topology.num_nodes} nodes "
             f"({comm.topology.source})\n"
             f"#{'size':>11} {'count':>10} {'type':>9} {'redop':>6} {'root':>4} {'algo':>22} "
-            f"{'time(us)':>10} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'mpi(us)':>10} {'ratio':>6}")
+            f"{'time(us)':>10} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'mpi(us)':>10} {'ratio':>6} {'model(us)':>10}")
     lines = [head]
     for r in rows:
         mpi = "-" if r["mpi_us"] is None else f"{r['mpi_us']:10.2f}"
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:6.2f}"
         lines.append(f" {r['size']:>11} {r['count']:>10} {r['type']:>9} {r['redop']:>6} {r['root']:>4} "
                      f"{r['algo']:>22} {r['time_us']:10.2f} {r['algbw']:7.3f} {r['busbw']:7.3f} "
-                     f"{r['wrong']:>6} {mpi:>10} {ratio:>6}")
+                     f"{r['wrong']:>6} {mpi:>10} {ratio:>6} {r['model_us']:10.2f}")
     wrong = sum(r["wrong"] for r in rows)
     lines.append(f"# out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}")
     return "\n".join(lines)

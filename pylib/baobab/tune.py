@@ -2,10 +2,15 @@
 the tuning file every later run reads (BAOBAB_TUNING, or the default path).
 
 For each link level present in the topology (0 = inside a node, 1 = between
-nodes, 2.. = between coarser groups) one pair of ranks at that level runs a
-ping-pong: alpha is half the round trip of an 8-byte message, the bandwidth
-comes from the half round trip of large messages minus alpha. The reduction
-(gamma) and copy rates are measured on rank 0 with the core's own kernels.
+nodes, 2.. = between coarser groups) ranks at that level run a ping-pong: alpha
+is half the round trip of an 8-byte message, the bandwidth comes from the half
+round trip of large messages minus alpha. Inside a node every rank takes part
+at once (disjoint pairs), because shared memory is shared: the per-pair rate
+under that load is what a collective gets. Between nodes one pair measures,
+because the cost model itself shares a node's uplink among its ranks. The reduction
+(gamma) and copy rates are measured with the core's own kernels on every rank
+at once, so that they include the sharing of memory bandwidth (and of cores,
+when ranks outnumber them) that a collective meets; the mean over ranks is kept.
 Ranks not in the measuring pair wait in a baobab barrier, which yields the CPU.
 """
 import datetime
@@ -23,16 +28,26 @@ def add_parser(sub):
     p.set_defaults(func=run_cli)
 
 
+def link_level(t, a, b):
+    return next((lv for lv in range(t.levels) if t.groups[lv][a] == t.groups[lv][b]), t.levels)
+
+
 def link_pairs(topology):
-    """One (a, b) pair per link level present, preferring rank 0 as a."""
+    """Pairs per link level present: level 0 as many disjoint pairs as the nodes
+    allow (the first is the reported one), other levels one pair."""
     t = topology
     levels = {}
     for a in range(t.size):
         for b in range(a + 1, t.size):
-            L = next((lv for lv in range(t.levels) if t.groups[lv][a] == t.groups[lv][b]), t.levels)
-            levels.setdefault(L, (a, b))
-        if len(levels) == t.levels + 1:
-            break
+            levels.setdefault(link_level(t, a, b), [(a, b)])
+    if 0 in levels:
+        pairs = []
+        for node in t.nodes:
+            free = list(node)
+            while len(free) >= 2:
+                a, b = free.pop(0), free.pop(0)
+                pairs.append((a, b))
+        levels[0] = pairs
     return dict(sorted(levels.items()))
 
 
@@ -62,7 +77,7 @@ def _byte():
     return MPI.BYTE
 
 
-def local_rates(nbytes=8 << 20, reps=10):
+def local_rates(nbytes=64 << 20, reps=5):
     from . import _core
     a = np.ones(nbytes // 4, np.float32)
     b = np.ones_like(a)
@@ -85,31 +100,31 @@ def measure(comm, nbytes=4 << 20, reps=20):
     mpi = comm.mpi_comm.Dup()
     results = {}
     try:
-        for L, (a, b) in link_pairs(comm.topology).items():
+        for L, pairs in link_pairs(comm.topology).items():
             comm.barrier()
-            if comm.rank in (a, b):
-                lat = pingpong(mpi, a, b, 8, max(reps * 10, 100))
-                big = pingpong(mpi, a, b, nbytes, reps)
-                bw = nbytes / max(big - lat, 1e-9) / 1e9
-                if comm.rank == a:
-                    results[L] = (lat * 1e6, bw, a, b)
+            for a, b in pairs:
+                if comm.rank in (a, b):
+                    lat = pingpong(mpi, a, b, 8, max(reps * 10, 100))
+                    big = pingpong(mpi, a, b, nbytes, reps)
+                    bw = nbytes / max(big - lat, 1e-9) / 1e9
+                    if (a, b) == pairs[0] and comm.rank == a:
+                        results[L] = (lat * 1e6, bw, a, b, len(pairs))
             comm.barrier()
-        gamma = copy = None
-        if comm.rank == 0:
-            gamma, copy = local_rates()
+        comm.barrier()
+        gamma, copy = local_rates()
         allres = mpi.allgather((results, gamma, copy))
     finally:
         mpi.Free()
     merged = {}
-    for res, g, c in allres:
+    for res, _, _ in allres:
         merged.update(res)
-        if g is not None:
-            gamma, copy = g, c
+    gamma = sum(g for _, g, _ in allres) / len(allres)
+    copy = sum(c for _, _, c in allres) / len(allres)
     out = {}
-    for L, (alpha, bw, a, b) in sorted(merged.items()):
+    for L, (alpha, bw, a, b, npairs) in sorted(merged.items()):
         out[f"link.{L}.alpha_us"] = round(alpha, 3)
         out[f"link.{L}.bw_GBps"] = round(bw, 3)
-        out[f"# link.{L}"] = f"ranks {a} and {b}"
+        out[f"# link.{L}"] = f"ranks {a} and {b}" + (f", {npairs} pairs at once" if npairs > 1 else "")
     out["gamma_GBps"] = round(gamma, 3)
     out["copy_GBps"] = round(copy, 3)
     return out
@@ -135,7 +150,7 @@ def run_cli(args):
     import baobab
     from . import _core
     from .bench import parse_size
-    comm = baobab.init()
+    comm = baobab.Communicator(tuning="")  # measure with the model's defaults; the file may not exist yet
     values = measure(comm, parse_size(args.bytes), args.reps)
     path = args.output or os.environ.get("BAOBAB_TUNING") or _core.default_tuning_path()
     if comm.rank == 0:

@@ -40,7 +40,8 @@ struct Config {
   std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file
   std::string tuning_error;         // why the tuning file could not be read, if it could not
 
-  static Config from_env();
+  // load_tuning = false skips reading the tuning file (when the caller replaces it).
+  static Config from_env(bool load_tuning = true);
   // Parses "allreduce=ring,bcast=binomial" into algo[]; throws InvalidArgument.
   void set_algos(const std::string& spec);
   std::string serialize() const;

@@ -1,12 +1,14 @@
 // Replays the schedules of every rank on a modelled cluster.
 //
 // Timing: a discrete-event model of the alpha-beta-gamma costs. A message of b
-// bytes between ranks whose link level is L leaves its sender at
-// max(post time, sender's previous injection end, node uplink free) and takes
-// b*beta_L to inject and alpha_L to arrive; above the node level the node's up-
-// and downlinks are shared by all its ranks, so concurrent rails or leaders
-// contend as they do on a NIC. A round ends when its messages are delivered;
-// then its reductions (gamma per byte) and copies run.
+// bytes between ranks whose link level is L takes b*beta_L to inject and
+// alpha_L more to arrive. Inside a node the copy is done by a CPU: it occupies
+// the sender's CPU timeline, which its reductions (gamma per byte) and local
+// copies also occupy, so a rank's pipelined segments cannot overlap its own
+// shared-memory traffic with its arithmetic. Above the node level the message
+// occupies the node's up- and downlink, shared by all ranks of the node (as a
+// NIC is), and not the CPU. A round ends when its messages are delivered; then
+// its reductions and copies run on the CPU timeline.
 //
 // Checking: every receive is matched with the sender's message in MPI order and
 // the sizes must agree; ranks left waiting are reported as a deadlock.

@@ -98,7 +98,7 @@ void Config::set_algos(const std::string& spec) {
   }
 }
 
-Config Config::from_env() {
+Config Config::from_env(bool load_tuning) {
   Config c;
   if (auto v = env("BAOBAB_TIMEOUT"); !v.empty()) {
     c.timeout = parse_double("BAOBAB_TIMEOUT", v);
@@ -113,6 +113,10 @@ Config Config::from_env() {
     if (c.window < 1) throw InvalidArgument("BAOBAB_WINDOW must be at least 1");
   }
   c.tuning_file = env("BAOBAB_TUNING");
+  if (!load_tuning) {
+    c.tuning_file.clear();
+    return c;
+  }
   bool explicit_file = !c.tuning_file.empty();
   if (!explicit_file) c.tuning_file = default_tuning_path();
   try {

@@ -37,7 +37,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   std::vector<size_t> bytes_sent(p, 0), msgs_sent(p, 0);
   std::vector<std::vector<Proc>> procs(p);
   for (int r = 0; r < p; ++r) procs[r].resize(lanes[r].size());
-  std::vector<double> out_free(p, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
+  // cpu: when each rank's CPU is free (shared-memory copies, reductions, local
+  // copies); inj: when its network injection is free; nic_*: each node's links.
+  std::vector<double> cpu(p, 0.0), inj(p, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
   std::map<std::tuple<int, int, size_t>, std::deque<Message>> queues;  // (src, dst, segment)
   using Event = std::tuple<double, int, size_t>;                        // time, rank, segment
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
@@ -87,6 +89,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     pr.matched = 0;
     double done = std::max({pr.round_start, pr.send_end, pr.max_arrive});
     if (round.has_comm()) done += m.round_overhead;
+    bool local = false;
+    for (const Op& op : round.ops) local = local || op.kind == OpKind::reduce || op.kind == OpKind::copy;
+    if (local) done = std::max(done, cpu[r]);
     for (const Op& op : round.ops) {
       const double bytes = static_cast<double>(op.count * s.elem_size);
       if (op.kind == OpKind::reduce) {
@@ -99,6 +104,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
       }
     }
+    if (local) cpu[r] = done;
     pr.round++;
     if (pr.round < s.rounds.size()) {
       start(r, seg, done);
@@ -137,13 +143,17 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       const int L = t.link_level(r, op.peer);
       const LinkParams lp = m.at(L);
       const double tx = static_cast<double>(bytes) * lp.beta;
-      double begin = std::max(now, out_free[r]);
       const int na = t.node_of(r), nb = t.node_of(op.peer);
-      if (L >= 1) begin = std::max(begin, nic_out[na]);
-      double end = begin + tx;
-      out_free[r] = end;
-      double arrive = end;
-      if (L >= 1) {
+      double begin, end, arrive;
+      if (L == 0) {
+        begin = std::max(now, cpu[r]);
+        end = begin + tx;
+        cpu[r] = end;
+        arrive = end;
+      } else {
+        begin = std::max({now, inj[r], nic_out[na]});
+        end = begin + tx;
+        inj[r] = end;
         nic_out[na] = end;
         arrive = std::max(end, nic_in[nb] + tx);
         nic_in[nb] = arrive;
