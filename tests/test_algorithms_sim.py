@@ -19,9 +19,9 @@ TOPOLOGIES = [
 COUNTS = [0, 1, 7, 13, 64]
 
 
-def make(size, spec, keys):
+def make(size, spec, keys, hosts=None):
     keys = keys if keys is not None else [0] * size
-    return _core.make_topology(size, keys, ["h%d" % k for k in keys], [""] * size, spec)
+    return _core.make_topology(size, keys, hosts or ["h%d" % k for k in keys], [""] * size, spec)
 
 
 def topo_id(t):
@@ -223,8 +223,9 @@ def test_unsupported_algorithm_is_refused():
 
 def test_model_prefers_hierarchy_across_slow_links():
     """With a slow inter-node link, large allreduce picks a hierarchical algorithm;
-    tiny ones a latency-optimal one."""
-    t = make(8, "nodes=2", None)
+    tiny ones a latency-optimal one. (Two real hosts: ranks on one host talk
+    through memory whatever the virtual topology says.)"""
+    t = make(8, "nodes=2", None, hosts=["a"] * 4 + ["b"] * 4)
     big = _core.plan_for(t, ALLREDUCE, 16 << 20, 4, 0, [])
     assert big["algorithm"] in ("split_rail", "leader"), big
     small = _core.plan_for(t, ALLREDUCE, 2, 4, 0, [])
@@ -233,3 +234,17 @@ def test_model_prefers_hierarchy_across_slow_links():
     # the simulator's inter-node contention: split-rail sends less over the node link than ring
     cands = {c["name"]: c for c in big["candidates"]}
     assert cands["split_rail"]["predicted"] < cands["ring"]["predicted"]
+
+
+def test_virtual_nodes_on_one_host_are_priced_as_memory_copies():
+    """BAOBAB_TOPOLOGY=nodes=2 on a single host: no NIC to share, so the model
+    must not credit the hierarchy with relieving one."""
+    one_host = make(8, "nodes=2", None)
+    two_hosts = make(8, "nodes=2", None, hosts=["a"] * 4 + ["b"] * 4)
+    for t in (one_host, two_hosts):
+        assert t.as_dict()["groups"][0] == [0] * 4 + [1] * 4
+    a = {c["name"]: c["predicted"] for c in _core.plan_for(one_host, ALLREDUCE, 16 << 20, 4, 0, [])["candidates"]}
+    b = {c["name"]: c["predicted"] for c in _core.plan_for(two_hosts, ALLREDUCE, 16 << 20, 4, 0, [])["candidates"]}
+    assert a != b
+    # across real hosts, split-rail's advantage over a flat ring is larger
+    assert b["ring"] / b["split_rail"] > a["ring"] / a["split_rail"]

@@ -5,9 +5,12 @@
 // alpha_L more to arrive. Inside a node the copy is done by a CPU: it occupies
 // the sender's CPU timeline, which its reductions (gamma per byte) and local
 // copies also occupy, so a rank's pipelined segments cannot overlap its own
-// shared-memory traffic with its arithmetic. Above the node level the message
-// occupies the node's up- and downlink, shared by all ranks of the node (as a
-// NIC is), and not the CPU. A round ends when its messages are delivered; then
+// shared-memory traffic with its arithmetic. Ranks on one host always talk
+// through memory, so a message between them is such a CPU copy whatever level
+// the topology gives their link (virtual nodes: BAOBAB_TOPOLOGY on one host),
+// priced with that level's alpha and beta. Between hosts the message occupies
+// the node's up- and downlink, shared by all ranks of the node (as a NIC is),
+// and not the CPU. A round ends when its messages are delivered; then
 // its reductions and copies run on the CPU timeline.
 //
 // Checking: every receive is matched with the sender's message in MPI order and

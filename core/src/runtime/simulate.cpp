@@ -145,7 +145,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       const double tx = static_cast<double>(bytes) * lp.beta;
       const int na = t.node_of(r), nb = t.node_of(op.peer);
       double begin, end, arrive;
-      if (L == 0) {
+      if (L == 0 || t.host(r) == t.host(op.peer)) {
         begin = std::max(now, cpu[r]);
         end = begin + tx;
         cpu[r] = end;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine: build baobab with its CUDA sources, check
+# that the module sees the device, run the test suite's GPU tests and the
+# single-host collective tests, and leave logs under $OUT.
+#
+# That machine has CUDA, CuPy, mpi4py, nanobind and scikit-build-core but no
+# MPI library: carry the PyPI mpich wheel. Once, here, in the repository root:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mpich==5.0.2
+# then run `bash tests/gpu/run.sh` with carry [".whl"].
+set -uo pipefail
+OUT=${OUT:-/tmp/baobab-gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/run.log") 2>&1
+cd "$(dirname "$0")/../.."
+nvidia-smi -L || true
+python3 -m venv --system-site-packages /tmp/bvenv
+/tmp/bvenv/bin/python -m pip install -q --no-index --no-deps .whl/*.whl
+export PATH=/tmp/bvenv/bin:$PATH
+time /tmp/bvenv/bin/python -m pip install -q --no-build-isolation --no-deps . || exit 1
+python - <<'PY' | tee "$OUT/status.txt"
+import baobab
+print("cuda:", baobab.cuda_status())
+print("mpi:", baobab.mpi_library_version().splitlines()[0])
+PY
+python -m pytest -q -rs tests -k "not openmpi" --timeout=600 2>&1 | tail -40 | tee "$OUT/pytest.txt"
+ls "$OUT"
