@@ -1,0 +1,71 @@
+"""The baobab command line under mpiexec: info, bench (validated, with the MPI
+baseline and CSV), tune (writes a tuning file that later runs use), explain."""
+import csv
+import sys
+
+from conftest import run_mpi
+
+BAOBAB = [sys.executable, "-m", "baobab"]
+
+
+def cli(n, *args, env=None, timeout=300):
+    code = "import sys; from baobab.cli import main; sys.exit(main(sys.argv[1:]))\n"
+    return run_mpi(n, code, *args, env=env, timeout=timeout).stdout
+
+
+def test_info_shows_library_topology_and_algorithms():
+    out = cli(4, "info", env={"BAOBAB_TOPOLOGY": "groups=3,1"})
+    assert "MPI library" in out and "CUDA" in out
+    assert "topology: 4 ranks, 2 nodes (BAOBAB_TOPOLOGY=groups=3,1)" in out
+    assert "split_rail" in out and "dissemination" in out
+    assert out.count("baobab 0.") == 1  # printed once, by rank 0
+
+
+def test_bench_validates_and_compares_with_mpi(tmp_path):
+    path = tmp_path / "bench.csv"
+    out = cli(3, "bench", "allreduce", "-b", "8", "-e", "64K", "-f", "16", "--csv", str(path))
+    assert "# out of bounds values : 0 OK" in out
+    rows = list(csv.DictReader(open(path)))
+    assert [int(r["size"]) for r in rows] == [8, 128, 2048, 32768]
+    for r in rows:
+        assert int(r["wrong"]) == 0 and float(r["time_us"]) > 0 and float(r["mpi_us"]) > 0
+        assert abs(float(r["ratio"]) - float(r["mpi_us"]) / float(r["time_us"])) < 1e-6
+        assert abs(float(r["busbw"]) - float(r["algbw"]) * 2 * 2 / 3) < 1e-9
+
+
+def test_bench_every_algorithm_of_every_collective():
+    import baobab
+    for coll in ("allgather", "reduce_scatter", "bcast", "reduce", "alltoall"):
+        out = cli(4, "bench", coll, "-b", "1K", "-e", "64K", "-f", "64", "--algo", "all", "-n", "3",
+                  env={"BAOBAB_TOPOLOGY": "nodes=2"})
+        assert "# out of bounds values : 0 OK" in out, out
+        ran = {line.split()[5].split("/")[0] for line in out.splitlines() if line.strip()[:1].isdigit()}
+        assert ran == {a["name"] for a in baobab.algorithms() if a["collective"] == coll}, (coll, ran)
+
+
+def test_bench_bfloat16_has_no_mpi_baseline_but_is_validated():
+    out = cli(2, "bench", "allreduce", "-b", "1K", "-e", "1K", "-d", "bfloat16", "-o", "max")
+    line = next(l for l in out.splitlines() if "bfloat16" in l)
+    assert " - " in line and "max" in line
+    assert "0 OK" in out
+
+
+def test_tune_writes_a_file_the_model_then_uses(tmp_path):
+    path = tmp_path / "tuning.conf"
+    out = cli(4, "tune", "-o", str(path), "--bytes", "256K", "--reps", "5", env={"BAOBAB_TOPOLOGY": "nodes=2"})
+    assert f"wrote {path}" in out
+    values = {}
+    for line in open(path):
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=")
+            values[k.strip()] = float(v)
+    for key in ("link.0.alpha_us", "link.0.bw_GBps", "link.1.alpha_us", "link.1.bw_GBps", "gamma_GBps", "copy_GBps"):
+        assert values[key] > 0, key
+    out = cli(2, "explain", "allreduce", "1M", env={"BAOBAB_TUNING": path})
+    assert f"(tuning: {path})" in out and "choice:" in out
+    assert f"{values['link.0.alpha_us']:.2f} us" in out
+
+
+def test_explain_forced_by_environment():
+    out = cli(2, "explain", "bcast", "64K", env={"BAOBAB_ALGO": "bcast=scatter_allgather"})
+    assert "choice: scatter_allgather (forced by BAOBAB_ALGO)" in out
