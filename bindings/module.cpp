@@ -175,6 +175,22 @@ CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vec
   return d;
 }
 
+nb::dict config_dict(const Config& c) {
+  nb::dict d;
+  d["timeout"] = c.timeout;
+  d["check"] = c.check;
+  d["topology"] = c.topology;
+  d["segment"] = c.segment_bytes;
+  d["window"] = c.window;
+  d["tuning_file"] = c.tuning_file;
+  d["tuning_error"] = c.tuning_error;
+  nb::dict algo;
+  for (int i = 0; i < static_cast<int>(Coll::count_); ++i)
+    if (!c.algo[i].empty()) algo[coll_name(static_cast<Coll>(i))] = c.algo[i];
+  d["algo"] = algo;
+  return d;
+}
+
 Config config_with(const nb::dict& overrides) {
   Config c = Config::from_env(!overrides.contains("tuning"));
   for (auto [k, v] : overrides) {
@@ -253,22 +269,8 @@ NB_MODULE(_core, m) {
       .def("describe", &Topology::describe);
   m.def("make_topology", &make_topology, "size"_a, "node_keys"_a, "hosts"_a, "slurm_addr"_a, "spec"_a);
 
-  m.def("config_from_env", [](nb::dict overrides) {
-    Config c = config_with(overrides);
-    nb::dict d;
-    d["timeout"] = c.timeout;
-    d["check"] = c.check;
-    d["topology"] = c.topology;
-    d["segment"] = c.segment_bytes;
-    d["window"] = c.window;
-    d["tuning_file"] = c.tuning_file;
-    d["tuning_error"] = c.tuning_error;
-    nb::dict algo;
-    for (int i = 0; i < static_cast<int>(Coll::count_); ++i)
-      if (!c.algo[i].empty()) algo[coll_name(static_cast<Coll>(i))] = c.algo[i];
-    d["algo"] = algo;
-    return d;
-  }, "overrides"_a = nb::dict());
+  m.def("config_from_env", [](nb::dict overrides) { return config_dict(config_with(overrides)); },
+        "overrides"_a = nb::dict());
   m.def("default_tuning_path", &default_tuning_path);
 
   // Replays algorithm schedules on a modelled cluster; with inputs, moves real data.
@@ -379,22 +381,7 @@ NB_MODULE(_core, m) {
       .def_prop_ro("rank", &Communicator::rank)
       .def_prop_ro("size", &Communicator::size)
       .def("topology", &Communicator::topology, nb::rv_policy::reference_internal)
-      .def("config", [](const Communicator& c) {
-        const Config& cfg = c.config();
-        nb::dict d;
-        d["timeout"] = cfg.timeout;
-        d["check"] = cfg.check;
-        d["topology"] = cfg.topology;
-        d["segment"] = cfg.segment_bytes;
-        d["window"] = cfg.window;
-        d["tuning_file"] = cfg.tuning_file;
-        d["tuning_error"] = cfg.tuning_error;
-        nb::dict algo;
-        for (int i = 0; i < static_cast<int>(Coll::count_); ++i)
-          if (!cfg.algo[i].empty()) algo[coll_name(static_cast<Coll>(i))] = cfg.algo[i];
-        d["algo"] = algo;
-        return d;
-      })
+      .def("config", [](const Communicator& c) { return config_dict(c.config()); })
       .def("stats", [](const Communicator& c) {
         Stats s = c.stats();
         nb::dict d;

@@ -16,19 +16,9 @@ void hier_bcast(Schedule& s, const Topology& t, const Group& g, int L, uint8_t b
   if (L >= t.levels()) return binomial_bcast(s, g, buf, e, root);
   auto parts = parts_at(t, g, L, rank);
   if (parts.size() == 1) return binomial_bcast(s, g, buf, e, root);
-  const int root_rank = g[root];
-  std::vector<int> leaders;
-  for (const auto& q : parts) {
-    bool has_root = std::find(q.ranks.begin(), q.ranks.end(), root_rank) != q.ranks.end();
-    leaders.push_back(has_root ? root_rank : q[0]);
-  }
-  Group lead(leaders, rank);
-  int lroot = static_cast<int>(std::find(leaders.begin(), leaders.end(), root_rank) - leaders.begin());
-  if (lead.member()) hier_bcast(s, t, lead, L + 1, buf, e, lroot, rank);
-  const int pi = part_of(parts, rank);
-  const Group& P = parts[pi];
-  int proot = static_cast<int>(std::find(P.ranks.begin(), P.ranks.end(), leaders[pi]) - P.ranks.begin());
-  binomial_bcast(s, P, buf, e, proot);
+  const RootedLeaders rl = rooted_leaders(parts, g[root], rank);
+  if (rl.leaders.member()) hier_bcast(s, t, rl.leaders, L + 1, buf, e, rl.root, rank);
+  binomial_bcast(s, parts[rl.my_part], buf, e, rl.part_root);
 }
 
 }  // namespace

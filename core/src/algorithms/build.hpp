@@ -119,7 +119,17 @@ void dissemination(Schedule& s, const Group& g);
 // Members of g grouped by their level-L group, in order of first appearance;
 // each part keeps g's order.
 std::vector<Group> parts_at(const Topology& t, const Group& g, int L, int rank);
-// The part of `parts` containing index i of g, and i's index within it.
+// The part of `parts` containing comm_rank.
 int part_of(const std::vector<Group>& parts, int comm_rank);
+
+// Leaders of rooted hierarchical collectives: the root leads its own part, the
+// first member leads every other part.
+struct RootedLeaders {
+  Group leaders;     // one rank per part, in part order
+  int root = 0;      // the root's index among the leaders
+  int my_part = -1;  // the caller's part
+  int part_root = 0; // the caller's part leader's index within that part
+};
+RootedLeaders rooted_leaders(const std::vector<Group>& parts, int root_rank, int rank);
 
 }  // namespace baobab::algo

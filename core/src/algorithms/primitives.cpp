@@ -392,6 +392,23 @@ std::vector<Group> parts_at(const Topology& t, const Group& g, int L, int rank) 
   return out;
 }
 
+RootedLeaders rooted_leaders(const std::vector<Group>& parts, int root_rank, int rank) {
+  RootedLeaders out;
+  std::vector<int> lead;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const auto& q = parts[i].ranks;
+    const bool has_root = std::find(q.begin(), q.end(), root_rank) != q.end();
+    if (has_root) out.root = static_cast<int>(i);
+    lead.push_back(has_root ? root_rank : q[0]);
+    if (std::find(q.begin(), q.end(), rank) != q.end()) {
+      out.my_part = static_cast<int>(i);
+      out.part_root = static_cast<int>(std::find(q.begin(), q.end(), lead.back()) - q.begin());
+    }
+  }
+  out.leaders = Group(lead, rank);
+  return out;
+}
+
 int part_of(const std::vector<Group>& parts, int comm_rank) {
   for (size_t i = 0; i < parts.size(); ++i)
     for (int r : parts[i].ranks)

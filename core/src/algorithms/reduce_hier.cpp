@@ -15,19 +15,9 @@ void hier_reduce(Schedule& s, const Topology& t, const Group& g, int L, uint8_t 
   if (L >= t.levels()) return binomial_reduce(s, g, buf, e, root);
   auto parts = parts_at(t, g, L, rank);
   if (parts.size() == 1) return binomial_reduce(s, g, buf, e, root);
-  const int root_rank = g[root];
-  std::vector<int> leaders;
-  for (const auto& q : parts) {
-    bool has_root = std::find(q.ranks.begin(), q.ranks.end(), root_rank) != q.ranks.end();
-    leaders.push_back(has_root ? root_rank : q[0]);
-  }
-  const int pi = part_of(parts, rank);
-  const Group& P = parts[pi];
-  int proot = static_cast<int>(std::find(P.ranks.begin(), P.ranks.end(), leaders[pi]) - P.ranks.begin());
-  binomial_reduce(s, P, buf, e, proot);
-  Group lead(leaders, rank);
-  int lroot = static_cast<int>(std::find(leaders.begin(), leaders.end(), root_rank) - leaders.begin());
-  if (lead.member()) hier_reduce(s, t, lead, L + 1, buf, e, lroot, rank);
+  const RootedLeaders rl = rooted_leaders(parts, g[root], rank);
+  binomial_reduce(s, parts[rl.my_part], buf, e, rl.part_root);
+  if (rl.leaders.member()) hier_reduce(s, t, rl.leaders, L + 1, buf, e, rl.root, rank);
 }
 
 }  // namespace
