@@ -40,12 +40,12 @@ def info(comm=None, file=None):
     w("")
     w("choice for a few sizes (float32):")
     sizes = [8, 64 << 10, 1 << 20, 16 << 20]
-    head = f"  {'collective':<15}" + "".join(f"{_fmt(s):>16}" for s in sizes)
+    head = f"  {'collective':<15}" + "".join(f"{_fmt(s):>20}" for s in sizes)
     w(head)
     for coll in ("allreduce", "reduce_scatter", "allgather", "bcast", "reduce", "alltoall"):
         row = f"  {coll:<15}"
         for s in sizes:
-            row += f"{comm.plan(coll, max(s, 4 * comm.size))['algorithm']:>16}"
+            row += f"{comm.plan(coll, max(s, 4 * comm.size))['algorithm']:>20}"
         w(row)
     print("\n".join(out), file=file, flush=True)
     return 0

@@ -215,6 +215,7 @@ struct CommState {
   std::list<std::pair<MPI_Request, std::unique_ptr<CtrlMsg>>> ctrl_out;
   std::vector<std::vector<char>> graveyard;  // staging of abandoned sends
   std::vector<PoolBuf> scratch_graveyard;
+  std::vector<MPI_Request> orphan_sends;  // sends of failed operations, completed by drain()
   Pool pool;
   // diagnosis in progress
   bool diagnosing = false;
@@ -226,6 +227,7 @@ struct CommState {
   std::vector<int> answer_has_hdr;
   Clock::time_point diag_start;
   uint64_t waiting_seq = 0;         // the operation this rank is blocked in (for answers)
+  int spin_limit = 200;             // polls before yielding (0 when ranks outnumber cores)
   std::deque<WireHeader> recent;    // signatures of the latest operations started here
 };
 
@@ -332,7 +334,8 @@ void cancel_execution(CommState& s, Execution& e) {
           MPI_Cancel(&r);
           MPI_Wait(&r, MPI_STATUS_IGNORE);
         } else {
-          MPI_Request_free(&r);
+          s.orphan_sends.push_back(r);
+          r = MPI_REQUEST_NULL;
         }
       }
     }
@@ -343,6 +346,41 @@ void cancel_execution(CommState& s, Execution& e) {
     l.scratch.clear();
   }
   e.complete = true;
+}
+
+// After a failure every rank that is still inside baobab drains the data
+// communicator: it receives and discards whatever was sent to it, so that its
+// peers' sends complete, and waits (up to `seconds`) for its own sends of the
+// failed operations to complete. MPI has no way to abort a communicator, and
+// sends left in flight at MPI_Finalize can break the MPI library. Stops once its
+// sends are done and nothing has arrived for 50 ms.
+void drain(CommState& s, double seconds) {
+  if (s.freed) return;
+  const auto t0 = Clock::now();
+  auto quiet = Clock::now();
+  std::vector<char> sink;
+  while (seconds_since(t0) < seconds) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, s.data, &flag, &msg, &st) != MPI_SUCCESS) break;
+    if (flag) {
+      int n = 0;
+      MPI_Get_count(&st, MPI_BYTE, &n);
+      sink.resize(static_cast<size_t>(std::max(n, 1)));
+      MPI_Mrecv(sink.data(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+      quiet = Clock::now();
+      continue;
+    }
+    int done = 1;
+    if (!s.orphan_sends.empty())
+      MPI_Testall(static_cast<int>(s.orphan_sends.size()), s.orphan_sends.data(), &done, MPI_STATUSES_IGNORE);
+    if (done && seconds_since(quiet) > 0.05) break;
+    sched_yield();
+  }
+  for (auto& r : s.orphan_sends)
+    if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
+  s.orphan_sends.clear();
 }
 
 // Marks the communicator failed; cancels everything in flight; optionally tells
@@ -378,6 +416,7 @@ void fail_comm(CommState& s, int32_t kind, const std::string& msg, uint64_t seq,
   }
   for (auto& e : s.active) cancel_execution(s, *e);
   s.active.clear();
+  drain(s, 1.0);
 }
 
 [[noreturn]] void throw_failure(const CommState& s) {
@@ -756,9 +795,13 @@ void progress_all_locked() {
     if (auto s = w.lock()) progress_state(*s);
 }
 
-void backoff(int& spins, Clock::time_point since) {
+// Waiting: poll flat out for a while (the fastest wake-up when every rank has
+// a core), then yield the CPU, then sleep briefly. When the node's ranks
+// outnumber its usable cores, yield from the first poll: a spinning rank would
+// keep the rank it waits for off the CPU.
+void backoff(int& spins, Clock::time_point since, int spin_limit) {
   ++spins;
-  if (spins < 200) return;
+  if (spins < spin_limit) return;
   const double waited = seconds_since(since);
   if (waited < 1e-3) {
     sched_yield();
@@ -901,7 +944,7 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
         if (signatures_disagree(s, e)) throw_failure(s);
       }
     }
-    backoff(spins, since);
+    backoff(spins, since, s.spin_limit);
   }
 }
 
@@ -1003,6 +1046,14 @@ Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_co
     addrs[r] = std::string(all.data() + r * 2 * kName + kName);
   }
   s.topo = make_topology(s.size, keys, hosts, addrs, s.cfg.topology);
+  // Oversubscribed: more ranks share this host than it has usable cores.
+  cpu_set_t cpus;
+  int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+  if (ncpu <= 0) ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  int same_host = 0;
+  for (int r = 0; r < s.size; ++r) same_host += hosts[r] == hosts[s.rank];
+  if (ncpu > 0 && same_host > ncpu) s.spin_limit = 0;
+  if (const char* v = std::getenv("BAOBAB_SPIN")) s.spin_limit = std::max(0, std::atoi(v));
   s.model = s.cfg.model(s.topo.levels());
 
   post_ctrl_recv(s);
