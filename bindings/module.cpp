@@ -15,7 +15,9 @@
 #include "baobab/algorithms.hpp"
 #include "baobab/communicator.hpp"
 #include "baobab/config.hpp"
+#include "baobab/datatype.hpp"
 #include "baobab/error.hpp"
+#include "baobab/mpi_datatype.hpp"
 #include "baobab/reduce.hpp"
 #include "baobab/select.hpp"
 #include "baobab/simulate.hpp"
@@ -356,6 +358,59 @@ NB_MODULE(_core, m) {
       },
       "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
       "overrides"_a = nb::dict());
+
+  // ---- datatypes --------------------------------------------------------------
+  nb::class_<Layout>(m, "Layout")
+      .def_prop_ro("kind", [](const Layout& l) { return l.kind == Layout::Kind::strided ? "strided" : "runs"; })
+      .def_prop_ro("start", [](const Layout& l) { return l.sb.start; })
+      .def_prop_ro("counts", [](const Layout& l) { return l.sb.counts; })
+      .def_prop_ro("strides", [](const Layout& l) { return l.sb.strides; })
+      .def_prop_ro("runs", [](const Layout& l) {
+        std::vector<std::pair<int64_t, int64_t>> out;
+        for (const auto& r : l.runs) out.emplace_back(r.off, r.len);
+        return out;
+      })
+      .def_ro("size", &Layout::size)
+      .def_ro("lb", &Layout::lb)
+      .def_ro("extent", &Layout::extent)
+      .def_ro("true_lb", &Layout::true_lb)
+      .def_ro("true_ub", &Layout::true_ub)
+      .def("overlaps", &Layout::overlaps)
+      .def("contiguous", &Layout::contiguous)
+      .def("block_bytes", &Layout::block_bytes)
+      .def("describe", &Layout::describe)
+      .def("__eq__", [](const Layout& a, const Layout& b) { return a == b; })
+      .def("__repr__", &Layout::describe);
+
+  m.def("layout_from_strides", &layout_from_strides, "itemsize"_a, "shape"_a, "strides"_a);
+  m.def("decode_mpi_type", [](intptr_t fhandle) {
+    MPI_Datatype t = MPI_Type_f2c(static_cast<MPI_Fint>(fhandle));
+    MpiTypeInfo info = decode_mpi_type(t);
+    nb::dict d;
+    d["layout"] = info.layout ? nb::cast(*info.layout) : nb::none();
+    d["tree"] = info.tree ? info.tree->describe() : std::string();
+    d["simplified"] = info.tree ? simplify(info.tree)->describe() : std::string();
+    d["fallback"] = info.fallback;
+    d["size"] = info.size;
+    d["lb"] = info.lb;
+    d["extent"] = info.extent;
+    return d;
+  });
+  // Raw-pointer packers: the Python layer checks bounds and keeps buffers alive.
+  m.def("pack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count) {
+    pack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count);
+  }, "layout"_a, "src"_a, "dst"_a, "count"_a = 1, nb::call_guard<nb::gil_scoped_release>());
+  m.def("unpack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count) {
+    unpack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count);
+  }, "layout"_a, "src"_a, "dst"_a, "count"_a = 1, nb::call_guard<nb::gil_scoped_release>());
+  m.def("mpi_pack_ptr", [](intptr_t fhandle, uintptr_t src, int64_t count, uintptr_t dst, int64_t dst_bytes) {
+    mpi_pack(MPI_Type_f2c(static_cast<MPI_Fint>(fhandle)), reinterpret_cast<const void*>(src), count,
+             reinterpret_cast<void*>(dst), dst_bytes);
+  }, nb::call_guard<nb::gil_scoped_release>());
+  m.def("mpi_unpack_ptr", [](intptr_t fhandle, uintptr_t src, int64_t src_bytes, uintptr_t dst, int64_t count) {
+    mpi_unpack(MPI_Type_f2c(static_cast<MPI_Fint>(fhandle)), reinterpret_cast<const void*>(src), src_bytes,
+               reinterpret_cast<void*>(dst), count);
+  }, nb::call_guard<nb::gil_scoped_release>());
 
   nb::class_<Work>(m, "Work")
       .def("test", &Work::test, nb::call_guard<nb::gil_scoped_release>())

@@ -9,6 +9,7 @@ from ._errors import CUDAError, Error, InvalidArgument, MismatchError, MPIError,
 from . import _loader  # noqa: F401  (refuses to import with a mismatched MPI)
 from .comm import Communicator, Work, init
 from .topology import Topology
+from .datatype import Datatype, pack, unpack
 from ._core import cuda_status, mpi_library_version
 
 __version__ = "0.1.0"
@@ -22,5 +23,6 @@ def algorithms():
 
 __all__ = [
     "Communicator", "Work", "init", "Topology", "algorithms", "cuda_status", "mpi_library_version",
+    "Datatype", "pack", "unpack",
     "Error", "InvalidArgument", "MismatchError", "TimeoutError", "MPIError", "CUDAError", "__version__",
 ]

@@ -1,6 +1,23 @@
 // Built when no CUDA toolkit was found or BAOBAB_CUDA=OFF.
 #include <string>
 
+#include "baobab/cuda.hpp"
+#include "baobab/error.hpp"
+
 namespace baobab {
 std::string cuda_status() { return "not compiled (no CUDA toolkit at build time, or BAOBAB_CUDA=OFF)"; }
+
+namespace cuda {
+namespace {
+[[noreturn]] void off() { throw CUDAError("this baobab was built without CUDA (no nvcc, or BAOBAB_CUDA=OFF)"); }
+}  // namespace
+bool available() { return false; }
+int pointer_device(const void*) { return -1; }
+void pack(const Layout&, const void*, void*, int64_t, void*) { off(); }
+void unpack(const Layout&, const void*, void*, int64_t, void*) { off(); }
+void synchronize(void*) { off(); }
+void* alloc_pinned(size_t) { off(); }
+void free_pinned(void*) { off(); }
+void copy(void*, const void*, size_t, void*) { off(); }
+}  // namespace cuda
 }  // namespace baobab
