@@ -18,6 +18,7 @@
 #include "baobab/datatype.hpp"
 #include "baobab/error.hpp"
 #include "baobab/mpi_datatype.hpp"
+#include "baobab/p2p.hpp"
 #include "baobab/reduce.hpp"
 #include "baobab/select.hpp"
 #include "baobab/simulate.hpp"
@@ -411,6 +412,41 @@ NB_MODULE(_core, m) {
     mpi_unpack(MPI_Type_f2c(static_cast<MPI_Fint>(fhandle)), reinterpret_cast<const void*>(src), src_bytes,
                reinterpret_cast<void*>(dst), count);
   }, nb::call_guard<nb::gil_scoped_release>());
+
+  // ---- point-to-point -------------------------------------------------------------
+  nb::class_<Transfer>(m, "Transfer")
+      .def("test", &Transfer::test, nb::call_guard<nb::gil_scoped_release>())
+      .def("wait", &Transfer::wait, "timeout"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("packed", &Transfer::packed)
+      .def_prop_ro("bytes", &Transfer::bytes);
+  nb::class_<PointToPoint>(m, "PointToPoint")
+      .def(
+          "__init__",
+          [](PointToPoint* self, intptr_t fhandle, nb::dict overrides) {
+            Config cfg = config_with(overrides);
+            MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fhandle));
+            nb::gil_scoped_release nogil;
+            new (self) PointToPoint(comm, cfg);
+          },
+          "fhandle"_a, "overrides"_a = nb::dict())
+      .def_prop_ro("rank", &PointToPoint::rank)
+      .def_prop_ro("size", &PointToPoint::size)
+      .def_prop_ro("timeout", &PointToPoint::timeout)
+      .def("will_pack", [](const PointToPoint& p, const Layout& l) { return !l.contiguous() && p.model().pack(l); })
+      .def(
+          "isend",
+          [](PointToPoint& p, uintptr_t base, const Layout& l, int dest, int tag) {
+            return p.isend(reinterpret_cast<const void*>(base), l, dest, tag);
+          },
+          nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "irecv",
+          [](PointToPoint& p, uintptr_t base, const Layout& l, int source, int tag) {
+            return p.irecv(reinterpret_cast<void*>(base), l, source, tag);
+          },
+          nb::call_guard<nb::gil_scoped_release>())
+      .def("free", &PointToPoint::free, nb::call_guard<nb::gil_scoped_release>());
+  m.def("wait_all", &wait_all, "transfers"_a, "timeout"_a, nb::call_guard<nb::gil_scoped_release>());
 
   nb::class_<Work>(m, "Work")
       .def("test", &Work::test, nb::call_guard<nb::gil_scoped_release>())

@@ -123,6 +123,7 @@ class Communicator:
         if isinstance(overrides.get("algo"), dict):
             overrides["algo"] = ",".join(f"{k}={v}" for k, v in overrides["algo"].items())
         self.mpi_comm = comm
+        self._overrides = overrides
         self._c = _CoreComm(comm.py2f(), overrides)
         self.rank = self._c.rank
         self.size = self._c.size
@@ -278,6 +279,41 @@ class Communicator:
 
     def ibarrier(self, *, algo=None):
         return Work(self._c.ibarrier(algo or ""), None, None)
+
+    # ---- point-to-point (non-contiguous views) --------------------------------------
+
+    def _context(self, comm=None):
+        from mpi4py import MPI
+        from .p2p import context_of
+        comm = self.mpi_comm if comm is None else comm
+        if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
+            raise InvalidArgument(f"expected a valid mpi4py communicator, got {comm!r}")
+        return context_of(comm, self._overrides)  # collective over comm the first time
+
+    def send(self, view, dest, tag=0, *, timeout=None):
+        """Sends a numpy array or strided view (packed, or as an MPI derived datatype)."""
+        self._context().isend(view, dest, tag).wait(timeout)
+
+    def isend(self, view, dest, tag=0):
+        return self._context().isend(view, dest, tag)
+
+    def recv(self, out, source, tag=0, *, timeout=None):
+        """Receives into the (possibly strided) view `out`; returns it.
+
+        The message must hold exactly as many bytes as `out`."""
+        return self._context().irecv(out, source, tag).wait(timeout)
+
+    def irecv(self, out, source, tag=0):
+        return self._context().irecv(out, source, tag)
+
+    def halo_exchange(self, field, width=1, cart=None, *, timeout=None):
+        """Exchanges the halos of an N-d field over an mpi4py Cartesian communicator
+        (MPI.Comm.Create_cart); periodic and non-periodic dimensions. Returns field."""
+        from mpi4py import MPI
+        from .p2p import halo_exchange
+        if cart is None or not isinstance(cart, MPI.Cartcomm):
+            raise InvalidArgument("halo_exchange needs cart=, an mpi4py Cartesian communicator (Create_cart)")
+        return halo_exchange(self._context(cart), field, width, timeout)
 
     # ---- introspection ----------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""Non-contiguous point-to-point messages and N-d halo exchange.
+
+Messages travel on a duplicate of the communicator, so baobab's tags never meet
+the application's own. A strided view is sent as its canonical layout: baobab
+packs it, or hands MPI a derived datatype, whichever the cost model says is
+faster for its block size (BAOBAB_PACK=always|never|auto overrides).
+"""
+import numpy as np
+
+from . import _core
+from ._errors import InvalidArgument
+from .datatype import _device_array, _interface
+
+
+class Request:
+    """A message in flight: ``wait(timeout=None)`` returns the received array (or None)."""
+
+    __slots__ = ("_t", "_result", "_keep")
+
+    def __init__(self, t, result, keep):
+        self._t, self._result, self._keep = t, result, keep
+
+    def test(self):
+        return self._t.test()
+
+    def wait(self, timeout=None):
+        self._t.wait(-1.0 if timeout is None else float(timeout))
+        self._keep = None
+        return self._result
+
+    @property
+    def packed(self):
+        """Whether baobab packed this message (else MPI walked a derived datatype, or it was contiguous)."""
+        return self._t.packed
+
+    @property
+    def nbytes(self):
+        return self._t.bytes
+
+
+def _layout_of(view, what, writable=False):
+    if _device_array(view):
+        raise InvalidArgument(f"{what}: device arrays need a CUDA build with a device (see baobab.cuda_status())")
+    if not isinstance(view, np.ndarray):
+        raise InvalidArgument(f"{what} must be a numpy array, got {type(view).__name__}")
+    if writable and not view.flags.writeable:
+        raise InvalidArgument(f"{what} is read-only")
+    ptr, shape, strides, itemsize, _ = _interface(view)
+    return ptr, _core.layout_from_strides(itemsize, list(shape), list(strides))
+
+
+class Context:
+    """Point-to-point messages on a duplicate of one mpi4py communicator."""
+
+    def __init__(self, mpi_comm, overrides):
+        self.mpi_comm = mpi_comm
+        self._p = _core.PointToPoint(mpi_comm.py2f(), overrides)
+        self.timeout = self._p.timeout
+
+    def isend(self, view, dest, tag=0):
+        ptr, layout = _layout_of(view, "the send buffer")
+        return Request(self._p.isend(ptr, layout, int(dest), int(tag)), None, view)
+
+    def irecv(self, out, source, tag=0):
+        ptr, layout = _layout_of(out, "out", writable=True)
+        if layout.overlaps():
+            raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): cannot receive into it")
+        return Request(self._p.irecv(ptr, layout, int(source), int(tag)), out, out)
+
+    def wait_all(self, requests, timeout=None):
+        _core.wait_all([r._t for r in requests], self.timeout if timeout is None else float(timeout))
+        for r in requests:
+            r._keep = None
+
+    def will_pack(self, view):
+        return self._p.will_pack(_layout_of(view, "view")[1])
+
+    def free(self):
+        self._p.free()
+
+
+_KEYVAL = None
+
+
+def context_of(mpi_comm, overrides):
+    """The point-to-point context of an mpi4py communicator, cached on it as an
+    MPI attribute: freeing the communicator frees baobab's duplicate too."""
+    from mpi4py import MPI
+    global _KEYVAL
+    if _KEYVAL is None:
+        _KEYVAL = MPI.Comm.Create_keyval(delete_fn=lambda comm, keyval, ctx: ctx.free())
+    ctx = mpi_comm.Get_attr(_KEYVAL)
+    if ctx is None:
+        ctx = Context(mpi_comm, overrides)
+        mpi_comm.Set_attr(_KEYVAL, ctx)
+    return ctx
+
+
+def halo_exchange(ctx, field, width, timeout=None):
+    """Fills the halo (the outer `width` layers in every dimension) of `field`
+    from the neighbours on ctx's Cartesian communicator; returns field.
+
+    Dimensions are exchanged one after another, each slab spanning the whole
+    field in the other dimensions, so edges and corners arrive too (the values a
+    27-point stencil needs). Halos on a non-periodic boundary are left as they are.
+    """
+    from mpi4py import MPI
+    cart = ctx.mpi_comm
+    dims, periods, _ = cart.Get_topo()
+    if not isinstance(field, np.ndarray):
+        raise InvalidArgument("halo_exchange needs a numpy array field")
+    if field.ndim != len(dims):
+        raise InvalidArgument(f"the field has {field.ndim} dimensions, the Cartesian communicator {len(dims)}")
+    if not field.flags.writeable:
+        raise InvalidArgument("the field is read-only")
+    w = int(width)
+    if w < 1:
+        raise InvalidArgument("width must be at least 1")
+    for d, n in enumerate(field.shape):
+        if n < 3 * w:
+            raise InvalidArgument(f"dimension {d} of the field has {n} cells: with halos of {w} the interior must "
+                                  f"hold at least {w} (n >= 3*width)")
+    for d in range(field.ndim):
+        src, dst = cart.Shift(d, 1)
+        n = field.shape[d]
+
+        def slab(a, b):
+            index = [slice(None)] * field.ndim
+            index[d] = slice(a, b)
+            return field[tuple(index)]
+        reqs = []
+        if src != MPI.PROC_NULL:
+            reqs.append(ctx.irecv(slab(0, w), src, 2 * d))
+        if dst != MPI.PROC_NULL:
+            reqs.append(ctx.irecv(slab(n - w, n), dst, 2 * d + 1))
+            reqs.append(ctx.isend(slab(n - 2 * w, n - w), dst, 2 * d))
+        if src != MPI.PROC_NULL:
+            reqs.append(ctx.isend(slab(w, 2 * w), src, 2 * d + 1))
+        ctx.wait_all(reqs, timeout)
+    return field
