@@ -30,8 +30,17 @@ def parse_size(s):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmark a collective against the MPI library's own")
-    p.add_argument("collective", choices=COLLECTIVES)
+    bench = sub.add_parser("bench", help="benchmarks: collectives against MPI's own, pack, halo")
+    kinds = bench.add_subparsers(dest="what", required=True)
+    for coll in COLLECTIVES:
+        p = kinds.add_parser(coll, help=f"{coll} sweep against the MPI library's own")
+        _collective_options(p)
+        p.set_defaults(func=run_cli, collective=coll)
+    from . import bench_datatype
+    bench_datatype.add_parsers(kinds)
+
+
+def _collective_options(p):
     p.add_argument("-b", "--minbytes", default="8", help="smallest size (default 8)")
     p.add_argument("-e", "--maxbytes", default="32M", help="largest size (default 32M)")
     p.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size multiplier (default 2)")
@@ -43,7 +52,6 @@ def add_parser(sub):
     p.add_argument("--algo", default="auto", help="an algorithm name, 'auto' (default) or 'all'")
     p.add_argument("--no-mpi", action="store_true", help="skip the MPI baseline")
     p.add_argument("--csv", help="also write the table to this CSV file")
-    p.set_defaults(func=run_cli)
 
 
 def bus_factor(coll, p):

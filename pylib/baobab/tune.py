@@ -12,6 +12,11 @@ because the cost model itself shares a node's uplink among its ranks. The reduct
 at once, so that they include the sharing of memory bandwidth (and of cores,
 when ranks outnumber them) that a collective meets; the mean over ranks is kept.
 Ranks not in the measuring pair wait in a baobab barrier, which yields the CPU.
+
+For non-contiguous messages, rank 0 measures baobab's packer and MPI_Pack on
+byte vector types of several block sizes (the model that decides, per message,
+whether baobab packs or MPI walks a derived datatype: keys pack.ours.<B>_GBps
+and pack.mpi.<B>_GBps).
 """
 import datetime
 import os
@@ -25,6 +30,7 @@ def add_parser(sub):
     p.add_argument("-o", "--output", help="tuning file to write (default: BAOBAB_TUNING or ~/.config/baobab/tuning.conf)")
     p.add_argument("--bytes", default="4M", help="message size for bandwidth (default 4M)")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--pack-bytes", default="32M", help="data bytes per pack measurement (default 32M)")
     p.set_defaults(func=run_cli)
 
 
@@ -95,7 +101,7 @@ def local_rates(nbytes=64 << 20, reps=5):
     return nbytes / gamma / 1e9, nbytes / copy / 1e9
 
 
-def measure(comm, nbytes=4 << 20, reps=20):
+def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
     """Returns {key: value} of the tuning file; the same on every rank."""
     mpi = comm.mpi_comm.Dup()
     results = {}
@@ -112,7 +118,13 @@ def measure(comm, nbytes=4 << 20, reps=20):
             comm.barrier()
         comm.barrier()
         gamma, copy = local_rates()
+        packs = None
+        if comm.rank == 0 and pack_bytes:
+            from .bench_datatype import pack_rates
+            packs = [pack_rates(b, pack_bytes) for b in (8, 64, 512, 4096, 32768)]
+        comm.barrier()  # the others wait here (yielding), not spinning inside MPI
         allres = mpi.allgather((results, gamma, copy))
+        packs = mpi.bcast(packs)
     finally:
         mpi.Free()
     merged = {}
@@ -127,6 +139,9 @@ def measure(comm, nbytes=4 << 20, reps=20):
         out[f"# link.{L}"] = f"ranks {a} and {b}" + (f", {npairs} pairs at once" if npairs > 1 else "")
     out["gamma_GBps"] = round(gamma, 3)
     out["copy_GBps"] = round(copy, 3)
+    for r in packs or []:
+        out[f"pack.ours.{r['block']}_GBps"] = round(r["pack"], 3)
+        out[f"pack.mpi.{r['block']}_GBps"] = round(r["mpi_pack"], 3)
     return out
 
 
@@ -151,7 +166,7 @@ def run_cli(args):
     from . import _core
     from .bench import parse_size
     comm = baobab.Communicator(tuning="")  # measure with the model's defaults; the file may not exist yet
-    values = measure(comm, parse_size(args.bytes), args.reps)
+    values = measure(comm, parse_size(args.bytes), args.reps, parse_size(args.pack_bytes))
     path = args.output or os.environ.get("BAOBAB_TUNING") or _core.default_tuning_path()
     if comm.rank == 0:
         write(path, values, comm)
