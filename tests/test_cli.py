@@ -69,3 +69,25 @@ def test_tune_writes_a_file_the_model_then_uses(tmp_path):
 def test_explain_forced_by_environment():
     out = cli(2, "explain", "bcast", "64K", env={"BAOBAB_ALGO": "bcast=scatter_allgather"})
     assert "choice: scatter_allgather (forced by BAOBAB_ALGO)" in out
+
+
+def test_bench_pack_validates_against_mpi_pack():
+    out = cli(1, "bench", "pack", "--blocks", "8,512", "--bytes", "1M")
+    rows = [l.split() for l in out.splitlines() if l.strip() and not l.startswith("#")]
+    assert [r[0] for r in rows] == ["8", "512"]
+    for r in rows:
+        assert r[-1] == "yes" and float(r[2]) > 0 and float(r[4]) > 0  # packed correctly; both rates measured
+
+
+def test_bench_halo_agrees_with_mpi_subarray_types():
+    out = cli(4, "bench", "halo", "--size", "24", "--iters", "2")
+    line = next(l for l in out.splitlines() if "24^3" in l and not l.startswith("#"))
+    assert line.split()[-1] == "yes", out
+
+
+def test_tune_records_pack_rates(tmp_path):
+    path = tmp_path / "t.conf"
+    cli(2, "tune", "-o", str(path), "--bytes", "64K", "--reps", "3", "--pack-bytes", "1M")
+    text = path.read_text()
+    for b in (8, 64, 512, 4096, 32768):
+        assert f"pack.ours.{b}_GBps" in text and f"pack.mpi.{b}_GBps" in text

@@ -56,6 +56,7 @@ class Context:
         self.mpi_comm = mpi_comm
         self._p = _core.PointToPoint(mpi_comm.py2f(), overrides)
         self.timeout = self._p.timeout
+        self.halo_plans = {}
 
     def isend(self, view, dest, tag=0):
         ptr, layout = _layout_of(view, "the send buffer")
@@ -96,6 +97,35 @@ def context_of(mpi_comm, overrides):
     return ctx
 
 
+def _halo_plan(field, width, cart):
+    """Per dimension: (src, dst, [(offset, layout, peer, tag, is_recv)]), from the
+    field's geometry only, so repeated exchanges reuse it."""
+    from mpi4py import MPI
+    w = width
+    plan = []
+    base = field.__array_interface__["data"][0]
+    for d in range(field.ndim):
+        src, dst = cart.Shift(d, 1)
+        n = field.shape[d]
+
+        def slab(a, b):
+            index = [slice(None)] * field.ndim
+            index[d] = slice(a, b)
+            v = field[tuple(index)]
+            ptr, shape, strides, itemsize, _ = _interface(v)
+            return ptr - base, _core.layout_from_strides(itemsize, list(shape), list(strides))
+        ops = []
+        if src != MPI.PROC_NULL:
+            ops.append(slab(0, w) + (src, 2 * d, True))
+        if dst != MPI.PROC_NULL:
+            ops.append(slab(n - w, n) + (dst, 2 * d + 1, True))
+            ops.append(slab(n - 2 * w, n - w) + (dst, 2 * d, False))
+        if src != MPI.PROC_NULL:
+            ops.append(slab(w, 2 * w) + (src, 2 * d + 1, False))
+        plan.append(ops)
+    return plan
+
+
 def halo_exchange(ctx, field, width, timeout=None):
     """Fills the halo (the outer `width` layers in every dimension) of `field`
     from the neighbours on ctx's Cartesian communicator; returns field.
@@ -120,21 +150,15 @@ def halo_exchange(ctx, field, width, timeout=None):
         if n < 3 * w:
             raise InvalidArgument(f"dimension {d} of the field has {n} cells: with halos of {w} the interior must "
                                   f"hold at least {w} (n >= 3*width)")
-    for d in range(field.ndim):
-        src, dst = cart.Shift(d, 1)
-        n = field.shape[d]
-
-        def slab(a, b):
-            index = [slice(None)] * field.ndim
-            index[d] = slice(a, b)
-            return field[tuple(index)]
-        reqs = []
-        if src != MPI.PROC_NULL:
-            reqs.append(ctx.irecv(slab(0, w), src, 2 * d))
-        if dst != MPI.PROC_NULL:
-            reqs.append(ctx.irecv(slab(n - w, n), dst, 2 * d + 1))
-            reqs.append(ctx.isend(slab(n - 2 * w, n - w), dst, 2 * d))
-        if src != MPI.PROC_NULL:
-            reqs.append(ctx.isend(slab(w, 2 * w), src, 2 * d + 1))
-        ctx.wait_all(reqs, timeout)
+    key = (field.shape, field.strides, field.dtype.itemsize, w)
+    plan = ctx.halo_plans.get(key)
+    if plan is None:
+        plan = ctx.halo_plans[key] = _halo_plan(field, w, cart)
+    base = field.__array_interface__["data"][0]
+    p = ctx._p
+    t = ctx.timeout if timeout is None else float(timeout)
+    for ops in plan:
+        reqs = [p.irecv(base + off, layout, peer, tag) if is_recv else p.isend(base + off, layout, peer, tag)
+                for off, layout, peer, tag, is_recv in ops]
+        _core.wait_all(reqs, t)
     return field
