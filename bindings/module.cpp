@@ -15,6 +15,7 @@
 #include "baobab/algorithms.hpp"
 #include "baobab/communicator.hpp"
 #include "baobab/config.hpp"
+#include "baobab/cuda.hpp"
 #include "baobab/datatype.hpp"
 #include "baobab/error.hpp"
 #include "baobab/mpi_datatype.hpp"
@@ -412,6 +413,25 @@ NB_MODULE(_core, m) {
     mpi_unpack(MPI_Type_f2c(static_cast<MPI_Fint>(fhandle)), reinterpret_cast<const void*>(src), src_bytes,
                reinterpret_cast<void*>(dst), count);
   }, nb::call_guard<nb::gil_scoped_release>());
+
+  // ---- CUDA (device pointers as integers; the Python layer checks devices and sizes)
+  m.def("cuda_available", &cuda::available);
+  m.def("cuda_pointer_device", [](uintptr_t p) { return cuda::pointer_device(reinterpret_cast<const void*>(p)); });
+  m.def("cuda_pack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count, uintptr_t stream) {
+    cuda::pack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count,
+               reinterpret_cast<void*>(stream));
+  }, nb::call_guard<nb::gil_scoped_release>());
+  m.def("cuda_unpack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count, uintptr_t stream) {
+    cuda::unpack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count,
+                 reinterpret_cast<void*>(stream));
+  }, nb::call_guard<nb::gil_scoped_release>());
+  m.def("cuda_synchronize", [](uintptr_t stream) { cuda::synchronize(reinterpret_cast<void*>(stream)); },
+        nb::call_guard<nb::gil_scoped_release>());
+  m.def("mpi_cuda_aware", [] {
+    bool aware = false;
+    std::string why = mpi_cuda_aware_reason(aware);
+    return std::make_pair(aware, why);
+  });
 
   // ---- point-to-point -------------------------------------------------------------
   nb::class_<Transfer>(m, "Transfer")

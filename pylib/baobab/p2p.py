@@ -39,8 +39,6 @@ class Request:
 
 
 def _layout_of(view, what, writable=False):
-    if _device_array(view):
-        raise InvalidArgument(f"{what}: device arrays need a CUDA build with a device (see baobab.cuda_status())")
     if not isinstance(view, np.ndarray):
         raise InvalidArgument(f"{what} must be a numpy array, got {type(view).__name__}")
     if writable and not view.flags.writeable:
@@ -59,10 +57,16 @@ class Context:
         self.halo_plans = {}
 
     def isend(self, view, dest, tag=0):
+        if _device_array(view):
+            from . import _gpu
+            return _gpu.isend(self, view, dest, tag)
         ptr, layout = _layout_of(view, "the send buffer")
         return Request(self._p.isend(ptr, layout, int(dest), int(tag)), None, view)
 
     def irecv(self, out, source, tag=0):
+        if _device_array(out):
+            from . import _gpu
+            return _gpu.irecv(self, out, source, tag)
         ptr, layout = _layout_of(out, "out", writable=True)
         if layout.overlaps():
             raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): cannot receive into it")
@@ -71,7 +75,7 @@ class Context:
     def wait_all(self, requests, timeout=None):
         _core.wait_all([r._t for r in requests], self.timeout if timeout is None else float(timeout))
         for r in requests:
-            r._keep = None
+            r.wait(0)  # completed: runs any device staging / unpacking
 
     def will_pack(self, view):
         return self._p.will_pack(_layout_of(view, "view")[1])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: build baobab with its CUDA sources, check
-# that the module sees the device, run the test suite's GPU tests and the
-# single-host collective tests, and leave logs under $OUT.
+# that the module sees the device, check and time the pack kernels, run the GPU
+# tests and the suite, and leave logs under $OUT.
 #
 # That machine has CUDA, CuPy, mpi4py, nanobind and scikit-build-core but no
 # MPI library: carry the PyPI mpich wheel. Once, here, in the repository root:
@@ -24,5 +24,12 @@ import baobab
 print("cuda:", baobab.cuda_status())
 print("mpi:", baobab.mpi_library_version().splitlines()[0])
 PY
-python -m pytest -q -rs tests -k "not openmpi" --timeout=600 2>&1 | tail -40 | tee "$OUT/pytest.txt"
+# Kernel correctness against a CPU reference, and device pack/unpack bandwidth
+# against cudaMemcpy device-to-device (target: >= 70% for 2-D/3-D layouts).
+nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu tests/cuda/pack_check.cu \
+    -o /tmp/pack_check && /tmp/pack_check | tee "$OUT/pack_check.txt"
+# Device tests (cupy views: pack, unpack, send/recv between ranks), then the suite.
+python -m pytest -q -rs tests/test_gpu.py tests/test_datatype.py tests/test_p2p_mpi.py --timeout=600 2>&1 \
+    | tail -30 | tee "$OUT/pytest_gpu.txt"
+python -m pytest -q -rs tests -k "not openmpi" --timeout=600 2>&1 | tail -20 | tee "$OUT/pytest.txt"
 ls "$OUT"

@@ -2,8 +2,15 @@
 // (BAOBAB_HAVE_CUDA); without it every function throws CUDAError.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "baobab/datatype.hpp"
+
+namespace baobab {
+// Whether the MPI library takes device pointers, and how that was decided
+// (core/src/runtime/cuda_aware.cpp; independent of the CUDA build).
+std::string mpi_cuda_aware_reason(bool& aware);
+}  // namespace baobab
 
 namespace baobab::cuda {
 

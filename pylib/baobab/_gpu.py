@@ -1,0 +1,150 @@
+"""Device (cupy) paths of the datatype engine: pack/unpack on the GPU, and
+point-to-point messages of device views. A message is packed on the device,
+then sent from device memory when the MPI library is CUDA-aware
+(baobab._core.mpi_cuda_aware() says how that was decided) or staged through
+pinned host memory when it is not; receives mirror it."""
+from . import _core
+from ._errors import CUDAError, InvalidArgument
+from .datatype import _interface
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        raise CUDAError("device arrays need cupy") from None
+    if not _core.cuda_available():
+        raise CUDAError(f"no usable CUDA device: {_core.cuda_status()}")
+    return cupy
+
+
+def _layout(view):
+    ptr, shape, strides, itemsize, readonly = _interface(view)
+    return ptr, _core.layout_from_strides(itemsize, list(shape), list(strides)), readonly
+
+
+def pack(view):
+    """A C-contiguous device copy of a strided cupy view, packed by baobab's kernels."""
+    cupy = _cupy()
+    out = cupy.empty(view.shape, view.dtype)
+    if out.size:
+        ptr, layout, _ = _layout(view)
+        stream = cupy.cuda.get_current_stream()
+        _core.cuda_pack_ptr(layout, ptr, out.data.ptr, 1, stream.ptr)
+    return out
+
+
+def unpack(buf, out):
+    cupy = _cupy()
+    if not hasattr(buf, "__cuda_array_interface__"):
+        raise InvalidArgument("unpack into a device view needs a device buffer")
+    if buf.size != out.size:
+        raise InvalidArgument(f"buf holds {buf.size} elements, the view out= holds {out.size}: the layouts do not "
+                              "match")
+    if buf.dtype != out.dtype:
+        raise InvalidArgument(f"buf has dtype {buf.dtype}, out= has {out.dtype}")
+    if not buf.flags.c_contiguous:
+        raise InvalidArgument("buf must be C-contiguous")
+    ptr, layout, readonly = _layout(out)
+    if readonly:
+        raise InvalidArgument("out is read-only")
+    if out.size == 0:
+        return out
+    if layout.overlaps():
+        raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): unpacking into it is ambiguous")
+    stream = cupy.cuda.get_current_stream()
+    _core.cuda_unpack_ptr(layout, buf.data.ptr, ptr, 1, stream.ptr)
+    return out
+
+
+def _bytes_layout(n):
+    return _core.layout_from_strides(1, [n], [1])
+
+
+class DeviceRequest:
+    """A device message in flight; wait() finishes staging and unpacking."""
+
+    def __init__(self, t, finish, result, keep):
+        self._t, self._finish, self._result, self._keep = t, finish, result, keep
+
+    def test(self):
+        done = self._t.test()
+        if done and self._finish:
+            self._finish()
+            self._finish = None
+        return done
+
+    def wait(self, timeout=None):
+        self._t.wait(-1.0 if timeout is None else float(timeout))
+        if self._finish:
+            self._finish()
+            self._finish = None
+        self._keep = None
+        return self._result
+
+    @property
+    def packed(self):
+        return True
+
+    @property
+    def nbytes(self):
+        return self._t.bytes
+
+
+def isend(ctx, view, dest, tag):
+    cupy = _cupy()
+    ptr, layout, _ = _layout(view)
+    stream = cupy.cuda.get_current_stream()
+    n = layout.size
+    if layout.contiguous():
+        dev = view
+        dptr = ptr
+    else:
+        dev = cupy.empty(n, cupy.uint8)
+        dptr = dev.data.ptr
+        _core.cuda_pack_ptr(layout, ptr, dptr, 1, stream.ptr)
+    aware, _ = _core.mpi_cuda_aware()
+    if aware:
+        stream.synchronize()
+        t = ctx._p.isend(dptr, _bytes_layout(n), int(dest), int(tag))
+        return DeviceRequest(t, None, None, (view, dev))
+    import cupyx
+    host = cupyx.empty_pinned(n, dtype="uint8")
+    cupy.cuda.runtime.memcpyAsync(host.ctypes.data, dptr, n, cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
+    stream.synchronize()
+    t = ctx._p.isend(host.ctypes.data, _bytes_layout(n), int(dest), int(tag))
+    return DeviceRequest(t, None, None, (view, dev, host))
+
+
+def irecv(ctx, out, source, tag):
+    cupy = _cupy()
+    ptr, layout, readonly = _layout(out)
+    if readonly:
+        raise InvalidArgument("out is read-only")
+    if layout.overlaps():
+        raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): cannot receive into it")
+    n = layout.size
+    aware, _ = _core.mpi_cuda_aware()
+    contiguous = layout.contiguous()
+    dev = None if contiguous else cupy.empty(n, cupy.uint8)
+    dptr = ptr if contiguous else dev.data.ptr
+    if aware:
+        t = ctx._p.irecv(dptr, _bytes_layout(n), int(source), int(tag))
+
+        def finish():
+            if not contiguous:
+                s = cupy.cuda.get_current_stream()
+                _core.cuda_unpack_ptr(layout, dptr, ptr, 1, s.ptr)
+                s.synchronize()
+        return DeviceRequest(t, finish, out, (out, dev))
+    import cupyx
+    host = cupyx.empty_pinned(n, dtype="uint8")
+    t = ctx._p.irecv(host.ctypes.data, _bytes_layout(n), int(source), int(tag))
+
+    def finish_staged():
+        s = cupy.cuda.get_current_stream()
+        cupy.cuda.runtime.memcpyAsync(dptr, host.ctypes.data, n, cupy.cuda.runtime.memcpyHostToDevice, s.ptr)
+        if not contiguous:
+            _core.cuda_unpack_ptr(layout, dptr, ptr, 1, s.ptr)
+        s.synchronize()
+    return DeviceRequest(t, finish_staged, out, (out, dev, host))
