@@ -50,7 +50,7 @@ test-openmpi: $(OMPI_VENV)/.deps
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 BAOBAB_TEST_MPIEXEC=/usr/bin/mpiexec \
 	    $(OMPI_VENV)/bin/python -m pytest -q tests/test_api.py tests/test_coll_mpi.py tests/test_errors_mpi.py \
 	    tests/test_nonblocking_mpi.py tests/test_import.py tests/test_cli.py tests/test_datatype.py \
-	    tests/test_p2p_mpi.py
+	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py
 
 clean:
 	rm -rf build dist *.egg-info

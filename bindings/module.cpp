@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "baobab/algorithms.hpp"
+#include "baobab/attention.hpp"
 #include "baobab/communicator.hpp"
 #include "baobab/config.hpp"
 #include "baobab/cuda.hpp"
@@ -116,6 +117,48 @@ Call make_call(int coll, const RoArray& in, const Array& out, int dtype, int op,
   c.in = in.data();
   c.out = out.data();
   return c;
+}
+
+// The log-sum-exp merge as a reduction of the collective engine.
+struct MergeCtx {
+  int64_t d;
+  bool dbl;
+};
+void merge_fn(void* dst, const void* a, const void* b, size_t n, const void* ctx) {
+  const auto* c = static_cast<const MergeCtx*>(ctx);
+  attention::merge_rows(dst, a, b, n, c->d, c->dbl);
+}
+
+// Shapes of the attention kernels' arrays, checked: every array C-contiguous,
+// one float dtype, q (b, h, q_len, d), k and v (b, h, kv_len, d).
+template <class LseArray>
+attention::Shape attention_shape(const RoArray& q, const RoArray& k, const RoArray& v,
+                                 std::initializer_list<const Array*> outs, const LseArray& lse) {
+  if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4)
+    throw InvalidArgument("attention arrays must be 4-D (batch, heads, length, d)");
+  const bool dbl = q.dtype() == nb::dtype<double>();
+  if (!dbl && q.dtype() != nb::dtype<float>()) throw InvalidArgument("attention arrays must be float32 or float64");
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype() || lse.dtype() != q.dtype())
+    throw InvalidArgument("attention arrays must share one dtype");
+  for (size_t i = 0; i < 4; ++i)
+    if (k.shape(i) != v.shape(i)) throw InvalidArgument("k and v shapes differ");
+  if (q.shape(0) != k.shape(0) || q.shape(1) != k.shape(1) || q.shape(3) != k.shape(3))
+    throw InvalidArgument("q and k must agree in batch, heads and d");
+  require_contiguous(q, "q");
+  require_contiguous(k, "k");
+  require_contiguous(v, "v");
+  require_contiguous(lse, "lse");
+  for (const Array* o : outs) {
+    if (o->dtype() != q.dtype() || o->size() != q.size()) throw InvalidArgument("output does not match q");
+    require_contiguous(*o, "output");
+  }
+  attention::Shape s;
+  s.bh = static_cast<int64_t>(q.shape(0) * q.shape(1));
+  s.q_len = static_cast<int64_t>(q.shape(2));
+  s.kv_len = static_cast<int64_t>(k.shape(2));
+  s.d = static_cast<int64_t>(q.shape(3));
+  if (lse.size() != static_cast<size_t>(s.bh * s.q_len)) throw InvalidArgument("lse does not match q");
+  return s;
 }
 
 nb::dict topology_dict(const Topology& t) {
@@ -453,6 +496,8 @@ NB_MODULE(_core, m) {
       .def_prop_ro("size", &PointToPoint::size)
       .def_prop_ro("timeout", &PointToPoint::timeout)
       .def("will_pack", [](const PointToPoint& p, const Layout& l) { return !l.contiguous() && p.model().pack(l); })
+      .def_prop_ro("bytes_sent", &PointToPoint::bytes_sent)
+      .def_prop_ro("messages_sent", &PointToPoint::messages_sent)
       .def(
           "isend",
           [](PointToPoint& p, uintptr_t base, const Layout& l, int dest, int tag) {
@@ -467,6 +512,103 @@ NB_MODULE(_core, m) {
           nb::call_guard<nb::gil_scoped_release>())
       .def("free", &PointToPoint::free, nb::call_guard<nb::gil_scoped_release>());
   m.def("wait_all", &wait_all, "transfers"_a, "timeout"_a, nb::call_guard<nb::gil_scoped_release>());
+
+  // ---- attention ----------------------------------------------------------------------
+  // Merges packed rows [out.., lse] of every rank in one collective: an allreduce
+  // (root < 0) or a reduce to root, in place.
+  m.def(
+      "attention_merge_collective",
+      [](Communicator& c, Array packed, int64_t d, int root, const std::string& algo) {
+        require_contiguous(packed, "packed");
+        const bool dbl = packed.dtype() == nb::dtype<double>();
+        if (!dbl && packed.dtype() != nb::dtype<float>()) throw InvalidArgument("packed rows must be float32 or float64");
+        const size_t es = dbl ? 8 : 4;
+        if (d < 1 || packed.size() % static_cast<size_t>(d + 1) != 0)
+          throw InvalidArgument("packed holds " + std::to_string(packed.size()) + " values, not rows of d + 1 = " +
+                                std::to_string(d + 1));
+        MergeCtx ctx{d, dbl};
+        Reduction r;
+        r.fn = merge_fn;
+        r.ctx = &ctx;
+        r.elem_size = static_cast<size_t>(d + 1) * es;
+        r.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
+        r.op = kLseMergeOp;
+        CollDesc desc;
+        desc.coll = root < 0 ? Coll::allreduce : Coll::reduce;
+        desc.count = packed.size() / static_cast<size_t>(d + 1);
+        desc.elem_size = r.elem_size;
+        desc.root = root < 0 ? 0 : root;
+        void* p = packed.data();
+        nb::gil_scoped_release nogil;
+        c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo);
+      },
+      "comm"_a, "packed"_a.noconvert(), "d"_a, "root"_a, "algo"_a);
+  // Local kernels: q/out [b][h][q_len][d], k/v [b][h][kv_len][d], lse/delta [b][h][q_len].
+  m.def(
+      "attention_forward",
+      [](RoArray q, RoArray k, RoArray v, double scale, int64_t off, Array out, Array lse, int threads) {
+        const attention::Shape s = attention_shape(q, k, v, {&out}, lse);
+        const bool dbl = q.dtype() == nb::dtype<double>();
+        nb::gil_scoped_release nogil;
+        if (dbl)
+          attention::partial_forward(s, static_cast<const double*>(q.data()), static_cast<const double*>(k.data()),
+                                     static_cast<const double*>(v.data()), scale, off,
+                                     static_cast<double*>(out.data()), static_cast<double*>(lse.data()), threads);
+        else
+          attention::partial_forward(s, static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
+                                     static_cast<const float*>(v.data()), static_cast<float>(scale), off,
+                                     static_cast<float*>(out.data()), static_cast<float*>(lse.data()), threads);
+      },
+      "q"_a.noconvert(), "k"_a.noconvert(), "v"_a.noconvert(), "scale"_a, "causal_offset"_a, "out"_a.noconvert(),
+      "lse"_a.noconvert(), "threads"_a);
+  m.def(
+      "attention_backward",
+      [](RoArray q, RoArray k, RoArray v, RoArray dout, RoArray lse, RoArray delta, double scale, int64_t off,
+         Array dq, Array dk, Array dv, int threads) {
+        const attention::Shape s = attention_shape(q, k, v, {&dq}, lse);
+        if (dout.size() != q.size() || delta.size() != lse.size() || dk.size() != k.size() || dv.size() != v.size())
+          throw InvalidArgument("attention_backward: dout, delta, dk, dv sizes do not fit q, lse, k, v");
+        for (const auto* a : {&dout, &delta})
+          if (a->dtype() != q.dtype()) throw InvalidArgument("attention_backward: dtypes differ");
+        for (const auto* a : {&dk, &dv})
+          if (a->dtype() != q.dtype()) throw InvalidArgument("attention_backward: dtypes differ");
+        require_contiguous(dout, "dout");
+        require_contiguous(delta, "delta");
+        require_contiguous(dk, "dk");
+        require_contiguous(dv, "dv");
+        const bool dbl = q.dtype() == nb::dtype<double>();
+        nb::gil_scoped_release nogil;
+        if (dbl)
+          attention::partial_backward(
+              s, static_cast<const double*>(q.data()), static_cast<const double*>(k.data()),
+              static_cast<const double*>(v.data()), static_cast<const double*>(dout.data()),
+              static_cast<const double*>(lse.data()), static_cast<const double*>(delta.data()), scale, off,
+              static_cast<double*>(dq.data()), static_cast<double*>(dk.data()), static_cast<double*>(dv.data()),
+              threads);
+        else
+          attention::partial_backward(
+              s, static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
+              static_cast<const float*>(v.data()), static_cast<const float*>(dout.data()),
+              static_cast<const float*>(lse.data()), static_cast<const float*>(delta.data()),
+              static_cast<float>(scale), off, static_cast<float*>(dq.data()), static_cast<float*>(dk.data()),
+              static_cast<float*>(dv.data()), threads);
+      },
+      "q"_a.noconvert(), "k"_a.noconvert(), "v"_a.noconvert(), "dout"_a.noconvert(), "lse"_a.noconvert(),
+      "delta"_a.noconvert(), "scale"_a, "causal_offset"_a, "dq"_a.noconvert(), "dk"_a.noconvert(),
+      "dv"_a.noconvert(), "threads"_a);
+  m.def(
+      "attention_merge_rows",
+      [](Array dst, RoArray a, RoArray b, int64_t d) {
+        const bool dbl = a.dtype() == nb::dtype<double>();
+        if (a.size() != b.size() || a.size() != dst.size() || d < 1 || a.size() % static_cast<size_t>(d + 1))
+          throw InvalidArgument("merge_rows: arrays of rows of d + 1 values of one size expected");
+        if (a.dtype() != b.dtype() || a.dtype() != dst.dtype()) throw InvalidArgument("merge_rows: dtypes differ");
+        require_contiguous(a, "a");
+        require_contiguous(b, "b");
+        require_contiguous(dst, "dst");
+        attention::merge_rows(dst.data(), a.data(), b.data(), a.size() / static_cast<size_t>(d + 1), d, dbl);
+      },
+      "dst"_a.noconvert(), "a"_a.noconvert(), "b"_a.noconvert(), "d"_a);
 
   nb::class_<Work>(m, "Work")
       .def("test", &Work::test, nb::call_guard<nb::gil_scoped_release>())

@@ -10,6 +10,7 @@ from . import _loader  # noqa: F401  (refuses to import with a mismatched MPI)
 from .comm import Communicator, Work, init
 from .topology import Topology
 from .datatype import Datatype, pack, unpack
+from . import attention, slurm
 from ._core import cuda_status, mpi_library_version
 
 __version__ = "0.1.0"

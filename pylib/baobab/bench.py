@@ -36,8 +36,9 @@ def add_parser(sub):
         p = kinds.add_parser(coll, help=f"{coll} sweep against the MPI library's own")
         _collective_options(p)
         p.set_defaults(func=run_cli, collective=coll)
-    from . import bench_datatype
+    from . import bench_attention, bench_datatype
     bench_datatype.add_parsers(kinds)
+    bench_attention.add_parser(kinds)
 
 
 def _collective_options(p):

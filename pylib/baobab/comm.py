@@ -15,6 +15,11 @@ _COLL_CODES = {"allreduce": ALLREDUCE, "reduce_scatter": REDUCE_SCATTER, "allgat
                "alltoallv": ALLTOALL, "allgatherv": ALLGATHER, "barrier": BARRIER}
 
 
+def _p2p_keyval():
+    from . import p2p
+    return p2p._KEYVAL
+
+
 def coll_code(name):
     try:
         return _COLL_CODES[name]
@@ -117,6 +122,9 @@ class Communicator:
             raise InvalidArgument("cannot build a baobab communicator on MPI.COMM_NULL")
         if isinstance(comm, MPI.Intercomm):
             raise InvalidArgument("inter-communicators are not supported")
+        if comm == MPI.COMM_WORLD:
+            from .slurm import check_world
+            check_world(comm.size)  # a wrong srun --mpi plugin gives N worlds of 1
         overrides = {k: v for k, v in dict(timeout=timeout, check=check, topology=topology, algo=algo,
                                            segment=segment, window=window, tuning=tuning).items()
                      if v is not None}
@@ -354,8 +362,13 @@ class Communicator:
         return text
 
     def stats(self):
-        """Counters of this communicator: collectives started, messages and bytes sent."""
-        return self._c.stats()
+        """Counters of this rank on this communicator: collectives started, and
+        messages and bytes sent by collectives and by point-to-point messages."""
+        s = dict(self._c.stats())
+        ctx = self.mpi_comm.Get_attr(_p2p_keyval()) if _p2p_keyval() is not None else None
+        s["p2p_messages_sent"] = ctx._p.messages_sent if ctx else 0
+        s["p2p_bytes_sent"] = ctx._p.bytes_sent if ctx else 0
+        return s
 
     def config(self):
         """The configuration every rank uses (rank 0's)."""

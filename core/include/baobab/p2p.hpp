@@ -53,6 +53,8 @@ class PointToPoint {
   int rank() const { return rank_; }
   int size() const { return size_; }
   const PackModel& model() const { return model_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t messages_sent() const { return messages_sent_; }
   double timeout() const { return timeout_; }
 
   // base: the buffer pointer the layout's offsets are relative to (host memory).
@@ -67,6 +69,7 @@ class PointToPoint {
   double timeout_ = 300;
   PackModel model_;
   std::map<std::string, MPI_Datatype> types_;
+  uint64_t bytes_sent_ = 0, messages_sent_ = 0;
 };
 
 // Waits for all transfers with one deadline; throws TimeoutError naming the

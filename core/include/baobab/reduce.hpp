@@ -39,6 +39,9 @@ struct Reduction {
   explicit operator bool() const { return kernel != nullptr || fn != nullptr; }
 };
 
+// The op code signatures carry for the attention log-sum-exp merge.
+constexpr uint8_t kLseMergeOp = 100;
+
 inline Reduction typed_reduction(DType dtype, RedOp op) {
   Reduction r;
   r.kernel = reduce_kernel(dtype, op);

@@ -496,7 +496,8 @@ std::string describe_header(const WireHeader& h) {
                         h.coll == static_cast<uint8_t>(Coll::alltoall);
   o << coll_name(static_cast<Coll>(h.coll)) << " #" << h.seq << (per_rank ? " (total=" : " (count=") << h.count;
   if (h.dtype != 255) o << ", dtype=" << dtype_name(static_cast<DType>(h.dtype));
-  if (h.op != 255) o << ", op=" << redop_name(static_cast<RedOp>(h.op));
+  if (h.op == kLseMergeOp) o << ", op=lse_merge";
+  else if (h.op != 255) o << ", op=" << redop_name(static_cast<RedOp>(h.op));
   if (h.coll == static_cast<uint8_t>(Coll::bcast) || h.coll == static_cast<uint8_t>(Coll::reduce))
     o << ", root=" << h.root;
   if (h.algo < algorithms().size()) o << ", algo=" << algorithms()[h.algo].name;

@@ -215,6 +215,8 @@ std::shared_ptr<Transfer> PointToPoint::isend(const void* base, const Layout& l,
   const bool do_pack = !contiguous && model_.pack(l);
   auto t = std::make_shared<MpiTransfer>(true, dest, tag, l.size, do_pack);
   const char* b = static_cast<const char*>(base);
+  bytes_sent_ += static_cast<uint64_t>(l.size);
+  messages_sent_ += 1;
   if (l.size > INT32_MAX) throw InvalidArgument("messages over 2 GiB are not supported by point-to-point yet");
   if (contiguous) {
     check_mpi(MPI_Isend(b, static_cast<int>(l.size), MPI_BYTE, dest, tag, comm_, &t->req_), "MPI_Isend");

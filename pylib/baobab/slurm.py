@@ -1,0 +1,163 @@
+"""Slurm: the job as the environment describes it, and the launch check.
+
+    env = baobab.slurm.environment()   # job id, nodes (expanded), tasks per node, ids, topology address
+    env.nodes, env.tasks_per_node, env.topology_addr
+
+A wrong PMI plugin (srun --mpi=... not matching the MPI library) does not fail:
+every task starts as a rank 0 of a world of 1. `check_world` (run when a
+baobab communicator over MPI.COMM_WORLD is created) compares the world size
+with what the launcher announced and raises an error naming the fix.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+
+from ._errors import Error, InvalidArgument
+
+
+def expand_hostlist(spec):
+    """Slurm's compressed host list -> names: "n[1-3,7],gpu[08-10]-a,login" ->
+    n1 n2 n3 n7 gpu08-a gpu09-a gpu10-a login (zero padding kept; several
+    bracket groups in one name give their product)."""
+    spec = (spec or "").strip()
+    if not spec:
+        return []
+    names, depth, cur = [], 0, ""
+    for ch in spec:  # split on commas outside brackets
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise InvalidArgument(f"host list {spec!r}: unbalanced ']'")
+        if ch == "," and depth == 0:
+            names.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise InvalidArgument(f"host list {spec!r}: unbalanced '['")
+    names.append(cur)
+    out = []
+    for name in names:
+        out.extend(_expand_one(name, spec))
+    return out
+
+
+def _expand_one(name, spec):
+    m = re.search(r"\[([^\]]*)\]", name)
+    if not m:
+        return [name] if name else []
+    head, tail = name[:m.start()], name[m.end():]
+    values = []
+    for part in m.group(1).split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            if not (a.isdigit() and b.isdigit()) or int(b) < int(a):
+                raise InvalidArgument(f"host list {spec!r}: bad range {part!r}")
+            width = len(a)
+            values += [str(i).zfill(width) for i in range(int(a), int(b) + 1)]
+        elif part.isdigit():
+            values.append(part)
+        else:
+            raise InvalidArgument(f"host list {spec!r}: bad element {part!r}")
+    return [x for v in values for x in _expand_one(head + v + tail, spec)]
+
+
+def expand_tasks_per_node(spec):
+    """SLURM_TASKS_PER_NODE "2(x3),1" -> [2, 2, 2, 1]."""
+    out = []
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part)
+        if not m:
+            raise InvalidArgument(f"SLURM_TASKS_PER_NODE {spec!r}: bad element {part!r}")
+        out += [int(m.group(1))] * int(m.group(2) or 1)
+    return out
+
+
+@dataclass
+class SlurmEnvironment:
+    in_job: bool = False
+    job_id: str = None
+    job_name: str = None
+    step_id: str = None
+    nodes: list = field(default_factory=list)          # every node of the job (or of the step, inside srun)
+    tasks_per_node: list = field(default_factory=list)
+    ntasks: int = None                                  # tasks of the step (srun), else of the job
+    procid: int = None                                  # this task's rank in the step
+    localid: int = None                                 # its rank on its node
+    nodeid: int = None                                  # its node's index in `nodes`
+    node_name: str = None
+    cpus_per_task: int = None
+    topology_addr: str = None
+    topology_addr_pattern: str = None
+    submit_dir: str = None
+    partition: str = None
+
+
+def environment(env=None):
+    """The Slurm job and step this process belongs to, from SLURM_* variables."""
+    env = os.environ if env is None else env
+
+    def num(name):
+        v = env.get(name)
+        try:
+            return int(v) if v not in (None, "") else None
+        except ValueError:
+            return None
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    tpn = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    return SlurmEnvironment(
+        in_job="SLURM_JOB_ID" in env or "SLURM_JOBID" in env,
+        job_id=env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID"),
+        job_name=env.get("SLURM_JOB_NAME"),
+        step_id=env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"),
+        nodes=expand_hostlist(nodelist),
+        tasks_per_node=expand_tasks_per_node(tpn),
+        ntasks=num("SLURM_STEP_NUM_TASKS") or num("SLURM_NTASKS") or num("SLURM_NPROCS"),
+        procid=num("SLURM_PROCID"),
+        localid=num("SLURM_LOCALID"),
+        nodeid=num("SLURM_NODEID"),
+        node_name=env.get("SLURMD_NODENAME"),
+        cpus_per_task=num("SLURM_CPUS_PER_TASK"),
+        topology_addr=env.get("SLURM_TOPOLOGY_ADDR"),
+        topology_addr_pattern=env.get("SLURM_TOPOLOGY_ADDR_PATTERN"),
+        submit_dir=env.get("SLURM_SUBMIT_DIR"),
+        partition=env.get("SLURM_JOB_PARTITION"),
+    )
+
+
+def expected_world_size(env=None):
+    """How many ranks the launcher started, or None when it does not say.
+
+    mpiexec/mpirun (also inside an allocation) announce it (PMI_SIZE,
+    OMPI_COMM_WORLD_SIZE); a task started by srun (SLURM_PROCID in a step) is one
+    of SLURM_STEP_NUM_TASKS."""
+    env = os.environ if env is None else env
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if env.get(name, "").isdigit():
+            return int(env[name]), name
+    if "SLURM_PROCID" in env and (env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID")):
+        n = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
+        if n and n.isdigit():
+            return int(n), "SLURM_STEP_NUM_TASKS"
+    return None, None
+
+
+class LaunchError(Error):
+    """The MPI world does not match the job step Slurm started."""
+
+
+def check_world(world_size, env=None):
+    n, source = expected_world_size(env)
+    if n is None or n == world_size:
+        return
+    raise LaunchError(
+        f"MPI started a world of {world_size} rank(s), but {source} says this job step has {n} tasks: the MPI "
+        "library did not connect to Slurm's process manager, so every task is a separate world. Launch with the "
+        "PMI plugin of your MPI: `srun --mpi=pmi2` for MPICH-family MPIs (the PyPI mpich wheel included), "
+        "`srun --mpi=pmix` for Open MPI (see `srun --mpi=list`), or run `mpiexec` inside the allocation.")

@@ -1,0 +1,167 @@
+"""A real cluster on this machine (slurm/testbed/cluster.sh): Slurm daemons with
+virtual nodes, hosts in network namespaces joined by shaped links, MPI across
+them. These need root and the packages `cluster.sh install` brings; CI runs
+them (there a missing prerequisite is a failure, not a skip)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from baobab import _core
+from conftest import HERE, MPI_DIR, clean_env
+
+REPO = HERE.parent
+CLUSTER = REPO / "slurm" / "testbed" / "cluster.sh"
+BASE = Path(os.environ.get("BAOBAB_TESTBED", "/tmp/baobab-testbed-tests"))
+PY = sys.executable
+BIN = Path(sys.prefix) / "bin"
+FAMILY = _core.mpi_build()[0]  # which MPI this baobab is built with
+
+
+def _prerequisites():
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces, daemons)")
+    for tool in ("slurmctld", "slurmd", "munged", "sbatch", "ip", "tc", "nsenter"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            missing.append(tool)
+    return missing
+
+
+MISSING = _prerequisites()
+if MISSING and os.environ.get("CI"):
+    raise RuntimeError(f"the cluster tests need {', '.join(MISSING)}: .ci/run installs them (cluster.sh install)")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs root and Slurm/netns tools: missing {MISSING}")
+
+
+def sh(*args, env=None, timeout=120, check=True):
+    e = dict(os.environ, BASE=str(BASE))
+    e.update(env or {})
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=e, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def mpi_env(extra=None):
+    env = clean_env(extra)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    sh(CLUSTER, "down", check=False)
+    out = sh(CLUSTER, "slurm-up", "2", timeout=120)
+    conf = re.search(r"SLURM_CONF=(\S+)", out.stdout).group(1)
+    yield {"SLURM_CONF": conf}
+    sh(CLUSTER, "down", check=False)
+
+
+@pytest.fixture
+def hosts(request):
+    n, rate = request.param
+    sh(CLUSTER, "down", check=False)
+    sh(CLUSTER, "ns-up", n, *( [rate] if rate else [] ), timeout=60)
+    yield BASE / "ns" / "nsrsh"
+    sh(CLUSTER, "down", check=False)
+
+
+def srun_flag():
+    return "--mpi=pmi2" if FAMILY == "mpich" else "--mpi=pmix"
+
+
+def test_sbatch_runs_info_and_an_allreduce_across_two_nodes(slurm, tmp_path):
+    script = tmp_path / "job.sbatch"
+    script.write_text(f"""#!/bin/bash
+#SBATCH --job-name=bbt
+#SBATCH --nodes=2
+#SBATCH --ntasks=4
+#SBATCH --output={tmp_path}/%x-%j.out
+srun {srun_flag()} {BIN}/baobab info
+srun {srun_flag()} {PY} -c "
+import numpy as np, baobab
+c = baobab.init(timeout=60)
+y = c.allreduce(np.full(1 << 16, c.rank + 1.0))
+assert (y == sum(range(1, c.size + 1))).all()
+if c.rank == 0: print('ALLREDUCE OK', c.size, 'ranks', c.topology.num_nodes, 'nodes')
+"
+""")
+    out = sh("sbatch", "--wait", str(script), env={**mpi_env(), **slurm}, timeout=300)
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    text = (tmp_path / f"bbt-{job}.out").read_text()
+    assert "topology: 4 ranks, 2 nodes" in text, text
+    assert "ALLREDUCE OK 4 ranks 2 nodes" in text, text
+
+
+def test_srun_collectives_on_virtual_nodes(slurm):
+    out = sh("srun", "-N", "2", "-n", "4", srun_flag(), PY, MPI_DIR / "collectives.py", "quick",
+             env={**mpi_env(), **slurm}, timeout=600)
+    assert "OK collectives p=4" in out.stdout, out.stdout + out.stderr
+
+
+def test_wrong_pmi_plugin_is_detected(slurm):
+    out = sh("srun", "-N", "2", "-n", "2", "--mpi=none", PY, "-c",
+             "import baobab\ntry:\n    baobab.init()\nexcept baobab.slurm.LaunchError as e:\n    print('REFUSED', e)\n",
+             env={**mpi_env(), **slurm}, timeout=120, check=False)
+    assert out.stdout.count("REFUSED") == 2, out.stdout + out.stderr
+    assert "--mpi=pmi2" in out.stdout
+
+
+def launch(nsrsh, hostspec, n, *cmd, timeout=300, env=None):
+    """mpiexec from host1's namespace over the given hosts, as a real multi-host run."""
+    envs = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    if FAMILY == "mpich":
+        line = f"{envs} {BIN}/mpiexec -launcher ssh -launcher-exec {nsrsh} -hosts {hostspec} -n {n} " + " ".join(map(str, cmd))
+    else:
+        hosts = hostspec
+        line = (f"{envs} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --host {hosts} -n {n} "
+                f"--mca plm_rsh_agent {nsrsh} --mca btl self,vader,tcp --mca btl_tcp_if_include eth0 "
+                f"--mca oob_tcp_if_include eth0 --mca mpi_yield_when_idle 1 " + " ".join(map(str, cmd)))
+    return subprocess.run([str(nsrsh), "host1", f"cd {HERE} && PATH={BIN}:$PATH PYTHONPATH={HERE} {line}"],
+                          capture_output=True, text=True, timeout=timeout, env=mpi_env())
+
+
+@pytest.mark.parametrize("hosts, spec, n", [((2, None), "host1:2,host2:2", 4), ((4, None), "host1:1,host2:1,host3:1,host4:1", 4)],
+                         indirect=["hosts"], ids=["2x2", "4x1"])
+def test_collectives_across_namespace_hosts(hosts, spec, n):
+    out = launch(hosts, spec, n, PY, MPI_DIR / "collectives.py", "quick")
+    assert f"OK collectives p={n}" in out.stdout, out.stdout + out.stderr
+    info = launch(hosts, spec, n, BIN / "baobab", "info")
+    nodes = len(spec.split(","))
+    assert f"topology: {n} ranks, {nodes} nodes (detected" in info.stdout, info.stdout + info.stderr
+    assert "host2" in info.stdout
+
+
+@pytest.mark.parametrize("hosts", [(2, "200mbit")], indirect=True, ids=["200mbit"])
+def test_shaped_link_limits_mpi_traffic(hosts):
+    code = """
+import time, numpy as np
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+buf = np.zeros(8 << 20, np.uint8)
+c.Barrier()
+t0 = time.perf_counter()
+for _ in range(3):
+    if c.rank == 0:
+        c.Send(buf, 1)
+        c.Recv(buf[:1], 1)
+    else:
+        c.Recv(buf, 0)
+        c.Send(buf[:1], 0)
+el = time.perf_counter() - t0
+if c.rank == 0:
+    print("MBITS", 3 * buf.nbytes * 8 / el / 1e6)
+"""
+    path = Path("/tmp") / "baobab_shaped_link.py"
+    path.write_text(code)
+    out = launch(hosts, "host1:1,host2:1", 2, PY, path)
+    m = re.search(r"MBITS ([\d.]+)", out.stdout)
+    assert m, out.stdout + out.stderr
+    rate = float(m.group(1))
+    assert 50 < rate < 200 * 1.05, rate  # below the cap (and clearly flowing)
