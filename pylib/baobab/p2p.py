@@ -85,6 +85,21 @@ class Context:
 
 
 _KEYVAL = None
+_HOLDERS = []  # communicators holding a context, released at exit
+
+
+def _release_all():
+    """At interpreter exit, before mpi4py finalizes MPI (atexit runs in reverse
+    order of registration): contexts on communicators nobody freed (COMM_WORLD)
+    go now, while MPI and the extension module are still alive."""
+    from mpi4py import MPI
+    for comm in _HOLDERS:
+        try:
+            if comm != MPI.COMM_NULL and comm.Get_attr(_KEYVAL) is not None:
+                comm.Delete_attr(_KEYVAL)
+        except Exception:  # noqa: BLE001 - a communicator the application already freed
+            pass
+    _HOLDERS.clear()
 
 
 def context_of(mpi_comm, overrides):
@@ -93,11 +108,14 @@ def context_of(mpi_comm, overrides):
     from mpi4py import MPI
     global _KEYVAL
     if _KEYVAL is None:
+        import atexit
         _KEYVAL = MPI.Comm.Create_keyval(delete_fn=lambda comm, keyval, ctx: ctx.free())
+        atexit.register(_release_all)
     ctx = mpi_comm.Get_attr(_KEYVAL)
     if ctx is None:
         ctx = Context(mpi_comm, overrides)
         mpi_comm.Set_attr(_KEYVAL, ctx)
+        _HOLDERS.append(mpi_comm)
     return ctx
 
 

@@ -47,7 +47,7 @@ class MpiTransfer : public Transfer {
   MpiTransfer(bool send, int peer, int tag, int64_t bytes, bool packed)
       : send_(send), peer_(peer), tag_(tag), bytes_(bytes), packed_(packed) {}
   ~MpiTransfer() override {
-    if (req_ != MPI_REQUEST_NULL) {
+    if (!done_ && !reqs_.empty()) {
       int finalized = 0;
       MPI_Finalized(&finalized);
       if (!finalized) {
@@ -61,12 +61,14 @@ class MpiTransfer : public Transfer {
   bool test() override {
     if (done_) return true;
     int flag = 0;
-    MPI_Status st;
-    int rc = MPI_Test(&req_, &flag, &st);
+    std::vector<MPI_Status> sts(reqs_.size());
+    int rc = MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, sts.data());
     if (rc != MPI_SUCCESS) {
       int cls = 0;
+      if (rc == MPI_ERR_IN_STATUS)
+        for (const auto& s : sts)
+          if (s.MPI_ERROR != MPI_SUCCESS) rc = s.MPI_ERROR;
       MPI_Error_class(rc, &cls);
-      req_ = MPI_REQUEST_NULL;
       done_ = true;
       if (cls == MPI_ERR_TRUNCATE)
         throw InvalidArgument("the message from rank " + std::to_string(peer_) + " (tag " + std::to_string(tag_) +
@@ -78,8 +80,12 @@ class MpiTransfer : public Transfer {
     if (!flag) return false;
     done_ = true;
     if (!send_) {
-      int got = 0;
-      MPI_Get_count(&st, MPI_BYTE, &got);
+      int64_t got = 0;
+      for (const auto& s : sts) {
+        int n = 0;
+        MPI_Get_count(&s, MPI_BYTE, &n);
+        got += n;
+      }
       if (got != bytes_)
         throw InvalidArgument("received " + std::to_string(got) + " bytes from rank " + std::to_string(peer_) +
                               " (tag " + std::to_string(tag_) + ") into a layout of " + std::to_string(bytes_) +
@@ -97,13 +103,15 @@ class MpiTransfer : public Transfer {
     while (!test()) {
       if (timeout >= 0 && since(t0) > timeout) {
         // The message can no longer be waited for: cancel a receive, drop a send.
-        if (!send_) {
-          MPI_Cancel(&req_);
-          MPI_Wait(&req_, MPI_STATUS_IGNORE);
-        } else {
-          MPI_Request_free(&req_);
+        for (auto& r : reqs_) {
+          if (r == MPI_REQUEST_NULL) continue;
+          if (!send_) {
+            MPI_Cancel(&r);
+            MPI_Wait(&r, MPI_STATUS_IGNORE);
+          } else {
+            MPI_Request_free(&r);
+          }
         }
-        req_ = MPI_REQUEST_NULL;
         done_ = true;
         std::ostringstream m;
         m.setf(std::ios::fixed);
@@ -120,7 +128,7 @@ class MpiTransfer : public Transfer {
   bool packed() const override { return packed_; }
   int64_t bytes() const override { return bytes_; }
 
-  MPI_Request req_ = MPI_REQUEST_NULL;
+  std::vector<MPI_Request> reqs_;  // chunks of at most 1 GiB (same tag: kept in order)
   std::vector<char> staging;
   std::function<void()> on_done;  // unpack on receive completion
   bool send_;
@@ -212,21 +220,21 @@ std::shared_ptr<Transfer> PointToPoint::isend(const void* base, const Layout& l,
   if (comm_ == MPI_COMM_NULL) throw Error("point-to-point context has been freed");
   if (dest < 0 || dest >= size_) throw InvalidArgument("destination rank " + std::to_string(dest) + " out of range");
   const bool contiguous = l.contiguous();
-  const bool do_pack = !contiguous && model_.pack(l);
+  const bool do_pack = !contiguous && (l.size > INT32_MAX || model_.pack(l));
   auto t = std::make_shared<MpiTransfer>(true, dest, tag, l.size, do_pack);
   const char* b = static_cast<const char*>(base);
   bytes_sent_ += static_cast<uint64_t>(l.size);
   messages_sent_ += 1;
-  if (l.size > INT32_MAX) throw InvalidArgument("messages over 2 GiB are not supported by point-to-point yet");
+  const bool huge = l.size > INT32_MAX;
   if (contiguous) {
-    check_mpi(MPI_Isend(b, static_cast<int>(l.size), MPI_BYTE, dest, tag, comm_, &t->req_), "MPI_Isend");
-  } else if (do_pack) {
+    post_send(comm_, b + l.sb.start, static_cast<size_t>(l.size), dest, tag, t->reqs_);
+  } else if (do_pack || huge) {
     t->staging.resize(static_cast<size_t>(l.size));
     pack(l, b, t->staging.data());
-    check_mpi(MPI_Isend(t->staging.data(), static_cast<int>(l.size), MPI_BYTE, dest, tag, comm_, &t->req_),
-              "MPI_Isend");
+    post_send(comm_, t->staging.data(), static_cast<size_t>(l.size), dest, tag, t->reqs_);
   } else {
-    check_mpi(MPI_Isend(b, 1, mpi_type(l), dest, tag, comm_, &t->req_), "MPI_Isend");
+    t->reqs_.emplace_back();
+    check_mpi(MPI_Isend(b, 1, mpi_type(l), dest, tag, comm_, &t->reqs_.back()), "MPI_Isend");
   }
   return t;
 }
@@ -236,23 +244,23 @@ std::shared_ptr<Transfer> PointToPoint::irecv(void* base, const Layout& l, int s
   if (source < 0 || source >= size_)
     throw InvalidArgument("source rank " + std::to_string(source) + " out of range");
   if (l.overlaps()) throw InvalidArgument("the receive layout overlaps itself (zero or overlapping strides)");
-  if (l.size > INT32_MAX) throw InvalidArgument("messages over 2 GiB are not supported by point-to-point yet");
   const bool contiguous = l.contiguous();
-  const bool do_pack = !contiguous && model_.pack(l);
+  const bool huge = l.size > INT32_MAX;
+  const bool do_pack = !contiguous && (huge || model_.pack(l));
   auto t = std::make_shared<MpiTransfer>(false, source, tag, l.size, do_pack);
   char* b = static_cast<char*>(base);
   if (contiguous) {
-    check_mpi(MPI_Irecv(b, static_cast<int>(l.size), MPI_BYTE, source, tag, comm_, &t->req_), "MPI_Irecv");
+    post_recv(comm_, b + l.sb.start, static_cast<size_t>(l.size), source, tag, t->reqs_);
   } else if (do_pack) {
     t->staging.resize(static_cast<size_t>(l.size));
-    check_mpi(MPI_Irecv(t->staging.data(), static_cast<int>(l.size), MPI_BYTE, source, tag, comm_, &t->req_),
-              "MPI_Irecv");
+    post_recv(comm_, t->staging.data(), static_cast<size_t>(l.size), source, tag, t->reqs_);
     Layout copy = l;
     MpiTransfer* raw = t.get();
     t->on_done = [copy, raw, b]() { unpack(copy, raw->staging.data(), b); };
   } else {
     // A byte datatype: the count check still works (MPI_Get_count in bytes).
-    check_mpi(MPI_Irecv(b, 1, mpi_type(l), source, tag, comm_, &t->req_), "MPI_Irecv");
+    t->reqs_.emplace_back();
+    check_mpi(MPI_Irecv(b, 1, mpi_type(l), source, tag, comm_, &t->reqs_.back()), "MPI_Irecv");
   }
   return t;
 }
