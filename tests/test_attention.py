@@ -156,3 +156,35 @@ def test_shard_and_unshard(layout):
     parts = [attention.shard(x, r, 4, layout) for r in range(4)]
     assert sum(p.shape[2] for p in parts) == 23
     assert np.array_equal(attention.unshard(parts, layout), x)
+
+
+# ---- the device implementation, run with numpy as its array module -------------------
+
+@pytest.mark.parametrize("offset", [None, 0, 30, -4])
+def test_array_module_path_matches_dense(offset):
+    """_attention_xp is what cupy arrays run on; with xp = numpy it runs here."""
+    from baobab import _attention_xp
+    q, k, v = data((2, 2, 33, 16), 150, np.float64, seed=31)
+    dout = np.random.default_rng(32).standard_normal(q.shape)
+    scale = 1 / math.sqrt(16)
+    qpos, kpos = np.arange(33) + (offset or 0), np.arange(150)
+    out, lse = _attention_xp.partial(np, q, k, v, scale, offset, block=64)
+    ref_out, ref_lse, _ = dense(q, k, v, scale, qpos, kpos, causal=offset is not None)
+    assert rel_err(out, ref_out) < 1e-12
+    finite = np.isfinite(ref_lse)
+    assert np.array_equal(np.isfinite(lse), finite) and rel_err(lse[finite], ref_lse[finite]) < 1e-12
+    delta = (dout * out).sum(-1)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    _attention_xp.backward(np, q, k, v, dout, lse, delta, scale, offset, dq, dk, dv, block=64)
+    rq, rk, rv = dense_backward(q, k, v, dout, scale, qpos, kpos, offset is not None)
+    assert rel_err(dq, rq) < 1e-12 and rel_err(dk, rk) < 1e-12 and rel_err(dv, rv) < 1e-12
+    # its merge agrees with the core's
+    a = attention.pack_rows(*attention.partial(q, k[:, :, :70], v[:, :, :70]))
+    b = attention.pack_rows(*attention.partial(q, k[:, :, 70:], v[:, :, 70:]))
+    mine = _attention_xp.merge_rows(np, a, b)
+    core = a.copy()
+    baobab._core.attention_merge_rows(core, a, b, 16)
+    assert rel_err(mine, core) < 1e-15
+    empty = attention.pack_rows(np.zeros_like(q), np.full(q.shape[:3], -np.inf))
+    both = _attention_xp.merge_rows(np, empty, empty)
+    assert np.isneginf(both[..., -1]).all() and (both[..., :-1] == 0).all()

@@ -8,8 +8,9 @@ e^(lse_b - new_lse)), so decoding is one topology-aware reduction of packed
 Training uses the ring: K/V blocks travel rank to rank while each rank computes,
 and in the backward pass the K/V gradients travel with them back to their owner.
 
-Arrays are float32 or float64, shaped (batch, heads, length, d); numpy (cupy on
-GPU builds goes through the same API once device kernels are built).
+Arrays are float32 or float64, shaped (batch, heads, length, d): numpy arrays
+run on the C++ kernels; cupy arrays run on the GPU (blockwise with cuBLAS
+matmuls, _attention_xp), and their messages go through baobab's device paths.
 """
 import math
 
@@ -25,16 +26,22 @@ def _threads(threads):
     return 0 if threads is None else int(threads)
 
 
+def _xp(x):
+    """numpy for host arrays, cupy for device arrays."""
+    if hasattr(x, "__cuda_array_interface__"):
+        import cupy
+        return cupy
+    return np
+
+
 def _check4(name, x):
-    if not isinstance(x, np.ndarray):
-        if hasattr(x, "__cuda_array_interface__"):
-            raise InvalidArgument(f"{name}: device arrays are not supported by this build's attention kernels yet")
-        raise InvalidArgument(f"{name} must be a numpy array, got {type(x).__name__}")
+    if not isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
+        raise InvalidArgument(f"{name} must be a numpy or cupy array, got {type(x).__name__}")
     if x.ndim != 4:
         raise InvalidArgument(f"{name} must have shape (batch, heads, length, d), got {x.shape}")
     if x.dtype not in (np.float32, np.float64):
         raise InvalidArgument(f"{name} must be float32 or float64, got {x.dtype}")
-    return np.ascontiguousarray(x)
+    return _xp(x).ascontiguousarray(x)
 
 
 def _check_qkv(q, k, v):
@@ -56,6 +63,9 @@ def partial(q, k, v, scale=None, causal_offset=None, *, threads=None):
     q, k, v = _check_qkv(q, k, v)
     d = q.shape[3]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    if _xp(q) is not np:
+        from . import _attention_xp
+        return _attention_xp.partial(_xp(q), q, k, v, scale, causal_offset)
     out = np.empty_like(q)
     lse = np.empty(q.shape[:3], q.dtype)
     off = NO_MASK if causal_offset is None else int(causal_offset)
@@ -65,13 +75,22 @@ def partial(q, k, v, scale=None, causal_offset=None, *, threads=None):
 
 def pack_rows(out, lse):
     """(..., d) and (...) -> contiguous (..., d + 1) rows [out, lse], the merge's element."""
-    return np.concatenate([out, lse[..., None]], axis=-1)
+    return _xp(out).concatenate([out, lse[..., None]], axis=-1)
+
+
+def _merge_into(acc, rows):
+    """acc <- merge(acc, rows), packed rows, host or device."""
+    if _xp(acc) is np:
+        _core.attention_merge_rows(acc, acc, rows, acc.shape[-1] - 1)
+    else:
+        from . import _attention_xp
+        acc[...] = _attention_xp.merge_rows(_xp(acc), acc, rows)
 
 
 def merge(out_a, lse_a, out_b, lse_b):
     """The exact combination of two partials of the same queries (commutative)."""
     a, b = pack_rows(out_a, lse_a), pack_rows(out_b, lse_b)
-    _core.attention_merge_rows(a, a, b, out_a.shape[-1])
+    _merge_into(a, b)
     return a[..., :-1], a[..., -1]
 
 
@@ -85,9 +104,12 @@ def tree_decode(q, k, v, comm, *, scale=None, causal_offset=None, root=None, alg
     out, lse = partial(q, k, v, scale, causal_offset, threads=threads)
     rows = pack_rows(out, lse)
     d = q.shape[3]
-    _core.attention_merge_collective(comm._c, rows, d, -1 if root is None else int(root), algo or "")
+    device = _xp(rows) is not np
+    host = rows.get() if device else rows  # a decode step's rows are small: merge them on the host
+    _core.attention_merge_collective(comm._c, host, d, -1 if root is None else int(root), algo or "")
     if root is not None and comm.rank != root:
         return None
+    rows = _xp(rows).asarray(host) if device else host
     res = rows[..., :d]
     return (res, rows[..., d]) if return_lse else res
 
@@ -102,18 +124,19 @@ def ring_decode(q, k, v, comm, *, scale=None, threads=None):
     d = q.shape[3]
     lens = comm.allgather(np.array([k.shape[2]], np.int64)).reshape(-1).tolist()
     ctx = comm._context()
+    xp = _xp(q)
     acc = pack_rows(*partial(q, k, v, scale, threads=threads))
-    kv = np.concatenate([k.reshape(-1), v.reshape(-1)])
+    kv = xp.concatenate([k.reshape(-1), v.reshape(-1)])
     for step in range(1, p):
         j = (r - step) % p
-        incoming = np.empty(2 * k.shape[0] * k.shape[1] * lens[j] * d, k.dtype)
+        incoming = xp.empty(2 * k.shape[0] * k.shape[1] * lens[j] * d, k.dtype)
         reqs = [ctx.irecv(incoming, (r - 1) % p, tag=step), ctx.isend(kv, (r + 1) % p, tag=step)]
         ctx.wait_all(reqs)
         kv = incoming
         half = kv.size // 2
         shape = (k.shape[0], k.shape[1], lens[j], d)
         o, l = partial(q, kv[:half].reshape(shape), kv[half:].reshape(shape), scale, threads=threads)
-        _core.attention_merge_rows(acc, acc, pack_rows(o, l), d)
+        _merge_into(acc, pack_rows(o, l))
     return acc[..., :d]
 
 
@@ -141,8 +164,9 @@ def shard_bounds(total, size, layout="contiguous"):
 
 def shard(x, rank, size, layout="contiguous", axis=2):
     """This rank's part of a global sequence array (segments concatenated)."""
+    xp = _xp(x)
     segs = shard_bounds(x.shape[axis], size, layout)[rank]
-    return np.concatenate([np.take(x, np.arange(s, s + n), axis=axis) for s, n in segs], axis=axis)
+    return xp.concatenate([xp.take(x, xp.arange(s, s + n), axis=axis) for s, n in segs], axis=axis)
 
 
 def unshard(parts, layout="contiguous", axis=2):
@@ -150,14 +174,15 @@ def unshard(parts, layout="contiguous", axis=2):
     size = len(parts)
     total = sum(p.shape[axis] for p in parts)
     bounds = shard_bounds(total, size, layout)
+    xp = _xp(parts[0])
     pieces = []
     for r, p in enumerate(parts):
         at = 0
         for s, n in bounds[r]:
-            pieces.append((s, np.take(p, np.arange(at, at + n), axis=axis)))
+            pieces.append((s, xp.take(p, xp.arange(at, at + n), axis=axis)))
             at += n
     pieces.sort(key=lambda t: t[0])
-    return np.concatenate([p for _, p in pieces], axis=axis)
+    return xp.concatenate([p for _, p in pieces], axis=axis)
 
 
 class _Ring:
@@ -184,7 +209,7 @@ class _Ring:
         """Contiguous per-segment copies of a (b, h, L, d) array of rank j."""
         out, at = [], 0
         for _, n in self.bounds[j]:
-            out.append(np.ascontiguousarray(x[:, :, at:at + n]))
+            out.append(_xp(x).ascontiguousarray(x[:, :, at:at + n]))
             at += n
         return out
 
@@ -199,7 +224,7 @@ class _Ring:
 
 
 def _flat(segs):
-    return np.concatenate([s.reshape(-1) for s in segs]) if segs else np.zeros(0)
+    return _xp(segs[0]).concatenate([s.reshape(-1) for s in segs])
 
 
 def _split(buf, shapes):
@@ -221,16 +246,17 @@ def ring(q, k, v, comm, *, causal=True, layout="contiguous", scale=None, return_
     R = _Ring(q, comm, layout, causal)
     d = q.shape[3]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    xp = _xp(q)
     qs = R.segments(q, R.r)
-    acc = [pack_rows(np.zeros_like(s), np.full(s.shape[:3], -np.inf, s.dtype)) for s in qs]
-    kv = np.concatenate([_flat(R.segments(k, R.r)), _flat(R.segments(v, R.r))])
+    acc = [pack_rows(xp.zeros_like(s), xp.full(s.shape[:3], -np.inf, s.dtype)) for s in qs]
+    kv = xp.concatenate([_flat(R.segments(k, R.r)), _flat(R.segments(v, R.r))])
     for step in range(R.p):
         j = (R.r - step) % R.p  # the rank whose block this is
         reqs = []
         if step < R.p - 1:
             nxt = (R.r - step - 1) % R.p
             nlen = sum(n for _, n in R.bounds[nxt])
-            incoming = np.empty(2 * q.shape[0] * q.shape[1] * nlen * d, q.dtype)
+            incoming = xp.empty(2 * q.shape[0] * q.shape[1] * nlen * d, q.dtype)
             reqs = [R.ctx.irecv(incoming, R.prev, tag=step), R.ctx.isend(kv, R.next, tag=step)]
         shapes = [(q.shape[0], q.shape[1], n, d) for _, n in R.bounds[j]]
         half = kv.size // 2
@@ -241,12 +267,12 @@ def ring(q, k, v, comm, *, causal=True, layout="contiguous", scale=None, return_
                 if off is None:
                     continue
                 o, l = partial(qseg, kseg, vseg, scale, None if off == NO_MASK else off, threads=threads)
-                _core.attention_merge_rows(acc[qi], acc[qi], pack_rows(o, l), d)
+                _merge_into(acc[qi], pack_rows(o, l))
         R.ctx.wait_all(reqs)
         if reqs:
             kv = incoming
-    out = np.concatenate([a[..., :d] for a in acc], axis=2)
-    lse = np.concatenate([a[..., d] for a in acc], axis=2)
+    out = xp.concatenate([a[..., :d] for a in acc], axis=2)
+    lse = xp.concatenate([a[..., d] for a in acc], axis=2)
     return (out, lse) if return_lse else out
 
 
@@ -257,28 +283,29 @@ def ring_backward(q, k, v, out, lse, dout, comm, *, causal=True, layout="contigu
     last hop returns every block's dK/dV to its owner."""
     q, k, v = _check_qkv(q, k, v)
     out, dout = _check4("out", out), _check4("dout", dout)
-    lse = np.ascontiguousarray(lse, dtype=q.dtype)
+    xp = _xp(q)
+    lse = xp.ascontiguousarray(lse, dtype=q.dtype)
     if out.shape != q.shape or dout.shape != q.shape or lse.shape != q.shape[:3]:
         raise InvalidArgument("out and dout must have q's shape and lse q's shape without d")
     R = _Ring(q, comm, layout, causal)
     d = q.shape[3]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
-    delta = np.einsum("bhld,bhld->bhl", dout, out)
+    delta = (dout * out).sum(axis=-1)
     qs, douts = R.segments(q, R.r), R.segments(dout, R.r)
     lses = R.segments(lse[..., None], R.r)
     deltas = R.segments(delta[..., None], R.r)
-    lses = [np.ascontiguousarray(x[..., 0]) for x in lses]
-    deltas = [np.ascontiguousarray(x[..., 0]) for x in deltas]
-    dqs = [np.zeros_like(s) for s in qs]
-    kv = np.concatenate([_flat(R.segments(k, R.r)), _flat(R.segments(v, R.r))])
-    grads = np.zeros_like(kv)  # dK, dV of the block in hand
+    lses = [xp.ascontiguousarray(x[..., 0]) for x in lses]
+    deltas = [xp.ascontiguousarray(x[..., 0]) for x in deltas]
+    dqs = [xp.zeros_like(s) for s in qs]
+    kv = xp.concatenate([_flat(R.segments(k, R.r)), _flat(R.segments(v, R.r))])
+    grads = xp.zeros_like(kv)  # dK, dV of the block in hand
     for step in range(R.p):
         j = (R.r - step) % R.p
         reqs = []
         if step < R.p - 1:
             nxt = (R.r - step - 1) % R.p
             nlen = sum(n for _, n in R.bounds[nxt])
-            incoming = np.empty(2 * q.shape[0] * q.shape[1] * nlen * d, q.dtype)
+            incoming = xp.empty(2 * q.shape[0] * q.shape[1] * nlen * d, q.dtype)
             reqs = [R.ctx.irecv(incoming, R.prev, tag=2 * step), R.ctx.isend(kv, R.next, tag=2 * step)]
         shapes = [(q.shape[0], q.shape[1], n, d) for _, n in R.bounds[j]]
         half = kv.size // 2
@@ -289,10 +316,10 @@ def ring_backward(q, k, v, out, lse, dout, comm, *, causal=True, layout="contigu
                 off = R.offset(qstart, qlen, kstart, klen)
                 if off is None:
                     continue
-                _core.attention_backward(qs[qi], kseg, vseg, douts[qi], lses[qi], deltas[qi], scale, off,
-                                         dqs[qi], dk, dv, _threads(threads))
+                _backward(qs[qi], kseg, vseg, douts[qi], lses[qi], deltas[qi], scale, off, dqs[qi], dk, dv,
+                          threads)
         # The block's gradients follow it (the last hop takes them home).
-        incoming_grads = np.empty(2 * q.shape[0] * q.shape[1] * sum(n for _, n in R.bounds[(j - 1) % R.p]) * d,
+        incoming_grads = xp.empty(2 * q.shape[0] * q.shape[1] * sum(n for _, n in R.bounds[(j - 1) % R.p]) * d,
                                   q.dtype) if R.p > 1 else None
         if R.p > 1:
             reqs += [R.ctx.irecv(incoming_grads, R.prev, tag=2 * step + 1),
@@ -305,7 +332,15 @@ def ring_backward(q, k, v, out, lse, dout, comm, *, causal=True, layout="contigu
     # After p hops the gradients in hand are this rank's own block's.
     shapes = [(q.shape[0], q.shape[1], n, d) for _, n in R.bounds[R.r]]
     half = grads.size // 2
-    dk = np.concatenate(_split(grads[:half], shapes), axis=2)
-    dv = np.concatenate(_split(grads[half:], shapes), axis=2)
-    dq = np.concatenate(dqs, axis=2)
+    dk = xp.concatenate(_split(grads[:half], shapes), axis=2)
+    dv = xp.concatenate(_split(grads[half:], shapes), axis=2)
+    dq = xp.concatenate(dqs, axis=2)
     return dq, dk, dv
+
+
+def _backward(q, k, v, dout, lse, delta, scale, off, dq, dk, dv, threads):
+    if _xp(q) is np:
+        _core.attention_backward(q, k, v, dout, lse, delta, scale, off, dq, dk, dv, _threads(threads))
+    else:
+        from . import _attention_xp
+        _attention_xp.backward(_xp(q), q, k, v, dout, lse, delta, scale, None if off == NO_MASK else off, dq, dk, dv)

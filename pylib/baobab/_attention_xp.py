@@ -1,0 +1,84 @@
+"""Attention for device (cupy) arrays, written once over an array module `xp`.
+
+The same blockwise online softmax as the C++ kernels, built from xp.matmul
+(cuBLAS on a GPU) and elementwise operations: memory O(q_len x block), not
+O(q_len x kv_len). Run with xp = numpy it is checked against the dense
+reference on machines without a GPU.
+"""
+import math
+
+BLOCK = 1024
+
+
+def _arange(xp, a, b):
+    return xp.arange(a, b, dtype=xp.int64)
+
+
+def partial(xp, q, k, v, scale, causal_offset, block=BLOCK):
+    b, h, lq, d = q.shape
+    lk = k.shape[2]
+    dt = q.dtype
+    neg = -math.inf
+    out = xp.zeros_like(q)
+    m = xp.full((b, h, lq), neg, dtype=dt)
+    l = xp.zeros((b, h, lq), dtype=dt)
+    qi = _arange(xp, 0, lq)
+    for s0 in range(0, lk, block):
+        kb, vb = k[:, :, s0:s0 + block], v[:, :, s0:s0 + block]
+        if causal_offset is not None and s0 - (lq - 1) > causal_offset:
+            break  # this block and all later ones are in every query's future
+        s = xp.matmul(q, xp.swapaxes(kb, -1, -2)) * dt.type(scale)
+        if causal_offset is not None:
+            kj = _arange(xp, s0, s0 + kb.shape[2])
+            s = xp.where((kj[None, :] - qi[:, None]) <= causal_offset, s, dt.type(neg))
+        m_new = xp.maximum(m, s.max(axis=-1))
+        m_safe = xp.where(xp.isfinite(m_new), m_new, dt.type(0))
+        p = xp.exp(s - m_safe[..., None])
+        alpha = xp.where(xp.isfinite(m), xp.exp(m - m_safe), dt.type(0))
+        l = l * alpha + p.sum(axis=-1)
+        out = out * alpha[..., None] + xp.matmul(p, vb)
+        m = m_new
+    seen = l > 0
+    lsafe = xp.where(seen, l, dt.type(1))
+    lse = xp.where(seen, xp.where(xp.isfinite(m), m, dt.type(0)) + xp.log(lsafe), dt.type(neg))
+    out = xp.where(seen[..., None], out / lsafe[..., None], dt.type(0))
+    return out, lse
+
+
+def backward(xp, q, k, v, dout, lse, delta, scale, causal_offset, dq, dk, dv, block=BLOCK):
+    """Accumulates this shard's gradients into dq, dk, dv (see attention.hpp)."""
+    lq, lk = q.shape[2], k.shape[2]
+    dt = q.dtype
+    qi = _arange(xp, 0, lq)
+    lse_safe = xp.where(xp.isfinite(lse), lse, dt.type(0))
+    for s0 in range(0, lk, block):
+        sl = slice(s0, s0 + block)
+        kb, vb = k[:, :, sl], v[:, :, sl]
+        s = xp.matmul(q, xp.swapaxes(kb, -1, -2)) * dt.type(scale)
+        p = xp.exp(s - lse_safe[..., None])
+        p = xp.where(xp.isfinite(lse)[..., None], p, dt.type(0))
+        if causal_offset is not None:
+            kj = _arange(xp, s0, s0 + kb.shape[2])
+            p = xp.where((kj[None, :] - qi[:, None]) <= causal_offset, p, dt.type(0))
+        dv[:, :, sl] += xp.matmul(xp.swapaxes(p, -1, -2), dout)
+        ds = p * (xp.matmul(dout, xp.swapaxes(vb, -1, -2)) - delta[..., None])
+        dq += xp.matmul(ds, kb) * dt.type(scale)
+        dk[:, :, sl] += xp.matmul(xp.swapaxes(ds, -1, -2), q) * dt.type(scale)
+
+
+def merge_rows(xp, a, b):
+    """The log-sum-exp merge of packed rows [out.., lse] (see merge.cpp)."""
+    d = a.shape[-1] - 1
+    la, lb = a[..., d], b[..., d]
+    m = xp.maximum(la, lb)
+    finite = xp.isfinite(m)
+    ms = xp.where(finite, m, 0)
+    wa = xp.where(finite, xp.exp(la - ms), 0)
+    wb = xp.where(finite, xp.exp(lb - ms), 0)
+    w = wa + wb
+    ws = xp.where(finite, w, 1)
+    out = xp.empty_like(a)
+    out[..., :d] = xp.where(finite[..., None], (wa / ws)[..., None] * a[..., :d] + (wb / ws)[..., None] * b[..., :d],
+                            0)
+    out[..., d] = xp.where(finite, ms + xp.log(ws), m)
+    return out
