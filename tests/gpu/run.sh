@@ -31,5 +31,19 @@ nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu tests/cud
 # Device tests (cupy views: pack, unpack, send/recv between ranks), then the suite.
 python -m pytest -q -rs tests/test_gpu.py tests/test_datatype.py tests/test_p2p_mpi.py --timeout=600 2>&1 \
     | tail -30 | tee "$OUT/pytest_gpu.txt"
+# Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.
+python - <<'PY' | tee "$OUT/attention_gpu.txt"
+import time, cupy, numpy as np
+from baobab import attention
+a = cupy.random.standard_normal((8192, 8192), dtype=cupy.float32); a @ a; cupy.cuda.Device().synchronize()
+t0 = time.perf_counter(); [a @ a for _ in range(5)]; cupy.cuda.Device().synchronize()
+mm = 2 * 8192**3 * 5 / (time.perf_counter() - t0) / 1e9
+for kv in (4096, 16384):
+    q, k, v = (cupy.random.standard_normal((1, 8, kv, 64), dtype=cupy.float32) for _ in range(3))
+    attention.partial(q, k, v); cupy.cuda.Device().synchronize()
+    t0 = time.perf_counter(); [attention.partial(q, k, v) for _ in range(3)]; cupy.cuda.Device().synchronize()
+    gf = 4 * 8 * kv * kv * 64 * 3 / (time.perf_counter() - t0) / 1e9
+    print(f"partial kv={kv}: {gf:.0f} GFLOP/s; cupy matmul {mm:.0f} GFLOP/s; {100 * gf / mm:.0f} %")
+PY
 python -m pytest -q -rs tests -k "not openmpi" --timeout=600 2>&1 | tail -20 | tee "$OUT/pytest.txt"
 ls "$OUT"
