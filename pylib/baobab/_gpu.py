@@ -5,7 +5,7 @@ then sent from device memory when the MPI library is CUDA-aware
 pinned host memory when it is not; receives mirror it."""
 from . import _core
 from ._errors import CUDAError, InvalidArgument
-from .datatype import _interface
+from .datatype import _interface, check_unpack_args
 
 
 def _cupy():
@@ -38,13 +38,7 @@ def unpack(buf, out):
     cupy = _cupy()
     if not hasattr(buf, "__cuda_array_interface__"):
         raise InvalidArgument("unpack into a device view needs a device buffer")
-    if buf.size != out.size:
-        raise InvalidArgument(f"buf holds {buf.size} elements, the view out= holds {out.size}: the layouts do not "
-                              "match")
-    if buf.dtype != out.dtype:
-        raise InvalidArgument(f"buf has dtype {buf.dtype}, out= has {out.dtype}")
-    if not buf.flags.c_contiguous:
-        raise InvalidArgument("buf must be C-contiguous")
+    check_unpack_args(buf, out)
     ptr, layout, readonly = _layout(out)
     if readonly:
         raise InvalidArgument("out is read-only")

@@ -191,6 +191,17 @@ def pack(view):
     return out
 
 
+def check_unpack_args(buf, out):
+    """The contiguous buffer and the view must hold the same elements."""
+    if buf.size != out.size:
+        raise InvalidArgument(f"buf holds {buf.size} elements, the view out= holds {out.size}: the layouts do "
+                              "not match")
+    if buf.dtype != out.dtype:
+        raise InvalidArgument(f"buf has dtype {buf.dtype}, out= has {out.dtype}")
+    if not buf.flags.c_contiguous:
+        raise InvalidArgument("buf must be C-contiguous")
+
+
 def unpack(buf, out):
     """Writes the contiguous `buf` into the strided view `out` (the inverse of pack); returns out."""
     if _device_array(out):
@@ -200,13 +211,7 @@ def unpack(buf, out):
         raise InvalidArgument("unpack needs numpy arrays for buf and out")
     if not out.flags.writeable:
         raise InvalidArgument("out is read-only")
-    if buf.size != out.size:
-        raise InvalidArgument(f"buf holds {buf.size} elements, the view out= holds {out.size}: the layouts do "
-                              "not match")
-    if buf.dtype != out.dtype:
-        raise InvalidArgument(f"buf has dtype {buf.dtype}, out= has {out.dtype}")
-    if not buf.flags.c_contiguous:
-        raise InvalidArgument("buf must be C-contiguous")
+    check_unpack_args(buf, out)
     ptr, shape, strides, itemsize, _ = _interface(out)
     if out.size == 0:
         return out
