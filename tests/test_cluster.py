@@ -171,3 +171,22 @@ if c.rank == 0:
     assert m, out.stdout + out.stderr
     rate = float(m.group(1))
     assert 50 < rate < 200 * 1.05, rate  # below the cap (and clearly flowing)
+
+
+@pytest.fixture
+def racks():
+    sh(CLUSTER, "down", check=False)
+    sh(CLUSTER, "racks-up", "2", "2", "", "1gbit", timeout=60)
+    yield BASE / "ns" / "nsrsh"
+    sh(CLUSTER, "down", check=False)
+
+
+def test_racks_give_three_levels_and_collectives_run_on_them(racks):
+    """Two racks joined by one shaped link, declared as a level over the real
+    hosts: node, rack, top. The collective suite runs every algorithm on it."""
+    spec = "host1:2,host2:2,host3:2,host4:2"
+    env = {"BAOBAB_TOPOLOGY": "rack=2"}
+    info = launch(racks, spec, 8, BIN / "baobab", "info", env=env)
+    assert "topology: 8 ranks, 4 nodes, 2 rack groups" in info.stdout, info.stdout + info.stderr
+    out = launch(racks, spec, 8, PY, MPI_DIR / "collectives.py", "quick", env=env, timeout=900)
+    assert "OK collectives p=8" in out.stdout, out.stdout + out.stderr
