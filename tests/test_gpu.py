@@ -34,7 +34,8 @@ def test_device_pack_and_unpack(index, dtype):
     assert bool((b[index] == view).all())
 
 
-def test_device_send_recv_between_ranks():
+@pytest.mark.parametrize("staged", [False, True], ids=["detected", "staged"])
+def test_device_send_recv_between_ranks(staged):
     code = """
         import cupy, numpy as np, baobab
         c = baobab.init(timeout=60)
@@ -48,8 +49,10 @@ def test_device_send_recv_between_ranks():
         assert bool((out.T == want).all())
         print("DEVICE OK", baobab._core.mpi_cuda_aware())
     """
-    out = run_mpi(2, code, timeout=300).stdout
+    out = run_mpi(2, code, timeout=300, env={"BAOBAB_CUDA_AWARE": "0"} if staged else None).stdout
     assert out.count("DEVICE OK") == 2, out
+    if staged:
+        assert "(False, 'BAOBAB_CUDA_AWARE=0')" in out, out
 
 
 def test_device_attention_matches_host():
@@ -82,3 +85,28 @@ def test_device_ring_and_tree_decode_between_ranks():
     """
     out = run_mpi(2, code, timeout=300).stdout
     assert out.count("DEVICE ATTENTION OK") == 2, out
+
+
+@pytest.mark.parametrize("nranks,dims,periods,shape,width", [
+    (2, [2, 1], [True, False], (12, 9), 1),
+    (4, [2, 2, 1], [True, False, True], (10, 8, 7), 2),
+])
+@pytest.mark.parametrize("staged", [False, True], ids=["detected", "staged"])
+def test_device_halo_exchange_matches_host(nranks, dims, periods, shape, width, staged):
+    code = f"""
+        import cupy, numpy as np, baobab
+        from mpi4py import MPI
+        c = baobab.init(timeout=120)
+        cart = MPI.COMM_WORLD.Create_cart({dims}, periods={periods})
+        rng = np.random.default_rng(cart.rank)
+        host = rng.standard_normal({shape})
+        dev = cupy.asarray(host)
+        c.halo_exchange(host, {width}, cart)
+        out = c.halo_exchange(dev, {width}, cart)
+        assert out is dev
+        assert np.array_equal(cupy.asnumpy(dev), host)
+        assert not np.array_equal(host, rng.standard_normal({shape}))
+        print("DEVICE HALO OK")
+    """
+    out = run_mpi(nranks, code, timeout=300, env={"BAOBAB_CUDA_AWARE": "0"} if staged else None).stdout
+    assert out.count("DEVICE HALO OK") == nranks, out

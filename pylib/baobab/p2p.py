@@ -159,11 +159,12 @@ def halo_exchange(ctx, field, width, timeout=None):
     from mpi4py import MPI
     cart = ctx.mpi_comm
     dims, periods, _ = cart.Get_topo()
-    if not isinstance(field, np.ndarray):
-        raise InvalidArgument("halo_exchange needs a numpy array field")
+    device = _device_array(field)
+    if not device and not isinstance(field, np.ndarray):
+        raise InvalidArgument("halo_exchange needs a numpy (or cupy) array field")
     if field.ndim != len(dims):
         raise InvalidArgument(f"the field has {field.ndim} dimensions, the Cartesian communicator {len(dims)}")
-    if not field.flags.writeable:
+    if not device and not field.flags.writeable:
         raise InvalidArgument("the field is read-only")
     w = int(width)
     if w < 1:
@@ -172,6 +173,9 @@ def halo_exchange(ctx, field, width, timeout=None):
         if n < 3 * w:
             raise InvalidArgument(f"dimension {d} of the field has {n} cells: with halos of {w} the interior must "
                                   f"hold at least {w} (n >= 3*width)")
+    if device:
+        from . import _gpu
+        return _gpu.halo_exchange(ctx, field, w, timeout)
     key = (field.shape, field.strides, field.dtype.itemsize, w)
     plan = ctx.halo_plans.get(key)
     if plan is None:
