@@ -36,7 +36,7 @@ def pack(view):
 
 def unpack(buf, out):
     cupy = _cupy()
-    if not hasattr(buf, "__cuda_array_interface__"):
+    if not hasattr(type(buf), "__cuda_array_interface__"):
         raise InvalidArgument("unpack into a device view needs a device buffer")
     check_unpack_args(buf, out)
     ptr, layout, readonly = _layout(out)

@@ -28,14 +28,14 @@ def _threads(threads):
 
 def _xp(x):
     """numpy for host arrays, cupy for device arrays."""
-    if hasattr(x, "__cuda_array_interface__"):
+    if hasattr(type(x), "__cuda_array_interface__"):
         import cupy
         return cupy
     return np
 
 
 def _check4(name, x):
-    if not isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
+    if not isinstance(x, np.ndarray) and not hasattr(type(x), "__cuda_array_interface__"):
         raise InvalidArgument(f"{name} must be a numpy or cupy array, got {type(x).__name__}")
     if x.ndim != 4:
         raise InvalidArgument(f"{name} must have shape (batch, heads, length, d), got {x.shape}")

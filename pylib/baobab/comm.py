@@ -29,7 +29,7 @@ def coll_code(name):
 
 def _as_input(x, what="input"):
     if not isinstance(x, np.ndarray):
-        if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack_device__"):
+        if hasattr(type(x), "__cuda_array_interface__") or hasattr(x, "__dlpack_device__"):
             raise InvalidArgument(f"{what}: device arrays are not supported by this build's collectives; "
                                   "pass a numpy array")
         x = np.asarray(x)

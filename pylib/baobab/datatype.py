@@ -13,11 +13,19 @@ from ._errors import InvalidArgument
 
 
 def _device_array(x):
-    return hasattr(x, "__cuda_array_interface__")
+    # Asked of the type: reading __cuda_array_interface__ on a cupy array
+    # synchronises its stream (CUPY_CUDA_ARRAY_INTERFACE_SYNC), once per call.
+    return hasattr(type(x), "__cuda_array_interface__")
+
+
+def _is_cupy(x):
+    return type(x).__module__.startswith("cupy") and hasattr(x, "data") and hasattr(x.data, "ptr")
 
 
 def _interface(x):
     """(pointer, shape, byte strides, itemsize, readonly) of a numpy or CUDA array."""
+    if _is_cupy(x):  # attributes directly: no stream synchronisation
+        return x.data.ptr, tuple(x.shape), tuple(x.strides), x.itemsize, False
     if _device_array(x):
         ai = x.__cuda_array_interface__
     elif isinstance(x, np.ndarray):
