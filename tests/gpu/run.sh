@@ -103,6 +103,18 @@ for name, idx in [("x-face (8 B blocks)", (slice(None), slice(None), slice(1, 3)
         t0 = time.perf_counter(); [fn(v) for _ in range(20)]; cupy.cuda.Device().synchronize()
         dt = (time.perf_counter() - t0) / 20
         print(f"{name:24s} {label:12s} {v.nbytes / 2**20:8.1f} MiB {v.nbytes / dt / 1e9:8.1f} GB/s")
+    # the kernel call alone (layout and output made once): what the Python layer adds
+    from baobab import _core
+    from baobab.datatype import _interface
+    ptr, shape, strides, isz, _ = _interface(v)
+    lay = _core.layout_from_strides(isz, list(shape), list(strides))
+    out = cupy.empty(v.shape, v.dtype)
+    for reps in (1, 200):
+        cupy.cuda.Device().synchronize(); t0 = time.perf_counter()
+        for _ in range(reps):
+            _core.cuda_pack_ptr(lay, ptr, out.data.ptr, 1, 0)
+        cupy.cuda.Device().synchronize(); dt = (time.perf_counter() - t0) / reps
+        print(f"{name:24s} core call x{reps:<4d} {dt * 1e6:8.1f} us {v.nbytes / dt / 1e9:8.1f} GB/s")
 PY
 # Host multi-rank tests on this machine's MPI (does the stack itself work here?)
 step 100 python -m pytest -q -x tests/test_p2p_mpi.py tests/test_attention_mpi.py --timeout=60 > "$OUT/pytest_host.txt" 2>&1
