@@ -8,13 +8,20 @@ from ._errors import CUDAError, InvalidArgument
 from .datatype import _interface, check_unpack_args
 
 
+_CUPY = []
+
+
 def _cupy():
+    """cupy, once a device was found (asked once: this sits on every device call)."""
+    if _CUPY:
+        return _CUPY[0]
     try:
         import cupy
     except ImportError:
         raise CUDAError("device arrays need cupy") from None
     if not _core.cuda_available():
         raise CUDAError(f"no usable CUDA device: {_core.cuda_status()}")
+    _CUPY.append(cupy)
     return cupy
 
 
