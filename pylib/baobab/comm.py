@@ -199,15 +199,26 @@ class Communicator:
         out = np.empty(shape, x.dtype) if out is None else _as_output(out, x.dtype, prod(shape))
         return self._go(blocking, ALLGATHER, x, code, out, 0, 0, [x.size] * self.size, 0, algo, out)
 
-    def allgatherv(self, x, *, algo=None):
+    def allgatherv(self, x, *, rows=None, algo=None):
         """Concatenates along axis 0 arrays whose first dimension differs between ranks.
 
         Returns (result, rows) where rows[r] is the number of rows from rank r.
+        ``rows``, when every rank knows them already, saves the exchange of counts
+        (this rank's entry must equal x.shape[0]; a disagreement between ranks is
+        caught by the collective's signature check).
         """
         x, code = _as_input(x)
         if x.ndim == 0:
             raise InvalidArgument("allgatherv needs an array with at least one dimension")
-        rows = self.allgather(np.array([x.shape[0]], np.int64)).reshape(-1)
+        if rows is None:
+            rows = self.allgather(np.array([x.shape[0]], np.int64)).reshape(-1)
+        else:
+            rows = np.asarray(rows, np.int64).reshape(-1)
+            if rows.size != self.size or (rows < 0).any():
+                raise InvalidArgument(f"rows must hold {self.size} non-negative counts, got {rows.tolist()}")
+            if rows[self.rank] != x.shape[0]:
+                raise InvalidArgument(f"rows[{self.rank}] = {rows[self.rank]} but this rank's array has "
+                                      f"{x.shape[0]} rows")
         row = prod(x.shape[1:])
         out = np.empty((int(rows.sum()),) + x.shape[1:], x.dtype)
         self._go(True, ALLGATHER, x, code, out, 0, 0, [int(r) * row for r in rows], 0, algo, out)

@@ -161,3 +161,75 @@ def check_world(world_size, env=None):
         "library did not connect to Slurm's process manager, so every task is a separate world. Launch with the "
         "PMI plugin of your MPI: `srun --mpi=pmi2` for MPICH-family MPIs (the PyPI mpich wheel included), "
         "`srun --mpi=pmix` for Open MPI (see `srun --mpi=list`), or run `mpiexec` inside the allocation.")
+
+
+class Preemption:
+    """What `on_preempt` installed: whether a stop was asked for, and by which signal.
+
+    The signal handler only records (an MPI call inside a signal handler is not
+    safe); the application polls at a safe point, typically after each step:
+
+        stop = baobab.slurm.on_preempt()
+        while running:
+            step()
+            if stop.agreed(comm):        # collective: True on every rank if any rank got the signal
+                checkpoint(); sys.exit(stop.exit_code)
+    """
+
+    exit_code = 3  # "stopped early on a signal, state checkpointed": a batch script can requeue on it
+
+    def __init__(self, signals, callback):
+        self.signals = tuple(signals)
+        self.callback = callback
+        self.signum = None
+        self.previous = {}
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    @property
+    def signal_name(self):
+        import signal
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def _handle(self, signum, frame):  # noqa: ARG002 - signal handler signature
+        if self.signum is None:
+            self.signum = signum
+        if self.callback is not None:
+            self.callback(signum)
+
+    def agreed(self, comm=None):
+        """Collective over comm (a baobab or mpi4py communicator; None: this
+        process alone): True on every rank when any rank was signalled, so all
+        ranks stop after the same step."""
+        mine = 1 if self.requested else 0
+        if comm is None or comm.size == 1:
+            return bool(mine)
+        import numpy as np
+        if hasattr(comm, "allreduce") and hasattr(comm, "_c"):  # baobab.Communicator
+            return bool(comm.allreduce(np.array([mine], np.int32), op="max")[0])
+        from mpi4py import MPI
+        return bool(comm.allreduce(mine, op=MPI.MAX))
+
+    def restore(self):
+        """Puts back the handlers that were there before."""
+        import signal
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+        self.previous.clear()
+
+
+def on_preempt(callback=None, signals=None):
+    """Catches the signals Slurm sends before it stops a job (SIGTERM at the end
+    of the time limit or on preemption; SIGUSR1 with `#SBATCH --signal=USR1@60`
+    or `scancel --signal=USR1`) so the application can finish its step, write a
+    checkpoint and exit. Returns a Preemption to poll. `callback(signum)`, if
+    given, runs inside the handler (Python code only: no MPI there)."""
+    import signal
+    if signals is None:
+        signals = (signal.SIGTERM, signal.SIGUSR1)
+    p = Preemption(signals, callback)
+    for s in p.signals:
+        p.previous[s] = signal.signal(s, p._handle)
+    return p

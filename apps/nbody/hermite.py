@@ -1,0 +1,217 @@
+"""Fourth-order Hermite predictor-corrector with hierarchical block time steps
+(Makino & Aarseth 1992; as in NBODY6), parallel over MPI ranks with baobab.
+
+State per body: position x, velocity v, acceleration a, jerk j, second
+derivative a2 (from the last correction), time t_i and step dt_i, a power of
+two. Each block step advances the bodies whose t_i + dt_i is the smallest
+(the active set): every body is predicted to that time, forces on the active
+bodies are summed directly, and the active bodies are corrected. Their next
+step follows Aarseth's criterion
+
+    dt = sqrt(eta (|a| |a2| + |j|^2) / (|j| |a3| + |a2|^2))
+
+rounded down to a power of two, at most twice the old step, at most dt_max,
+and commensurate with the new time (t / dt an integer), so that bodies meet
+again on common block times. Output times are multiples of dt_max, where
+every body is synchronised. The shared-step mode gives every body the
+smallest such step.
+
+Parallel force evaluation (`parallel=`):
+  "igather"  every rank holds every body; the active set is split evenly, each
+             rank sums the forces on its share over all bodies, and an
+             allgather assembles them. A body's force is summed in the same
+             order whatever the number of ranks, so runs on any number of
+             ranks give identical bits.
+  "jreduce"  each rank sums the forces on all active bodies over its share of
+             the bodies (the j-particles), and an allreduce adds the partial
+             forces; only that share needs predicting. Results depend on the
+             number of ranks at round-off level.
+"""
+import math
+
+import numpy as np
+
+from kernels import forces as _kernel_forces
+
+
+def _split(n, size, rank):
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def _pow2_floor(x):
+    """The largest power of two <= x (x > 0, finite)."""
+    m, e = math.frexp(x)  # x = m 2^e, 0.5 <= m < 1
+    return math.ldexp(1.0, e - 1)
+
+
+class Hermite:
+    def __init__(self, x, v, m, ids=None, *, comm=None, eta=0.02, eta_s=0.01, eps=0.0, dt_max=0.125,
+                 dt_min=2.0 ** -40, shared=False, parallel="igather", threads=None, time=0.0):
+        n = len(m)
+        if n < 2:
+            raise ValueError("need at least 2 bodies")
+        if not (dt_max > 0 and _pow2_floor(dt_max) == dt_max):
+            raise ValueError(f"dt_max must be a power of two, got {dt_max}")
+        if parallel not in ("igather", "jreduce"):
+            raise ValueError(f"unknown parallel mode {parallel!r} (igather, jreduce)")
+        self.n = n
+        self.x = np.array(x, np.float64, order="C")
+        self.v = np.array(v, np.float64, order="C")
+        self.m = np.array(m, np.float64, order="C")
+        self.ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+        self.comm = comm if comm is not None and comm.size > 1 else None
+        self.rank = 0 if comm is None else comm.rank
+        self.size = 1 if comm is None else comm.size
+        self.eta, self.eta_s, self.eps2 = float(eta), float(eta_s), float(eps) ** 2
+        self.dt_max, self.dt_min = float(dt_max), float(dt_min)
+        self.shared = bool(shared)
+        self.parallel = parallel
+        self.threads = threads
+        self.time = float(time)
+        self.a = np.zeros((n, 3))
+        self.j = np.zeros((n, 3))
+        self.a2 = np.zeros((n, 3))
+        self.pot = np.zeros(n)
+        self.t = np.full(n, self.time)
+        self.dt = np.zeros(n)
+        self.steps = 0            # block steps taken
+        self.body_steps = 0       # individual body steps (force evaluations on bodies)
+        self.interactions = 0     # pairwise interactions summed by all ranks together
+        self._ar = np.arange(n, dtype=np.int64)
+
+    # ---- forces -----------------------------------------------------------------
+
+    def _forces(self, act, xp, vp):
+        """(acc, jerk, pot) on bodies `act` (sorted indices) from every body at
+        the predicted positions xp, vp. Collective over the ranks."""
+        k = len(act)
+        self.interactions += k * (self.n - 1)
+        if self.comm is None:
+            return _kernel_forces(xp[act], vp[act], act, xp, vp, self.m, 0, self.eps2, self.threads)
+        if self.parallel == "igather":
+            lo, hi = _split(k, self.size, self.rank)
+            sub = act[lo:hi]
+            acc, jerk, pot = _kernel_forces(xp[sub], vp[sub], sub, xp, vp, self.m, 0, self.eps2, self.threads)
+            mine = np.empty((hi - lo, 7))
+            mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
+            rows = [_split(k, self.size, r)[1] - _split(k, self.size, r)[0] for r in range(self.size)]
+            full = self.comm.allgatherv(mine, rows=rows)[0]
+        else:
+            j0, j1 = _split(self.n, self.size, self.rank)
+            acc, jerk, pot = _kernel_forces(xp[act], vp[act], act, xp[j0:j1], vp[j0:j1], self.m[j0:j1], j0,
+                                            self.eps2, self.threads)
+            mine = np.empty((k, 7))
+            mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
+            full = self.comm.allreduce(mine)
+        return full[:, :3], full[:, 3:6], full[:, 6]
+
+    # ---- steps ------------------------------------------------------------------------
+
+    def _quantize(self, dt_crit, t_new, dt_old):
+        """Block steps: power of two <= dt_crit, <= 2 dt_old, <= dt_max, >= dt_min,
+        and t_new a multiple of it."""
+        dt = np.minimum(dt_crit, self.dt_max)
+        if dt_old is not None:
+            dt = np.minimum(dt, 2.0 * dt_old)
+        dt = np.where(np.isfinite(dt) & (dt > 0), dt, self.dt_max)
+        mant, ex = np.frexp(dt)
+        dt = np.ldexp(1.0, ex - 1)
+        dt = np.maximum(dt, self.dt_min)
+        bad = np.fmod(t_new, dt) != 0.0
+        while bad.any():
+            dt[bad] *= 0.5
+            bad = np.fmod(t_new, dt) != 0.0
+        if self.shared:
+            dt[:] = dt.min()
+        return dt
+
+    def initialize(self):
+        """Forces on every body at the start, and starting steps eta_s |a| / |j|."""
+        act = self._ar
+        self.a, self.j, self.pot = (np.array(q) for q in self._forces(act, self.x, self.v))
+        an = np.linalg.norm(self.a, axis=1)
+        jn = np.linalg.norm(self.j, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crit = self.eta_s * an / jn
+        self.dt = self._quantize(crit, self.time, None)
+        self.t[:] = self.time
+        self.a2[:] = 0.0
+
+    def next_time(self):
+        return float(np.min(self.t + self.dt))
+
+    def _predict(self, idx, t):
+        dt = (t - self.t[idx])[:, None]
+        x, v, a, j = self.x[idx], self.v[idx], self.a[idx], self.j[idx]
+        xp = x + dt * (v + dt * (a / 2.0 + dt * j / 6.0))
+        vp = v + dt * (a + dt * j / 2.0)
+        return xp, vp
+
+    def step(self):
+        """One block step; returns the new time."""
+        t1 = self.next_time()
+        act = np.flatnonzero(self.t + self.dt == t1)
+        if self.parallel == "igather" or self.comm is None:
+            xp, vp = self._predict(self._ar, t1)
+        else:  # only this rank's j-share and the active bodies are read
+            j0, j1 = _split(self.n, self.size, self.rank)
+            xp = np.empty_like(self.x)
+            vp = np.empty_like(self.v)
+            need = np.union1d(np.arange(j0, j1), act)
+            xp[need], vp[need] = self._predict(need, t1)
+        a1, j1, pot = self._forces(act, xp, vp)
+        dt = self.dt[act][:, None]
+        a0, j0 = self.a[act], self.j[act]
+        a2 = (-6.0 * (a0 - a1) - dt * (4.0 * j0 + 2.0 * j1)) / (dt * dt)
+        a3 = (12.0 * (a0 - a1) + 6.0 * dt * (j0 + j1)) / (dt * dt * dt)
+        dt2 = dt * dt
+        self.x[act] = xp[act] + dt2 * dt2 * (a2 / 24.0 + dt * a3 / 120.0)
+        self.v[act] = vp[act] + dt2 * dt * (a2 / 6.0 + dt * a3 / 24.0)
+        a2_1 = a2 + dt * a3
+        self.a[act], self.j[act], self.a2[act], self.pot[act] = a1, j1, a2_1, pot
+        self.t[act] = t1
+        an, jn = np.linalg.norm(a1, axis=1), np.linalg.norm(j1, axis=1)
+        a2n, a3n = np.linalg.norm(a2_1, axis=1), np.linalg.norm(a3, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crit = np.sqrt(self.eta * (an * a2n + jn * jn) / (jn * a3n + a2n * a2n))
+        if self.shared:
+            # every body is active: one step for all
+            self.dt = self._quantize(crit, t1, self.dt)
+        else:
+            self.dt[act] = self._quantize(crit, t1, self.dt[act])
+        self.time = t1
+        self.steps += 1
+        self.body_steps += len(act)
+        return t1
+
+    def evolve(self, t_end, after_step=None):
+        """Block steps until every body reached t_end (a multiple of dt_max).
+        after_step() is called after each step; if it returns True, evolve
+        stops there (the caller checkpoints) and returns False."""
+        while self.time < t_end:
+            self.step()
+            if after_step is not None and after_step():
+                return False
+        return True
+
+    def synchronized(self):
+        return bool(np.all(self.t == self.time))
+
+    # ---- state (checkpoints) -----------------------------------------------------------
+
+    _ARRAYS = ("x", "v", "m", "ids", "a", "j", "a2", "pot", "t", "dt")
+
+    def state(self):
+        s = {k: getattr(self, k) for k in self._ARRAYS}
+        s.update(time=self.time, steps=self.steps, body_steps=self.body_steps, interactions=self.interactions,
+                 eta=self.eta, eta_s=self.eta_s, eps2=self.eps2, dt_max=self.dt_max, dt_min=self.dt_min,
+                 shared=int(self.shared), parallel=self.parallel)
+        return s
+
+    def restore(self, s):
+        for k in self._ARRAYS:
+            setattr(self, k, np.array(s[k], dtype=np.int64 if k == "ids" else np.float64, order="C"))
+        self.time = float(s["time"])
+        self.steps, self.body_steps, self.interactions = int(s["steps"]), int(s["body_steps"]), int(s["interactions"])
