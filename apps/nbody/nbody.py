@@ -132,8 +132,11 @@ def run(a, comm):
         h = Hermite(ic["x"], ic["v"], ic["m"], ic["ids"], comm=comm, eta=a.eta, eta_s=a.eta_s, eps=a.eps,
                     dt_max=a.dt_out, shared=a.shared, parallel=a.parallel, threads=threads, time=ic["time"])
         h.initialize()
-        history, e0, out_index = [], None, 0
         t_first = ic["time"]
+        out_index = int(round(t_first / a.dt_out))
+        if abs(out_index * a.dt_out - t_first) > 1e-12 * max(1.0, abs(t_first)):
+            raise ConfigError(f"the initial conditions are at t={t_first}, not a multiple of --dt-out {a.dt_out}")
+        history, e0 = [], None
         log(f"nbody: {h.n} bodies ({params['ic']}), {comm.size} rank(s) x {threads} thread(s), "
             f"{a.parallel}, eta={a.eta}, eps={a.eps}, t_end={a.t_end}")
     else:
