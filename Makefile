@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q mpich mpi4py numpy h5py ml_dtypes nanobind scikit-build-core cmake ninja \
+	$(PIP) install -q mpich mpi4py numpy h5py matplotlib ml_dtypes nanobind scikit-build-core cmake ninja \
 	    pytest pytest-timeout hypothesis
 	touch $@
 

@@ -91,3 +91,35 @@ def test_tune_records_pack_rates(tmp_path):
     text = path.read_text()
     for b in (8, 64, 512, 4096, 32768):
         assert f"pack.ours.{b}_GBps" in text and f"pack.mpi.{b}_GBps" in text
+
+
+def test_bench_plot_draws_every_algorithm_and_the_mpi_baseline(tmp_path):
+    import pytest
+    pytest.importorskip("matplotlib", reason="plots need matplotlib")
+    table, png = tmp_path / "ar.csv", tmp_path / "ar.png"
+    cli(2, "bench", "allreduce", "-b", "1K", "-e", "64K", "-f", "8", "--algo", "all", "--csv", str(table),
+        "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(open(table)))
+    assert {r["requested"] for r in rows} >= {"auto", "ring", "recursive_doubling"}
+    from baobab.plot import busbw_plot, read_csv
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    seen = {}
+    orig = plt.Axes.plot
+
+    def spy(self, xs, ys, *a, **k):
+        seen[k.get("label")] = list(ys)
+        return orig(self, xs, ys, *a, **k)
+    plt.Axes.plot = spy
+    try:
+        busbw_plot(read_csv([table]), str(tmp_path / "again.png"))
+    finally:
+        plt.Axes.plot = orig
+    assert "MPI library" in seen and "auto (baobab's choice)" in seen and "ring" in seen, seen
+    assert len(seen["ring"]) == 3 and all(v > 0 for v in seen["ring"])
+    # the standalone command reads the same table
+    out = run_mpi(1, "import sys; from baobab.cli import main; sys.exit(main(sys.argv[1:]))\n", "plot", str(table),
+                  "-o", str(tmp_path / "cli.png")).stdout
+    assert (tmp_path / "cli.png").exists() and "cli.png" in out

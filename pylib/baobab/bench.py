@@ -53,6 +53,7 @@ def _collective_options(p):
     p.add_argument("--algo", default="auto", help="an algorithm name, 'auto' (default) or 'all'")
     p.add_argument("--no-mpi", action="store_true", help="skip the MPI baseline")
     p.add_argument("--csv", help="also write the table to this CSV file")
+    p.add_argument("--plot", help="also plot bus bandwidth against size to this PNG (needs matplotlib)")
 
 
 def bus_factor(coll, p):
@@ -209,7 +210,7 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
             algbw = size / t / 1e9
             rows.append(dict(size=size, count=count, type=dtype.name, redop=op if coll in (
                 "allreduce", "reduce_scatter", "reduce") else "none", root=root if coll in ("bcast", "reduce") else -1,
-                algo=plan["algorithm"] + (f"/{plan['segments']}" if plan["segments"] > 1 else ""),
+                algo=plan["algorithm"] + (f"/{plan['segments']}" if plan["segments"] > 1 else ""), requested=algo,
                 time_us=t * 1e6, algbw=algbw, busbw=algbw * bus_factor(coll, comm.size), wrong=wrong,
                 mpi_us=None if mpi_t is None else mpi_t * 1e6,
                 ratio=None if mpi_t is None else mpi_t / t, iters=n,
@@ -264,6 +265,10 @@ def run_cli(args):
                 w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
                 w.writeheader()
                 w.writerows(rows)
+        if args.plot:
+            from .plot import busbw_plot
+            nodes = comm.topology.num_nodes
+            busbw_plot(rows, args.plot, f"{args.collective}: {comm.size} ranks, {nodes} node{'s' * (nodes > 1)}")
     return 0 if all(r["wrong"] == 0 for r in rows) else 1
 
 

@@ -1,4 +1,4 @@
-"""The baobab command line: info, bench, tune, explain. Run under mpiexec or srun."""
+"""The baobab command line: info, bench, tune, explain, plot. Run under mpiexec or srun."""
 import argparse
 import sys
 
@@ -7,9 +7,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="baobab", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="MPI library, mpi4py, CUDA, topology and algorithm table")
-    from . import bench, tune
+    from . import bench, plot, tune
     bench.add_parser(sub)
     tune.add_parser(sub)
+    plot.add_parser(sub)
     ex = sub.add_parser("explain", help="candidate algorithms and predicted times for one call")
     ex.add_argument("collective")
     ex.add_argument("size", help="bytes, e.g. 8, 64K, 4M")
