@@ -212,7 +212,19 @@ nb::dict plan_dict(const Plan& p) {
   return d;
 }
 
-CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts) {
+// A description from the Python side, checked so that no schedule builder sees
+// a count list of the wrong length or a root outside the communicator.
+CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts, int size) {
+  if (coll < 0 || coll >= static_cast<int>(Coll::count_)) throw InvalidArgument("unknown collective code " + std::to_string(coll));
+  const Coll c = static_cast<Coll>(coll);
+  const size_t p = static_cast<size_t>(size);
+  if ((c == Coll::reduce_scatter || c == Coll::allgather) && counts.size() != p)
+    throw InvalidArgument(std::string(coll_name(c)) + " needs " + std::to_string(p) + " counts, got " +
+                          std::to_string(counts.size()));
+  if (c == Coll::alltoall && counts.size() != p * p)
+    throw InvalidArgument("alltoall needs " + std::to_string(p * p) + " counts, got " + std::to_string(counts.size()));
+  if (root < 0 || root >= size) throw InvalidArgument("root " + std::to_string(root) + " outside 0.." + std::to_string(size - 1));
+  if (elem_size == 0) throw InvalidArgument("element size must be positive");
   CollDesc d;
   d.coll = static_cast<Coll>(coll);
   d.count = count;
@@ -328,7 +340,7 @@ NB_MODULE(_core, m) {
         Config cfg = config_with(overrides);
         CostModel model = cfg.model(t.levels());
         DType dt = to_dtype(dtype);
-        CollDesc d = desc(coll, count, dtype_size(dt), root, counts);
+        CollDesc d = desc(coll, count, dtype_size(dt), root, counts, t.size());
         const Algorithm* a = find_algorithm(d.coll, algo);
         if (!a) throw InvalidArgument("unknown algorithm '" + algo + "'");
         std::string why = a->unsupported(t, d);
@@ -399,7 +411,7 @@ NB_MODULE(_core, m) {
       [](const Topology& t, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
          const std::string& algo, nb::dict overrides) {
         Config cfg = config_with(overrides);
-        return plan_dict(choose(t, cfg, cfg.model(t.levels()), desc(coll, count, elem_size, root, counts), algo, true));
+        return plan_dict(choose(t, cfg, cfg.model(t.levels()), desc(coll, count, elem_size, root, counts, t.size()), algo, true));
       },
       "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
       "overrides"_a = nb::dict());
@@ -684,12 +696,12 @@ NB_MODULE(_core, m) {
       .def(
           "plan",
           [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-             const std::string& algo) { return plan_dict(c.plan(desc(coll, count, elem_size, root, counts), algo)); },
+             const std::string& algo) { return plan_dict(c.plan(desc(coll, count, elem_size, root, counts, c.size()), algo)); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def(
           "explain",
           [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-             const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts), algo); },
+             const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
 }

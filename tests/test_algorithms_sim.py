@@ -248,3 +248,30 @@ def test_virtual_nodes_on_one_host_are_priced_as_memory_copies():
     assert a != b
     # across real hosts, split-rail's advantage over a flat ring is larger
     assert b["ring"] / b["split_rail"] > a["ring"] / a["split_rail"]
+
+
+def test_rack_uplink_is_shared_by_the_racks_nodes(tmp_path):
+    """Two racks of two hosts joined by ONE slow link: every allreduce must move
+    the vector across that cut once in each direction, so no candidate can be
+    predicted faster than size / uplink bandwidth (the model once let each node
+    use the uplink as if it were its own and predicted 0.45-0.8 of measured)."""
+    conf = tmp_path / "racks.conf"
+    conf.write_text("link.0.alpha_us = 19.5\nlink.0.bw_GBps = 3.24\nlink.1.alpha_us = 15.9\n"
+                    "link.1.bw_GBps = 1.46\nlink.2.alpha_us = 16.2\nlink.2.bw_GBps = 0.155\n")
+    hosts = [f"host{i // 2 + 1}" for i in range(8)]
+    t = _core.make_topology(8, [i // 2 for i in range(8)], hosts, [""] * 8, "rack=2")
+    nbytes = 16 << 20
+    plan = _core.plan_for(t, ALLREDUCE, nbytes // 4, 4, 0, [], "", {"tuning": str(conf)})
+    pred = {c["name"]: c["predicted"] for c in plan["candidates"] if not c["unsupported"]}
+    bound = nbytes / 0.155e9
+    assert min(pred.values()) >= bound, (pred, bound)
+    # and the three-level algorithms, which cross the cut least, stay the choice
+    assert plan["algorithm"] in ("split_rail", "leader") and pred["split_rail"] < pred["ring"] < pred["rabenseifner"]
+
+
+def test_plan_for_checks_counts():
+    t = make(4, "", None)
+    with pytest.raises(baobab.InvalidArgument):
+        _core.plan_for(t, coll_code("reduce_scatter"), 0, 8, 0, [])
+    with pytest.raises(baobab.InvalidArgument):
+        _core.plan_for(t, coll_code("alltoall"), 0, 8, 0, [1, 1])

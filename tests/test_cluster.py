@@ -190,3 +190,51 @@ def test_racks_give_three_levels_and_collectives_run_on_them(racks):
     assert "topology: 8 ranks, 4 nodes, 2 rack groups" in info.stdout, info.stdout + info.stderr
     out = launch(racks, spec, 8, PY, MPI_DIR / "collectives.py", "quick", env=env, timeout=900)
     assert "OK collectives p=8" in out.stdout, out.stdout + out.stderr
+
+
+def _job_done(job, env):
+    out = sh("squeue", "-h", "-j", job, "-o", "%T", env=env, check=False)
+    return out.stdout.strip() == ""
+
+
+def test_nbody_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
+    """slurm/nbody.sbatch on 2 ranks: `scancel --signal=USR1` mid-run makes the
+    ranks finish the block step, write a checkpoint and exit with status 3; a
+    resubmitted job continues from it and ends with the same final snapshot,
+    bit for bit, as an uninterrupted job."""
+    h5py = pytest.importorskip("h5py")
+    import numpy as np
+    env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"), "NBODY_REQUEUE": "0",
+                      "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
+    script = REPO / "slurm" / "nbody.sbatch"
+    args = ["--n", "2048", "--t-end", "1", "--dt-out", "0.125", "--threads", "1", "--no-core"]
+    sb = ["sbatch", "-N", "1", "-n", "2", f"--output={tmp_path}/%x-%j.out", "--chdir", str(tmp_path)]
+
+    run = tmp_path / "run"
+    out = sh(*sb, script, *args, "--out", run, env=env)
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    deadline = time.time() + 300
+    while not (run / "snapshot_0001.h5").exists():
+        assert time.time() < deadline and not _job_done(job, env), \
+            (tmp_path / f"baobab-nbody-{job}.out").read_text() if (tmp_path / f"baobab-nbody-{job}.out").exists() else job
+        time.sleep(0.2)
+    sh("scancel", "--signal=USR1", job, env=env)
+    while not _job_done(job, env):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    first = (tmp_path / f"baobab-nbody-{job}.out").read_text()
+    assert "nbody: exit status 3" in first and "checkpoint" in first and "SIGUSR1" in first, first
+    assert not (run / "snapshot_0008.h5").exists(), "the job finished before the signal: make it longer"
+    assert list((run / "checkpoints").glob("nbody-*.h5"))
+
+    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
+    job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    second = (tmp_path / f"baobab-nbody-{job2}.out").read_text()
+    assert "resumed from" in second and "nbody: exit status 0" in second, second
+
+    ref = tmp_path / "ref"
+    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
+    with h5py.File(run / "snapshot_0008.h5", "r") as a, h5py.File(ref / "snapshot_0008.h5", "r") as b:
+        for k in ("Coordinates", "Velocities", "Potential", "ParticleIDs"):
+            assert np.array_equal(a["PartType1"][k][:], b["PartType1"][k][:]), k
+        assert a["Header"].attrs["Time"] == 1.0

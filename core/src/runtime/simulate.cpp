@@ -40,6 +40,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // cpu: when each rank's CPU is free (shared-memory copies, reductions, local
   // copies); inj: when its network injection is free; nic_*: each node's links.
   std::vector<double> cpu(p, 0.0), inj(p, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
+  // up_*[l][g]: the uplink of level-l group g (l >= 1: a switch's or rack's link
+  // to the level above), shared by every message that leaves or enters the group.
+  std::vector<std::vector<double>> up_out(t.levels()), up_in(t.levels());
+  for (int l = 1; l < t.levels(); ++l) {
+    up_out[l].assign(t.num_groups(l), 0.0);
+    up_in[l].assign(t.num_groups(l), 0.0);
+  }
   std::map<std::tuple<int, int, size_t>, std::deque<Message>> queues;  // (src, dst, segment)
   using Event = std::tuple<double, int, size_t>;                        // time, rank, segment
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
@@ -151,12 +158,29 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         cpu[r] = end;
         arrive = end;
       } else {
+        // Hops: the node's link (level-1 rate), then for a message that leaves
+        // its level-l group (l = 1 .. L-1) that group's uplink (level l+1 rate).
+        // Each hop is busy for the message at its own rate; the message takes
+        // the slowest hop's time.
+        const double node_tx = static_cast<double>(bytes) * m.at(1).beta;
         begin = std::max({now, inj[r], nic_out[na]});
-        end = begin + tx;
+        double slow = node_tx;
+        for (int l = 1; l < L; ++l) {
+          const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
+          begin = std::max(begin, up_out[l][t.group(l, r)]);
+          slow = std::max(slow, up_tx);
+        }
+        end = begin + std::max(tx, slow);
         inj[r] = end;
-        nic_out[na] = end;
-        arrive = std::max(end, nic_in[nb] + tx);
-        nic_in[nb] = arrive;
+        nic_out[na] = begin + node_tx;
+        arrive = std::max(end, nic_in[nb] + node_tx);
+        for (int l = 1; l < L; ++l) {
+          const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
+          up_out[l][t.group(l, r)] = begin + up_tx;
+          arrive = std::max(arrive, up_in[l][t.group(l, op.peer)] + up_tx);
+          up_in[l][t.group(l, op.peer)] = std::max(up_in[l][t.group(l, op.peer)] + up_tx, begin + up_tx);
+        }
+        nic_in[nb] = std::max(nic_in[nb] + node_tx, begin + node_tx);
       }
       arrive += lp.alpha;
       pr.send_end = std::max(pr.send_end, end);
