@@ -50,6 +50,9 @@ def main():
     p.add_argument("--numpy-ni", type=int, default=512, help="targets timed with numpy")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--device", action="store_true", help="also time the CUDA kernel (cupy arrays)")
+    p.add_argument("--device-n", type=int, default=None,
+                   help="sources = targets for the device run (default n, ni; one thread per target, so a GPU "
+                        "needs ni of 100k or more to fill)")
     a = p.parse_args()
     n = a.n
     ni = a.ni or n
@@ -88,18 +91,28 @@ def main():
         cc = dev.compute_capability
         per_sm = FP64_FMA_PER_SM.get((int(cc[:-1]), int(cc[-1])))
         peak = sms * per_sm * 2 * clk_khz * 1e3 if per_sm else None
-        d = [cupy.asarray(t) for t in (xi, vi, idi, x, v, m)]
+        dn = a.device_n or None
+        if dn:
+            dx = rng.standard_normal((dn, 3))
+            dv = rng.standard_normal((dn, 3))
+            dm = rng.uniform(0.5, 1.5, dn) / dn
+            hd = (dx, dv, np.arange(dn, dtype=np.int64), dx, dv, dm)
+        else:
+            hd = (xi, vi, idi, x, v, m)
+        dinter = float(hd[0].shape[0]) * hd[3].shape[0]
+        d = [cupy.asarray(t) for t in hd]
         sync = cupy.cuda.get_current_stream().synchronize
         forces(*d, first_id=0, eps2=a.eps2)
         sync()
         td = best_time(lambda: forces(*d, first_id=0, eps2=a.eps2), max(a.reps, 5), sync)
         out = forces(*d, first_id=0, eps2=a.eps2)
-        host = forces(xi, vi, idi, x, v, m, 0, a.eps2)
-        ddiff = max(rel(cupy.asnumpy(g), h) for g, h in zip(out, host))
-        rd = inter / td
+        nc = min(hd[0].shape[0], 2048)  # host check on the first targets
+        host = forces(hd[0][:nc], hd[1][:nc], hd[2][:nc], *hd[3:], 0, a.eps2)
+        ddiff = max(rel(cupy.asnumpy(g[:nc]), h) for g, h in zip(out, host))
+        rd = dinter / td
         fl = rd * FLOPS_PER_INTERACTION
         pk = f"{100 * fl / peak:.0f}% of FP64 peak {peak / 1e12:.1f} TFLOP/s" if peak else "peak unknown"
-        rows.append((f"CUDA {name} (sm_{cc}, {sms} SMs)", rd,
+        rows.append((f"CUDA {name} (sm_{cc}, {sms} SMs), n = ni = {hd[3].shape[0]}", rd,
                      f"{fl / 1e12:.2f} TFLOP/s, {pk}; {rd / ra:.0f}x host; max rel diff vs C++ {ddiff:.1e}"))
 
     print(f"N-body forces, float64: n = {n} sources, ni = {ni} targets, eps2 = {a.eps2:g}")

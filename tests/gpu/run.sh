@@ -63,9 +63,9 @@ echo "probe: kept [$use_env]"
 [ -n "$use_env" ] && export $use_env
 
 # Device tests: cupy pack/unpack, send/recv and halo exchange between ranks
-# (as detected and staged), device attention against the host kernels.
+# (as detected and staged), device attention against the host kernels, device N-body forces.
 export PYTHONFAULTHANDLER=1
-step 240 python -m pytest -q -rs tests/test_gpu.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
+step 240 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
 
 # Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.
@@ -119,5 +119,8 @@ PY
 # Host multi-rank tests on this machine's MPI (does the stack itself work here?)
 step 100 python -m pytest -q -x tests/test_p2p_mpi.py tests/test_attention_mpi.py --timeout=60 > "$OUT/pytest_host.txt" 2>&1
 tail -3 "$OUT/pytest_host.txt"
+# N-body forces: the CUDA kernel's interactions/s and fraction of the FP64 peak
+# (and the host kernel against numpy), appended to attention_gpu.txt.
+step 60 python apps/nbody/bench.py --n 16384 --numpy-ni 64 --device --device-n 131072 2>&1 | tee -a "$OUT/attention_gpu.txt"
 ls -la "$OUT"
 echo "total ${SECONDS}s"
