@@ -48,6 +48,10 @@ PY
 step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu tests/cuda/pack_check.cu \
     -o /tmp/pack_check
 step 120 /tmp/pack_check | tee "$OUT/pack_check.txt"
+# N-body kernel: device against the host kernel, batch independence, rate (appended).
+step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
+    tests/cuda/nbody_check.cu -o /tmp/nbody_check
+step 60 /tmp/nbody_check | tee -a "$OUT/pack_check.txt"
 
 # MPI with device memory in the process, step by step (a crash names its step);
 # MPICH settings are tried in turn and the first that works is kept.
