@@ -11,7 +11,8 @@
 //    first_id + n) including INT64_MIN/MAX with a negative first_id, targets
 //    whose id names a source at another position;
 //  - batch independence: target i alone, inside batches of many sizes, at other
-//    positions, with other thread counts: bitwise equal for one tier; tiers
+//    positions, with other thread counts (and with the sources swept in cache
+//    tiles or in one pass): bitwise equal for one tier; tiers
 //    agree to 1e-13;
 //  - outputs overwritten, nothing written past the ends, n = 0, ni = 0;
 //  - bad arguments throw baobab::InvalidArgument.
@@ -152,12 +153,12 @@ bool same_bits(const double* a, const double* b, int k) { return std::memcmp(a, 
 // ---------------------------------------------------------------- the checks
 
 void test_reference(const std::string& tier, std::mt19937_64& g) {
-  for (int64_t n : {1, 2, 7, 64, 333, 2000}) {
+  for (int64_t n : {1, 2, 7, 64, 333, 2000, 4500}) {  // 4500: several source tiles
     for (double eps2 : {0.0, 1e-4, 0.3}) {
       const int64_t first_id = int64_t(g() % 1000) - 500;
       const Set s = cluster(n, g, first_id);
       // Targets: the sources themselves (self pairs), a few subsets for tails.
-      for (int64_t ni : {int64_t(1), int64_t(3), int64_t(8), int64_t(17), n}) {
+      for (int64_t ni : {int64_t(1), int64_t(3), int64_t(8), int64_t(17), std::min<int64_t>(n, 300)}) {
         if (ni > n) continue;
         const int64_t off = int64_t(g() % uint64_t(n - ni + 1));
         std::vector<double> xi(s.x.begin() + 3 * off, s.x.begin() + 3 * (off + ni));
@@ -210,7 +211,7 @@ void test_self(const std::string& tier, std::mt19937_64& g) {
 
 // Batch independence: bitwise equal whatever the batch, position and threads.
 void test_batch(const std::string& tier, std::mt19937_64& g) {
-  const int64_t n = 1500, first_id = 7;
+  const int64_t n = 5000, first_id = 7;  // several source tiles in the batch, one sweep alone
   const Set s = cluster(n, g, first_id);
   const int64_t big = 700;
   const Set t = cluster(big, g, 0);
