@@ -30,6 +30,8 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using namespace baobab;
 
+void bind_nbody(nb::module_& m);  // bindings/nbody.cpp
+
 namespace {
 
 // Python exception classes, set by baobab/_errors.py at import.
@@ -704,4 +706,6 @@ NB_MODULE(_core, m) {
              const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
+
+  bind_nbody(m);
 }

@@ -48,6 +48,10 @@ PY
 step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu tests/cuda/pack_check.cu \
     -o /tmp/pack_check
 step 120 /tmp/pack_check | tee "$OUT/pack_check.txt"
+# N-body kernel: device against the host kernel, batch independence, rate (appended).
+step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
+    tests/cuda/nbody_check.cu -o /tmp/nbody_check
+step 60 /tmp/nbody_check | tee -a "$OUT/pack_check.txt"
 
 # MPI with device memory in the process, step by step (a crash names its step);
 # MPICH settings are tried in turn and the first that works is kept.
@@ -63,9 +67,9 @@ echo "probe: kept [$use_env]"
 [ -n "$use_env" ] && export $use_env
 
 # Device tests: cupy pack/unpack, send/recv and halo exchange between ranks
-# (as detected and staged), device attention against the host kernels.
+# (as detected and staged), device attention against the host kernels, device N-body forces.
 export PYTHONFAULTHANDLER=1
-step 240 python -m pytest -q -rs tests/test_gpu.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
+step 240 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
 
 # Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.
@@ -119,5 +123,8 @@ PY
 # Host multi-rank tests on this machine's MPI (does the stack itself work here?)
 step 100 python -m pytest -q -x tests/test_p2p_mpi.py tests/test_attention_mpi.py --timeout=60 > "$OUT/pytest_host.txt" 2>&1
 tail -3 "$OUT/pytest_host.txt"
+# N-body forces: the CUDA kernel's interactions/s and fraction of the FP64 peak
+# (and the host kernel against numpy), appended to attention_gpu.txt.
+step 60 python apps/nbody/bench.py --n 16384 --numpy-ni 64 --device --device-n 131072 2>&1 | tee -a "$OUT/attention_gpu.txt"
 ls -la "$OUT"
 echo "total ${SECONDS}s"

@@ -3,6 +3,7 @@
 
 #include "baobab/cuda.hpp"
 #include "baobab/error.hpp"
+#include "baobab/nbody.hpp"
 
 namespace baobab {
 std::string cuda_status() { return "not compiled (no CUDA toolkit at build time, or BAOBAB_CUDA=OFF)"; }
@@ -20,4 +21,11 @@ void* alloc_pinned(size_t) { off(); }
 void free_pinned(void*) { off(); }
 void copy(void*, const void*, size_t, void*) { off(); }
 }  // namespace cuda
+
+namespace nbody {
+void forces_device(const double*, const double*, const int64_t*, int64_t, const double*, const double*,
+                   const double*, int64_t, int64_t, double, double*, double*, double*, void*) {
+  throw CUDAError("this baobab was built without CUDA (no nvcc, or BAOBAB_CUDA=OFF)");
+}
+}  // namespace nbody
 }  // namespace baobab

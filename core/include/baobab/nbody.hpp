@@ -1,0 +1,54 @@
+// Direct-summation N-body forces (gravity with Plummer softening): acceleration,
+// jerk and potential of a batch of target particles due to a set of sources.
+//
+// Layout: float64, row-major AoS as numpy C arrays of shape (n, 3) / (n,).
+//   Sources (j):  x[n][3] positions, v[n][3] velocities, m[n] masses; source j
+//                 has the global id first_id + j.
+//   Targets (i):  xi[ni][3], vi[ni][3], idi[ni] (int64 global ids).
+// For each target i, over all sources j whose id differs from idi[i] (the self
+// pair is skipped by id, never by distance; ids outside [first_id, first_id + n)
+// never match), with r = x_j - x_i, u = v_j - v_i, r2 = |r|^2 + eps2:
+//   acc[i]  = sum_j  m_j r / r2^{3/2}
+//   jerk[i] = sum_j  m_j ( u / r2^{3/2} - 3 (r.u) r / r2^{5/2} )
+//   pot[i]  = sum_j -m_j / sqrt(r2)
+// Outputs acc[ni][3], jerk[ni][3], pot[ni] are overwritten.
+//
+// Reproducibility: the result for target i depends only on (xi[i], vi[i],
+// idi[i]), the sources and eps2 -- not on ni, on i's place in the batch, on the
+// other targets or on the thread count -- and is bitwise reproducible for one
+// instruction-set tier. Tiers agree to about 1e-15 relative (FMA contractions).
+// eps2 = 0 with two distinct particles at the same place gives inf/nan.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace baobab::nbody {
+
+// Host kernel. threads = 0: all usable cores. Throws InvalidArgument on
+// negative counts or a null pointer with a non-zero count.
+void forces(const double* xi, const double* vi, const int64_t* idi, int64_t ni, const double* x, const double* v,
+            const double* m, int64_t n, int64_t first_id, double eps2, double* acc, double* jerk, double* pot,
+            int threads = 0);
+
+// The instruction-set tier forces() uses: "avx512", "avx2" or "baseline". The
+// best the CPU supports, capped by the environment variable
+// BAOBAB_NBODY_ISA=baseline|avx2|avx512 (read once per process).
+std::string forces_isa();
+
+// For tests and benchmarks: the tiers this build and CPU can run (the cap above
+// does not apply), and forces() on a named one (InvalidArgument if unavailable).
+std::vector<std::string> forces_tiers();
+void forces_tier(const std::string& tier, const double* xi, const double* vi, const int64_t* idi, int64_t ni,
+                 const double* x, const double* v, const double* m, int64_t n, int64_t first_id, double eps2,
+                 double* acc, double* jerk, double* pot, int threads = 0);
+
+// CUDA kernel on device pointers (float64, the same layout and formulas; one
+// thread per target, sources staged through shared memory). Runs on `stream`
+// (a cudaStream_t, 0 = the default stream) and returns without synchronising.
+// Throws CUDAError when baobab was built without CUDA.
+void forces_device(const double* xi, const double* vi, const int64_t* idi, int64_t ni, const double* x,
+                   const double* v, const double* m, int64_t n, int64_t first_id, double eps2, double* acc,
+                   double* jerk, double* pot, void* stream);
+
+}  // namespace baobab::nbody

@@ -1,0 +1,172 @@
+"""The N-body force kernel (apps/nbody/kernels.py over _core.nbody_forces and
+_core.nbody_forces_device) against the numpy implementation of the same
+formulas; argument checks; momentum conservation; the device path on cupy
+arrays when a CUDA device is present."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import baobab
+from baobab import _core
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "nbody"))
+import kernels  # noqa: E402
+
+try:
+    import cupy
+    HAVE_DEVICE = _core.cuda_available() and cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # noqa: BLE001 - no cupy, no driver, no device
+    HAVE_DEVICE = False
+
+
+def cluster(n, seed, first_id=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3))
+    x[::5] *= 0.01  # a dense core
+    v = rng.standard_normal((n, 3))
+    m = 10.0 ** rng.uniform(0, 2, n) / n
+    return x, v, m, first_id + np.arange(n, dtype=np.int64)
+
+
+def rel(a, b):
+    """max over rows of |a - b| / |b| (row norms for (n, 3))."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1:
+        return float(np.max(np.abs(a - b) / np.abs(b))) if a.size else 0.0
+    return float(np.max(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1))) if a.size else 0.0
+
+
+@pytest.mark.parametrize("n,ni,eps2,first_id", [
+    (1, 1, 0.0, 0), (2, 2, 0.0, 5), (17, 17, 1e-3, -3), (300, 1, 0.0, 0), (300, 13, 1e-6, 100),
+    (1000, 1000, 1e-4, -500), (1000, 257, 0.0, 7),
+])
+@pytest.mark.parametrize("threads", [1, None])
+def test_matches_numpy(n, ni, eps2, first_id, threads):
+    x, v, m, ids = cluster(n, seed=n + ni, first_id=first_id)
+    rng = np.random.default_rng(ni)
+    pick = rng.choice(n, ni, replace=False)
+    xi, vi, idi = x[pick], v[pick], ids[pick]
+    got = kernels.forces(xi, vi, idi, x, v, m, first_id, eps2, threads=threads)
+    ref = kernels.forces_numpy(xi, vi, idi, x, v, m, first_id, eps2)
+    if n == 1:  # only the self pair: all zero
+        for g in got:
+            assert not np.any(g)
+        return
+    for g, r in zip(got, ref):
+        assert rel(g, r) < 1e-12
+
+
+def test_outside_ids_and_foreign_targets():
+    x, v, m, ids = cluster(400, seed=1, first_id=1000)
+    t = cluster(9, seed=2)
+    idi = np.array([-2**63, 2**63 - 1, 999, 1400, 1000, 1399, 0, 5, 1200], dtype=np.int64)
+    got = kernels.forces(t[0], t[1], idi, x, v, m, 1000, 1e-3)
+    ref = kernels.forces_numpy(t[0], t[1], idi, x, v, m, 1000, 1e-3)
+    for g, r in zip(got, ref):
+        assert rel(g, r) < 1e-12
+
+
+def test_batch_independent_bitwise():
+    x, v, m, ids = cluster(700, seed=3)
+    full = kernels.forces(x, v, ids, x, v, m, 0, 0.0)
+    one = kernels.forces(x, v, ids, x, v, m, 0, 0.0, threads=1)
+    for a, b in zip(full, one):
+        assert np.array_equal(a, b)
+    for i, lo, hi in [(0, 0, 1), (100, 95, 117), (699, 690, 700), (333, 333, 334)]:
+        sub = kernels.forces(x[lo:hi], v[lo:hi], ids[lo:hi], x, v, m, 0, 0.0)
+        for a, b in zip(sub, full):
+            assert np.array_equal(a[i - lo], b[i])
+
+
+def test_momentum_conserved():
+    x, v, m, ids = cluster(1500, seed=4)
+    acc, jerk, pot = kernels.forces(x, v, ids, x, v, m, 0, 1e-6)
+    scale = np.sum(m[:, None] * np.abs(acc))
+    assert np.all(np.abs(np.sum(m[:, None] * acc, axis=0)) < 1e-12 * scale)
+    assert np.all(np.abs(np.sum(m[:, None] * jerk, axis=0)) < 1e-12 * np.sum(m[:, None] * np.abs(jerk)))
+    assert np.all(pot < 0)
+
+
+def test_self_pair_skipped_by_id():
+    x, v, m, ids = cluster(50, seed=5)
+    acc, jerk, pot = kernels.forces(x, v, ids, x, v, m, 0, 0.0)
+    assert np.all(np.isfinite(acc)) and np.all(np.isfinite(jerk)) and np.all(np.isfinite(pot))
+    with np.errstate(all="ignore"):
+        acc, jerk, pot = kernels.forces(x[:3], v[:3], ids[:3] + 1000, x, v, m, 0, 0.0)
+    assert not np.any(np.isfinite(pot))  # coincident pair with another id: not skipped
+
+
+def test_empty():
+    x, v, m, ids = cluster(10, seed=6)
+    acc, jerk, pot = kernels.forces(x, v, ids, x[:0], v[:0], m[:0])
+    assert not np.any(acc) and not np.any(jerk) and not np.any(pot)
+    acc, jerk, pot = kernels.forces(x[:0], v[:0], ids[:0], x, v, m)
+    assert acc.shape == (0, 3) and pot.shape == (0,)
+
+
+def test_isa():
+    assert _core.nbody_forces_isa() in ("avx512", "avx2", "baseline")
+    assert kernels.forces_isa() == _core.nbody_forces_isa()
+
+
+def _args(n=8, ni=4):
+    x, v, m, ids = cluster(n, seed=7)
+    return dict(xi=x[:ni].copy(), vi=v[:ni].copy(), idi=ids[:ni].copy(), x=x, v=v, m=m, first_id=0, eps2=0.0,
+                acc=np.empty((ni, 3)), jerk=np.empty((ni, 3)), pot=np.empty(ni))
+
+
+@pytest.mark.parametrize("name,bad", [
+    ("xi", lambda a: a["xi"].astype(np.float32)),
+    ("xi", lambda a: a["xi"][:, :2].copy()),
+    ("xi", lambda a: a["xi"].ravel()),
+    ("vi", lambda a: a["vi"][:3].copy()),
+    ("idi", lambda a: a["idi"].astype(np.int32)),
+    ("idi", lambda a: a["idi"][:2].copy()),
+    ("x", lambda a: np.asfortranarray(a["x"])),
+    ("x", lambda a: np.ascontiguousarray(a["x"].T)),
+    ("v", lambda a: a["v"][1:].copy()),
+    ("m", lambda a: a["m"][:, None].copy()),
+    ("m", lambda a: a["m"].astype(np.int64)),
+    ("acc", lambda a: np.empty((5, 3))),
+    ("jerk", lambda a: np.empty((4, 3), dtype=np.float32)),
+    ("pot", lambda a: np.empty(3)),
+    ("x", lambda a: np.zeros((16, 3))[::2]),
+])
+def test_bad_arguments(name, bad):
+    a = _args()
+    a[name] = bad(a)
+    with pytest.raises(baobab.InvalidArgument, match=name):
+        _core.nbody_forces(**a)
+
+
+def test_bad_threads_and_shapes_via_kernels():
+    x, v, m, ids = cluster(8, seed=8)
+    with pytest.raises(baobab.InvalidArgument):
+        _core.nbody_forces(**dict(_args(), threads=-1))
+    with pytest.raises(baobab.InvalidArgument):
+        kernels.forces(x, v, ids[:3], x, v, m)
+
+
+def test_device_without_cuda_raises():
+    if HAVE_DEVICE:
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(baobab.Error):
+        _core.nbody_forces_device(0, 0, 0, 1, 0, 0, 0, 1, 0, 0.0, 0, 0, 0, 0)
+
+
+@pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA device")
+@pytest.mark.parametrize("n,ni,eps2", [(1, 1, 0.0), (100, 3, 0.0), (1000, 1000, 1e-4), (4097, 300, 1e-6)])
+def test_device_matches_host(n, ni, eps2):
+    x, v, m, ids = cluster(n, seed=9, first_id=11)
+    pick = np.random.default_rng(1).choice(n, ni, replace=False)
+    host = kernels.forces(x[pick], v[pick], ids[pick], x, v, m, 11, eps2)
+    dev = kernels.forces(*(cupy.asarray(a) for a in (x[pick], v[pick], ids[pick], x, v, m)), first_id=11, eps2=eps2)
+    cupy.cuda.get_current_stream().synchronize()
+    for d, h in zip(dev, host):
+        d = cupy.asnumpy(d)
+        if n == 1:
+            assert not np.any(d)
+        else:
+            assert rel(d, h) < 1e-12
