@@ -31,6 +31,9 @@ venv_site=$(/tmp/bvenv/bin/python -c 'import sysconfig; print(sysconfig.get_path
 /tmp/bvenv/bin/python -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
 echo "$base_site" > "$venv_site/image_site.pth"
 export PATH=/tmp/bvenv/bin:$PATH
+# BAOBAB_GPU_STEPS=pack,nbody,probe,tests,attention,packpy,host (default all) picks steps.
+STEPS=${BAOBAB_GPU_STEPS:-all}
+want() { [ "$STEPS" = all ] || [[ ",$STEPS," == *",$1,"* ]]; }
 step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)"; timeout -k 5 "$limit" "$@"; echo "=== rc=$?"; }
 
 SECONDS=0
@@ -45,16 +48,21 @@ PY
 
 # Kernel correctness against a CPU reference, and device pack/unpack bandwidth
 # against cudaMemcpy device-to-device (target: >= 70% for 2-D/3-D layouts).
+if want pack; then
 step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu tests/cuda/pack_check.cu \
     -o /tmp/pack_check
 step 120 /tmp/pack_check | tee "$OUT/pack_check.txt"
+fi
 # N-body kernel: device against the host kernel, batch independence, rate (appended).
+if want nbody; then
 step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
     tests/cuda/nbody_check.cu -o /tmp/nbody_check
 step 60 /tmp/nbody_check | tee -a "$OUT/pack_check.txt"
+fi
 
 # MPI with device memory in the process, step by step (a crash names its step);
 # MPICH settings are tried in turn and the first that works is kept.
+if want probe; then
 use_env=""
 for e in "" "MPIR_CVAR_ENABLE_GPU=0" "FI_PROVIDER=tcp" "MPIR_CVAR_ENABLE_GPU=0 FI_PROVIDER=tcp"; do
   echo "=== probe with [$e]" | tee -a "$OUT/probe.txt"
@@ -65,14 +73,18 @@ for e in "" "MPIR_CVAR_ENABLE_GPU=0" "FI_PROVIDER=tcp" "MPIR_CVAR_ENABLE_GPU=0 F
 done
 echo "probe: kept [$use_env]"
 [ -n "$use_env" ] && export $use_env
+fi
 
 # Device tests: cupy pack/unpack, send/recv and halo exchange between ranks
 # (as detected and staged), device attention against the host kernels, device N-body forces.
 export PYTHONFAULTHANDLER=1
+if want tests; then
 step 240 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
+fi
 
 # Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.
+if want attention; then
 step 120 python - <<'PY' | tee "$OUT/attention_gpu.txt"
 import time, cupy
 from baobab import attention
@@ -93,8 +105,10 @@ for kv in (65536, 1 << 20):  # decode: one query token against a long shard
     dt = (time.perf_counter() - t0) / 5
     print(f"decode kv={kv}: {dt * 1e3:.3f} ms, {2 * k.nbytes / dt / 1e9:.0f} GB/s of K+V")
 PY
+fi
 
 # Python-level device pack of halo faces against cupy's own strided copy.
+if want packpy; then
 step 120 python - <<'PY' | tee "$OUT/pack_python.txt"
 import time, cupy, baobab
 f = cupy.random.standard_normal((512, 512, 512))  # 1 GiB float64
@@ -120,11 +134,16 @@ for name, idx in [("x-face (8 B blocks)", (slice(None), slice(None), slice(1, 3)
         cupy.cuda.Device().synchronize(); dt = (time.perf_counter() - t0) / reps
         print(f"{name:24s} core call x{reps:<4d} {dt * 1e6:8.1f} us {v.nbytes / dt / 1e9:8.1f} GB/s")
 PY
+fi
 # Host multi-rank tests on this machine's MPI (does the stack itself work here?)
+if want host; then
 step 100 python -m pytest -q -x tests/test_p2p_mpi.py tests/test_attention_mpi.py --timeout=60 > "$OUT/pytest_host.txt" 2>&1
 tail -3 "$OUT/pytest_host.txt"
+fi
 # N-body forces: the CUDA kernel's interactions/s and fraction of the FP64 peak
 # (and the host kernel against numpy), appended to attention_gpu.txt.
+if want nbody; then
 step 60 python apps/nbody/bench.py --n 16384 --numpy-ni 64 --device --device-n 131072 2>&1 | tee -a "$OUT/attention_gpu.txt"
+fi
 ls -la "$OUT"
 echo "total ${SECONDS}s"
