@@ -17,7 +17,7 @@ import datetime
 import json
 import os
 import subprocess
-import sys
+import functools
 from math import prod
 from pathlib import Path
 
@@ -52,6 +52,7 @@ def _mpi_comm(comm):
     return comm
 
 
+@functools.lru_cache(maxsize=None)
 def _git_commit():
     here = Path(__file__).resolve().parent
     for cwd in (os.getcwd(), str(here)):
@@ -83,14 +84,10 @@ def _py_attr(v):
 
 def provenance(extra=None, *, comm=None):
     """The root attributes a new file gets: creator, baobab_version, git_commit,
-    created (ISO 8601 UTC), mpi_ranks, plus `extra` (dict/list values as JSON)."""
+    created (ISO 8601 UTC), mpi_ranks (the size of `comm`; 1 without one), plus
+    `extra` (dict/list values as JSON; its keys override)."""
     from . import __version__
-    if comm is not None:
-        ranks = _mpi_comm(comm).Get_size()
-    elif "mpi4py.MPI" in sys.modules:
-        ranks = sys.modules["mpi4py.MPI"].COMM_WORLD.Get_size()
-    else:
-        ranks = 1
+    ranks = _mpi_comm(comm).Get_size() if comm is not None else 1
     d = {
         "creator": "baobab",
         "baobab_version": __version__,
@@ -230,7 +227,7 @@ class File:
             local = np.ascontiguousarray(local)
         exists = (name in self._f) if (self.rank == 0 and self._f is not None) else False
         metas = self._allgather((tuple(local.shape), local.dtype.str, local.dtype.descr
-                                 if local.dtype.fields else None, exists))
+                                 if local.dtype.fields else None, exists, dict(attrs) if attrs else None))
         if metas[0][3]:
             raise InvalidArgument(f"{self.path}: {name} already exists")
         if any(len(m[0]) == 0 for m in metas):
@@ -250,7 +247,7 @@ class File:
             given = [int(c) for c in axis0_counts]
             if given != counts:
                 raise InvalidArgument(f"write({name!r}): axis0_counts {given} do not match the ranks' rows {counts}")
-        self._write_rows(name, local, counts, ref[0][1:], attrs=attrs, checksum=checksum, chunks=chunks)
+        self._write_rows(name, local, counts, ref[0][1:], attrs=metas[0][4], checksum=checksum, chunks=chunks)
 
     def _layout(self, name, shape, dtype, checksum, chunks):
         if chunks is True or (chunks is None and checksum):
@@ -319,7 +316,7 @@ class File:
                 raise Error(f"{self.path}: writing {name} failed on rank 0: {err}")
         self._names |= _parents(name)
         if attrs:
-            self.set_attrs(name, attrs)
+            self._apply_attrs(name, attrs)
 
     def write_global(self, name, array, *, attrs=None, checksum=True):
         """Collective: a dataset every rank holds; rank 0's copy is written (the
@@ -330,7 +327,7 @@ class File:
         meta = None
         if self.rank == 0:
             if isinstance(array, str):
-                meta = ("str", array)
+                meta = ("str", array, attrs)
             else:
                 a = np.asarray(array)
                 if a.dtype.kind not in _WRITABLE_KINDS or a.dtype.hasobject:
@@ -338,9 +335,9 @@ class File:
                 elif self._f is not None and name in self._f:
                     meta = ("error", f"{self.path}: {name} already exists")
                 elif a.ndim == 0:
-                    meta = ("scalar", a)
+                    meta = ("scalar", a, attrs)
                 else:
-                    meta = ("array", a.shape, a.dtype)
+                    meta = ("array", a.shape, a.dtype, attrs)
         meta = self._bcast(meta)
         if meta[0] == "error":
             raise InvalidArgument(meta[1])
@@ -356,10 +353,10 @@ class File:
             if err:
                 raise Error(f"{self.path}: writing {name} failed: {err}")
             self._names |= _parents(name)
-            if attrs:
-                self.set_attrs(name, attrs)
+            if meta[2]:
+                self._apply_attrs(name, meta[2])
             return
-        _, shape, dtype = meta
+        _, shape, dtype, attrs = meta
         if self.rank == 0:
             local = np.ascontiguousarray(np.asarray(array))
         else:
@@ -372,7 +369,10 @@ class File:
         group); rank 0's values are written."""
         self._check_writable()
         name = "/" if name in ("/", "") else _norm(name)
-        attrs = self._bcast(dict(attrs) if self.rank == 0 else None)
+        self._apply_attrs(name, self._bcast(dict(attrs) if self.rank == 0 else None))
+
+    def _apply_attrs(self, name, attrs):
+        """Writes attributes every rank agrees on (collective in mpio mode)."""
         err = None
         try:
             self._set_attrs_local(name, attrs)
