@@ -72,10 +72,16 @@ def _raw_spec(dt):
     return "descr:" + json.dumps(np.lib.format.dtype_to_descr(dt))
 
 
+def _utf8(text):
+    """Text is stored as a uint8 array of its UTF-8 bytes: exact (NULs included) and
+    writable by parallel HDF5, which cannot write variable-length strings."""
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
+
+
 def _encode(value, where):
-    """(kind, stored, attrs): stored is what goes into the file (numpy array or str)."""
+    """(kind, stored, attrs): stored is the numpy array that goes into the file."""
     if _is_rng_state(value):
-        return "rng", json.dumps(value, cls=_JSON, sort_keys=True), {}
+        return "rng", _utf8(json.dumps(value, cls=_JSON, sort_keys=True)), {}
     if isinstance(value, np.ndarray) or isinstance(value, np.generic):
         kind = "ndarray" if isinstance(value, np.ndarray) else "npscalar"
         a = np.asarray(value)
@@ -90,20 +96,20 @@ def _encode(value, where):
     if isinstance(value, int):
         if -(1 << 63) <= value < (1 << 63):
             return "int", np.asarray(value, np.int64), {}
-        return "bigint", str(value), {}
+        return "bigint", _utf8(str(value)), {}
     if isinstance(value, float):
         return "float", np.asarray(value, np.float64), {}
     if isinstance(value, complex):
         return "complex", np.asarray(value, np.complex128), {}
     if isinstance(value, str):
-        return "str", value, {}
+        return "str", _utf8(value), {}
     if isinstance(value, (bytes, bytearray)):
         return "bytes", np.frombuffer(bytes(value), np.uint8), {}
     if value is None:
         return "none", np.asarray(0, np.int8), {}
     if isinstance(value, (list, tuple)):
         try:
-            return "json", json.dumps(value, cls=_JSON), {}
+            return "json", _utf8(json.dumps(value, cls=_JSON)), {}
         except TypeError as e:
             raise InvalidArgument(f"checkpoint: {where}: a list must be JSON-serializable ({e})") from None
     raise InvalidArgument(f"checkpoint: {where}: cannot store a {type(value).__name__} "
@@ -136,7 +142,7 @@ def _decode(kind, dset):
     a = dict(dset.attrs)
     v = dset[()]
     if kind in ("str", "rng", "json", "bigint"):
-        text = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+        text = np.asarray(v).tobytes().decode("utf-8", "surrogatepass")
         if kind == "str":
             return text
         if kind == "bigint":

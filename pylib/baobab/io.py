@@ -320,8 +320,8 @@ class File:
 
     def write_global(self, name, array, *, attrs=None, checksum=True):
         """Collective: a dataset every rank holds; rank 0's copy is written (the
-        other ranks' `array` is not read). Strings and 0-d arrays are stored
-        unchunked."""
+        other ranks' `array` is not read). 0-d arrays and str (as fixed-length
+        UTF-8, which parallel HDF5 can write) are stored unchunked."""
         self._check_writable()
         name = _norm(name)
         meta = None
@@ -345,7 +345,11 @@ class File:
             err = None
             if self._writes_here():
                 try:
-                    self._f.create_dataset(name, data=meta[1])
+                    data = meta[1]
+                    if meta[0] == "str":   # fixed-length UTF-8: parallel HDF5 cannot write variable-length data
+                        b = data.encode("utf-8")
+                        data = np.array(b, dtype=_h5py().string_dtype("utf-8", max(1, len(b))))
+                    self._f.create_dataset(name, data=data)
                 except Exception as e:  # noqa: BLE001
                     err = f"{type(e).__name__}: {e}"
             if not self.parallel:
@@ -397,7 +401,8 @@ class File:
         try:
             if dset.ndim == 0:
                 v = dset[()]
-                return v.decode() if isinstance(v, bytes) and dset.dtype.kind == "O" else v
+                info = _h5py().check_string_dtype(dset.dtype)
+                return v.decode(info.encoding) if info is not None and isinstance(v, bytes) else v
             return dset[slice(start, stop)]
         except OSError as e:
             raise OSError(f"{self.path}: reading {name} rows [{start}, {stop}): {e}") from e
