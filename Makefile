@@ -35,13 +35,20 @@ test: build cpp-test
 	$(PY) -m pytest -q tests
 
 # The second MPI stack: Debian's Open MPI (apt-get install libopenmpi-dev openmpi-bin),
-# the binary mpi4py wheel, and the core rebuilt against /usr/bin/mpicc.
+# the binary mpi4py wheel, the core rebuilt against /usr/bin/mpicc, and h5py built from source
+# against Debian's parallel HDF5 (apt-get install libhdf5-openmpi-dev pkg-config).
 OMPI_VENV ?= .venv-openmpi
+HDF5_OPENMPI_DIR ?= /usr/lib/$(shell gcc -dumpmachine)/hdf5/openmpi
 $(OMPI_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(OMPI_VENV)
 	$(OMPI_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes nanobind scikit-build-core cmake ninja \
-	    pytest pytest-timeout hypothesis
+	    pytest pytest-timeout hypothesis "Cython>=3" pkgconfig "setuptools>=77"
+	# parallel h5py against Debian's libhdf5-openmpi-dev (never the serial PyPI wheel here);
+	# no build isolation: with it, h5py's backend pulls a source-only mpi4py and hangs
+	CC=/usr/bin/mpicc HDF5_MPI=ON HDF5_DIR=$(HDF5_OPENMPI_DIR) \
+	    $(OMPI_VENV)/bin/python -m pip install -q --no-build-isolation --no-binary=h5py h5py
+	$(OMPI_VENV)/bin/python -c "import h5py, sys; sys.exit(0 if h5py.get_config().mpi else 'h5py without MPI')"
 	touch $@
 
 test-openmpi: $(OMPI_VENV)/.deps
@@ -50,7 +57,8 @@ test-openmpi: $(OMPI_VENV)/.deps
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 BAOBAB_TEST_MPIEXEC=/usr/bin/mpiexec \
 	    $(OMPI_VENV)/bin/python -m pytest -q tests/test_api.py tests/test_coll_mpi.py tests/test_errors_mpi.py \
 	    tests/test_nonblocking_mpi.py tests/test_import.py tests/test_cli.py tests/test_datatype.py \
-	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py
+	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
+	    tests/test_io.py tests/test_checkpoint.py
 
 clean:
 	rm -rf build dist *.egg-info

@@ -5,7 +5,7 @@
     y = comm.allreduce(x, op="sum")
     comm.explain("allreduce", 1 << 20)    # candidates, predicted times, the choice
 """
-from ._errors import CUDAError, Error, InvalidArgument, MismatchError, MPIError, TimeoutError
+from ._errors import CheckpointError, CUDAError, Error, InvalidArgument, MismatchError, MPIError, TimeoutError
 from . import _loader  # noqa: F401  (refuses to import with a mismatched MPI)
 from .comm import Communicator, Work, init
 from .topology import Topology
@@ -22,8 +22,16 @@ def algorithms():
     return _a()
 
 
+def __getattr__(name):
+    # baobab.io and baobab.checkpoint import h5py: loaded on first use only
+    if name in ("io", "checkpoint"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'baobab' has no attribute {name!r}")
+
+
 __all__ = [
     "Communicator", "Work", "init", "Topology", "algorithms", "cuda_status", "mpi_library_version",
     "Datatype", "pack", "unpack",
-    "Error", "InvalidArgument", "MismatchError", "TimeoutError", "MPIError", "CUDAError", "__version__",
+    "Error", "InvalidArgument", "CheckpointError", "MismatchError", "TimeoutError", "MPIError", "CUDAError", "__version__",
 ]

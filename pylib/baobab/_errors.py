@@ -32,3 +32,7 @@ class MPIError(Error):
 
 class CUDAError(Error):
     """A CUDA call failed."""
+
+
+class CheckpointError(Error):
+    """No valid checkpoint to load, or a checkpoint failed validation or writing."""
