@@ -88,7 +88,7 @@ def measure(h, e0=None, comm=None, threads=None, core=True):
                 de_rel=0.0 if e0 is None else abs((e - e0) / e0),
                 virial=kin / abs(w) if w else float("nan"), momentum=p, angular_momentum=lmom,
                 density_centre=centre, core_radius=rc, lagrangian_radii=lag,
-                wall=0.0, interactions_per_s=0.0, steps=h.steps, body_steps=h.body_steps)
+                wall=0.0, interactions_per_s=0.0, steps=h.steps, body_steps=h.body_steps, _potential=pot)
 
 
 def as_arrays(history):

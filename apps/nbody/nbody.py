@@ -104,7 +104,7 @@ def default_threads(comm):
         ncpu = len(os.sched_getaffinity(0))
     except AttributeError:
         ncpu = os.cpu_count() or 1
-    local = comm.topology.local_size if comm is not None else 1
+    local = comm.topology.local_size(comm.rank) if comm is not None else 1
     return max(1, ncpu // max(1, local))
 
 
@@ -178,9 +178,10 @@ def run(a, comm):
         d["wall"] = now - wall0
         d["interactions_per_s"] = (h.interactions - last["inter"]) / max(now - last["wall"], 1e-9)
         last.update(wall=now, inter=h.interactions)
+        pot = d.pop("_potential")  # of the corrected positions (h.pot is of the predicted ones)
         history.append(d)
         write_snapshot(os.path.join(a.out, f"snapshot_{out_index:04d}.h5"), h.x, h.v, h.m, h.ids, h.time,
-                       h.pot, comm=comm, params=params, index=out_index)
+                       pot, comm=comm, params=params, index=out_index)
         write_diagnostics(os.path.join(a.out, "diagnostics.h5"), history, params, comm)
         log("nbody: " + diagnostics.progress_line(d))
         out_index += 1
