@@ -119,13 +119,36 @@ def strided_views(draw):
 
 
 def hvector_type_of(view):
-    """The MPI datatype of a view: hvector nests of its element type."""
+    """The MPI datatype of a view: hvector nests of its element type (a
+    descending dimension as hindexed_block with explicit displacements: Open
+    MPI 4.1 builds a wrong type map for an hvector whose stride is minus its
+    child's extent, see test_open_mpi_negative_stride_hvector_defect)."""
     t = MPI.BYTE.Create_contiguous(view.itemsize)
     for n, s in zip(reversed(view.shape), reversed(view.strides)):
-        t2 = t.Create_hvector(n, 1, s)
+        t2 = t.Create_hvector(n, 1, s) if s >= 0 else t.Create_hindexed_block(1, [k * s for k in range(n)])
         t.Free()
         t = t2
     return t.Commit()
+
+
+def test_open_mpi_negative_stride_hvector_defect():
+    """hvector(2, 1, -1) of one byte: the second byte lies BELOW the first. MPI
+    must report lb = -1; Open MPI 4.1.4 reports lb = 0 and packs the byte above.
+    baobab decodes the constructor (not MPI's type map), so its layout is right
+    on every MPI; this test records which libraries get the type map wrong."""
+    b = np.array([7, 5, 9], np.int8)
+    t = MPI.BYTE.Create_hvector(2, 1, -1).Commit()
+    try:
+        d = Datatype.from_mpi(t)
+        assert d.layout.true_lb == -1 and d.layout.size == 2
+        ref = mpi_pack(t, b[1:].__array_interface__["data"][0], 1, 2)
+        mpi_right = ref.tobytes() == bytes([5, 7])
+        if MPI.Get_library_version().startswith("Open MPI v4"):
+            assert t.lb == 0 or mpi_right  # the defect (or a fixed 4.x)
+        else:
+            assert t.lb == -1 and mpi_right
+    finally:
+        t.Free()
 
 
 @SETTINGS

@@ -271,8 +271,18 @@ MPI_Datatype layout_to_mpi(const Layout& l) {
     const auto& sb = l.sb;
     check_mpi(MPI_Type_contiguous(static_cast<int>(sb.counts[0]), MPI_BYTE, &t), "MPI_Type_contiguous");
     for (int d = 1; d < sb.ndims(); ++d) {
-      check_mpi(MPI_Type_create_hvector(static_cast<int>(sb.counts[d]), 1, sb.strides[d], t, &tmp),
-                "MPI_Type_create_hvector");
+      if (sb.strides[d] < 0) {
+        // Descending addresses as explicit displacements: Open MPI 4.1 folds an
+        // hvector whose stride is minus its child's extent into one ascending
+        // block (wrong lb, wrong bytes on the wire); hindexed_block is exact.
+        std::vector<MPI_Aint> displs(static_cast<size_t>(sb.counts[d]));
+        for (int64_t k = 0; k < sb.counts[d]; ++k) displs[static_cast<size_t>(k)] = k * sb.strides[d];
+        check_mpi(MPI_Type_create_hindexed_block(static_cast<int>(sb.counts[d]), 1, displs.data(), t, &tmp),
+                  "MPI_Type_create_hindexed_block");
+      } else {
+        check_mpi(MPI_Type_create_hvector(static_cast<int>(sb.counts[d]), 1, sb.strides[d], t, &tmp),
+                  "MPI_Type_create_hvector");
+      }
       MPI_Type_free(&t);
       t = tmp;
     }
