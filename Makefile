@@ -42,7 +42,7 @@ HDF5_OPENMPI_DIR ?= /usr/lib/$(shell gcc -dumpmachine)/hdf5/openmpi
 $(OMPI_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(OMPI_VENV)
 	$(OMPI_VENV)/bin/python -m pip install -q --upgrade pip
-	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes nanobind scikit-build-core cmake ninja \
+	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes matplotlib nanobind scikit-build-core cmake ninja \
 	    pytest pytest-timeout hypothesis "Cython>=3" pkgconfig "setuptools>=77"
 	# parallel h5py against Debian's libhdf5-openmpi-dev (never the serial PyPI wheel here);
 	# no build isolation: with it, h5py's backend pulls a source-only mpi4py and hangs
@@ -58,7 +58,7 @@ test-openmpi: $(OMPI_VENV)/.deps
 	    $(OMPI_VENV)/bin/python -m pytest -q tests/test_api.py tests/test_coll_mpi.py tests/test_errors_mpi.py \
 	    tests/test_nonblocking_mpi.py tests/test_import.py tests/test_cli.py tests/test_datatype.py \
 	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
-	    tests/test_io.py tests/test_checkpoint.py
+	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py
 
 clean:
 	rm -rf build dist *.egg-info

@@ -191,9 +191,30 @@ def _describe(path):
     return out
 
 
-@pytest.mark.skipif(not HAVE_MPIO, reason="h5py built without MPI")
 @pytest.mark.parametrize("n", [2, 3])
 def test_mpio_and_fallback_files_identical(mpirun, tmp_path, n):
+    """With parallel h5py (the Open MPI stack in CI): the two modes write the
+    same file. With serial h5py (the default stack): asking for mpio is a clear
+    error on every rank, and the fallback is what parallel=None picks."""
+    if not HAVE_MPIO:
+        code = f"""
+            import baobab, baobab.io as bio
+            c = baobab.init()
+            said = ""
+            try:
+                bio.File(r"{tmp_path}/x.h5", "w", c, parallel=True)
+            except baobab.InvalidArgument as e:
+                said = f"REFUSED {{e}}"
+            with bio.File(r"{tmp_path}/y.h5", "w", c) as f:
+                said += f" MODE {{f.parallel}}"
+            open(rf"{tmp_path}/rank{{c.rank}}.txt", "w").write(said)
+        """
+        mpirun(n, code, timeout=120)
+        for r in range(n):
+            said = (tmp_path / f"rank{r}.txt").read_text()
+            assert said.startswith("REFUSED parallel=True needs h5py built with MPI") and said.endswith("MODE False")
+        assert not (tmp_path / "x.h5").exists() and (tmp_path / "y.h5").exists()
+        return
     a = mpirun(n, MPI_DIR / "io_write.py", "uneven", tmp_path, "mpio", timeout=120).stdout
     b = mpirun(n, MPI_DIR / "io_write.py", "uneven", tmp_path, "fallback", timeout=120).stdout
     assert "io_mode=mpio" in a and "io_mode=serial" in b, (a, b)
