@@ -4,6 +4,7 @@
 // pointers, checked by the Python layer (apps/nbody/kernels.py).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
@@ -36,7 +37,8 @@ int64_t check(const A& a, const char* name, int64_t rows, int cols) {
   const int64_t r = int64_t(a.shape(0));
   if (rows >= 0 && r != rows)
     throw InvalidArgument(f + " has " + std::to_string(r) + " rows, expected " + std::to_string(rows));
-  if (r > 0 && (a.stride(0) != (cols ? cols : 1) || (cols && a.stride(1) != 1)))
+  // numpy calls an array with one row C-contiguous whatever its row stride
+  if (r > 0 && ((r > 1 && a.stride(0) != (cols ? cols : 1)) || (cols && a.stride(1) != 1)))
     throw InvalidArgument(f + " is not C-contiguous; pass numpy.ascontiguousarray(...)");
   return r;
 }
@@ -75,6 +77,80 @@ void bind_nbody(nb::module_& m) {
       "threads"_a = 0,
       "Direct-summation N-body acc, jerk and potential of targets (xi, vi, idi) due to sources (x, v, m) with ids "
       "first_id + j; outputs overwritten (see baobab/nbody.hpp).");
+  m.def(
+      "nbody_predict",
+      [](RoArray x, RoArray v, RoArray a, RoArray j, RoArray t, nb::object idx, int64_t lo, int64_t hi, double t_now,
+         Array xp, Array vp) {
+        const int64_t n = check<double>(x, "x", -1, 3);
+        check<double>(v, "v", n, 3);
+        check<double>(a, "a", n, 3);
+        check<double>(j, "j", n, 3);
+        check<double>(t, "t", n, 0);
+        const int64_t* ids = nullptr;
+        int64_t k = hi - lo;
+        RoArray ia;
+        if (!idx.is_none()) {
+          ia = nb::cast<RoArray>(idx);
+          k = check<int64_t>(ia, "idx", -1, 0);
+          ids = static_cast<const int64_t*>(ia.data());
+          for (int64_t r = 0; r < k; ++r)
+            if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody_predict: index out of range");
+        } else if (lo < 0 || hi > n || lo > hi) {
+          throw InvalidArgument("nbody_predict: range [lo, hi) outside the bodies");
+        }
+        check<double>(xp, "xp", k, 3);
+        check<double>(vp, "vp", k, 3);
+        nb::gil_scoped_release nogil;
+        baobab::nbody::predict(static_cast<const double*>(x.data()), static_cast<const double*>(v.data()),
+                               static_cast<const double*>(a.data()), static_cast<const double*>(j.data()),
+                               static_cast<const double*>(t.data()), ids, lo, k, t_now,
+                               static_cast<double*>(xp.data()), static_cast<double*>(vp.data()));
+      },
+      "x"_a.noconvert(), "v"_a.noconvert(), "a"_a.noconvert(), "j"_a.noconvert(), "t"_a.noconvert(),
+      "idx"_a.none(), "lo"_a, "hi"_a, "t_now"_a, "xp"_a.noconvert(), "vp"_a.noconvert(),
+      "Hermite predictor of bodies idx (or lo..hi) at t_now into xp, vp (see baobab/nbody.hpp).");
+  m.def(
+      "nbody_correct",
+      [](RoArray act, RoArray xp, RoArray vp, RoArray a1, RoArray j1, RoArray pot1, double t1, double eta,
+         double dt_max, double dt_min, Array x, Array v, Array a, Array j, Array a2, Array pot, Array t, Array dt) {
+        const int64_t k = check<int64_t>(act, "act", -1, 0);
+        for (const auto* q : {&xp, &vp, &a1, &j1}) check<double>(*q, "xp/vp/a1/j1", k, 3);
+        check<double>(pot1, "pot1", k, 0);
+        const int64_t n = check<double>(x, "x", -1, 3);
+        for (auto* q : {&v, &a, &j, &a2}) check<double>(*q, "v/a/j/a2", n, 3);
+        for (auto* q : {&pot, &t, &dt}) check<double>(*q, "pot/t/dt", n, 0);
+        const auto* ids = static_cast<const int64_t*>(act.data());
+        for (int64_t r = 0; r < k; ++r)
+          if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody_correct: active index out of range");
+        if (!(eta > 0) || !(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody_correct: eta, dt_max, dt_min > 0");
+        nb::gil_scoped_release nogil;
+        auto d = [](const RoArray& q) { return static_cast<const double*>(q.data()); };
+        auto w = [](Array& q) { return static_cast<double*>(q.data()); };
+        baobab::nbody::correct(ids, k, d(xp), d(vp), d(a1), d(j1), d(pot1), t1, eta, dt_max, dt_min, w(x), w(v), w(a),
+                               w(j), w(a2), w(pot), w(t), w(dt));
+      },
+      "act"_a.noconvert(), "xp"_a.noconvert(), "vp"_a.noconvert(), "a1"_a.noconvert(), "j1"_a.noconvert(),
+      "pot1"_a.noconvert(), "t1"_a, "eta"_a, "dt_max"_a, "dt_min"_a, "x"_a.noconvert(), "v"_a.noconvert(),
+      "a"_a.noconvert(), "j"_a.noconvert(), "a2"_a.noconvert(), "pot"_a.noconvert(), "t"_a.noconvert(),
+      "dt"_a.noconvert(),
+      "Hermite corrector and next block steps of the active bodies, in place (see baobab/nbody.hpp).");
+  m.def(
+      "nbody_active",
+      [](RoArray t, RoArray dt, Array act) {
+        const int64_t n = check<double>(t, "t", -1, 0);
+        check<double>(dt, "dt", n, 0);
+        check<int64_t>(act, "act", n, 0);
+        double t1 = 0;
+        int64_t k = 0;
+        {
+          nb::gil_scoped_release nogil;
+          k = baobab::nbody::active(static_cast<const double*>(t.data()), static_cast<const double*>(dt.data()), n,
+                                    &t1, static_cast<int64_t*>(act.data()));
+        }
+        return std::make_pair(t1, k);
+      },
+      "t"_a.noconvert(), "dt"_a.noconvert(), "act"_a.noconvert(),
+      "(next block time, number of bodies due then); their indices fill act[:k].");
   m.def("nbody_forces_isa", &baobab::nbody::forces_isa);
   m.def(
       "nbody_forces_device",

@@ -142,45 +142,53 @@ class Hermite:
     def next_time(self):
         return float(np.min(self.t + self.dt))
 
-    def _predict(self, idx, t):
-        dt = (t - self.t[idx])[:, None]
-        x, v, a, j = self.x[idx], self.v[idx], self.a[idx], self.j[idx]
-        xp = x + dt * (v + dt * (a / 2.0 + dt * j / 6.0))
-        vp = v + dt * (a + dt * j / 2.0)
+    def _predict(self, idx, t, out=None):
+        """Taylor predictor of positions and velocities at t, for the bodies idx
+        (None: all of them; a slice: a range of them, both without gathering copies). In-place numpy passes:
+        this runs on every body every block step, a serial cost next to the
+        parallel force sum."""
+        from baobab import _core
+        if idx is None:
+            lo, hi, ids = 0, self.n, None
+        elif isinstance(idx, slice):
+            lo, hi, ids = idx.start, idx.stop, None
+        else:
+            ids = np.ascontiguousarray(idx, np.int64)
+            lo, hi = 0, len(ids)
+        if out is None:
+            xp, vp = np.empty((hi - lo, 3)), np.empty((hi - lo, 3))
+        else:
+            xp, vp = out
+        # ((j dt/3 + a) dt/2 + v) dt + x and (j dt/2 + a) dt + v, dt = t - t_i
+        _core.nbody_predict(self.x, self.v, self.a, self.j, self.t, ids, lo, hi, float(t), xp, vp)
         return xp, vp
 
     def step(self):
         """One block step; returns the new time."""
-        t1 = self.next_time()
-        act = np.flatnonzero(self.t + self.dt == t1)
+        from baobab import _core
+        if getattr(self, "_act", None) is None or len(self._act) != self.n:
+            self._act = np.empty(self.n, np.int64)
+        t1, k = _core.nbody_active(self.t, self.dt, self._act)
+        act = self._act[:k].copy()
+        # predicted positions live in buffers kept across steps (fresh ones would
+        # cost page faults every step)
+        if getattr(self, "_xp", None) is None or self._xp.shape != self.x.shape:
+            self._xp, self._vp = np.empty_like(self.x), np.empty_like(self.v)
+        xp, vp = self._xp, self._vp
         if self.parallel == "igather" or self.comm is None:
-            xp, vp = self._predict(self._ar, t1)
+            self._predict(None, t1, (xp, vp))
         else:  # only this rank's j-share and the active bodies are read
             j0, j1 = _split(self.n, self.size, self.rank)
-            xp = np.empty_like(self.x)
-            vp = np.empty_like(self.v)
-            need = np.union1d(np.arange(j0, j1), act)
-            xp[need], vp[need] = self._predict(need, t1)
+            self._predict(slice(j0, j1), t1, (xp[j0:j1], vp[j0:j1]))
+            xp[act], vp[act] = self._predict(act, t1)
         a1, j1, pot = self._forces(act, xp, vp)
-        dt = self.dt[act][:, None]
-        a0, j0 = self.a[act], self.j[act]
-        a2 = (-6.0 * (a0 - a1) - dt * (4.0 * j0 + 2.0 * j1)) / (dt * dt)
-        a3 = (12.0 * (a0 - a1) + 6.0 * dt * (j0 + j1)) / (dt * dt * dt)
-        dt2 = dt * dt
-        self.x[act] = xp[act] + dt2 * dt2 * (a2 / 24.0 + dt * a3 / 120.0)
-        self.v[act] = vp[act] + dt2 * dt * (a2 / 6.0 + dt * a3 / 24.0)
-        a2_1 = a2 + dt * a3
-        self.a[act], self.j[act], self.a2[act], self.pot[act] = a1, j1, a2_1, pot
-        self.t[act] = t1
-        an, jn = np.linalg.norm(a1, axis=1), np.linalg.norm(j1, axis=1)
-        a2n, a3n = np.linalg.norm(a2_1, axis=1), np.linalg.norm(a3, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            crit = np.sqrt(self.eta * (an * a2n + jn * jn) / (jn * a3n + a2n * a2n))
-        if self.shared:
-            # every body is active: one step for all
-            self.dt = self._quantize(crit, t1, self.dt)
-        else:
-            self.dt[act] = self._quantize(crit, t1, self.dt[act])
+        # corrector, new derivatives and Aarseth steps in the core (baobab/nbody.hpp)
+        from baobab import _core
+        c = np.ascontiguousarray
+        _core.nbody_correct(act, c(xp[act]), c(vp[act]), c(a1), c(j1), c(pot), t1, self.eta, self.dt_max,
+                            self.dt_min, self.x, self.v, self.a, self.j, self.a2, self.pot, self.t, self.dt)
+        if self.shared:  # every body was active: one step for all, the smallest
+            self.dt[:] = self.dt.min()
         self.time = t1
         self.steps += 1
         self.body_steps += len(act)

@@ -43,6 +43,30 @@ void forces_tier(const std::string& tier, const double* xi, const double* vi, co
                  const double* x, const double* v, const double* m, int64_t n, int64_t first_id, double eps2,
                  double* acc, double* jerk, double* pot, int threads = 0);
 
+// Hermite predictor: for the bodies idx[0..k) (or, idx null, bodies lo..lo+k)
+// with positions x, velocities v, accelerations a, jerks j ((n, 3) arrays) at
+// times t, the Taylor positions and velocities at t_now into rows 0..k of xp
+// and vp: xp = ((j dt/3 + a) dt/2 + v) dt + x, vp = (j dt/2 + a) dt + v, dt =
+// t_now - t, evaluated in that order (the same bits as numpy would give).
+void predict(const double* x, const double* v, const double* a, const double* j, const double* t,
+             const int64_t* idx, int64_t lo, int64_t k, double t_now, double* xp, double* vp);
+
+// The next block time min(t + dt) over n bodies, and the bodies due then
+// (t + dt equal to it) into act, in index order; returns how many.
+int64_t active(const double* t, const double* dt, int64_t n, double* t_next, int64_t* act);
+
+// Hermite corrector and the next block step, for the active bodies act[0..k)
+// of the state (x, v, a, j, a2 (n, 3); pot, t, dt (n,)), given their predicted
+// xp, vp and new forces a1, j1, pot1 (rows 0..k) at time t1 (Makino & Aarseth
+// 1992): from the interpolated 2nd and 3rd derivatives, positions and
+// velocities are corrected, a, j, a2 (at t1), pot and t replaced, and dt set by
+// Aarseth's criterion sqrt(eta (|a||a2| + |j|^2) / (|j||a3| + |a2|^2)) rounded
+// down to a power of two, at most 2 dt_old and dt_max, at least dt_min, and
+// halved until t1 is a multiple of it (a non-finite criterion gives dt_max).
+void correct(const int64_t* act, int64_t k, const double* xp, const double* vp, const double* a1, const double* j1,
+             const double* pot1, double t1, double eta, double dt_max, double dt_min, double* x, double* v,
+             double* a, double* j, double* a2, double* pot, double* t, double* dt);
+
 // CUDA kernel on device pointers (float64, the same layout and formulas; one
 // thread per target, sources staged through shared memory). Runs on `stream`
 // (a cudaStream_t, 0 = the default stream) and returns without synchronising.

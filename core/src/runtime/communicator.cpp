@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <cmath>
 #include <unordered_map>
 
 #include "baobab/error.hpp"
@@ -200,6 +201,9 @@ struct CommState {
   Config cfg;
   CostModel model;
   std::unordered_map<PlanKey, std::shared_ptr<CachedPlan>, PlanKeyHash> plans;
+  // The algorithm chosen per size class (see get_plan): a new size in a class
+  // already costed builds its schedule without simulating every candidate again.
+  std::unordered_map<PlanKey, Plan, PlanKeyHash> choices;
   uint64_t started = 0;
   std::list<std::shared_ptr<Execution>> active;
   Stats stats;
@@ -1120,12 +1124,58 @@ void validate(const CommState& s, const CollDesc& d, const Reduction& red) {
                           " bytes, the buffer's are " + std::to_string(d.elem_size));
 }
 
+// Size class of a call: quarter octaves of its bytes (the whole buffer, or the
+// sum of the counts), and for count lists whether they are all equal. Calls in
+// one class reuse the algorithm chosen for the first of them. Every rank sees
+// the same calls in the same order, so every rank reuses the same choice.
+PlanKey size_class(const CollDesc& d, const std::string& algo) {
+  size_t elems = d.count;
+  bool uniform = true;
+  for (size_t c : d.counts) {
+    elems += c;
+    uniform = uniform && c == d.counts.front();
+  }
+  const double bytes = static_cast<double>(elems) * static_cast<double>(d.elem_size);
+  const size_t cls = bytes < 1 ? 0 : 1 + static_cast<size_t>(std::floor(4.0 * std::log2(bytes)));
+  return PlanKey{static_cast<uint8_t>(d.coll), cls, d.elem_size, d.root, d.counts.empty() ? 0u : (uniform ? 1u : 2u),
+                 algo};
+}
+
+Plan choose_cached(CommState& s, const CollDesc& d, const std::string& algo) {
+  const PlanKey k = size_class(d, algo);
+  auto it = s.choices.find(k);
+  if (it != s.choices.end() && it->second.algo && it->second.algo->unsupported(s.topo, d).empty()) {
+    Plan p;
+    p.algo = it->second.algo;
+    p.reason = it->second.reason;
+    p.segments = 1;
+    p.seg_count = d.count;
+    if (it->second.segments > 1 && p.algo->segmentable) {
+      auto [nseg, seg] = segmentation(s.cfg, d);
+      if (nseg > 1) {
+        p.segments = nseg;
+        p.seg_count = seg;
+      }
+    }
+    return p;
+  }
+  Plan p = choose(s.topo, s.cfg, s.model, d, algo);
+  if (s.choices.size() > 4096) s.choices.clear();
+  Plan keep;  // without the candidate list
+  keep.algo = p.algo;
+  keep.segments = p.segments;
+  keep.seg_count = p.seg_count;
+  keep.reason = p.reason;
+  s.choices[k] = keep;
+  return p;
+}
+
 std::shared_ptr<CachedPlan> get_plan(CommState& s, const CollDesc& d, const std::string& algo) {
   PlanKey k{static_cast<uint8_t>(d.coll), d.count, d.elem_size, d.root, d.counts_hash(), algo};
   auto it = s.plans.find(k);
   if (it != s.plans.end()) return it->second;
   auto cp = std::make_shared<CachedPlan>();
-  cp->plan = choose(s.topo, s.cfg, s.model, d, algo);
+  cp->plan = choose_cached(s, d, algo);
   cp->algo_id = algo_index(cp->plan.algo);
   CollDesc sd = d;
   if (cp->plan.segments > 1) sd.count = cp->plan.seg_count;
