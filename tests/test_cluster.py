@@ -2,6 +2,7 @@
 virtual nodes, hosts in network namespaces joined by shaped links, MPI across
 them. These need root and the packages `cluster.sh install` brings; CI runs
 them (there a missing prerequisite is a failure, not a skip)."""
+import csv
 import os
 import re
 import shutil
@@ -118,6 +119,54 @@ def test_wrong_pmi_plugin_is_detected(slurm):
         assert out.returncode != 0 and "MPI_Init" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
+def _job_done(job, env):
+    out = sh("squeue", "-h", "-j", job, "-o", "%T", env=env, check=False)
+    return out.stdout.strip() == ""
+
+
+def test_nbody_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
+    """slurm/nbody.sbatch on 2 ranks: `scancel --signal=USR1` mid-run makes the
+    ranks finish the block step, write a checkpoint and exit with status 3; a
+    resubmitted job continues from it and ends with the same final snapshot,
+    bit for bit, as an uninterrupted job."""
+    h5py = pytest.importorskip("h5py")
+    import numpy as np
+    env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"), "NBODY_REQUEUE": "0",
+                      "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
+    script = REPO / "slurm" / "nbody.sbatch"
+    args = ["--n", "2048", "--t-end", "1", "--dt-out", "0.125", "--threads", "1", "--no-core"]
+    sb = ["sbatch", "-N", "1", "-n", "2", f"--output={tmp_path}/%x-%j.out", "--chdir", str(tmp_path)]
+
+    run = tmp_path / "run"
+    out = sh(*sb, script, *args, "--out", run, env=env)
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    deadline = time.time() + 300
+    while not (run / "snapshot_0001.h5").exists():
+        assert time.time() < deadline and not _job_done(job, env), \
+            (tmp_path / f"baobab-nbody-{job}.out").read_text() if (tmp_path / f"baobab-nbody-{job}.out").exists() else job
+        time.sleep(0.2)
+    sh("scancel", "--signal=USR1", job, env=env)
+    while not _job_done(job, env):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    first = (tmp_path / f"baobab-nbody-{job}.out").read_text()
+    assert "nbody: exit status 3" in first and "checkpoint" in first and "SIGUSR1" in first, first
+    assert not (run / "snapshot_0008.h5").exists(), "the job finished before the signal: make it longer"
+    assert list((run / "checkpoints").glob("nbody-*.h5"))
+
+    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
+    job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    second = (tmp_path / f"baobab-nbody-{job2}.out").read_text()
+    assert "resumed from" in second and "nbody: exit status 0" in second, second
+
+    ref = tmp_path / "ref"
+    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
+    with h5py.File(run / "snapshot_0008.h5", "r") as a, h5py.File(ref / "snapshot_0008.h5", "r") as b:
+        for k in ("Coordinates", "Velocities", "Potential", "ParticleIDs"):
+            assert np.array_equal(a["PartType1"][k][:], b["PartType1"][k][:]), k
+        assert a["Header"].attrs["Time"] == 1.0
+
+
 def launch(nsrsh, hostspec, n, *cmd, timeout=300, env=None):
     """mpiexec from host1's namespace over the given hosts, as a real multi-host run."""
     envs = " ".join(f"{k}={v}" for k, v in (env or {}).items())
@@ -192,49 +241,40 @@ def test_racks_give_three_levels_and_collectives_run_on_them(racks):
     assert "OK collectives p=8" in out.stdout, out.stdout + out.stderr
 
 
-def _job_done(job, env):
-    out = sh("squeue", "-h", "-j", job, "-o", "%T", env=env, check=False)
-    return out.stdout.strip() == ""
+
+@pytest.fixture
+def ns_slurm():
+    """Slurm across namespace hosts joined by 1 Gbit/s links (ns-up + ns-slurm-up)."""
+    sh(CLUSTER, "down", check=False)
+    sh(CLUSTER, "ns-up", 2, "1gbit", timeout=60)
+    out = sh(CLUSTER, "ns-slurm-up", timeout=120)
+    conf = re.search(r"SLURM_CONF=(\S+)", out.stdout).group(1)
+    yield BASE / "ns" / "nsrsh", conf
+    sh(CLUSTER, "down", check=False)
 
 
-def test_nbody_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
-    """slurm/nbody.sbatch on 2 ranks: `scancel --signal=USR1` mid-run makes the
-    ranks finish the block step, write a checkpoint and exit with status 3; a
-    resubmitted job continues from it and ends with the same final snapshot,
-    bit for bit, as an uninterrupted job."""
-    h5py = pytest.importorskip("h5py")
-    import numpy as np
-    env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"), "NBODY_REQUEUE": "0",
-                      "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
-    script = REPO / "slurm" / "nbody.sbatch"
-    args = ["--n", "2048", "--t-end", "1", "--dt-out", "0.125", "--threads", "1", "--no-core"]
-    sb = ["sbatch", "-N", "1", "-n", "2", f"--output={tmp_path}/%x-%j.out", "--chdir", str(tmp_path)]
-
-    run = tmp_path / "run"
-    out = sh(*sb, script, *args, "--out", run, env=env)
+def test_tune_and_bench_sbatch_on_slurm_across_namespace_hosts(ns_slurm, tmp_path):
+    """The product's own scripts on a Slurm cluster whose nodes are real hosts
+    (namespaces, shaped links): srun runs `baobab tune` across them, and
+    slurm/bench.sbatch reads that tuning file, benchmarks and writes its CSV."""
+    nsrsh, conf = ns_slurm
+    flag = srun_flag()
+    tuning = tmp_path / "tuning.conf"
+    env = (f"SLURM_CONF={conf} PATH={BIN}:$PATH BAOBAB_VENV={sys.prefix} BAOBAB_SRUN_MPI={flag.split('=')[1]} "
+           f"BAOBAB_TUNING={tuning}")
+    out = subprocess.run([str(nsrsh), "ctl", f"cd {tmp_path} && {env} srun -N 2 -n 4 {flag} {BIN}/baobab tune "
+                          f"-o {tuning}"], capture_output=True, text=True, timeout=300, env=mpi_env())
+    assert out.returncode == 0 and tuning.exists(), out.stdout + out.stderr
+    text = tuning.read_text()
+    assert "link.1.bw_GBps" in text, text
+    bw = float(re.search(r"link\.1\.bw_GBps\s*=\s*([\d.eE+-]+)", text).group(1))
+    assert bw < 0.2, f"between hosts the 1 Gbit/s link caps bandwidth at 0.125 GB/s (+ burst), tuned {bw}"
+    out = subprocess.run([str(nsrsh), "ctl", f"cd {tmp_path} && {env} sbatch --wait -N 2 -n 4 "
+                          f"--output={tmp_path}/%x-%j.out {REPO}/slurm/bench.sbatch allreduce -b 64K -e 1M -n 2 -w 1"],
+                         capture_output=True, text=True, timeout=600, env=mpi_env())
+    assert out.returncode == 0, out.stdout + out.stderr
     job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
-    deadline = time.time() + 300
-    while not (run / "snapshot_0001.h5").exists():
-        assert time.time() < deadline and not _job_done(job, env), \
-            (tmp_path / f"baobab-nbody-{job}.out").read_text() if (tmp_path / f"baobab-nbody-{job}.out").exists() else job
-        time.sleep(0.2)
-    sh("scancel", "--signal=USR1", job, env=env)
-    while not _job_done(job, env):
-        assert time.time() < deadline
-        time.sleep(0.5)
-    first = (tmp_path / f"baobab-nbody-{job}.out").read_text()
-    assert "nbody: exit status 3" in first and "checkpoint" in first and "SIGUSR1" in first, first
-    assert not (run / "snapshot_0008.h5").exists(), "the job finished before the signal: make it longer"
-    assert list((run / "checkpoints").glob("nbody-*.h5"))
-
-    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
-    job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
-    second = (tmp_path / f"baobab-nbody-{job2}.out").read_text()
-    assert "resumed from" in second and "nbody: exit status 0" in second, second
-
-    ref = tmp_path / "ref"
-    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
-    with h5py.File(run / "snapshot_0008.h5", "r") as a, h5py.File(ref / "snapshot_0008.h5", "r") as b:
-        for k in ("Coordinates", "Velocities", "Potential", "ParticleIDs"):
-            assert np.array_equal(a["PartType1"][k][:], b["PartType1"][k][:]), k
-        assert a["Header"].attrs["Time"] == 1.0
+    table = (tmp_path / f"baobab-bench-{job}.out").read_text()
+    assert "4 ranks, 2 nodes" in table and "# out of bounds values : 0 OK" in table, table
+    rows = list(csv.DictReader(open(tmp_path / f"bench-allreduce-{job}.csv")))
+    assert len(rows) >= 3 and all(int(r["wrong"]) == 0 for r in rows)

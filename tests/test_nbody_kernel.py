@@ -170,3 +170,37 @@ def test_device_matches_host(n, ni, eps2):
             assert not np.any(d)
         else:
             assert rel(d, h) < 1e-12
+
+
+def test_predictor_corrector_and_active_set_in_the_core():
+    """The integrator's per-step work in the core: the predictor gives numpy's
+    bits for the same expression; the active set is every body due at the
+    earliest time; the corrector's steps are commensurate powers of two."""
+    from baobab import _core
+    rng = np.random.default_rng(3)
+    n = 50
+    x, v, a, j = (rng.standard_normal((n, 3)) for _ in range(4))
+    t = rng.integers(0, 8, n) * 0.125
+    dt = np.full(n, 0.125)
+    xp, vp = np.empty((n, 3)), np.empty((n, 3))
+    _core.nbody_predict(x, v, a, j, t, None, 0, n, 1.0, xp, vp)
+    h = (1.0 - t)[:, None]
+    assert np.array_equal(xp, ((j * (h * (1 / 3)) + a) * (0.5 * h) + v) * h + x)
+    assert np.array_equal(vp, (j * (0.5 * h) + a) * h + v)
+    idx = np.array([3, 7, 11], np.int64)
+    xs, vs = np.empty((3, 3)), np.empty((3, 3))
+    _core.nbody_predict(x, v, a, j, t, idx, 0, 0, 1.0, xs, vs)
+    assert np.array_equal(xs, xp[idx]) and np.array_equal(vs, vp[idx])
+    with pytest.raises(baobab.InvalidArgument):
+        _core.nbody_predict(x, v, a, j, t, np.array([n], np.int64), 0, 0, 1.0, xs[:1], vs[:1])
+    act = np.empty(n, np.int64)
+    t1, k = _core.nbody_active(t, dt, act)
+    assert t1 == (t + dt).min() and list(act[:k]) == list(np.flatnonzero(t + dt == t1))
+    a2 = np.zeros((n, 3))
+    pot = np.zeros(n)
+    tt, dd = t.copy(), dt.copy()
+    acts = act[:k].copy()
+    _core.nbody_correct(acts, xp[acts], vp[acts], a[acts] * 1.01, j[acts], -np.ones(k), t1, 0.02, 0.125, 2.0 ** -30,
+                        x, v, a, j, a2, pot, tt, dd)
+    assert np.all(tt[acts] == t1) and np.all(pot[acts] == -1)
+    assert np.all(np.frexp(dd)[0] == 0.5) and np.all(np.fmod(t1, dd[acts]) == 0) and np.all(dd[acts] <= 0.125)
