@@ -155,27 +155,12 @@ def halo_exchange(ctx, field, w, timeout):
     """halo_exchange for a cupy field: each slab is packed on the device and
     travels as one message (device memory when MPI is CUDA-aware, pinned host
     staging otherwise); dimensions one after another so corners arrive too."""
-    from mpi4py import MPI
+    from .p2p import halo_slabs
     _cupy()
-    cart = ctx.mpi_comm
     t = ctx.timeout if timeout is None else float(timeout)
-    for d in range(field.ndim):
-        src, dst = cart.Shift(d, 1)
-        n = field.shape[d]
-
-        def slab(a, b):
-            index = [slice(None)] * field.ndim
-            index[d] = slice(a, b)
-            return field[tuple(index)]
-        recvs, sends = [], []
-        if src != MPI.PROC_NULL:
-            recvs.append(irecv(ctx, slab(0, w), src, 2 * d))
-        if dst != MPI.PROC_NULL:
-            recvs.append(irecv(ctx, slab(n - w, n), dst, 2 * d + 1))
-            sends.append(isend(ctx, slab(n - 2 * w, n - w), dst, 2 * d))
-        if src != MPI.PROC_NULL:
-            sends.append(isend(ctx, slab(w, 2 * w), src, 2 * d + 1))
-        _core.wait_all([r._t for r in recvs + sends], t)
-        for r in recvs + sends:
+    for ops in halo_slabs(field, w, ctx.mpi_comm):
+        reqs = [irecv(ctx, v, peer, tag) if is_recv else isend(ctx, v, peer, tag) for v, peer, tag, is_recv in ops]
+        _core.wait_all([r._t for r in reqs], t)
+        for r in reqs:
             r.wait(0)
     return field

@@ -119,13 +119,13 @@ def context_of(mpi_comm, overrides):
     return ctx
 
 
-def _halo_plan(field, width, cart):
-    """Per dimension: (src, dst, [(offset, layout, peer, tag, is_recv)]), from the
-    field's geometry only, so repeated exchanges reuse it."""
+def halo_slabs(field, width, cart):
+    """Per dimension d, the messages of its exchange: (view, peer, tag, is_recv)
+    with the view a slab spanning the whole field in the other dimensions.
+    Receives into the halos first, then sends of the layers next to them."""
     from mpi4py import MPI
     w = width
     plan = []
-    base = field.__array_interface__["data"][0]
     for d in range(field.ndim):
         src, dst = cart.Shift(d, 1)
         n = field.shape[d]
@@ -133,18 +133,31 @@ def _halo_plan(field, width, cart):
         def slab(a, b):
             index = [slice(None)] * field.ndim
             index[d] = slice(a, b)
-            v = field[tuple(index)]
-            ptr, shape, strides, itemsize, _ = _interface(v)
-            return ptr - base, _core.layout_from_strides(itemsize, list(shape), list(strides))
+            return field[tuple(index)]
         ops = []
         if src != MPI.PROC_NULL:
-            ops.append(slab(0, w) + (src, 2 * d, True))
+            ops.append((slab(0, w), src, 2 * d, True))
         if dst != MPI.PROC_NULL:
-            ops.append(slab(n - w, n) + (dst, 2 * d + 1, True))
-            ops.append(slab(n - 2 * w, n - w) + (dst, 2 * d, False))
+            ops.append((slab(n - w, n), dst, 2 * d + 1, True))
+            ops.append((slab(n - 2 * w, n - w), dst, 2 * d, False))
         if src != MPI.PROC_NULL:
-            ops.append(slab(w, 2 * w) + (src, 2 * d + 1, False))
+            ops.append((slab(w, 2 * w), src, 2 * d + 1, False))
         plan.append(ops)
+    return plan
+
+
+def _halo_plan(field, width, cart):
+    """halo_slabs as (offset from the field's pointer, layout, peer, tag,
+    is_recv): the field's geometry only, so repeated exchanges reuse it."""
+    base = field.__array_interface__["data"][0]
+    plan = []
+    for ops in halo_slabs(field, width, cart):
+        row = []
+        for v, peer, tag, is_recv in ops:
+            ptr, shape, strides, itemsize, _ = _interface(v)
+            row.append((ptr - base, _core.layout_from_strides(itemsize, list(shape), list(strides)), peer, tag,
+                        is_recv))
+        plan.append(row)
     return plan
 
 

@@ -11,12 +11,7 @@ cd "$(dirname "$0")/../.."
 SCRIPT=${1:-tests/mpi/p2p_halo.py}
 NP=${2:-2}
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
-base_site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-python3 -m venv /tmp/bvenv || exit 1
-venv_site=$(/tmp/bvenv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-/tmp/bvenv/bin/python -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
-echo "$base_site" > "$venv_site/image_site.pth"
-export PATH=/tmp/bvenv/bin:$PATH
+source tests/gpu/venv.sh  # /tmp/bvenv: carried MPICH + mpi4py over the image's packages
 { env | sort; ulimit -a; g++ --version | head -1; python --version; grep -m1 "model name" /proc/cpuinfo;
   grep -m1 flags /proc/cpuinfo; nproc; python -c "import nanobind, numpy; print(nanobind.__version__, numpy.__version__)"; } \
   > "$OUT/machine.txt" 2>&1

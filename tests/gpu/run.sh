@@ -22,15 +22,7 @@ export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LE
 nvidia-smi -L || true
 nvcc --version | tail -2
 
-# A venv whose prefix holds MPICH (mpi4py looks for libmpi there), layered over
-# the image's Python environment (cupy, nanobind, scikit-build-core, pytest).
-base_site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-python3 -m venv /tmp/bvenv || exit 1
-venv_site=$(/tmp/bvenv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-# wheels first: with the image's packages visible pip would call them installed
-/tmp/bvenv/bin/python -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
-echo "$base_site" > "$venv_site/image_site.pth"
-export PATH=/tmp/bvenv/bin:$PATH
+source tests/gpu/venv.sh  # /tmp/bvenv: carried MPICH + mpi4py over the image's packages
 # BAOBAB_GPU_STEPS=pack,nbody,probe,tests,attention,packpy,host (default all) picks steps.
 STEPS=${BAOBAB_GPU_STEPS:-all}
 want() { [ "$STEPS" = all ] || [[ ",$STEPS," == *",$1,"* ]]; }
