@@ -26,6 +26,11 @@ Parallel force evaluation (`parallel=`):
              the bodies (the j-particles), and an allreduce adds the partial
              forces; only that share needs predicting. Results depend on the
              number of ranks at round-off level.
+  "ring"     each rank sums the forces on its share of the active bodies over
+             blocks of predicted bodies that travel around the ring of ranks,
+             each transfer overlapping the previous block's sum (non-blocking
+             point-to-point), then an allgather. Moves N/p bodies per rank per
+             step where jreduce moves the active set's forces.
 """
 import math
 
@@ -54,8 +59,8 @@ class Hermite:
             raise ValueError("need at least 2 bodies")
         if not (dt_max > 0 and _pow2_floor(dt_max) == dt_max):
             raise ValueError(f"dt_max must be a power of two, got {dt_max}")
-        if parallel not in ("igather", "jreduce"):
-            raise ValueError(f"unknown parallel mode {parallel!r} (igather, jreduce)")
+        if parallel not in ("igather", "jreduce", "ring"):
+            raise ValueError(f"unknown parallel mode {parallel!r} (jreduce, igather, ring)")
         self.n = n
         self.x = np.array(x, np.float64, order="C")
         self.v = np.array(v, np.float64, order="C")
@@ -98,6 +103,8 @@ class Hermite:
             mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
             rows = [_split(k, self.size, r)[1] - _split(k, self.size, r)[0] for r in range(self.size)]
             full = self.comm.allgatherv(mine, rows=rows)[0]
+        elif self.parallel == "ring":
+            full = self._ring_forces(act, xp, vp)
         else:
             j0, j1 = _split(self.n, self.size, self.rank)
             acc, jerk, pot = _kernel_forces(xp[act], vp[act], act, xp[j0:j1], vp[j0:j1], self.m[j0:j1], j0,
@@ -106,6 +113,40 @@ class Hermite:
             mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
             full = self.comm.allreduce(mine)
         return full[:, :3], full[:, 3:6], full[:, 6]
+
+    def _ring_forces(self, act, xp, vp):
+        """Each rank sums the forces on its share of the active bodies while the
+        ranks' blocks of predicted bodies (x, v, m) travel around the ring, the
+        next block's transfer overlapping this block's sum; an allgather
+        assembles the forces."""
+        p, r, k = self.size, self.rank, len(act)
+        lo, hi = _split(k, p, r)
+        mine_act = act[lo:hi]
+        xi, vi = np.ascontiguousarray(xp[mine_act]), np.ascontiguousarray(vp[mine_act])
+        j0, j1 = _split(self.n, p, r)
+        block = np.empty((j1 - j0, 7))
+        block[:, :3], block[:, 3:6], block[:, 6] = xp[j0:j1], vp[j0:j1], self.m[j0:j1]
+        total = np.zeros((hi - lo, 7))
+        right, left = (r + 1) % p, (r - 1) % p
+        for s in range(p):
+            owner = (r - s) % p
+            reqs = []
+            if s < p - 1:  # the next block arrives while this one is summed
+                b0, b1 = _split(self.n, p, (owner - 1) % p)
+                nxt = np.empty((b1 - b0, 7))
+                reqs = [self.comm.irecv(nxt, left, tag=900 + s), self.comm.isend(block, right, tag=900 + s)]
+            o0, _ = _split(self.n, p, owner)
+            acc, jerk, pot = _kernel_forces(xi, vi, mine_act, block[:, :3], block[:, 3:6], block[:, 6], o0,
+                                            self.eps2, self.threads)
+            total[:, :3] += acc
+            total[:, 3:6] += jerk
+            total[:, 6] += pot
+            for q in reqs:
+                q.wait()
+            if reqs:
+                block = nxt
+        rows = [_split(k, p, q)[1] - _split(k, p, q)[0] for q in range(p)]
+        return self.comm.allgatherv(total, rows=rows)[0]
 
     # ---- steps ------------------------------------------------------------------------
 

@@ -52,10 +52,11 @@ def parse(argv):
     p.add_argument("--eta-s", type=float, default=0.01, help="starting-step parameter (eta_s |a|/|j|)")
     p.add_argument("--eps", type=float, default=0.0, help="Plummer softening length")
     p.add_argument("--shared", action="store_true", help="one shared time step for every body")
-    p.add_argument("--parallel", default="jreduce", choices=["jreduce", "igather"],
-                   help="jreduce (default, faster here): partial forces over each rank's share of the bodies, "
+    p.add_argument("--parallel", default="jreduce", choices=["jreduce", "igather", "ring"],
+                   help="jreduce (default, fastest here): partial forces over each rank's share of the bodies, "
                         "allreduced; igather: forces on each rank's share of the active bodies, allgathered "
-                        "(identical bits on any number of ranks)")
+                        "(identical bits on any number of ranks); ring: blocks of bodies passed around the ring "
+                        "of ranks, transfers overlapping the force sums")
     p.add_argument("--threads", type=int, default=None, help="kernel threads per rank (default: cores / ranks)")
     p.add_argument("--out", default="nbody-out")
     p.add_argument("--restart", default="auto", choices=["auto", "no"])
