@@ -82,6 +82,7 @@
 
 #include "baobab/attention.hpp"
 #include "baobab/error.hpp"
+#include "baobab/isa.hpp"
 
 #if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
 #error "baobab attention kernels need FLT_EVAL_METHOD == 0 (e.g. SSE2 floating point on x86)"
@@ -532,30 +533,15 @@ using VD = Avx512D;
 namespace baobab::attention {
 namespace {
 
-enum class Tier { baseline = 0, avx2 = 1, avx512 = 2 };
-
-Tier detect_tier() {
-  Tier t = Tier::baseline;
-#ifdef BAOBAB_ATTN_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) t = Tier::avx2;
-  if (t == Tier::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    t = Tier::avx512;
-#endif
-  if (const char* cap = std::getenv("BAOBAB_ATTENTION_ISA")) {
-    Tier c = t;
-    if (std::strcmp(cap, "baseline") == 0) c = Tier::baseline;
-    else if (std::strcmp(cap, "avx2") == 0) c = Tier::avx2;
-    else if (std::strcmp(cap, "avx512") == 0) c = Tier::avx512;
-    if (c < t) t = c;  // unknown values are ignored; never raised above the CPU
-  }
-  return t;
-}
+using isa::Tier;
 
 Tier tier() {
-  static const Tier t = detect_tier();
+#ifdef BAOBAB_ATTN_X86
+  static const Tier t = isa::capped(isa::cpu(isa::Avx2With::fma), "BAOBAB_ATTENTION_ISA");
   return t;
+#else
+  return Tier::baseline;
+#endif
 }
 
 // a * b * c for non-negative a, b, c, which must fit in memory as doubles.

@@ -57,6 +57,7 @@
 #endif
 
 #include "baobab/error.hpp"
+#include "baobab/isa.hpp"
 #include "baobab/nbody.hpp"
 
 #if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
@@ -293,35 +294,18 @@ using VD = Avx512D;
 namespace baobab::nbody {
 namespace {
 
-enum class Tier { baseline = 0, avx2 = 1, avx512 = 2 };
-const char* const kTierNames[] = {"baseline", "avx2", "avx512"};
+using isa::Tier;
 
 Tier cpu_tier() {
-  Tier t = Tier::baseline;
 #ifdef BAOBAB_NBODY_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) t = Tier::avx2;
-  if (t == Tier::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    t = Tier::avx512;
+  return isa::cpu(isa::Avx2With::fma);
+#else
+  return Tier::baseline;
 #endif
-  return t;
-}
-
-Tier detect_tier() {
-  Tier t = cpu_tier();
-  if (const char* cap = std::getenv("BAOBAB_NBODY_ISA")) {
-    Tier c = t;
-    if (std::strcmp(cap, "baseline") == 0) c = Tier::baseline;
-    else if (std::strcmp(cap, "avx2") == 0) c = Tier::avx2;
-    else if (std::strcmp(cap, "avx512") == 0) c = Tier::avx512;
-    if (c < t) t = c;  // unknown values are ignored; never raised above the CPU
-  }
-  return t;
 }
 
 Tier tier() {
-  static const Tier t = detect_tier();
+  static const Tier t = isa::capped(cpu_tier(), "BAOBAB_NBODY_ISA");
   return t;
 }
 
@@ -370,11 +354,11 @@ void forces(const double* xi, const double* vi, const int64_t* idi, int64_t ni, 
   run_tier(tier(), p, threads);
 }
 
-std::string forces_isa() { return kTierNames[int(tier())]; }
+std::string forces_isa() { return isa::name(tier()); }
 
 std::vector<std::string> forces_tiers() {
   std::vector<std::string> r;
-  for (int t = 0; t <= int(cpu_tier()); ++t) r.emplace_back(kTierNames[t]);
+  for (int t = 0; t <= int(cpu_tier()); ++t) r.emplace_back(isa::name(Tier(t)));
   return r;
 }
 
@@ -383,7 +367,7 @@ void forces_tier(const std::string& name, const double* xi, const double* vi, co
                  double* acc, double* jerk, double* pot, int threads) {
   int t = -1;
   for (int k = 0; k <= int(cpu_tier()); ++k)
-    if (name == kTierNames[k]) t = k;
+    if (name == isa::name(Tier(k))) t = k;
   if (t < 0) throw InvalidArgument("nbody forces: tier '" + name + "' is not available on this CPU / build");
   const Problem p = validate(xi, vi, idi, ni, x, v, m, n, first_id, eps2, acc, jerk, pot);
   run_tier(Tier(t), p, threads);

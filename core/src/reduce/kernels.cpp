@@ -41,6 +41,7 @@
 #include <type_traits>
 
 #include "baobab/error.hpp"
+#include "baobab/isa.hpp"
 #include "baobab/reduce.hpp"
 
 // Float arithmetic must round to the declared type after every operation (x87
@@ -344,30 +345,15 @@ __attribute__((target(BAOBAB_AVX2))) void k_f16c(void* dst, const void* a, const
 
 // ---------------------------------------------------------------- dispatch
 
-enum class Tier { baseline = 0, avx2 = 1, avx512 = 2 };
-
-Tier detect_tier() {
-  Tier t = Tier::baseline;
-#ifdef BAOBAB_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) t = Tier::avx2;
-  if (t == Tier::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    t = Tier::avx512;
-#endif
-  if (const char* cap = std::getenv("BAOBAB_REDUCE_ISA")) {
-    Tier c = t;
-    if (std::strcmp(cap, "baseline") == 0) c = Tier::baseline;
-    else if (std::strcmp(cap, "avx2") == 0) c = Tier::avx2;
-    else if (std::strcmp(cap, "avx512") == 0) c = Tier::avx512;
-    if (c < t) t = c;  // unknown values are ignored
-  }
-  return t;
-}
+using isa::Tier;
 
 Tier tier() {
-  static const Tier t = detect_tier();
+#ifdef BAOBAB_X86_DISPATCH
+  static const Tier t = isa::capped(isa::cpu(isa::Avx2With::f16c), "BAOBAB_REDUCE_ISA");
   return t;
+#else
+  return Tier::baseline;
+#endif
 }
 
 template <class E, class Op>
