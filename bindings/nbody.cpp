@@ -7,6 +7,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -151,6 +152,18 @@ void bind_nbody(nb::module_& m) {
       },
       "t"_a.noconvert(), "dt"_a.noconvert(), "act"_a.noconvert(),
       "(next block time, number of bodies due then); their indices fill act[:k].");
+  m.def(
+      "nbody_block_steps",
+      [](RoArray crit, double t1, double dt_max, double dt_min, Array dt) {
+        const int64_t n = check<double>(crit, "crit", -1, 0);
+        check<double>(dt, "dt", n, 0);
+        if (!(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody_block_steps: dt_max, dt_min > 0");
+        const double* c = static_cast<const double*>(crit.data());
+        double* d = static_cast<double*>(dt.data());
+        for (int64_t i = 0; i < n; ++i) d[i] = baobab::nbody::block_step(c[i], INFINITY, t1, dt_max, dt_min);
+      },
+      "crit"_a.noconvert(), "t1"_a, "dt_max"_a, "dt_min"_a, "dt"_a.noconvert(),
+      "Starting block steps from step criteria, into dt (see baobab/nbody.hpp).");
   m.def("nbody_forces_isa", &baobab::nbody::forces_isa);
   m.def(
       "nbody_forces_device",

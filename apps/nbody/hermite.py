@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from baobab import _core
 from kernels import forces as _kernel_forces
 
 
@@ -85,6 +86,9 @@ class Hermite:
         self.body_steps = 0       # individual body steps (force evaluations on bodies)
         self.interactions = 0     # pairwise interactions summed by all ranks together
         self._ar = np.arange(n, dtype=np.int64)
+        # per-step buffers, kept across steps (fresh ones would page-fault every step)
+        self._act = np.empty(n, np.int64)
+        self._xp, self._vp = np.empty((n, 3)), np.empty((n, 3))
 
     # ---- forces -----------------------------------------------------------------
 
@@ -150,24 +154,6 @@ class Hermite:
 
     # ---- steps ------------------------------------------------------------------------
 
-    def _quantize(self, dt_crit, t_new, dt_old):
-        """Block steps: power of two <= dt_crit, <= 2 dt_old, <= dt_max, >= dt_min,
-        and t_new a multiple of it."""
-        dt = np.minimum(dt_crit, self.dt_max)
-        if dt_old is not None:
-            dt = np.minimum(dt, 2.0 * dt_old)
-        dt = np.where(np.isfinite(dt) & (dt > 0), dt, self.dt_max)
-        mant, ex = np.frexp(dt)
-        dt = np.ldexp(1.0, ex - 1)
-        dt = np.maximum(dt, self.dt_min)
-        bad = np.fmod(t_new, dt) != 0.0
-        while bad.any():
-            dt[bad] *= 0.5
-            bad = np.fmod(t_new, dt) != 0.0
-        if self.shared:
-            dt[:] = dt.min()
-        return dt
-
     def initialize(self):
         """Forces on every body at the start, and starting steps eta_s |a| / |j|."""
         act = self._ar
@@ -176,19 +162,17 @@ class Hermite:
         jn = np.linalg.norm(self.j, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             crit = self.eta_s * an / jn
-        self.dt = self._quantize(crit, self.time, None)
+        _core.nbody_block_steps(np.ascontiguousarray(crit), self.time, self.dt_max, self.dt_min, self.dt)
+        if self.shared:
+            self.dt[:] = self.dt.min()
         self.t[:] = self.time
         self.a2[:] = 0.0
 
-    def next_time(self):
-        return float(np.min(self.t + self.dt))
-
     def _predict(self, idx, t, out=None):
         """Taylor predictor of positions and velocities at t, for the bodies idx
-        (None: all of them; a slice: a range of them, both without gathering copies). In-place numpy passes:
-        this runs on every body every block step, a serial cost next to the
-        parallel force sum."""
-        from baobab import _core
+        (None: all of them; a slice: a range of them, both without gathering
+        copies), by the core: this runs on every body every block step, a serial
+        cost next to the parallel force sum."""
         if idx is None:
             lo, hi, ids = 0, self.n, None
         elif isinstance(idx, slice):
@@ -206,15 +190,8 @@ class Hermite:
 
     def step(self):
         """One block step; returns the new time."""
-        from baobab import _core
-        if getattr(self, "_act", None) is None or len(self._act) != self.n:
-            self._act = np.empty(self.n, np.int64)
         t1, k = _core.nbody_active(self.t, self.dt, self._act)
         act = self._act[:k].copy()
-        # predicted positions live in buffers kept across steps (fresh ones would
-        # cost page faults every step)
-        if getattr(self, "_xp", None) is None or self._xp.shape != self.x.shape:
-            self._xp, self._vp = np.empty_like(self.x), np.empty_like(self.v)
         xp, vp = self._xp, self._vp
         if self.parallel == "igather" or self.comm is None:
             self._predict(None, t1, (xp, vp))
@@ -224,7 +201,6 @@ class Hermite:
             xp[act], vp[act] = self._predict(act, t1)
         a1, j1, pot = self._forces(act, xp, vp)
         # corrector, new derivatives and Aarseth steps in the core (baobab/nbody.hpp)
-        from baobab import _core
         c = np.ascontiguousarray
         _core.nbody_correct(act, c(xp[act]), c(vp[act]), c(a1), c(j1), c(pot), t1, self.eta, self.dt_max,
                             self.dt_min, self.x, self.v, self.a, self.j, self.a2, self.pot, self.t, self.dt)

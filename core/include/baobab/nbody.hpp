@@ -55,6 +55,11 @@ void predict(const double* x, const double* v, const double* a, const double* j,
 // (t + dt equal to it) into act, in index order; returns how many.
 int64_t active(const double* t, const double* dt, int64_t n, double* t_next, int64_t* act);
 
+// A block step for a step criterion `crit`: the power of two <= crit
+// (non-finite or <= 0: dt_max), <= 2 dt_old, <= dt_max, >= dt_min, halved
+// until t1 is a multiple of it (starting steps: dt_old = infinity).
+double block_step(double crit, double dt_old, double t1, double dt_max, double dt_min);
+
 // Hermite corrector and the next block step, for the active bodies act[0..k)
 // of the state (x, v, a, j, a2 (n, 3); pot, t, dt (n,)), given their predicted
 // xp, vp and new forces a1, j1, pot1 (rows 0..k) at time t1 (Makino & Aarseth

@@ -38,11 +38,7 @@ void predict(const double* x, const double* v, const double* a, const double* j,
   }
 }
 
-namespace {
-
-// Block step: the power of two <= crit (non-finite or <= 0: dt_max), <= 2 dt_old,
-// <= dt_max, >= dt_min, halved until t1 is a multiple of it.
-double quantize(double crit, double dt_old, double t1, double dt_max, double dt_min) {
+double block_step(double crit, double dt_old, double t1, double dt_max, double dt_min) {
   double d = std::min(crit, dt_max);
   d = std::min(d, 2.0 * dt_old);
   if (!std::isfinite(d) || !(d > 0)) d = dt_max;
@@ -53,8 +49,6 @@ double quantize(double crit, double dt_old, double t1, double dt_max, double dt_
   while (std::fmod(t1, d) != 0.0) d *= 0.5;
   return d;
 }
-
-}  // namespace
 
 int64_t active(const double* t, const double* dt, int64_t n, double* t_next, int64_t* act) {
   double best = INFINITY;
@@ -94,7 +88,7 @@ void correct(const int64_t* act, int64_t k, const double* xp, const double* vp, 
     const double crit = std::sqrt(eta * (an * a2n + jn * jn) / (jn * a3n + a2n * a2n));
     pot[b] = pot1[r];
     t[b] = t1;
-    dt[b] = quantize(crit, h, t1, dt_max, dt_min);
+    dt[b] = block_step(crit, h, t1, dt_max, dt_min);
   }
 }
 
