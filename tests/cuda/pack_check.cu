@@ -415,7 +415,8 @@ void bench() {
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
-  auto measure = [&](const std::function<void()>& op) {  // GB/s of packed bytes
+  // GB/s of `bytes` packed bytes per call, over kReps calls after two warm-ups
+  auto measure = [&](const std::function<void()>& op, int64_t bytes) {
     op();
     op();
     CK(cudaEventRecord(e0, s));
@@ -424,7 +425,7 @@ void bench() {
     CK(cudaEventSynchronize(e1));
     float ms = 0;
     CK(cudaEventElapsedTime(&ms, e0, e1));
-    return double(kBytes) * kReps / (ms * 1e-3) / 1e9;
+    return double(bytes) * kReps / (ms * 1e-3) / 1e9;
   };
 
   std::printf("\nbandwidth, GB/s of packed bytes (%lld MiB per call); blocks twice their length apart,\n"
@@ -449,15 +450,15 @@ void bench() {
       CK(cudaMalloc(&dl, size_t(span)));
       CK(cudaMemcpy(dl, hl.data(), size_t(span), cudaMemcpyHostToDevice));
 
-      const double copy = measure([&] { CK(cudaMemcpyAsync(dq, dp, size_t(kBytes), cudaMemcpyDeviceToDevice, s)); });
-      const double pk = measure([&] { baobab::cuda::pack(l, dl - lo, dp, 1, s); });
+      const double copy = measure([&] { CK(cudaMemcpyAsync(dq, dp, size_t(kBytes), cudaMemcpyDeviceToDevice, s)); }, kBytes);
+      const double pk = measure([&] { baobab::cuda::pack(l, dl - lo, dp, 1, s); }, kBytes);
       // check the pack result, then unpack it into a cleared buffer
       ref_pack(l, hl.data() - lo, hp.data(), 1);
       CK(cudaMemcpy(got.data(), dp, size_t(kBytes), cudaMemcpyDeviceToHost));
       ++checks;
       if (got != hp) fail("bench pack", l, 1, got, hp);
       CK(cudaMemset(dl, 0, size_t(span)));
-      const double up = measure([&] { baobab::cuda::unpack(l, dp, dl - lo, 1, s); });
+      const double up = measure([&] { baobab::cuda::unpack(l, dp, dl - lo, 1, s); }, kBytes);
       Bytes want(static_cast<size_t>(span), 0), got_l(static_cast<size_t>(span));
       ref_unpack(l, hp.data(), want.data() - lo, 1);
       CK(cudaMemcpy(got_l.data(), dl, size_t(span), cudaMemcpyDeviceToHost));
@@ -494,27 +495,12 @@ void bench() {
                          Face{"y-face width 1 (4 KiB)", row, n, plane, row}, Face{"z-face width 1 (2 MiB)", plane, 1, plane, plane}}) {
       const Layout l = strided_layout({f.block, f.rows}, {1, f.pitch}, f.start, 0);
       const int64_t bytes = f.block * f.rows;
-      cudaEvent_t a0, a1;
-      CK(cudaEventCreate(&a0));
-      CK(cudaEventCreate(&a1));
-      auto rate = [&](const std::function<void()>& op) {
-        op();
-        CK(cudaEventRecord(a0, s));
-        for (int i = 0; i < kReps; ++i) op();
-        CK(cudaEventRecord(a1, s));
-        CK(cudaEventSynchronize(a1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, a0, a1));
-        return double(bytes) * kReps / (ms * 1e-3) / 1e9;
-      };
-      const double m2d = rate([&] {
+      const double m2d = measure([&] {
         CK(cudaMemcpy2DAsync(dp, size_t(f.block), field + f.start, size_t(f.pitch), size_t(f.block), size_t(f.rows),
                              cudaMemcpyDeviceToDevice, s));
-      });
-      const double pk = rate([&] { baobab::cuda::pack(l, field, dp, 1, s); });
+      }, bytes);
+      const double pk = measure([&] { baobab::cuda::pack(l, field, dp, 1, s); }, bytes);
       std::printf("%-22s %9.1f %9.1f %6.2f\n", f.name, m2d, pk, pk / m2d);
-      CK(cudaEventDestroy(a0));
-      CK(cudaEventDestroy(a1));
     }
     CK(cudaFree(field));
   }
