@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-h5py = pytest.importorskip("h5py")
+import h5py  # noqa: E402  (a test dependency: pip install baobab[test])
 
 import baobab  # noqa: E402
 from baobab.checkpoint import Checkpointer, validate  # noqa: E402
@@ -91,7 +91,7 @@ def test_round_trip_exact(tmp_path):
 
 
 def test_bfloat16_round_trip(tmp_path):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    import ml_dtypes
     x = np.array([1.0, -2.5, 3.0], ml_dtypes.bfloat16)
     ck = Checkpointer(tmp_path)
     ck.save(1, {"x": x})

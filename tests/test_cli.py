@@ -95,7 +95,7 @@ def test_tune_records_pack_rates(tmp_path):
 
 def test_bench_plot_draws_every_algorithm_and_the_mpi_baseline(tmp_path):
     import pytest
-    pytest.importorskip("matplotlib", reason="plots need matplotlib")
+    import matplotlib  # noqa: F401  (a test dependency: pip install baobab[test])
     table, png = tmp_path / "ar.csv", tmp_path / "ar.png"
     cli(2, "bench", "allreduce", "-b", "1K", "-e", "64K", "-f", "8", "--algo", "all", "--csv", str(table),
         "--plot", str(png))

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-h5py = pytest.importorskip("h5py")
+import h5py  # noqa: E402  (a test dependency: pip install baobab[test])
 
 import baobab  # noqa: E402
 from baobab import io  # noqa: E402
