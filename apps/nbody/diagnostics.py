@@ -11,22 +11,17 @@ import math
 import numpy as np
 
 from kernels import forces as _kernel_forces
+from snapshot import rows_of, share as _split
 
 LAGRANGE = (0.1, 0.5, 0.9)
 FIELDS = ("time", "energy", "kinetic", "potential", "de_rel", "virial", "momentum", "angular_momentum",
           "density_centre", "core_radius", "lagrangian_radii", "wall", "interactions_per_s", "steps", "body_steps")
 
 
-def _split(n, size, rank):
-    base, extra = divmod(n, size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
-
-
 def _gather(comm, mine, n_total):
     if comm is None or comm.size == 1:
         return mine
-    rows = [_split(n_total, comm.size, r)[1] - _split(n_total, comm.size, r)[0] for r in range(comm.size)]
+    rows = rows_of(n_total, comm.size)
     return comm.allgatherv(np.ascontiguousarray(mine), rows=rows)[0]
 
 

@@ -38,12 +38,7 @@ import numpy as np
 
 from baobab import _core
 from kernels import forces as _kernel_forces
-
-
-def _split(n, size, rank):
-    base, extra = divmod(n, size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
+from snapshot import rows_of, share as _split
 
 
 def _pow2_floor(x):
@@ -105,7 +100,7 @@ class Hermite:
             acc, jerk, pot = _kernel_forces(xp[sub], vp[sub], sub, xp, vp, self.m, 0, self.eps2, self.threads)
             mine = np.empty((hi - lo, 7))
             mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
-            rows = [_split(k, self.size, r)[1] - _split(k, self.size, r)[0] for r in range(self.size)]
+            rows = rows_of(k, self.size)
             full = self.comm.allgatherv(mine, rows=rows)[0]
         elif self.parallel == "ring":
             full = self._ring_forces(act, xp, vp)
@@ -149,7 +144,7 @@ class Hermite:
                 q.wait()
             if reqs:
                 block = nxt
-        rows = [_split(k, p, q)[1] - _split(k, p, q)[0] for q in range(p)]
+        rows = rows_of(k, p)
         return self.comm.allgatherv(total, rows=rows)[0]
 
     # ---- steps ------------------------------------------------------------------------

@@ -29,6 +29,11 @@ def share(n, size, rank):
     return lo, lo + base + (1 if rank < extra else 0)
 
 
+def rows_of(n, size):
+    """Every rank's row count under share()."""
+    return [hi - lo for lo, hi in (share(n, size, r) for r in range(size))]
+
+
 def header(n, time, box):
     six = np.zeros(6, np.int64)
     six[1] = n
