@@ -340,7 +340,7 @@ NB_MODULE(_core, m) {
       [](const Topology& t, int coll, const std::string& algo, size_t count, const std::vector<size_t>& counts,
          int root, int dtype, int op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments) {
         Config cfg = config_with(overrides);
-        CostModel model = cfg.model(t.levels());
+        CostModel model = cfg.model(t);
         DType dt = to_dtype(dtype);
         CollDesc d = desc(coll, count, dtype_size(dt), root, counts, t.size());
         const Algorithm* a = find_algorithm(d.coll, algo);
@@ -413,7 +413,7 @@ NB_MODULE(_core, m) {
       [](const Topology& t, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
          const std::string& algo, nb::dict overrides) {
         Config cfg = config_with(overrides);
-        return plan_dict(choose(t, cfg, cfg.model(t.levels()), desc(coll, count, elem_size, root, counts, t.size()), algo, true));
+        return plan_dict(choose(t, cfg, cfg.model(t), desc(coll, count, elem_size, root, counts, t.size()), algo, true));
       },
       "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
       "overrides"_a = nb::dict());

@@ -229,7 +229,7 @@ def test_model_prefers_hierarchy_across_slow_links():
     big = _core.plan_for(t, ALLREDUCE, 16 << 20, 4, 0, [])
     assert big["algorithm"] in ("split_rail", "leader"), big
     small = _core.plan_for(t, ALLREDUCE, 2, 4, 0, [])
-    pred = {c["name"]: c["predicted"] for c in small["candidates"]}
+    pred = {c["name"]: c["predicted"] for c in small["candidates"] if not c["unsupported"]}
     assert pred[small["algorithm"]] == min(pred.values())
     # the simulator's inter-node contention: split-rail sends less over the node link than ring
     cands = {c["name"]: c for c in big["candidates"]}
@@ -275,3 +275,66 @@ def test_plan_for_checks_counts():
         _core.plan_for(t, coll_code("reduce_scatter"), 0, 8, 0, [])
     with pytest.raises(baobab.InvalidArgument):
         _core.plan_for(t, coll_code("alltoall"), 0, 8, 0, [1, 1])
+
+
+def _uneven_links(tmp_path, rates):
+    """A tuning file giving each host its own link rate (GB/s)."""
+    conf = tmp_path / "uneven.conf"
+    conf.write_text("link.1.alpha_us = 20\nlink.1.bw_GBps = 0.117\n" +
+                    "".join(f"host.host{i + 1}.bw_GBps = {r}\n" for i, r in enumerate(rates)))
+    return {"tuning": str(conf)}
+
+
+def test_uneven_host_links_get_blocks_in_proportion(tmp_path):
+    """Four hosts, one with a link 4x slower: a ring makes every link carry
+    1.5x the vector, so the slow one paces it; the weighted algorithm gives
+    that host no block to own, its link carries the vector once, and the
+    prediction drops by the 1.5x that allows. With equal links it is not
+    even considered (blocks would be even: the ring's traffic)."""
+    t = make(4, "", [0, 1, 2, 3], hosts=["host1", "host2", "host3", "host4"])
+    count = (16 << 20) // 4
+    ov = _uneven_links(tmp_path, [0.117, 0.117, 0.117, 0.117 / 4])
+    plan = _core.plan_for(t, ALLREDUCE, count, 4, 0, [], "", ov)
+    pred = {c["name"]: c["predicted"] for c in plan["candidates"] if not c["unsupported"]}
+    # with one rank per host the hierarchical algorithms reduce to the same
+    # weighted blocks between hosts, and tie with it
+    assert pred[plan["algorithm"]] <= pred["weighted"] * 1.0001, pred
+    assert pred["ring"] / pred["weighted"] > 1.3, pred
+    # no allreduce can take less than the slow link carrying the vector once
+    assert pred["weighted"] >= count * 4 / (0.117e9 / 4)
+    # the slow host owns no block: it reduces nothing and sends only its input
+    slow_first = make(4, "", [0, 1, 2, 3], hosts=["host4", "host1", "host2", "host3"])
+    res = _core.simulate(slow_first, ALLREDUCE, "weighted", count, [], 0, F64, 0, [], [], ov, 1)
+    assert "reduce" not in res["schedule0"] and res["error"] == "", res["schedule0"]
+    fast_first = _core.simulate(t, ALLREDUCE, "weighted", count, [], 0, F64, 0, [], [], ov, 1)
+    assert "reduce" in fast_first["schedule0"]
+    even = _core.plan_for(t, ALLREDUCE, count, 4, 0, [], "", _uneven_links(tmp_path, [0.117] * 4))
+    cand = {c["name"]: c for c in even["candidates"]}
+    assert "same rate" in cand["weighted"]["unsupported"]
+
+
+@pytest.mark.parametrize("size,spec,keys", [(4, "", [0, 1, 2, 3]), (8, "nodes=4", None), (7, "groups=2,2,1,2", None),
+                                            (8, "rack=2,nodes=4", None)])
+def test_uneven_links_data(tmp_path, size, spec, keys):
+    """Every allreduce, with blocks weighted by uneven host links (the flat
+    weighted algorithm, and the hierarchical ones whose rails use it), gives
+    numpy's exact sums, in place and with segments."""
+    keys = keys if keys is not None else [0] * size
+    t = make(size, spec, keys, hosts=None)
+    nodes = t.as_dict()["groups"][0]
+    hosts = [f"host{n + 1}" for n in nodes]
+    t = make(size, spec, keys, hosts=hosts)
+    rates = [0.117 / (1 + 3 * (n % 2)) for n in range(max(nodes) + 1)]
+    ov = _uneven_links(tmp_path, rates)
+    rng = np.random.default_rng(size)
+    for algo in algos("allreduce"):
+        if refused_on_one_node(t, "allreduce", algo):
+            continue
+        for count in (0, 1, 7, 13, 64, 1001):
+            xs = rank_data(size, count, rng)
+            for segments in (1, 3):
+                outs = [np.full(count, np.nan) for _ in range(size)]
+                res = _core.simulate(t, ALLREDUCE, algo, count, [], 0, F64, OPS["sum"], xs, outs, ov, segments)
+                assert res["error"] == "", (algo, res["error"])
+                for r in range(size):
+                    np.testing.assert_array_equal(outs[r], np.sum(np.stack(xs), axis=0), err_msg=f"{algo} {count}")

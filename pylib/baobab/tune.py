@@ -13,6 +13,14 @@ at once, so that they include the sharing of memory bandwidth (and of cores,
 when ranks outnumber them) that a collective meets; the mean over ranks is kept.
 Ranks not in the measuring pair wait in a baobab barrier, which yields the CPU.
 
+Where the job spans three or more hosts, each host's own link is measured
+too: the node leaders ping-pong in rounds of disjoint pairs (every pair once,
+a round-robin tournament) and a host's rate is the best it reached with any
+partner (a pair runs at its slower end's rate, so the fastest partner reveals
+the host's own). These become host.<name>.bw_GBps keys, and collectives size
+their blocks to them where hosts' links differ (allreduce "weighted", and the
+hierarchical algorithms between nodes).
+
 For non-contiguous messages, rank 0 measures baobab's packer and MPI_Pack on
 byte vector types of several block sizes (the model that decides, per message,
 whether baobab packs or MPI walks a derived datatype: keys pack.ours.<B>_GBps
@@ -55,6 +63,47 @@ def link_pairs(topology):
                 pairs.append((a, b))
         levels[0] = pairs
     return dict(sorted(levels.items()))
+
+
+def tournament(n):
+    """Rounds of disjoint pairs of 0..n-1 in which every pair meets once (the
+    circle method; with n odd one index sits out each round)."""
+    idx = list(range(n)) + ([None] if n % 2 else [])
+    m = len(idx)
+    rounds = []
+    for _ in range(m - 1):
+        pairs = [(idx[i], idx[m - 1 - i]) for i in range(m // 2)]
+        rounds.append([tuple(sorted(p)) for p in pairs if None not in p])
+        idx = [idx[0], idx[-1]] + idx[1:-1]
+    return rounds
+
+
+def host_rates(comm, mpi, nbytes, reps):
+    """{host: GB/s} of each node's link, measured between node leaders, or {}
+    when fewer than three distinct hosts hold the nodes (two hosts cannot be
+    told apart: a pair runs at its slower end's rate)."""
+    t = comm.topology
+    leaders = [nodes[0] for nodes in t.nodes]
+    hosts = [t.hosts[r] for r in leaders]
+    if len(leaders) < 3 or len(set(hosts)) != len(hosts):
+        return {}
+    best = {}
+    for pairs in tournament(len(leaders)):
+        comm.barrier()
+        for i, j in pairs:
+            a, b = leaders[i], leaders[j]
+            if comm.rank in (a, b):
+                lat = pingpong(mpi, a, b, 8, 20)
+                big = pingpong(mpi, a, b, nbytes, reps)
+                bw = nbytes / max(big - lat, 1e-9) / 1e9
+                for k in (i, j):
+                    best[hosts[k]] = max(best.get(hosts[k], 0.0), bw)
+    comm.barrier()
+    merged = {}
+    for part in mpi.allgather(best):
+        for h, bw in part.items():
+            merged[h] = max(merged.get(h, 0.0), bw)
+    return merged
 
 
 def pingpong(mpi, a, b, nbytes, reps):
@@ -116,6 +165,7 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
                     if (a, b) == pairs[0] and comm.rank == a:
                         results[L] = (lat * 1e6, bw, a, b, len(pairs))
             comm.barrier()
+        hosts = host_rates(comm, mpi, nbytes, max(3, reps // 4))
         comm.barrier()
         gamma, copy = local_rates()
         packs = None
@@ -137,6 +187,10 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
         out[f"link.{L}.alpha_us"] = round(alpha, 3)
         out[f"link.{L}.bw_GBps"] = round(bw, 3)
         out[f"# link.{L}"] = f"ranks {a} and {b}" + (f", {npairs} pairs at once" if npairs > 1 else "")
+    if hosts:
+        out["# host"] = "each host's link: its best rate with any other node leader"
+    for h, bw in sorted(hosts.items()):
+        out[f"host.{h}.bw_GBps"] = round(bw, 4)
     out["gamma_GBps"] = round(gamma, 3)
     out["copy_GBps"] = round(copy, 3)
     for r in packs or []:

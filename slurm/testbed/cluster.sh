@@ -5,7 +5,9 @@
 #   cluster.sh install                     packages (slurm-wlm, munge, iproute2, iperf3, Open MPI)
 #   cluster.sh slurm-up N                  munged + slurmctld + N slurmd "virtual nodes" n1..nN on 127.0.0.1
 #   cluster.sh ns-up N [RATE]              N hosts host1..hostN (10.77.0.i) on one switch; RATE shapes each
-#                                          host's link (tbf, e.g. 1gbit); prints the nsrsh path
+#                                          host's link (tbf, e.g. 1gbit), or R1,R2,... one per host (the
+#                                          last repeats: 1gbit,250mbit gives host2.. 250mbit); prints the
+#                                          nsrsh path
 #   cluster.sh racks-up A B INTRA INTER    two racks: hosts 1..A and A+1..A+B, each rack on its own switch
 #                                          (host links at INTRA), the two switches joined by ONE link at
 #                                          INTER (tbf both ways): inter-rack traffic shares it
@@ -159,7 +161,12 @@ ns-up)
   ns_common
   add_switch sw
   add_host ctl 10.77.0.254 sw
-  for i in $(seq 1 "$N"); do add_host "host$i" "10.77.0.$i" sw "$RATE"; done
+  IFS=, read -r -a RATES <<< "$RATE"
+  for i in $(seq 1 "$N"); do
+    r=""
+    [ ${#RATES[@]} -gt 0 ] && r=${RATES[$(( i <= ${#RATES[@]} ? i - 1 : ${#RATES[@]} - 1 ))]}
+    add_host "host$i" "10.77.0.$i" sw "$r"
+  done
   echo "NSRSH=$BASE/ns/nsrsh" ;;
 
 racks-up)

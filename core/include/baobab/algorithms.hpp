@@ -39,6 +39,9 @@ struct Algorithm {
   bool segmentable = false;  // large messages may be pipelined in independent segments
   // Returns "" if the algorithm can run this call on this topology, else why not.
   std::function<std::string(const Topology&, const CollDesc&)> unsupported;
+  // Optional: "" if automatic selection should cost this algorithm under this
+  // model, else why not (it still runs when forced).
+  std::function<std::string(const Topology&, const CostModel&)> consider;
   // Appends the schedule of `rank` to s.
   std::function<void(Schedule& s, const Topology&, const CollDesc&, int rank, const CostModel&)> build;
 };

@@ -11,6 +11,8 @@
 
 namespace baobab {
 
+class Topology;
+
 // Cost of moving a message between two ranks whose lowest common level is L:
 // alpha (s) + bytes * beta (s/byte). Link class 0 is within a node.
 struct LinkParams {
@@ -24,8 +26,16 @@ struct CostModel {
   double gamma = 1.0 / 4e9;      // s per byte reduced
   double copy = 1.0 / 8e9;       // s per byte copied locally
   double round_overhead = 0.2e-6;  // s per round: posting, polling
+  // Per communicator rank: s/byte of the link between the rank's node and the
+  // network, where nodes' links differ (tuning keys host.<name>.bw_GBps or
+  // node.<id>.bw_GBps). Empty, or 0 for a rank: the level-1 rate.
+  std::vector<double> node_beta;
   // Parameters for link level L (the last one repeats for deeper levels).
   const LinkParams& at(int L) const;
+  // s/byte of rank r's node link.
+  double node_link_beta(int r) const;
+  // True when the node links of these ranks differ by more than 10 %.
+  bool uneven_links(const std::vector<int>& ranks) const;
   static CostModel defaults(int levels);
 };
 
@@ -50,6 +60,10 @@ struct Config {
   // the tuning file's values (keys "link.<L>.alpha_us", "link.<L>.bw_GBps",
   // "gamma_GBps", "copy_GBps").
   CostModel model(int levels) const;
+  // The same for a topology, with per-node link rates: "host.<name>.bw_GBps"
+  // for the nodes on host <name>, "node.<id>.bw_GBps" for node <id> (virtual
+  // nodes declared by BAOBAB_TOPOLOGY); node keys win over host keys.
+  CostModel model(const Topology& t) const;
 };
 
 // Reads a tuning file: "key = value" lines, '#' comments.

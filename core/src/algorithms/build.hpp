@@ -93,8 +93,27 @@ void rd_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t 
 void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count);
 // Ring reduce-scatter + ring allgather.
 void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count);
+// Allreduce of [off, off+count) among members whose links cost beta[i] s/byte.
+// Blocks come from weighted_blocks: member i owns b_i elements; owners run a
+// direct reduce-scatter (each sends every owner its piece) and allgather,
+// moving n + (p-2) b_i bytes each way on member i's link. A member too slow to
+// own anything is a leaf: it sends its input to one owner (its partner, which
+// folds it into its own) and receives the result from it, n bytes each way on
+// one flow. Pipelined in chunks: round r runs leaves->partner on chunk r,
+// reduce-scatter on chunk r-1, allgather on r-2 and partner->leaves on r-3,
+// so every link carries both directions at once.
+void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
+                        const std::vector<double>& beta);
+// Blocks of `count` elements for weighted_allreduce among members whose links
+// cost beta[i] s/byte: the smallest T with b_i = max(0, (T/beta_i - n)/(p-2))
+// covering n, rounded to elements. Equal links or p = 2: even blocks.
+Blocks weighted_blocks(size_t count, const std::vector<double>& beta);
+// The per-member link costs of a group for weighted_blocks: each member's node
+// link, and (level >= 2) no faster than the uplinks of the level it spans.
+std::vector<double> member_betas(const Group& g, const CostModel& m, int level);
 // Picks one of the three by the alpha-beta-gamma formulas for a flat group whose
-// links are of level `level`.
+// links are of level `level` (the slowest member's node link bounds them all);
+// where the members' node links differ, also weighted_allreduce.
 void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
                          const CostModel& m, int level);
 inline void best_flat_allreduce(Schedule& s, const Group& g, uint8_t buf, size_t off, size_t count,

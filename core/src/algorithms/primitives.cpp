@@ -238,12 +238,182 @@ void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t bu
   fold_out(s, g, buf, off, count, f);
 }
 
+void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
+                        const std::vector<double>& beta) {
+  const int p = g.size(), i = g.me;
+  if (i < 0) return;
+  if (p <= 1) return copy_if_needed(s, src, buf, off, count);
+  Blocks b = weighted_blocks(count, beta);
+  for (auto& o : b.off) o += off;
+  // Leaves (members that own nothing) hand their input to one partner each
+  // and take the result back from it: one flow each way on the slow link.
+  // Partners are the owners, fastest first, in turn.
+  std::vector<int> owners;
+  for (int j = 0; j < p; ++j)
+    if (b.cnt[j]) owners.push_back(j);
+  if (owners.empty()) owners.push_back(0);  // count == 0
+  std::stable_sort(owners.begin(), owners.end(), [&](int x, int y) { return beta[x] < beta[y]; });
+  std::vector<int> partner(p, -1);
+  std::vector<std::vector<int>> leaves_of(p);
+  for (int j = 0, next = 0; j < p; ++j)
+    if (!b.cnt[j] && !(owners.size() == 1 && owners[0] == j)) {
+      partner[j] = owners[next++ % owners.size()];
+      leaves_of[partner[j]].push_back(j);
+    }
+  const bool leaf = partner[i] >= 0, core_i = !leaf;
+  auto core = [&](int j) { return partner[j] < 0; };
+  // Software pipeline over k chunks of the region. Chunk c goes through four
+  // stages in consecutive rounds: 0 leaves -> partner (folded there), 1 the
+  // reduce-scatter among owners (every core member sends each owner its piece
+  // of the chunk), 2 the allgather among them, 3 partner -> leaves. Round r
+  // runs stage q on chunk r - q, so every link carries both directions at once.
+  const size_t bytes = count * s.elem_size;
+  bool any_leaf = false;
+  for (int j = 0; j < p; ++j) any_leaf = any_leaf || partner[j] >= 0;
+  const size_t grain = any_leaf ? (size_t{64} << 10) : (size_t{64} << 10) * p;
+  const int k = static_cast<int>(std::clamp<size_t>(bytes / grain, 1, any_leaf ? 64 : 16));
+  auto piece = [&](int j, int c) {  // chunk c of block j: (offset, count)
+    const size_t n = b.cnt[j], lo = n * c / k, hi = n * (c + 1) / k;
+    return std::pair<size_t, size_t>{b.off[j] + lo, hi - lo};
+  };
+  size_t most = 0, chunk_most = 0;
+  for (int c = 0; c < k; ++c) {
+    most = std::max(most, piece(i, c).second);
+    size_t all = 0;
+    for (int j = 0; j < p; ++j) all += piece(j, c).second;
+    chunk_most = std::max(chunk_most, all);
+  }
+  int ncore = 0;
+  for (int j = 0; j < p; ++j) ncore += core(j);
+  const uint8_t tmp = core_i && most && ncore > 1 ? s.add_scratch(most * (ncore - 1)) : 0;
+  const uint8_t ltmp = core_i && !leaves_of[i].empty() ? s.add_scratch(chunk_most * leaves_of[i].size()) : 0;
+  // Core member j's contribution lands in slot j (core members other than i, in order).
+  std::vector<int> slot_of(p, -1);
+  for (int j = 0, q = 0; j < p; ++j)
+    if (core(j) && j != i) slot_of[j] = q++;
+  // After stage 0 a partner's contribution (its own plus its leaves') is in buf.
+  const uint8_t mine = core_i && !leaves_of[i].empty() ? buf : src;
+  const int stages = any_leaf ? 4 : 2, first = any_leaf ? 0 : 1;
+  for (int r = 0; r < k + stages - 1; ++r) {
+    RoundBuilder rb(s);
+    // Stages 3 and 0 first: messages on the slow links are posted before the rest.
+    for (int q : {3, 0, 1, 2}) {
+      if (q < first || q >= first + stages) continue;
+      const int c = r - (q - first);
+      if (c < 0 || c >= k) continue;
+      if (q == 0) {  // leaves -> partner: the whole chunk, every block's piece
+        if (leaf) {
+          for (int j = 0; j < p; ++j)
+            if (auto [o, n] = piece(j, c); n) rb.send(g[partner[i]], Ref{src, o}, n);
+        } else {
+          for (size_t l = 0; l < leaves_of[i].size(); ++l) {
+            size_t at = 0;
+            for (int j = 0; j < p; ++j)
+              if (auto [o, n] = piece(j, c); n) {
+                rb.recv(g[leaves_of[i][l]], Ref{ltmp, l * chunk_most + at}, n);
+                at += n;
+              }
+          }
+          size_t at = 0;
+          for (int j = 0; j < p; ++j)
+            if (auto [o, n] = piece(j, c); n) {
+              Ref acc{src, o};
+              for (size_t l = 0; l < leaves_of[i].size(); ++l) {
+                rb.reduce(Ref{buf, o}, acc, Ref{ltmp, l * chunk_most + at}, n);
+                acc = Ref{buf, o};
+              }
+              at += n;
+            }
+        }
+      } else if (q == 1 && core_i) {  // reduce-scatter among the core
+        for (int d = 1; d < p; ++d) {  // staggered: members do not all start on the same peer
+          const int j = (i + d) % p;
+          if (auto [o, n] = piece(j, c); n && core(j)) rb.send(g[j], Ref{mine, o}, n);
+        }
+        if (auto [o, n] = piece(i, c); n) {
+          for (int j = 0; j < p; ++j)
+            if (j != i && core(j)) rb.recv(g[j], Ref{tmp, slot_of[j] * most}, n);
+          Ref acc{mine, o};  // own contribution first: it may be in buf already
+          for (int j = 0; j < p; ++j)
+            if (j != i && core(j)) {
+              rb.reduce(Ref{buf, o}, acc, Ref{tmp, slot_of[j] * most}, n);
+              acc = Ref{buf, o};
+            }
+        }
+      } else if (q == 2 && core_i) {  // allgather among the core
+        auto [o, n] = piece(i, c);
+        for (int d = 1; d < p && n; ++d)
+          if (core((i + d) % p)) rb.send(g[(i + d) % p], Ref{buf, o}, n);
+        for (int j = 0; j < p; ++j)
+          if (auto [oj, nj] = piece(j, c); j != i && nj && core(j)) rb.recv(g[j], Ref{buf, oj}, nj);
+      } else if (q == 3) {  // partner -> leaves
+        for (int j = 0; j < p; ++j) {
+          auto [o, n] = piece(j, c);
+          if (!n) continue;
+          if (leaf) rb.recv(g[partner[i]], Ref{buf, o}, n);
+          else
+            for (int l : leaves_of[i]) rb.send(g[l], Ref{buf, o}, n);
+        }
+      }
+    }
+  }
+}
+
+Blocks weighted_blocks(size_t count, const std::vector<double>& beta) {
+  const int p = static_cast<int>(beta.size());
+  const double lo = *std::min_element(beta.begin(), beta.end()), hi = *std::max_element(beta.begin(), beta.end());
+  if (p <= 2 || count == 0 || !(lo > 0) || hi <= 1.1 * lo) return Blocks::even(count, p);
+  const double n = static_cast<double>(count);
+  auto share = [&](double T, int i) { return std::max(0.0, (T / beta[i] - n) / (p - 2)); };
+  auto cover = [&](double T) {
+    double c = 0;
+    for (int i = 0; i < p; ++i) c += share(T, i);
+    return c;
+  };
+  double a = n * lo, z = (p - 1) * n * hi;  // cover(a) = 0, cover(z) >= p n
+  for (int it = 0; it < 100; ++it) {
+    const double mid = 0.5 * (a + z);
+    (cover(mid) < n ? a : z) = mid;
+  }
+  // Round down, then hand the leftover elements to the largest remainders.
+  std::vector<size_t> cnt(p);
+  std::vector<std::pair<double, int>> rest(p);
+  const double scale = n / cover(z);
+  size_t used = 0;
+  for (int i = 0; i < p; ++i) {
+    const double want = share(z, i) * scale;
+    cnt[i] = std::min(count, static_cast<size_t>(want));
+    used += cnt[i];
+    rest[i] = {want - static_cast<double>(cnt[i]), -i};
+  }
+  std::sort(rest.rbegin(), rest.rend());
+  for (int k = 0; used < count; k = (k + 1) % p, ++used) ++cnt[-rest[k].second];
+  while (used > count)  // cannot happen with the floors above; kept for safety
+    for (int i = p - 1; i >= 0 && used > count; --i)
+      if (cnt[i]) --cnt[i], --used;
+  return Blocks::of(cnt);
+}
+
+std::vector<double> member_betas(const Group& g, const CostModel& m, int level) {
+  std::vector<double> beta(g.size());
+  // above level 1 the group's uplinks are hops too; at level 1 the node links are all
+  const double floor_beta = level >= 2 ? m.at(level).beta : 0.0;
+  for (int i = 0; i < g.size(); ++i) beta[i] = std::max(floor_beta, m.node_link_beta(g[i]));
+  return beta;
+}
+
 void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
                          const CostModel& m, int level) {
   const int p = g.size();
   if (g.me < 0) return;
   if (p <= 1) return copy_if_needed(s, src, buf, off, count);
-  const LinkParams lp = m.at(level);
+  LinkParams lp = m.at(level);
+  const bool uneven = level >= 1 && m.uneven_links(g.ranks);
+  std::vector<double> beta;
+  if (level >= 1 && !m.node_beta.empty()) {
+    beta = member_betas(g, m, level);
+    lp.beta = *std::max_element(beta.begin(), beta.end());  // the slowest member paces the others
+  }
   const double n = static_cast<double>(count * s.elem_size);
   const int p2 = floor_pow2(p);
   const double logp = std::log2(static_cast<double>(p2));
@@ -251,6 +421,14 @@ void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, 
   const double rd = logp * (lp.alpha + n * lp.beta + n * m.gamma) + fold;
   const double rab = 2 * logp * lp.alpha + 2.0 * (p2 - 1) / p2 * n * lp.beta + 1.0 * (p2 - 1) / p2 * n * m.gamma + fold;
   const double ring = 2.0 * (p - 1) * lp.alpha + 2.0 * (p - 1) / p * n * lp.beta + 1.0 * (p - 1) / p * n * m.gamma;
+  if (uneven && p > 2) {
+    Blocks wb = weighted_blocks(count, beta);
+    double slowest = 0;
+    for (int i = 0; i < p; ++i)
+      slowest = std::max(slowest, (n + (p - 2) * static_cast<double>(wb.cnt[i] * s.elem_size)) * beta[i]);
+    const double direct = 2 * (p - 1) * lp.alpha + slowest + (p - 1) * static_cast<double>(wb.max() * s.elem_size) * m.gamma;
+    if (direct < std::min({rd, rab, ring})) return weighted_allreduce(s, g, src, buf, off, count, beta);
+  }
   if (rd <= rab && rd <= ring) rd_allreduce(s, g, src, buf, off, count);
   else if (rab <= ring) rabenseifner_allreduce(s, g, src, buf, off, count);
   else ring_allreduce(s, g, src, buf, off, count);

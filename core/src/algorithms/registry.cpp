@@ -56,7 +56,7 @@ const std::vector<Algorithm>& algorithms() {
     using namespace algo;
     return std::vector<Algorithm>{
         allreduce_recursive_doubling(), allreduce_rabenseifner(), allreduce_ring(),    allreduce_leader(),
-        allreduce_split_rail(),         reduce_scatter_ring(),    reduce_scatter_halving(), allgather_ring(),
+        allreduce_split_rail(),         allreduce_weighted(),     reduce_scatter_ring(),    reduce_scatter_halving(), allgather_ring(),
         allgather_recursive_doubling(), allgather_hier(),         bcast_binomial(),    bcast_scatter_allgather(),
         bcast_hier(),                   reduce_binomial(),        reduce_rs_gather(),  reduce_hier(),
         alltoall_pairwise(),            alltoall_linear(),        alltoall_hier(),     barrier_dissemination(),

@@ -8,6 +8,7 @@ Algorithm allreduce_recursive_doubling();
 Algorithm allreduce_rabenseifner();
 Algorithm allreduce_split_rail();
 Algorithm allreduce_leader();
+Algorithm allreduce_weighted();
 Algorithm reduce_scatter_ring();
 Algorithm reduce_scatter_halving();
 Algorithm allgather_ring();

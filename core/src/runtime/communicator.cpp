@@ -1059,7 +1059,7 @@ Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_co
   for (int r = 0; r < s.size; ++r) same_host += hosts[r] == hosts[s.rank];
   if (ncpu > 0 && same_host > ncpu) s.spin_limit = 0;
   if (const char* v = std::getenv("BAOBAB_SPIN")) s.spin_limit = std::max(0, std::atoi(v));
-  s.model = s.cfg.model(s.topo.levels());
+  s.model = s.cfg.model(s.topo);
 
   post_ctrl_recv(s);
   std::lock_guard<std::mutex> lock(g_mutex);

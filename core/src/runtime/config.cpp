@@ -1,16 +1,34 @@
 #include "baobab/config.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <fstream>
 #include <sstream>
 
 #include "baobab/error.hpp"
+#include "baobab/topology.hpp"
 
 namespace baobab {
 
 const LinkParams& CostModel::at(int L) const {
   if (L < 0) L = 0;
   return link[std::min<size_t>(static_cast<size_t>(L), link.size() - 1)];
+}
+
+double CostModel::node_link_beta(int r) const {
+  if (r >= 0 && static_cast<size_t>(r) < node_beta.size() && node_beta[r] > 0) return node_beta[r];
+  return at(1).beta;
+}
+
+bool CostModel::uneven_links(const std::vector<int>& ranks) const {
+  if (node_beta.empty() || ranks.size() < 2) return false;
+  double lo = node_link_beta(ranks[0]), hi = lo;
+  for (int r : ranks) {
+    lo = std::min(lo, node_link_beta(r));
+    hi = std::max(hi, node_link_beta(r));
+  }
+  return hi > 1.1 * lo;
 }
 
 CostModel CostModel::defaults(int levels) {
@@ -182,6 +200,32 @@ CostModel Config::model(int levels) const {
     } else if (key == "round_overhead_us") {
       m.round_overhead = v * 1e-6;
     }
+  }
+  return m;
+}
+
+CostModel Config::model(const Topology& t) const {
+  CostModel m = model(t.levels());
+  std::map<std::string, double> by_host;
+  std::map<int, double> by_node;
+  const std::string suffix = ".bw_GBps";
+  for (const auto& [key, v] : tuned) {
+    if (v <= 0 || key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string mid = key.substr(0, key.size() - suffix.size());
+    if (mid.rfind("host.", 0) == 0) {
+      by_host[mid.substr(5)] = 1.0 / (v * 1e9);
+    } else if (mid.rfind("node.", 0) == 0) {
+      char* end = nullptr;
+      long id = std::strtol(mid.c_str() + 5, &end, 10);
+      if (end && *end == '\0' && id >= 0) by_node[static_cast<int>(id)] = 1.0 / (v * 1e9);
+    }
+  }
+  if (by_host.empty() && by_node.empty()) return m;
+  m.node_beta.assign(t.size(), 0.0);
+  for (int r = 0; r < t.size(); ++r) {
+    if (auto it = by_node.find(t.node_of(r)); it != by_node.end()) m.node_beta[r] = it->second;
+    else if (auto h = by_host.find(t.host(r)); h != by_host.end()) m.node_beta[r] = h->second;
   }
   return m;
 }

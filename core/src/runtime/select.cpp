@@ -113,6 +113,16 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
   const Candidate* best = nullptr;
   for (const auto& a : algorithms()) {
     if (a.coll != d.coll) continue;
+    if (a.consider && (!plan.algo || plan.algo->name != a.name)) {
+      std::string why = a.consider(t, m);
+      if (!why.empty()) {
+        Candidate c;
+        c.name = a.name;
+        c.unsupported = why;
+        plan.candidates.push_back(c);
+        continue;
+      }
+    }
     plan.candidates.push_back(cost_algorithm(a, t, cfg, m, d));
   }
   for (const auto& c : plan.candidates) {

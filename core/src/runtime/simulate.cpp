@@ -158,29 +158,35 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         cpu[r] = end;
         arrive = end;
       } else {
-        // Hops: the node's link (level-1 rate), then for a message that leaves
-        // its level-l group (l = 1 .. L-1) that group's uplink (level l+1 rate).
-        // Each hop is busy for the message at its own rate; the message takes
-        // the slowest hop's time.
-        const double node_tx = static_cast<double>(bytes) * m.at(1).beta;
+        // Hops: the sender's node link out and the receiver's node link in
+        // (each node's own rate: level 1's unless the model gives the node
+        // one), then for a message that leaves its level-l group (l = 1 ..
+        // L-1) that group's uplink (level l+1 rate). Each hop is busy for the
+        // message at its own rate; the message takes the slowest hop's time.
+        const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
+        const double in_tx = static_cast<double>(bytes) * m.node_link_beta(op.peer);
         begin = std::max({now, inj[r], nic_out[na]});
-        double slow = node_tx;
+        double slow = std::max(out_tx, in_tx);
         for (int l = 1; l < L; ++l) {
           const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
           begin = std::max(begin, up_out[l][t.group(l, r)]);
           slow = std::max(slow, up_tx);
         }
-        end = begin + std::max(tx, slow);
-        inj[r] = end;
-        nic_out[na] = begin + node_tx;
-        arrive = std::max(end, nic_in[nb] + node_tx);
+        end = begin + slow;
+        // The sender's link is free again once the message has left it at the
+        // link's own rate; a slower hop further on (the receiver's link, an
+        // uplink) delays the message's arrival but not the sender's next
+        // message to someone else (flows interleave on a real link).
+        inj[r] = begin + out_tx;
+        nic_out[na] = begin + out_tx;
+        arrive = std::max(end, nic_in[nb] + in_tx);
         for (int l = 1; l < L; ++l) {
           const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
           up_out[l][t.group(l, r)] = begin + up_tx;
           arrive = std::max(arrive, up_in[l][t.group(l, op.peer)] + up_tx);
           up_in[l][t.group(l, op.peer)] = std::max(up_in[l][t.group(l, op.peer)] + up_tx, begin + up_tx);
         }
-        nic_in[nb] = std::max(nic_in[nb] + node_tx, begin + node_tx);
+        nic_in[nb] = std::max(nic_in[nb] + in_tx, begin + in_tx);
       }
       arrive += lp.alpha;
       pr.send_end = std::max(pr.send_end, end);
