@@ -222,6 +222,35 @@ if c.rank == 0:
     assert 50 < rate < 200 * 1.05, rate  # below the cap (and clearly flowing)
 
 
+@pytest.mark.parametrize("hosts", [(4, "1gbit,1gbit,1gbit,250mbit")], indirect=True, ids=["3x1gbit+250mbit"])
+def test_uneven_host_links_are_measured_and_traffic_follows_them(hosts, tmp_path):
+    """Four hosts, one whose link is 4x slower. `baobab tune` must find each
+    host's own rate (a pair runs at its slower end's rate: the tournament of
+    node leaders tells them apart); the model then sizes blocks to the rates
+    (the slow host owns none and exchanges the vector once each way with one
+    partner), and the allreduce across the real hosts is exact."""
+    spec = "host1:1,host2:1,host3:1,host4:1"
+    tuning = tmp_path / "tuning.conf"
+    out = launch(hosts, spec, 4, BIN / "baobab", "tune", "-o", tuning, "--reps", "8", "--pack-bytes", "0")
+    assert out.returncode == 0 and tuning.exists(), out.stdout + out.stderr
+    text = tuning.read_text()
+    rate = {h: float(v) for h, v in re.findall(r"host\.(host\d)\.bw_GBps\s*=\s*([\d.eE+-]+)", text)}
+    assert sorted(rate) == ["host1", "host2", "host3", "host4"], text
+    fast = [rate[f"host{i}"] for i in (1, 2, 3)]
+    assert all(0.08 < r < 0.2 for r in fast), text  # 1 Gbit/s = 0.125 GB/s (+ burst)
+    assert rate["host4"] < 0.5 * min(fast), text     # 250 Mbit/s = 0.031 GB/s
+    env = {"BAOBAB_TUNING": tuning}
+    explain = launch(hosts, spec, 4, BIN / "baobab", "explain", "allreduce", "16M", env=env)
+    assert explain.returncode == 0, explain.stdout + explain.stderr
+    pred = {m.group(1): m.group(2) for m in re.finditer(r"^[ *] (\w+)\s+([\d.]+ m?s)", explain.stdout, re.M)}
+    assert "weighted" in pred, explain.stdout  # considered: the links differ
+    bench = launch(hosts, spec, 4, BIN / "baobab", "bench", "allreduce", "-b", "4M", "-e", "4M", "-n", "2", "-w", "1",
+                   "--algo", "weighted", "--csv", tmp_path / "w.csv", env=env)
+    assert "# out of bounds values : 0 OK" in bench.stdout, bench.stdout + bench.stderr
+    rows = list(csv.DictReader(open(tmp_path / "w.csv")))
+    assert rows and all(int(r["wrong"]) == 0 for r in rows)
+
+
 @pytest.fixture
 def racks():
     sh(CLUSTER, "down", check=False)
