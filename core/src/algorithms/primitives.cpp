@@ -270,7 +270,7 @@ void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, s
   const size_t bytes = count * s.elem_size;
   bool any_leaf = false;
   for (int j = 0; j < p; ++j) any_leaf = any_leaf || partner[j] >= 0;
-  const size_t grain = any_leaf ? (size_t{64} << 10) : (size_t{64} << 10) * p;
+  const size_t grain = any_leaf ? (size_t{256} << 10) : (size_t{64} << 10) * p;
   const int k = static_cast<int>(std::clamp<size_t>(bytes / grain, 1, any_leaf ? 64 : 16));
   auto piece = [&](int j, int c) {  // chunk c of block j: (offset, count)
     const size_t n = b.cnt[j], lo = n * c / k, hi = n * (c + 1) / k;
