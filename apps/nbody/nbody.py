@@ -3,6 +3,7 @@ forces summed by baobab's kernel, parallel over MPI ranks; HDF5 snapshots and
 diagnostics, checkpoints, and a clean stop on Slurm's signals.
 
     mpiexec -n 4 python apps/nbody/nbody.py --ic plummer --n 4096 --t-end 2 --dt-out 0.125 --out run1
+    python apps/nbody/nbody.py --n 16384 --device --out run-gpu      # force sums on a GPU (device.py)
     sbatch slurm/nbody.sbatch
 
 Outputs in --out: snapshot_NNNN.h5 (GADGET/SWIFT layout) at every multiple of
