@@ -69,10 +69,11 @@ echo "probe: kept [$use_env]"
 fi
 
 # Device tests: cupy pack/unpack, send/recv and halo exchange between ranks
-# (as detected and staged), device attention against the host kernels, device N-body forces.
+# (as detected and staged), device attention against the host kernels, device N-body forces,
+# the N-body app with --device against host runs (1 and 2 ranks), the j-split kernel on and off.
 export PYTHONFAULTHANDLER=1
 if want tests; then
-step 240 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
+step 300 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
 fi
 
@@ -146,7 +147,7 @@ nb=/tmp/baobab-nbodyapp; rm -rf $nb; mkdir -p $nb
 step 120 python apps/nbody/ics.py plummer --n 16384 --seed 7 -o $nb/ic.h5
 for mode in host device; do
   t0=$(date +%s.%N)
-  step 300 python apps/nbody/nbody.py --ic $nb/ic.h5 --t-end 0.125 --dt-out 0.125 --no-core --restart no \
+  step 180 python apps/nbody/nbody.py --ic $nb/ic.h5 --t-end 0.125 --dt-out 0.125 --no-core --restart no \
       --out $nb/$mode $([ $mode = device ] && echo --device) 2>&1 | tee -a "$OUT/nbody_app.txt"
   echo "$mode $(date +%s.%N) $t0" >> $nb/walls.txt
 done

@@ -1,6 +1,6 @@
 // The CUDA entry points of baobab/nbody.hpp that core/src/cuda/nbody.cu defines,
-// for builds without CUDA (the one-thread forces_device of older builds is in
-// core/src/runtime/cuda_off.cpp): they throw CUDAError.
+// for builds without CUDA: they throw CUDAError. (The forces_device overload
+// without a split argument has its stub in core/src/runtime/cuda_off.cpp.)
 #ifndef BAOBAB_HAVE_CUDA
 #include "baobab/error.hpp"
 #include "baobab/nbody.hpp"
