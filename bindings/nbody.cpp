@@ -4,11 +4,14 @@
 // pointers, checked by the Python layer (apps/nbody/kernels.py).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -168,12 +171,40 @@ void bind_nbody(nb::module_& m) {
   m.def(
       "nbody_forces_device",
       [](uintptr_t xi, uintptr_t vi, uintptr_t idi, int64_t ni, uintptr_t x, uintptr_t v, uintptr_t ms, int64_t n,
-         int64_t first_id, double eps2, uintptr_t acc, uintptr_t jerk, uintptr_t pot, uintptr_t stream) {
+         int64_t first_id, double eps2, uintptr_t acc, uintptr_t jerk, uintptr_t pot, uintptr_t stream,
+         std::optional<std::string> split, uintptr_t work, size_t work_bytes) {
+        const auto mode = split ? baobab::nbody::device_split(*split) : baobab::nbody::device_split_default();
+        nb::gil_scoped_release nogil;
         baobab::nbody::forces_device(ptr<double>(xi), ptr<double>(vi), ptr<int64_t>(idi), ni, ptr<double>(x),
                                      ptr<double>(v), ptr<double>(ms), n, first_id, eps2,
                                      reinterpret_cast<double*>(acc), reinterpret_cast<double*>(jerk),
-                                     reinterpret_cast<double*>(pot), reinterpret_cast<void*>(stream));
+                                     reinterpret_cast<double*>(pot), reinterpret_cast<void*>(stream), mode,
+                                     reinterpret_cast<void*>(work), work_bytes);
       },
       "xi_ptr"_a, "vi_ptr"_a, "idi_ptr"_a, "ni"_a, "x_ptr"_a, "v_ptr"_a, "m_ptr"_a, "n"_a, "first_id"_a, "eps2"_a,
-      "acc_ptr"_a, "jerk_ptr"_a, "pot_ptr"_a, "stream"_a = 0, nb::call_guard<nb::gil_scoped_release>());
+      "acc_ptr"_a, "jerk_ptr"_a, "pot_ptr"_a, "stream"_a = 0, "split"_a = nb::none(), "work_ptr"_a = 0,
+      "work_bytes"_a = 0,
+      "The CUDA kernel on device pointers, on `stream`, without synchronising. split: 'auto', 'on' (the j-split), "
+      "'off' (one thread per target) or None (BAOBAB_NBODY_SPLIT); work_ptr: device scratch of work_bytes >= "
+      "nbody_device_plan(...)['work_bytes'], or 0 (allocated in stream order). See baobab/nbody.hpp.");
+  m.def(
+      "nbody_device_plan",
+      [](int64_t ni, int64_t n, std::optional<std::string> split) {
+        const auto mode = split ? baobab::nbody::device_split(*split) : baobab::nbody::device_split_default();
+        const auto p = baobab::nbody::device_plan(ni, n, mode);
+        nb::dict d;
+        d["split"] = p.split;
+        d["chunk"] = p.chunk;
+        d["chunks"] = p.chunks;
+        d["slab"] = p.slab;
+        d["work_bytes"] = p.work_bytes;
+        return d;
+      },
+      "ni"_a, "n"_a, "split"_a = nb::none(),
+      "What nbody_forces_device does for ni targets and n sources on the current device: "
+      "{split, chunk, chunks, slab, work_bytes}.");
+  m.def(
+      "nbody_device_split",
+      [] { return std::string(baobab::nbody::device_split_name(baobab::nbody::device_split_default())); },
+      "The default device split from BAOBAB_NBODY_SPLIT: 'auto', 'on' or 'off'.");
 }

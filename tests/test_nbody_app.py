@@ -1,6 +1,7 @@
 """The N-body application (apps/nbody): physics checks of the integrator, the
 run driver under mpiexec (1, 2 and 4 ranks), its HDF5 snapshots, restarts from
-checkpoints (bit for bit), a truncated checkpoint, and configuration errors."""
+checkpoints (bit for bit), a truncated checkpoint, and configuration errors
+(--device without a GPU among them; device runs are tested in test_gpu.py)."""
 import math
 import os
 import subprocess
@@ -230,6 +231,22 @@ def test_bad_configuration_is_a_one_line_error(tmp_path, args, needle):
                        text=True, env=clean_env(), timeout=120)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_device_without_a_gpu_is_a_one_line_error(tmp_path):
+    import device
+    try:
+        device.probe()
+    except device.DeviceUnavailable:
+        pass
+    else:
+        pytest.skip("a CUDA device and cupy are present")
+    p = subprocess.run([sys.executable, APP / "nbody.py", "--device", "--n", "64", "--out", tmp_path / "x"],
+                       capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nbody: error: --device: "), p.stderr
+    assert "no usable CUDA device" in lines[0] or "cupy is missing" in lines[0], p.stderr
 
 
 def test_unreadable_snapshot_is_a_one_line_error(tmp_path):

@@ -2,6 +2,7 @@
 _core.nbody_forces_device) against the numpy implementation of the same
 formulas; argument checks; momentum conservation; the device path on cupy
 arrays when a CUDA device is present."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from baobab import _core
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "nbody"))
 import kernels  # noqa: E402
+from conftest import clean_env  # noqa: E402
 
 try:
     import cupy
@@ -154,6 +156,31 @@ def test_device_without_cuda_raises():
         pytest.skip("a CUDA device is present")
     with pytest.raises(baobab.Error):
         _core.nbody_forces_device(0, 0, 0, 1, 0, 0, 0, 1, 0, 0.0, 0, 0, 0, 0)
+
+
+@pytest.mark.skipif(_core.cuda_status().startswith("not compiled"), reason="baobab built without CUDA")
+def test_device_split_plan_and_setting():
+    """The j-split's plan (arithmetic, no device needed for 'on' and 'off') and
+    BAOBAB_NBODY_SPLIT, read once per process."""
+    p = _core.nbody_device_plan(7, 16384, "on")
+    assert p == {"split": True, "chunk": 256, "chunks": 64, "slab": 7, "work_bytes": 7 * 64 * 7 * 8}
+    for ni, n in [(1, 1), (1, 257), (1000, 65536), (1000, 65537), (40000, 10 ** 6), (10 ** 6, 3000)]:
+        p = _core.nbody_device_plan(ni, n, "on")
+        assert p["chunk"] % 128 == 0 and p["chunk"] >= 256 and 1 <= p["chunks"] <= 256
+        assert (p["chunks"] - 1) * p["chunk"] < n <= p["chunks"] * p["chunk"]
+        assert 1 <= p["slab"] <= ni and p["work_bytes"] == p["slab"] * p["chunks"] * 56
+        assert p["slab"] == ni or p["work_bytes"] <= 64 << 20
+    assert _core.nbody_device_plan(40000, 10 ** 6, "on")["slab"] < 40000      # several passes
+    assert _core.nbody_device_plan(7, 16384, "off") == {"split": False, "chunk": 0, "chunks": 0, "slab": 0,
+                                                        "work_bytes": 0}
+    assert not _core.nbody_device_plan(0, 100, "on")["split"] and not _core.nbody_device_plan(5, 0, "on")["split"]
+    with pytest.raises(baobab.InvalidArgument, match="auto, on or off"):
+        _core.nbody_device_plan(1, 10, "sometimes")
+    code = "from baobab import _core; print(_core.nbody_device_split())"
+    for value, want in [("on", "on"), ("off", "off"), ("auto", "auto"), ("bogus", "auto"), (None, "auto")]:
+        env = clean_env({"BAOBAB_NBODY_SPLIT": value} if value else None)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert out.stdout.strip() == want, (value, out.stdout, out.stderr)
 
 
 @pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA device")

@@ -1,6 +1,6 @@
 """Throughput of the N-body force kernel.
 
-    python apps/nbody/bench.py [--n 16384] [--ni NI] [--eps2 1e-6] [--device]
+    python apps/nbody/bench.py [--n 16384] [--ni NI] [--eps2 1e-6] [--device] [--device-k 1,8,64,512]
 
 Host: interactions/s (ni x n per call) of the compiled kernel on one thread and
 on all cores, and of forces_numpy() (timed on a subset of the targets), in the
@@ -8,7 +8,11 @@ same run, with their ratio, the ISA tier, and the largest relative difference
 between the kernel and numpy. --device: the CUDA kernel on cupy arrays, its
 interactions/s, FLOP rate (60 flops per interaction) and fraction of the card's
 float64 peak (SMs x FP64 FMA/clk/SM x 2 x boost clock), and its difference from
-the host kernel. Prints one table; asserts nothing about time.
+the host kernel. --device-k: small target sets (k targets among the n
+sources, as in a block step with k active bodies), the one-thread-per-target
+kernel against the j-split, each a bare core call on buffers made once, their
+interactions/s and ratio, and which one the automatic choice takes. Prints one
+table; asserts nothing about time.
 """
 import argparse
 import os
@@ -53,6 +57,9 @@ def main():
     p.add_argument("--device-n", type=int, default=None,
                    help="sources = targets for the device run (default n, ni; one thread per target, so a GPU "
                         "needs ni of 100k or more to fill)")
+    p.add_argument("--device-k", default="",
+                   help="comma-separated target counts: time the device kernels (split off / on) on k targets "
+                        "among the n sources")
     a = p.parse_args()
     n = a.n
     ni = a.ni or n
@@ -119,6 +126,49 @@ def main():
     print(f"{'kernel':40s} {'interactions/s':>16s}  notes")
     for label, rate, note in rows:
         print(f"{label:40s} {rate:16.3e}  {note}")
+    if a.device_k:
+        small_sets(x, v, m, ids, [int(k) for k in a.device_k.split(",")], a.eps2)
+
+
+def small_sets(x, v, m, ids, ks, eps2, calls=50):
+    """The two device kernels on k targets among the sources: a bare core call on
+    one stream (outputs and scratch made once), the best of 5 rounds of `calls`
+    back-to-back calls, launches included; the results of both compared."""
+    import cupy
+    from baobab import _core
+    n = len(m)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    dx, dv, dm = (cupy.asarray(t) for t in (x, v, m))
+    print(f"\nsmall target sets on the device, n = {n} (split: j-split kernel; 1-thread: one thread per target)")
+    print(f"{'k':>7s} {'1-thread us':>12s} {'interactions/s':>15s} {'split us':>10s} {'interactions/s':>15s} "
+          f"{'split/1-thread':>15s} {'auto':>8s} {'max rel diff':>13s}")
+    rng = np.random.default_rng(1)
+    for k in ks:
+        pick = np.sort(rng.choice(n, min(k, n), replace=False))
+        k = len(pick)
+        t = cupy.asarray(np.concatenate([x[pick].ravel(), v[pick].ravel(), ids[pick].view(np.float64)]))
+        ti = t.data.ptr
+        outs, times = {}, {}
+        for mode in ("off", "on"):
+            plan = _core.nbody_device_plan(k, n, mode)
+            work = cupy.empty(max(plan["work_bytes"], 1), cupy.uint8)
+            out = cupy.empty(7 * k)
+            o = out.data.ptr
+
+            def call():
+                _core.nbody_forces_device(ti, ti + 24 * k, ti + 48 * k, k, dx.data.ptr, dv.data.ptr, dm.data.ptr, n,
+                                          0, eps2, o, o + 24 * k, o + 48 * k, stream.ptr, mode, work.data.ptr,
+                                          work.nbytes)
+
+            call()
+            times[mode] = best_time(lambda: [call() for _ in range(calls)], 5, stream.synchronize) / calls
+            outs[mode] = cupy.asnumpy(out)
+        parts = (slice(0, 3 * k), slice(3 * k, 6 * k), slice(6 * k, 7 * k))  # acc, jerk, pot
+        diff = max(float(np.abs(outs["on"][q] - outs["off"][q]).max() / np.abs(outs["off"][q]).max()) for q in parts)
+        auto = "split" if _core.nbody_device_plan(k, n, "auto")["split"] else "1-thread"
+        r1, rs = k * n / times["off"], k * n / times["on"]
+        print(f"{k:7d} {times['off'] * 1e6:12.1f} {r1:15.3e} {times['on'] * 1e6:10.1f} {rs:15.3e} "
+              f"{rs / r1:14.1f}x {auto:>8s} {diff:13.1e}")
 
 
 if __name__ == "__main__":

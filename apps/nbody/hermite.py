@@ -31,6 +31,16 @@ Parallel force evaluation (`parallel=`):
              each transfer overlapping the previous block's sum (non-blocking
              point-to-point), then an allgather. Moves N/p bodies per rank per
              step where jreduce moves the active set's forces.
+
+Forces on a GPU (`device=`, device.py): the force sums run on the device in
+every mode, everything else stays as above on the host. Per block step a rank
+uploads the predicted rows its sum reads (jreduce: its share of the bodies;
+igather: all of them; ring: each block as it arrives) and its targets, and
+downloads their forces; the collectives carry host arrays. The GPU's sums agree
+with the host kernel's to about 1e-15 relative, so a device run follows a host
+run to round-off (igather's identical bits across rank counts hold on the
+device too only while the kernel choice, which depends on the number of
+targets, is forced: BAOBAB_NBODY_SPLIT).
 """
 import math
 
@@ -49,7 +59,7 @@ def _pow2_floor(x):
 
 class Hermite:
     def __init__(self, x, v, m, ids=None, *, comm=None, eta=0.02, eta_s=0.01, eps=0.0, dt_max=0.125,
-                 dt_min=2.0 ** -40, shared=False, parallel="igather", threads=None, time=0.0):
+                 dt_min=2.0 ** -40, shared=False, parallel="igather", threads=None, time=0.0, device=False):
         n = len(m)
         if n < 2:
             raise ValueError("need at least 2 bodies")
@@ -81,11 +91,29 @@ class Hermite:
         self.body_steps = 0       # individual body steps (force evaluations on bodies)
         self.interactions = 0     # pairwise interactions summed by all ranks together
         self._ar = np.arange(n, dtype=np.int64)
-        # per-step buffers, kept across steps (fresh ones would page-fault every step)
+        # device=: True (the current GPU) or a device number; the j-particles live there
+        self.gpu = None
+        if device is not False and device is not None:
+            from device import DeviceForces
+            self.gpu = DeviceForces(self.m, self.eps2, device=None if device is True else device)
+        # per-step buffers, kept across steps (fresh ones would page-fault every step); pinned
+        # with a device, so that the uploads of predicted bodies and ring blocks are DMA transfers
+        alloc = np.empty if self.gpu is None else self.gpu.pinned
         self._act = np.empty(n, np.int64)
-        self._xp, self._vp = np.empty((n, 3)), np.empty((n, 3))
+        self._xp, self._vp = alloc((n, 3)), alloc((n, 3))
+        nb = -(-n // self.size)  # the largest share: ring blocks
+        self._ring_bufs = (alloc(7 * nb), alloc(7 * nb)) if parallel == "ring" and self.comm is not None else None
 
     # ---- forces -----------------------------------------------------------------
+
+    def _sum(self, targets, xp, vp, j0, j1):
+        """(acc, jerk, pot) on the bodies `targets` (indices) from the bodies
+        j0..j1-1, all at the predicted xp, vp: on this rank, host or device."""
+        if self.gpu is not None:
+            self.gpu.sources(xp, vp, j0, j1)
+            return self.gpu.forces(xp, vp, targets)
+        return _kernel_forces(xp[targets], vp[targets], targets, xp[j0:j1], vp[j0:j1], self.m[j0:j1], j0,
+                              self.eps2, self.threads)
 
     def _forces(self, act, xp, vp):
         """(acc, jerk, pot) on bodies `act` (sorted indices) from every body at
@@ -93,11 +121,10 @@ class Hermite:
         k = len(act)
         self.interactions += k * (self.n - 1)
         if self.comm is None:
-            return _kernel_forces(xp[act], vp[act], act, xp, vp, self.m, 0, self.eps2, self.threads)
+            return self._sum(act, xp, vp, 0, self.n)
         if self.parallel == "igather":
             lo, hi = _split(k, self.size, self.rank)
-            sub = act[lo:hi]
-            acc, jerk, pot = _kernel_forces(xp[sub], vp[sub], sub, xp, vp, self.m, 0, self.eps2, self.threads)
+            acc, jerk, pot = self._sum(act[lo:hi], xp, vp, 0, self.n)
             mine = np.empty((hi - lo, 7))
             mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
             rows = rows_of(k, self.size)
@@ -106,8 +133,7 @@ class Hermite:
             full = self._ring_forces(act, xp, vp)
         else:
             j0, j1 = _split(self.n, self.size, self.rank)
-            acc, jerk, pot = _kernel_forces(xp[act], vp[act], act, xp[j0:j1], vp[j0:j1], self.m[j0:j1], j0,
-                                            self.eps2, self.threads)
+            acc, jerk, pot = self._sum(act, xp, vp, j0, j1)
             mine = np.empty((k, 7))
             mine[:, :3], mine[:, 3:6], mine[:, 6] = acc, jerk, pot
             full = self.comm.allreduce(mine)
@@ -115,28 +141,42 @@ class Hermite:
 
     def _ring_forces(self, act, xp, vp):
         """Each rank sums the forces on its share of the active bodies while the
-        ranks' blocks of predicted bodies (x, v, m) travel around the ring, the
-        next block's transfer overlapping this block's sum; an allgather
-        assembles the forces."""
+        ranks' blocks of predicted bodies travel around the ring, the next
+        block's transfer overlapping this block's sum; an allgather assembles
+        the forces. A block is flat, [x (nb, 3) | v (nb, 3) | m (nb)], so that its
+        parts are arrays the kernels read in place (and one upload to a GPU)."""
         p, r, k = self.size, self.rank, len(act)
         lo, hi = _split(k, p, r)
         mine_act = act[lo:hi]
-        xi, vi = np.ascontiguousarray(xp[mine_act]), np.ascontiguousarray(vp[mine_act])
+        dev = self.gpu
+        if dev is not None:
+            dev.targets(xp, vp, mine_act)
+        else:
+            xi, vi = np.ascontiguousarray(xp[mine_act]), np.ascontiguousarray(vp[mine_act])
         j0, j1 = _split(self.n, p, r)
-        block = np.empty((j1 - j0, 7))
-        block[:, :3], block[:, 3:6], block[:, 6] = xp[j0:j1], vp[j0:j1], self.m[j0:j1]
+        nb = j1 - j0
+        block = self._ring_bufs[0][:7 * nb]
+        block[:3 * nb] = xp[j0:j1].ravel()
+        block[3 * nb:6 * nb] = vp[j0:j1].ravel()
+        block[6 * nb:] = self.m[j0:j1]
         total = np.zeros((hi - lo, 7))
         right, left = (r + 1) % p, (r - 1) % p
         for s in range(p):
             owner = (r - s) % p
+            o0, o1 = _split(self.n, p, owner)
+            nb = o1 - o0
             reqs = []
-            if s < p - 1:  # the next block arrives while this one is summed
+            if s < p - 1:  # the next block arrives while this one is summed (two buffers in turn)
                 b0, b1 = _split(self.n, p, (owner - 1) % p)
-                nxt = np.empty((b1 - b0, 7))
+                nxt = self._ring_bufs[(s + 1) % 2][:7 * (b1 - b0)]
                 reqs = [self.comm.irecv(nxt, left, tag=900 + s), self.comm.isend(block, right, tag=900 + s)]
-            o0, _ = _split(self.n, p, owner)
-            acc, jerk, pot = _kernel_forces(xi, vi, mine_act, block[:, :3], block[:, 3:6], block[:, 6], o0,
-                                            self.eps2, self.threads)
+            if dev is not None:
+                dev.block(block, nb, o0)
+                acc, jerk, pot = dev.sum()
+            else:
+                acc, jerk, pot = _kernel_forces(xi, vi, mine_act, block[:3 * nb].reshape(nb, 3),
+                                                block[3 * nb:6 * nb].reshape(nb, 3), block[6 * nb:], o0,
+                                                self.eps2, self.threads)
             total[:, :3] += acc
             total[:, 3:6] += jerk
             total[:, 6] += pot
@@ -233,5 +273,7 @@ class Hermite:
     def restore(self, s):
         for k in self._ARRAYS:
             setattr(self, k, np.array(s[k], dtype=np.int64 if k == "ids" else np.float64, order="C"))
+        if self.gpu is not None:
+            self.gpu.set_masses(self.m)
         self.time = float(s["time"])
         self.steps, self.body_steps, self.interactions = int(s["steps"]), int(s["body_steps"]), int(s["interactions"])

@@ -34,16 +34,17 @@ def forces_isa():
     return _core().nbody_forces_isa()
 
 
-def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None):
+def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None, split=None):
     """(acc, jerk, pot) of the targets (xi, vi, idi) due to the sources (x, v, m).
 
     numpy inputs run on the host (threads: None or 0 = all cores), cupy inputs
-    on the current device and stream (returns without synchronising). Inputs
-    are made C-contiguous float64 (ids int64) if they are not; shapes are
-    checked by the core (baobab.InvalidArgument)."""
+    on the current device and stream (returns without synchronising; split:
+    "auto", "on" (the j-split kernel), "off" (one thread per target) or None,
+    BAOBAB_NBODY_SPLIT). Inputs are made C-contiguous float64 (ids int64) if
+    they are not; shapes are checked by the core (baobab.InvalidArgument)."""
     arrays = (xi, vi, idi, x, v, m)
     if any(_is_cupy(a) for a in arrays):
-        return _forces_device(*arrays, first_id=first_id, eps2=eps2)
+        return _forces_device(*arrays, first_id=first_id, eps2=eps2, split=split)
     f8 = [np.ascontiguousarray(a, dtype=np.float64) for a in (xi, vi, x, v, m)]
     xi, vi, x, v, m = f8
     idi = np.ascontiguousarray(idi, dtype=np.int64)
@@ -56,7 +57,7 @@ def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None):
     return acc, jerk, pot
 
 
-def _forces_device(xi, vi, idi, x, v, m, first_id, eps2):
+def _forces_device(xi, vi, idi, x, v, m, first_id, eps2, split=None):
     import cupy
     from baobab import InvalidArgument
     if not all(_is_cupy(a) for a in (xi, vi, idi, x, v, m)):
@@ -72,9 +73,12 @@ def _forces_device(xi, vi, idi, x, v, m, first_id, eps2):
     jerk = cupy.empty((ni, 3), dtype=cupy.float64)
     pot = cupy.empty(ni, dtype=cupy.float64)
     if ni:
-        _core().nbody_forces_device(xi.data.ptr, vi.data.ptr, idi.data.ptr, ni, x.data.ptr, v.data.ptr,
-                                    m.data.ptr, n, int(first_id), float(eps2), acc.data.ptr, jerk.data.ptr,
-                                    pot.data.ptr, cupy.cuda.get_current_stream().ptr)
+        core = _core()
+        need = core.nbody_device_plan(ni, n, split)["work_bytes"]
+        work = cupy.empty(max(need, 1), dtype=cupy.uint8)  # scratch of the j-split, from cupy's pool
+        core.nbody_forces_device(xi.data.ptr, vi.data.ptr, idi.data.ptr, ni, x.data.ptr, v.data.ptr, m.data.ptr, n,
+                                 int(first_id), float(eps2), acc.data.ptr, jerk.data.ptr, pot.data.ptr,
+                                 cupy.cuda.get_current_stream().ptr, split, work.data.ptr, work.nbytes)
     return acc, jerk, pot
 
 

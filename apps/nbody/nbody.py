@@ -3,6 +3,7 @@ forces summed by baobab's kernel, parallel over MPI ranks; HDF5 snapshots and
 diagnostics, checkpoints, and a clean stop on Slurm's signals.
 
     mpiexec -n 4 python apps/nbody/nbody.py --ic plummer --n 4096 --t-end 2 --dt-out 0.125 --out run1
+    python apps/nbody/nbody.py --n 16384 --device --out run-gpu      # force sums on a GPU (device.py)
     sbatch slurm/nbody.sbatch
 
 Outputs in --out: snapshot_NNNN.h5 (GADGET/SWIFT layout) at every multiple of
@@ -58,6 +59,9 @@ def parse(argv):
                         "(identical bits on any number of ranks); ring: blocks of bodies passed around the ring "
                         "of ranks, transfers overlapping the force sums")
     p.add_argument("--threads", type=int, default=None, help="kernel threads per rank (default: cores / ranks)")
+    p.add_argument("--device", action="store_true",
+                   help="sum the forces on a GPU (cupy; the GPU of local rank r is r mod the visible GPUs); "
+                        "the rest of the integration stays on the host")
     p.add_argument("--out", default="nbody-out")
     p.add_argument("--restart", default="auto", choices=["auto", "no"])
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept")
@@ -88,7 +92,7 @@ def parse(argv):
 
 def params_of(a):
     keys = ("ic", "n", "seed", "imf", "mmin", "mmax", "alpha", "e", "t_end", "dt_out", "eta", "eta_s", "eps",
-            "shared", "parallel")
+            "shared", "parallel", "device")
     return {k: getattr(a, k) for k in keys}
 
 
@@ -126,6 +130,7 @@ def run(a, comm):
     os.makedirs(a.out, exist_ok=True) if rank == 0 else None
     comm.barrier()
     threads = a.threads or default_threads(comm)
+    gpu = device_for(comm) if a.device else None
     ck = Checkpointer(os.path.join(a.out, "checkpoints"), comm.mpi_comm, keep=a.keep, prefix="nbody",
                       asynchronous=a.async_checkpoint)
     params = params_of(a)
@@ -135,7 +140,8 @@ def run(a, comm):
     if state is None:
         ic = initial_conditions(a)
         h = Hermite(ic["x"], ic["v"], ic["m"], ic["ids"], comm=comm, eta=a.eta, eta_s=a.eta_s, eps=a.eps,
-                    dt_max=a.dt_out, shared=a.shared, parallel=a.parallel, threads=threads, time=ic["time"])
+                    dt_max=a.dt_out, shared=a.shared, parallel=a.parallel, threads=threads, time=ic["time"],
+                    device=gpu)
         h.initialize()
         t_first = ic["time"]
         out_index = int(round(t_first / a.dt_out))
@@ -143,7 +149,7 @@ def run(a, comm):
             raise ConfigError(f"the initial conditions are at t={t_first}, not a multiple of --dt-out {a.dt_out}")
         history, e0 = [], None
         log(f"nbody: {h.n} bodies ({params['ic']}), {comm.size} rank(s) x {threads} thread(s), "
-            f"{a.parallel}, eta={a.eta}, eps={a.eps}, t_end={a.t_end}")
+            f"{a.parallel}, eta={a.eta}, eps={a.eps}, t_end={a.t_end}{where(h)}")
     else:
         saved = state["params"]
         for k in ("n", "eta", "eps", "dt_out", "shared", "parallel"):
@@ -152,13 +158,14 @@ def run(a, comm):
                                   f"not {params[k]}: use the same settings or --restart no")
         s = state["hermite"]
         h = Hermite(s["x"], s["v"], s["m"], s["ids"], comm=comm, eta=a.eta, eta_s=a.eta_s, eps=a.eps,
-                    dt_max=a.dt_out, shared=a.shared, parallel=a.parallel, threads=threads, time=float(s["time"]))
+                    dt_max=a.dt_out, shared=a.shared, parallel=a.parallel, threads=threads, time=float(s["time"]),
+                    device=gpu)
         h.restore(s)
         history = diagnostics.from_arrays(state["diagnostics"]) if len(state["diagnostics"]["time"]) else []
         e0 = float(state["e0"])
         out_index = int(state["out_index"])
         t_first = None
-        log(f"nbody: resumed from {latest} at t={h.time} (step {h.steps}), {comm.size} rank(s)")
+        log(f"nbody: resumed from {latest} at t={h.time} (step {h.steps}), {comm.size} rank(s){where(h)}")
 
     stop = baobab.slurm.on_preempt()
     wall0 = time.perf_counter()
@@ -228,6 +235,25 @@ def run(a, comm):
     ck.wait()
     log(f"nbody: done, t={h.time}, {h.steps} block steps, {h.body_steps} body steps")
     return 0
+
+
+def device_for(comm):
+    """The GPU this rank sums its forces on (local rank mod the visible GPUs), once
+    every rank found one; else ConfigError naming what is missing."""
+    from device import DeviceUnavailable, probe
+    why, count = "", 0
+    try:
+        count = probe()[1]
+    except DeviceUnavailable as e:
+        why = str(e)
+    if _any(comm, bool(why))[0]:
+        raise ConfigError(f"--device: {why or 'another rank has no usable GPU'}")
+    return comm.topology.local_rank(comm.rank) % count
+
+
+def where(h):
+    """', forces on <GPU>' for the log line of a device run."""
+    return "" if h.gpu is None else f", forces on {h.gpu.name} (device {h.gpu.device.id})"
 
 
 def _any(comm, *flags):

@@ -23,7 +23,7 @@ nvidia-smi -L || true
 nvcc --version | tail -2
 
 source tests/gpu/venv.sh  # /tmp/bvenv: carried MPICH + mpi4py over the image's packages
-# BAOBAB_GPU_STEPS=pack,nbody,probe,tests,attention,packpy,host (default all) picks steps.
+# BAOBAB_GPU_STEPS=pack,nbody,probe,tests,attention,packpy,host,nbodyapp (default all) picks steps.
 STEPS=${BAOBAB_GPU_STEPS:-all}
 want() { [ "$STEPS" = all ] || [[ ",$STEPS," == *",$1,"* ]]; }
 step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)"; timeout -k 5 "$limit" "$@"; echo "=== rc=$?"; }
@@ -45,10 +45,11 @@ step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/pack.cu 
     -o /tmp/pack_check
 step 120 /tmp/pack_check | tee "$OUT/pack_check.txt"
 fi
-# N-body kernel: device against the host kernel, batch independence, rate (appended).
+# N-body kernels (one thread per target, j-split): device against the host kernel, batch
+# independence, run-to-run identity, rate, and both kernels timed over the number of targets (appended).
 if want nbody; then
 step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
-    tests/cuda/nbody_check.cu -o /tmp/nbody_check
+    core/src/runtime/isa.cpp tests/cuda/nbody_check.cu -o /tmp/nbody_check
 step 60 /tmp/nbody_check | tee -a "$OUT/pack_check.txt"
 fi
 
@@ -68,10 +69,11 @@ echo "probe: kept [$use_env]"
 fi
 
 # Device tests: cupy pack/unpack, send/recv and halo exchange between ranks
-# (as detected and staged), device attention against the host kernels, device N-body forces.
+# (as detected and staged), device attention against the host kernels, device N-body forces,
+# the N-body app with --device against host runs (1 and 2 ranks), the j-split kernel on and off.
 export PYTHONFAULTHANDLER=1
 if want tests; then
-step 240 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
+step 300 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
 fi
 
@@ -135,7 +137,37 @@ fi
 # N-body forces: the CUDA kernel's interactions/s and fraction of the FP64 peak
 # (and the host kernel against numpy), appended to attention_gpu.txt.
 if want nbody; then
-step 60 python apps/nbody/bench.py --n 16384 --numpy-ni 64 --device --device-n 131072 2>&1 | tee -a "$OUT/attention_gpu.txt"
+step 90 python apps/nbody/bench.py --n 16384 --numpy-ni 64 --device --device-n 131072 --device-k 1,8,64,512,4096 \
+    2>&1 | tee -a "$OUT/attention_gpu.txt"
+fi
+# The N-body app, forces on the host and on the device (--device), 1 rank, N = 16384 from one
+# initial-conditions file, to t = 1/8: wall time, interactions/s of the integration, device/host.
+if want nbodyapp; then
+nb=/tmp/baobab-nbodyapp; rm -rf $nb; mkdir -p $nb
+step 120 python apps/nbody/ics.py plummer --n 16384 --seed 7 -o $nb/ic.h5
+for mode in host device; do
+  t0=$(date +%s.%N)
+  step 180 python apps/nbody/nbody.py --ic $nb/ic.h5 --t-end 0.125 --dt-out 0.125 --no-core --restart no \
+      --out $nb/$mode $([ $mode = device ] && echo --device) 2>&1 | tee -a "$OUT/nbody_app.txt"
+  echo "$mode $(date +%s.%N) $t0" >> $nb/walls.txt
+done
+python - "$nb" <<'PY' 2>&1 | tee -a "$OUT/nbody_app.txt"
+import sys, h5py
+nb = sys.argv[1]
+walls = {m: float(b) - float(a) for m, b, a in (l.split() for l in open(f"{nb}/walls.txt"))}
+rate, run = {}, {}
+for m in ("host", "device"):
+    try:
+        with h5py.File(f"{nb}/{m}/diagnostics.h5", "r") as f:
+            rate[m], run[m], steps = float(f["interactions_per_s"][-1]), float(f["wall"][-1]), int(f["body_steps"][-1])
+        print(f"nbodyapp {m:6s}: process wall {walls[m]:7.2f} s, integration+outputs {run[m]:7.2f} s, "
+              f"{steps} body steps, {rate[m]:.3e} interactions/s")
+    except (OSError, KeyError) as e:
+        print(f"nbodyapp {m}: no diagnostics ({e})")
+if len(rate) == 2:
+    print(f"nbodyapp device/host: {rate['device'] / rate['host']:.1f}x interactions/s, "
+          f"{walls['host'] / walls['device']:.1f}x process wall")
+PY
 fi
 ls -la "$OUT"
 echo "total ${SECONDS}s"

@@ -19,6 +19,7 @@
 // instruction-set tier. Tiers agree to about 1e-15 relative (FMA contractions).
 // eps2 = 0 with two distinct particles at the same place gives inf/nan.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -72,10 +73,51 @@ void correct(const int64_t* act, int64_t k, const double* xp, const double* vp, 
              const double* pot1, double t1, double eta, double dt_max, double dt_min, double* x, double* v,
              double* a, double* j, double* a2, double* pot, double* t, double* dt);
 
-// CUDA kernel on device pointers (float64, the same layout and formulas; one
-// thread per target, sources staged through shared memory). Runs on `stream`
-// (a cudaStream_t, 0 = the default stream) and returns without synchronising.
+// CUDA kernels on device pointers (float64, the same layout, formulas and
+// arithmetic per pair). Two of them (core/src/cuda/nbody.cu):
+//   off  one thread per target, sources staged through shared memory. A
+//        target's result depends only on itself, the sources and eps2.
+//   on   the j-split: the sources are cut into chunks of consecutive sources,
+//        each CTA sums a tile of targets over one chunk into a partial buffer,
+//        and a second kernel adds each target's partials in chunk order (a
+//        fixed order, no atomics). For small target sets (a few active bodies
+//        of a block step), which leave most of the GPU idle with one thread per
+//        target. The chunks depend only on n, so here too a target's result
+//        depends only on itself, the sources and eps2; it differs from the
+//        one-thread sum by the regrouping of the sum (round-off).
+//   automatic  on when the targets are too few to fill the GPU one thread each
+//        (fewer than 2 CTAs of targets per SM, see nbody.cu), else off.
+// Both are deterministic: the same inputs on the same device give the same bits.
+enum class DeviceSplit { automatic, off, on };
+
+// "auto", "on", "off"; InvalidArgument otherwise.
+DeviceSplit device_split(const std::string& name);
+const char* device_split_name(DeviceSplit s);
+// The default: BAOBAB_NBODY_SPLIT=auto|on|off (read once per process; unset or
+// another value: automatic).
+DeviceSplit device_split_default();
+
+// What forces_device does for ni targets and n sources on the current device:
+// split or not; for the split, the chunk length and count, the targets per
+// pass (slab; larger target sets run in several passes so that the partial
+// buffer stays bounded) and the scratch bytes it needs (0 without the split).
+struct DevicePlan {
+  bool split = false;
+  int64_t chunk = 0;
+  int64_t chunks = 0;
+  int64_t slab = 0;
+  size_t work_bytes = 0;
+};
+DevicePlan device_plan(int64_t ni, int64_t n, DeviceSplit split);
+
+// Runs on `stream` (a cudaStream_t, 0 = the default stream) and returns without
+// synchronising. `work`: device scratch of work_bytes >= device_plan(...).work_bytes
+// (InvalidArgument if smaller), or null: allocated and freed in stream order.
 // Throws CUDAError when baobab was built without CUDA.
+void forces_device(const double* xi, const double* vi, const int64_t* idi, int64_t ni, const double* x,
+                   const double* v, const double* m, int64_t n, int64_t first_id, double eps2, double* acc,
+                   double* jerk, double* pot, void* stream, DeviceSplit split, void* work, size_t work_bytes);
+// The same with split = device_split_default() and scratch allocated as needed.
 void forces_device(const double* xi, const double* vi, const int64_t* idi, int64_t ni, const double* x,
                    const double* v, const double* m, int64_t n, int64_t first_id, double eps2, double* acc,
                    double* jerk, double* pot, void* stream);

@@ -356,6 +356,27 @@ void forces(const double* xi, const double* vi, const int64_t* idi, int64_t ni, 
 
 std::string forces_isa() { return isa::name(tier()); }
 
+DeviceSplit device_split(const std::string& name) {
+  if (name == "auto") return DeviceSplit::automatic;
+  if (name == "on") return DeviceSplit::on;
+  if (name == "off") return DeviceSplit::off;
+  throw InvalidArgument("nbody: device split must be auto, on or off, got '" + name + "'");
+}
+
+const char* device_split_name(DeviceSplit s) {
+  return s == DeviceSplit::on ? "on" : s == DeviceSplit::off ? "off" : "auto";
+}
+
+DeviceSplit device_split_default() {
+  static const DeviceSplit s = [] {
+    const char* e = std::getenv("BAOBAB_NBODY_SPLIT");
+    if (e && std::strcmp(e, "on") == 0) return DeviceSplit::on;
+    if (e && std::strcmp(e, "off") == 0) return DeviceSplit::off;
+    return DeviceSplit::automatic;
+  }();
+  return s;
+}
+
 std::vector<std::string> forces_tiers() {
   std::vector<std::string> r;
   for (int t = 0; t <= int(cpu_tier()); ++t) r.emplace_back(isa::name(Tier(t)));
