@@ -173,6 +173,22 @@ def test_shape_mismatch_raises_everywhere(mpirun, tmp_path, n, mode):
     assert f"OK mismatch p={n}" in out
 
 
+@pytest.mark.parametrize("scenario", ["giveup", "giveup_close"])
+@pytest.mark.parametrize("n, mode", [(2, "auto"), (3, "fallback")])
+def test_a_rank_that_raises_inside_the_file_stops_the_others(mpirun, tmp_path, n, mode, scenario):
+    """One rank raises inside `with io.File(...)` (before a write, or while the
+    others close): the others get an Error naming it, no rank hangs in a
+    collective it will never see completed, nothing is left on disk, and the
+    next file on the same communicator is written normally."""
+    out = mpirun(n, MPI_DIR / "io_write.py", scenario, tmp_path, mode, timeout=60).stdout
+    lines = sorted(l for l in out.splitlines() if l.startswith("RANK"))
+    assert len(lines) == n, out
+    assert f"RANK {n - 1}: own RuntimeError: boom" in lines, out
+    for line in lines[:n - 1]:
+        assert "Error" in line and f"rank {n - 1} gave up (RuntimeError: boom)" in line, out
+    assert f"OK {scenario} p={n}" in out, out
+
+
 def _describe(path):
     """Everything that must agree between the two modes' files."""
     skip = {"created", "io_mode"}

@@ -17,13 +17,14 @@ import datetime
 import json
 import os
 import subprocess
+import time
 import functools
 from math import prod
 from pathlib import Path
 
 import numpy as np
 
-from ._errors import Error, InvalidArgument
+from ._errors import Error, InvalidArgument, TimeoutError
 
 CHUNK_BYTES = 1 << 20       # target chunk size (Fletcher32 needs chunking)
 BLOCK_BYTES = 64 << 20      # rows per message / per collective write round, in bytes
@@ -144,6 +145,11 @@ class File:
         if mode != "w":
             raise InvalidArgument(f"mode must be 'r' or 'w', got {mode!r}")
         self._comm = base.Dup() if base is not None else None
+        # A second duplicate carries the arrival barriers of the collective
+        # steps and the notices of a rank that gave up (see _arrive, _abort).
+        self._ctl = self._comm.Dup() if self._comm is not None else None
+        self._told = False  # this rank raised because another gave up (or all raised together)
+        self._abort_tag = 7301
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
         have_mpi = bool(h5py.get_config().mpi)
@@ -161,7 +167,11 @@ class File:
             self.parallel = False
         jobid = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or str(os.getpid())
         prov = provenance(attrs, comm=self._comm) if self.rank == 0 else None
-        jobid, prov = self._bcast((jobid, prov))
+        # each file's notices carry their own tag: a notice nobody received
+        # (every rank raised at once) cannot stop a later file whose control
+        # communicator reuses this one's context
+        tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000 if self.rank == 0 else None
+        jobid, prov, self._abort_tag = self._bcast((jobid, prov, tag))
         prov["io_mode"] = "mpio" if self.parallel else "serial"
         self.tmp_path = f"{self.path}.tmp.{jobid}"
         err = None
@@ -180,17 +190,51 @@ class File:
             raise
 
     # ---- collective helpers ------------------------------------------------
-    def _bcast(self, obj):
-        return self._comm.bcast(obj, root=0) if self._comm is not None else obj
+    def _arrive(self, what):
+        """Before each collective step: wait (yielding) until every rank has
+        reached it. A rank that raised inside the `with` block, or in a step of
+        its own, sends a notice from _abort instead of arriving: the others
+        raise Error naming it rather than wait forever in a collective it will
+        never join; after BAOBAB_TIMEOUT seconds (default 300) TimeoutError."""
+        if self._ctl is None:
+            return
+        from mpi4py import MPI
+        req = self._ctl.Ibarrier()
+        limit = float(os.environ.get("BAOBAB_TIMEOUT", "300") or 300)
+        deadline = time.monotonic() + limit
+        delay = 1e-5
+        status = MPI.Status()
+        while not req.Test():
+            if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self._abort_tag, status=status):
+                src = status.Get_source()
+                why = self._ctl.recv(source=src, tag=self._abort_tag)
+                self._told = True
+                raise Error(f"{self.path}: {what}: rank {src} gave up ({why}); every rank stops writing")
+            if time.monotonic() > deadline:
+                self._told = True
+                raise TimeoutError(f"{self.path}: {what}: not every rank arrived within {limit:g} s "
+                                   "(BAOBAB_TIMEOUT)")
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-3)
 
-    def _allgather(self, obj):
-        return self._comm.allgather(obj) if self._comm is not None else [obj]
+    def _bcast(self, obj, what="bcast"):
+        if self._comm is None:
+            return obj
+        self._arrive(what)
+        return self._comm.bcast(obj, root=0)
+
+    def _allgather(self, obj, what="allgather"):
+        if self._comm is None:
+            return [obj]
+        self._arrive(what)
+        return self._comm.allgather(obj)
 
     def _agree(self, err, what, cls=Error):
         """Every rank raises if any rank failed (errors: None or a message)."""
         errs = self._allgather(err)
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if bad:
+            self._told = True  # every rank raises this one: nobody to tell
             raise cls(f"{what}: " + "; ".join(f"rank {r}: {e}" for r, e in bad))
 
     def _writes_here(self):
@@ -427,12 +471,14 @@ class File:
 
     # ---- closing -------------------------------------------------------------
     def _free_comm(self):
-        if self._comm is not None and self.mode == "w":
-            try:
-                self._comm.Free()
-            except Exception:  # noqa: BLE001
-                pass
-            self._comm = None
+        if self.mode == "w":
+            for c in (self._comm, getattr(self, "_ctl", None)):
+                if c is not None:
+                    try:
+                        c.Free()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self._comm = self._ctl = None
 
     def close(self):
         """Collective in mode "w": flush, fsync, and (after every rank is done)
@@ -443,6 +489,11 @@ class File:
             self._f.close()
             self._closed = True
             return
+        try:  # before HDF5's collective close: a rank that gave up is not coming
+            self._arrive("close")
+        except Error:
+            self._abort()  # closes the HDF5 file with the rank that gave up, removes the temporary
+            raise
         err = None
         try:
             if self._f is not None:
@@ -475,12 +526,21 @@ class File:
         if bad:
             raise Error(f"closing {self.path}: " + "; ".join(f"rank {r}: {e}" for r, e in bad))
 
-    def _abort(self):
+    def _abort(self, why="an exception"):
         """After an exception: close without renaming; rank 0 removes the temporary file.
-        In mpio mode closing is collective (HDF5's rule), so every rank must get here."""
+        A rank that raised on its own first tells the others (they may be
+        waiting at a collective step: they raise there and come here too). In
+        mpio mode closing is collective (HDF5's rule), so every rank gets here."""
         if self._closed:
             return
         self._closed = True
+        if self.mode == "w" and self._ctl is not None and not self._told:
+            for r in range(self.size):
+                if r != self.rank:
+                    try:
+                        self._ctl.isend(why, dest=r, tag=self._abort_tag)  # small: delivered eagerly
+                    except Exception:  # noqa: BLE001
+                        pass
         try:
             if self._f is not None:
                 self._f.close()
@@ -498,7 +558,7 @@ class File:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self._abort(f"{exc_type.__name__}: {exc}"[:200])
         return False
 
     def __repr__(self):

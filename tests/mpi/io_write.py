@@ -84,6 +84,38 @@ elif scenario == "mismatch":
     if r == 0:
         print(f"OK mismatch p={p}", flush=True)
 
+elif scenario in ("giveup", "giveup_close"):
+    # The last rank raises inside the `with` block: before the first write, or
+    # after the writes while the others close. The others must raise an Error
+    # naming it instead of waiting in a collective it never joins.
+    path = os.path.join(outdir, f"{scenario}-{p}-{mode}.h5")
+    try:
+        with io.File(path, "w", world, parallel=parallel) as f:
+            if scenario == "giveup_close":  # the others are closing when it raises
+                f.write("x", np.zeros((2, 3)))
+                if r == p - 1:
+                    time.sleep(0.5)
+                    raise RuntimeError("boom")
+            else:
+                if r == p - 1:
+                    raise RuntimeError("boom")
+                f.write("y", np.zeros((2, 3)))
+        say(f"RANK {r}: no error")
+    except RuntimeError as e:
+        say(f"RANK {r}: own RuntimeError: {e}")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    assert not os.path.exists(path)
+    assert not [n for n in os.listdir(outdir) if n.startswith(f"{scenario}-{p}-{mode}")]
+    # the communicator still works, and a new file is not stopped by old notices
+    with io.File(path, "w", world, parallel=parallel) as f:
+        f.write("z", np.full((1, 2), r, np.int64))
+    assert io.File(path).read("z").tolist() == [[i, i] for i in range(p)]
+    world.Barrier()
+    if r == 0:
+        print(f"OK {scenario} p={p}", flush=True)
+
 elif scenario == "bandwidth":
     mib = int(os.environ.get("IO_BENCH_MIB", "256"))
     rows_total = (mib << 20) // (8 * 64)
