@@ -174,7 +174,7 @@ def test_shape_mismatch_raises_everywhere(mpirun, tmp_path, n, mode):
 
 
 @pytest.mark.parametrize("scenario", ["giveup", "giveup_close"])
-@pytest.mark.parametrize("n, mode", [(2, "auto"), (3, "fallback")])
+@pytest.mark.parametrize("n, mode", [(2, "auto"), (3, "auto"), (3, "fallback")])
 def test_a_rank_that_raises_inside_the_file_stops_the_others(mpirun, tmp_path, n, mode, scenario):
     """One rank raises inside `with io.File(...)` (before a write, or while the
     others close): the others get an Error naming it, no rank hangs in a

@@ -123,6 +123,9 @@ def _norm(name):
     return "/" + name.strip("/")
 
 
+_STRANDED = []  # (communicator, request) of arrival barriers a rank that gave up never joined
+
+
 class File:
     """An HDF5 file written collectively over `comm` (mode "w") or read (mode "r")."""
 
@@ -149,6 +152,7 @@ class File:
         # steps and the notices of a rank that gave up (see _arrive, _abort).
         self._ctl = self._comm.Dup() if self._comm is not None else None
         self._told = False  # this rank raised because another gave up (or all raised together)
+        self._pending = None  # an arrival barrier not yet complete
         self._abort_tag = 7301
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
@@ -200,6 +204,7 @@ class File:
             return
         from mpi4py import MPI
         req = self._ctl.Ibarrier()
+        self._pending = req
         limit = float(os.environ.get("BAOBAB_TIMEOUT", "300") or 300)
         deadline = time.monotonic() + limit
         delay = 1e-5
@@ -215,7 +220,8 @@ class File:
                 raise TimeoutError(f"{self.path}: {what}: not every rank arrived within {limit:g} s "
                                    "(BAOBAB_TIMEOUT)")
             time.sleep(delay)
-            delay = min(2 * delay, 2e-3)
+            delay = min(2 * delay, 1e-3)
+        self._pending = None
 
     def _bcast(self, obj, what="bcast"):
         if self._comm is None:
@@ -472,6 +478,12 @@ class File:
     # ---- closing -------------------------------------------------------------
     def _free_comm(self):
         if self.mode == "w":
+            if getattr(self, "_pending", None) is not None:
+                # A barrier some rank never joined: MPI forbids freeing or
+                # cancelling a pending collective request, so the request and
+                # its communicator are kept for the life of the process.
+                _STRANDED.append((self._ctl, self._pending))
+                self._ctl = self._pending = None
             for c in (self._comm, getattr(self, "_ctl", None)):
                 if c is not None:
                     try:
