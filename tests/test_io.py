@@ -189,6 +189,23 @@ def test_a_rank_that_raises_inside_the_file_stops_the_others(mpirun, tmp_path, n
     assert f"OK {scenario} p={n}" in out, out
 
 
+@pytest.mark.parametrize("n, mode", [(2, "auto"), (3, "fallback")])
+def test_a_rank_that_never_arrives_is_named_in_a_timeout(mpirun, tmp_path, n, mode):
+    """A rank that does not reach a collective step of the file within
+    BAOBAB_TIMEOUT: the others raise baobab.TimeoutError naming the step and
+    that rank instead of waiting for ever; when it comes, it raises an Error
+    saying they gave up on it (it must not join a collective they left)."""
+    out = mpirun(n, MPI_DIR / "io_write.py", "late", tmp_path, mode, timeout=60,
+                 env={"BAOBAB_TIMEOUT": "1.5"}).stdout
+    lines = sorted(l for l in out.splitlines() if l.startswith("RANK"))
+    assert len(lines) == n, out
+    for line in lines[:n - 1]:
+        assert f"TimeoutError: " in line and f"write('/y'): rank(s) {n - 1} did not arrive within 1.5 s" in line, out
+    # the late rank learns that the others gave up on it
+    assert "gave up (TimeoutError" in lines[n - 1] and "did not arrive" in lines[n - 1], out
+    assert f"OK late p={n}" in out, out
+
+
 def _describe(path):
     """Everything that must agree between the two modes' files."""
     skip = {"created", "io_mode"}

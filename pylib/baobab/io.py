@@ -153,6 +153,7 @@ class File:
         self._ctl = self._comm.Dup() if self._comm is not None else None
         self._told = False  # this rank raised because another gave up (or all raised together)
         self._pending = None  # an arrival barrier not yet complete
+        self._step = 0  # collective steps so far
         self._abort_tag = 7301
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
@@ -196,32 +197,60 @@ class File:
     # ---- collective helpers ------------------------------------------------
     def _arrive(self, what):
         """Before each collective step: wait (yielding) until every rank has
-        reached it. A rank that raised inside the `with` block, or in a step of
-        its own, sends a notice from _abort instead of arriving: the others
-        raise Error naming it rather than wait forever in a collective it will
-        never join; after BAOBAB_TIMEOUT seconds (default 300) TimeoutError."""
+        reached it. A rank that raised inside the `with` block, in a step of
+        its own, or after waiting BAOBAB_TIMEOUT seconds (default 300) sends a
+        notice from _abort instead of arriving: the others raise Error naming
+        it rather than wait for ever in a collective it will never join.
+
+        Two barriers: the first one completes for a rank that arrives after the
+        others gave up (they had joined it), the second one cannot, so that
+        rank waits there until the notice they sent reaches it."""
         if self._ctl is None:
             return
         from mpi4py import MPI
-        req = self._ctl.Ibarrier()
-        self._pending = req
+        self._step += 1
         limit = float(os.environ.get("BAOBAB_TIMEOUT", "300") or 300)
         deadline = time.monotonic() + limit
-        delay = 1e-5
+        for _ in range(2):
+            req = self._ctl.Ibarrier()
+            self._pending = req
+            delay = 1e-5
+            status = MPI.Status()
+            while not req.Test():
+                if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self._abort_tag, status=status):
+                    src = status.Get_source()
+                    why = self._ctl.recv(source=src, tag=self._abort_tag)
+                    self._told = True
+                    raise Error(f"{self.path}: {what}: rank {src} gave up ({why}); every rank stops writing")
+                if time.monotonic() > deadline:
+                    missing = self._missing(MPI, limit)
+                    if missing:  # this rank gives up: _abort tells the others
+                        raise TimeoutError(f"{self.path}: {what}: rank(s) {', '.join(map(str, missing))} did "
+                                           f"not arrive within {limit:g} s (BAOBAB_TIMEOUT)")
+                    raise TimeoutError(f"{self.path}: {what}: every rank reached this step, but not within "
+                                       f"{limit:g} s of one another (BAOBAB_TIMEOUT)")
+                time.sleep(delay)
+                delay = min(2 * delay, 1e-3)
+            self._pending = None
+
+    def _missing(self, MPI, limit):
+        """After a timeout: the ranks that are waiting too say so to every rank,
+        and those not heard from within a short grace time are the missing ones."""
+        tag = self._abort_tag + 1
+        for r in range(self.size):
+            if r != self.rank:
+                self._ctl.isend((self.rank, self._step), dest=r, tag=tag)
+        heard = {self.rank}
+        end = time.monotonic() + min(2.0, max(0.2, limit / 10))
         status = MPI.Status()
-        while not req.Test():
-            if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self._abort_tag, status=status):
-                src = status.Get_source()
-                why = self._ctl.recv(source=src, tag=self._abort_tag)
-                self._told = True
-                raise Error(f"{self.path}: {what}: rank {src} gave up ({why}); every rank stops writing")
-            if time.monotonic() > deadline:
-                self._told = True
-                raise TimeoutError(f"{self.path}: {what}: not every rank arrived within {limit:g} s "
-                                   "(BAOBAB_TIMEOUT)")
-            time.sleep(delay)
-            delay = min(2 * delay, 1e-3)
-        self._pending = None
+        while len(heard) < self.size and time.monotonic() < end:
+            if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
+                rank, step = self._ctl.recv(source=status.Get_source(), tag=tag)
+                if step == self._step:
+                    heard.add(rank)
+            else:
+                time.sleep(1e-3)
+        return sorted(set(range(self.size)) - heard)
 
     def _bcast(self, obj, what="bcast"):
         if self._comm is None:
@@ -277,7 +306,8 @@ class File:
             local = np.ascontiguousarray(local)
         exists = (name in self._f) if (self.rank == 0 and self._f is not None) else False
         metas = self._allgather((tuple(local.shape), local.dtype.str, local.dtype.descr
-                                 if local.dtype.fields else None, exists, dict(attrs) if attrs else None))
+                                 if local.dtype.fields else None, exists, dict(attrs) if attrs else None),
+                                f"write({name!r})")
         if metas[0][3]:
             raise InvalidArgument(f"{self.path}: {name} already exists")
         if any(len(m[0]) == 0 for m in metas):
@@ -388,7 +418,7 @@ class File:
                     meta = ("scalar", a, attrs)
                 else:
                     meta = ("array", a.shape, a.dtype, attrs)
-        meta = self._bcast(meta)
+        meta = self._bcast(meta, f"write_global({name!r})")
         if meta[0] == "error":
             raise InvalidArgument(meta[1])
         if meta[0] in ("str", "scalar"):
@@ -423,7 +453,7 @@ class File:
         group); rank 0's values are written."""
         self._check_writable()
         name = "/" if name in ("/", "") else _norm(name)
-        self._apply_attrs(name, self._bcast(dict(attrs) if self.rank == 0 else None))
+        self._apply_attrs(name, self._bcast(dict(attrs) if self.rank == 0 else None, f"set_attrs({name!r})"))
 
     def _apply_attrs(self, name, attrs):
         """Writes attributes every rank agrees on (collective in mpio mode)."""
@@ -521,7 +551,7 @@ class File:
         except Exception as e:  # noqa: BLE001
             err = f"{type(e).__name__}: {e}"
         self._closed = True
-        errs = self._allgather(err)          # the barrier: every rank has finished writing
+        errs = self._allgather(err, "close")  # the barrier: every rank has finished writing
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if self.rank == 0:
             if bad:

@@ -116,6 +116,23 @@ elif scenario in ("giveup", "giveup_close"):
     if r == 0:
         print(f"OK {scenario} p={p}", flush=True)
 
+elif scenario == "late":
+    # The last rank comes to its write long after BAOBAB_TIMEOUT (set by the
+    # test): the others raise TimeoutError naming it; it learns they gave up.
+    path = os.path.join(outdir, f"late-{p}-{mode}.h5")
+    try:
+        with io.File(path, "w", world, parallel=parallel) as f:
+            if r == p - 1:
+                time.sleep(float(os.environ["BAOBAB_TIMEOUT"]) * 2 + 2)
+            f.write("y", np.zeros((2, 3)))
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    assert not os.path.exists(path)
+    if r == 0:
+        print(f"OK late p={p}", flush=True)
+
 elif scenario == "bandwidth":
     mib = int(os.environ.get("IO_BENCH_MIB", "256"))
     rows_total = (mib << 20) // (8 * 64)
