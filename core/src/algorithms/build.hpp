@@ -104,6 +104,9 @@ void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_
 // so every link carries both directions at once.
 void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
                         const std::vector<double>& beta);
+// The same with blocks already computed by weighted_blocks (their total is the count).
+void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, Blocks b,
+                        const std::vector<double>& beta);
 // Blocks of `count` elements for weighted_allreduce among members whose links
 // cost beta[i] s/byte: the smallest T with b_i = max(0, (T/beta_i - n)/(p-2))
 // covering n, rounded to elements. Equal links or p = 2: even blocks.

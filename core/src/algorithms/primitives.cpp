@@ -240,10 +240,15 @@ void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t bu
 
 void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
                         const std::vector<double>& beta) {
+  weighted_allreduce(s, g, src, buf, off, weighted_blocks(count, beta), beta);
+}
+
+void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, Blocks b,
+                        const std::vector<double>& beta) {
   const int p = g.size(), i = g.me;
+  const size_t count = b.total;
   if (i < 0) return;
   if (p <= 1) return copy_if_needed(s, src, buf, off, count);
-  Blocks b = weighted_blocks(count, beta);
   for (auto& o : b.off) o += off;
   // Leaves (members that own nothing) hand their input to one partner each
   // and take the result back from it: one flow each way on the slow link.
@@ -387,10 +392,7 @@ Blocks weighted_blocks(size_t count, const std::vector<double>& beta) {
     rest[i] = {want - static_cast<double>(cnt[i]), -i};
   }
   std::sort(rest.rbegin(), rest.rend());
-  for (int k = 0; used < count; k = (k + 1) % p, ++used) ++cnt[-rest[k].second];
-  while (used > count)  // cannot happen with the floors above; kept for safety
-    for (int i = p - 1; i >= 0 && used > count; --i)
-      if (cnt[i]) --cnt[i], --used;
+  for (int k = 0; used < count; k = (k + 1) % p, ++used) ++cnt[-rest[k].second];  // floors sum to <= count
   return Blocks::of(cnt);
 }
 
@@ -427,7 +429,7 @@ void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, 
     for (int i = 0; i < p; ++i)
       slowest = std::max(slowest, (n + (p - 2) * static_cast<double>(wb.cnt[i] * s.elem_size)) * beta[i]);
     const double direct = 2 * (p - 1) * lp.alpha + slowest + (p - 1) * static_cast<double>(wb.max() * s.elem_size) * m.gamma;
-    if (direct < std::min({rd, rab, ring})) return weighted_allreduce(s, g, src, buf, off, count, beta);
+    if (direct < std::min({rd, rab, ring})) return weighted_allreduce(s, g, src, buf, off, std::move(wb), beta);
   }
   if (rd <= rab && rd <= ring) rd_allreduce(s, g, src, buf, off, count);
   else if (rab <= ring) rabenseifner_allreduce(s, g, src, buf, off, count);

@@ -8,10 +8,11 @@
 namespace baobab {
 std::string cuda_status() { return "not compiled (no CUDA toolkit at build time, or BAOBAB_CUDA=OFF)"; }
 
-namespace cuda {
 namespace {
 [[noreturn]] void off() { throw CUDAError("this baobab was built without CUDA (no nvcc, or BAOBAB_CUDA=OFF)"); }
 }  // namespace
+
+namespace cuda {
 bool available() { return false; }
 int pointer_device(const void*) { return -1; }
 void pack(const Layout&, const void*, void*, int64_t, void*) { off(); }
@@ -22,10 +23,17 @@ void free_pinned(void*) { off(); }
 void copy(void*, const void*, size_t, void*) { off(); }
 }  // namespace cuda
 
+// The N-body entry points of baobab/nbody.hpp that core/src/cuda/nbody.cu defines.
 namespace nbody {
 void forces_device(const double*, const double*, const int64_t*, int64_t, const double*, const double*,
                    const double*, int64_t, int64_t, double, double*, double*, double*, void*) {
-  throw CUDAError("this baobab was built without CUDA (no nvcc, or BAOBAB_CUDA=OFF)");
+  off();
 }
+void forces_device(const double*, const double*, const int64_t*, int64_t, const double*, const double*,
+                   const double*, int64_t, int64_t, double, double*, double*, double*, void*, DeviceSplit, void*,
+                   size_t) {
+  off();
+}
+DevicePlan device_plan(int64_t, int64_t, DeviceSplit) { off(); }
 }  // namespace nbody
 }  // namespace baobab
