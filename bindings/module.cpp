@@ -252,24 +252,47 @@ nb::dict config_dict(const Config& c) {
   return d;
 }
 
+// An option's value as T, or InvalidArgument naming the option.
+template <class T>
+T option(const std::string& key, nb::handle v, const char* expected) {
+  try {
+    return nb::cast<T>(v);
+  } catch (const std::exception&) {
+    throw InvalidArgument("option " + key + "=" + nb::cast<std::string>(nb::repr(v)) + ": expected " + expected);
+  }
+}
+
 Config config_with(const nb::dict& overrides) {
   Config c = Config::from_env(!overrides.contains("tuning"));
   for (auto [k, v] : overrides) {
     std::string key = nb::cast<std::string>(k);
-    if (key == "timeout") c.timeout = nb::cast<double>(v);
-    else if (key == "check") c.check = nb::cast<bool>(v);
-    else if (key == "topology") c.topology = nb::cast<std::string>(v);
-    else if (key == "algo") c.set_algos(nb::cast<std::string>(v));
-    else if (key == "segment") c.segment_bytes = nb::cast<size_t>(v);
-    else if (key == "window") c.window = nb::cast<int>(v);
+    if (key == "timeout") c.timeout = check_timeout("timeout", option<double>(key, v, "seconds (inf: no deadline)"));
+    else if (key == "check") c.check = option<bool>(key, v, "True or False");
+    else if (key == "topology") c.topology = option<std::string>(key, v, "a BAOBAB_TOPOLOGY string");
+    else if (key == "algo") c.set_algos(option<std::string>(key, v, "COLLECTIVE=ALGORITHM,..."));
+    else if (key == "segment") c.segment_bytes = option<size_t>(key, v, "a positive number of bytes");
+    else if (key == "window") c.window = option<int>(key, v, "a whole number from 1 to 32");
     else if (key == "tuning") {
-      c.tuning_file = nb::cast<std::string>(v);
+      c.tuning_file = option<std::string>(key, v, "a tuning file path");
       c.tuned = c.tuning_file.empty() ? decltype(c.tuned){} : read_tuning_file(c.tuning_file);
     } else throw InvalidArgument("unknown communicator option '" + key + "'");
   }
-  if (c.timeout <= 0) throw InvalidArgument("timeout must be positive");
-  if (c.window < 1) throw InvalidArgument("window must be at least 1");
+  if (c.window < 1 || c.window > 32) throw InvalidArgument("window must be from 1 to 32");
+  if (c.segment_bytes < 1) throw InvalidArgument("segment must be at least 1 byte");
   return c;
+}
+
+// The deadline of a communicator's set-up on this rank: the timeout option,
+// else this rank's BAOBAB_TIMEOUT (rank 0's configuration reports bad values).
+double setup_timeout(const nb::dict& overrides) {
+  if (overrides.contains("timeout")) {
+    try {
+      return check_timeout("timeout", nb::cast<double>(overrides["timeout"]));
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  return -1;
 }
 
 }  // namespace
@@ -641,8 +664,9 @@ NB_MODULE(_core, m) {
               nb::gil_scoped_acquire gil;
               return config_with(overrides);
             };
+            const double setup = setup_timeout(overrides);
             nb::gil_scoped_release nogil;
-            new (self) Communicator(comm, make);
+            new (self) Communicator(comm, make, setup);
           },
           "fhandle"_a, "overrides"_a = nb::dict())
       .def_prop_ro("rank", &Communicator::rank)
@@ -705,7 +729,12 @@ NB_MODULE(_core, m) {
           [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
              const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
+      .def("bind_thread", &Communicator::bind_thread)
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
+
+  m.def("parse_timeout", [](const std::string& name, const std::string& text) { return parse_timeout(name, text); });
+  m.def("check_timeout", [](const std::string& name, double t) { return check_timeout(name, t); });
+  m.def("check_environment", &check_environment);
 
   bind_nbody(m);
 }

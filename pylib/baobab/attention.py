@@ -164,7 +164,14 @@ def shard_bounds(total, size, layout="contiguous"):
 
 def shard(x, rank, size, layout="contiguous", axis=2):
     """This rank's part of a global sequence array (segments concatenated)."""
+    from . import _args
+    size = _args.integer(size, "size")
+    if size < 1:
+        raise InvalidArgument(f"size must be at least 1, got {size}")
+    rank = _args.rank(rank, size, "rank")
     xp = _xp(x)
+    if not -x.ndim <= _args.integer(axis, "axis") < x.ndim:
+        raise InvalidArgument(f"axis {axis} is out of range for an array of {x.ndim} dimensions")
     segs = shard_bounds(x.shape[axis], size, layout)[rank]
     return xp.concatenate([xp.take(x, xp.arange(s, s + n), axis=axis) for s, n in segs], axis=axis)
 

@@ -3,7 +3,7 @@ from math import prod
 
 import numpy as np
 
-from . import _loader  # noqa: F401  (checks the MPI library before anything runs)
+from . import _args, _loader  # noqa: F401  (_loader checks the MPI library before anything runs)
 from ._core import Communicator as _CoreComm
 from ._errors import InvalidArgument
 from .dtypes import BF16, code_of, op_code
@@ -79,8 +79,10 @@ class Work:
         return self._w.test()
 
     def wait(self, timeout=None):
-        """Completes the operation (raising TimeoutError after ``timeout`` seconds) and returns its result."""
-        self._w.wait(-1.0 if timeout is None else float(timeout))
+        """Completes the operation (raising TimeoutError after ``timeout`` seconds; by default the
+        communicator's BAOBAB_TIMEOUT from the start of the operation) and returns its result."""
+        t = _args.timeout(timeout, zero_ok=True)
+        self._w.wait(-1.0 if t is None else t)
         self._keep = None
         return self._result
 
@@ -105,7 +107,8 @@ class Communicator:
     """Topology-aware collectives over an mpi4py communicator.
 
     Options (each overrides the environment variable of the same name on rank 0,
-    whose configuration every rank uses): ``timeout`` (BAOBAB_TIMEOUT, seconds),
+    whose configuration every rank uses): ``timeout`` (BAOBAB_TIMEOUT, seconds;
+    ``math.inf`` for no deadline),
     ``check`` (BAOBAB_CHECK), ``topology`` (BAOBAB_TOPOLOGY), ``algo``
     (BAOBAB_ALGO), ``segment`` (BAOBAB_SEGMENT, bytes), ``window``
     (BAOBAB_WINDOW), ``tuning`` (BAOBAB_TUNING, a tuning file path).
@@ -128,6 +131,8 @@ class Communicator:
         overrides = {k: v for k, v in dict(timeout=timeout, check=check, topology=topology, algo=algo,
                                            segment=segment, window=window, tuning=tuning).items()
                      if v is not None}
+        if "timeout" in overrides:
+            overrides["timeout"] = _args.timeout(overrides["timeout"])
         if isinstance(overrides.get("algo"), dict):
             overrides["algo"] = ",".join(f"{k}={v}" for k, v in overrides["algo"].items())
         self.mpi_comm = comm
@@ -136,6 +141,9 @@ class Communicator:
         self.rank = self._c.rank
         self.size = self._c.size
         self.topology = Topology(self._c.topology().as_dict())
+        # The point-to-point context is made now, while every rank is here: the
+        # first send/recv must need only its two ranks.
+        self._context()
 
     # ---- helpers -------------------------------------------------------------
 
@@ -237,7 +245,8 @@ class Communicator:
         x, code = _as_input(x)
         if not x.flags.writeable:
             raise InvalidArgument("bcast buffer is read-only")
-        return self._go(blocking, BCAST, x, code, x, 0, x.size, [], int(root), algo, x)
+        root = _args.rank(root, self.size, "root")
+        return self._go(blocking, BCAST, x, code, x, 0, x.size, [], root, algo, x)
 
     def reduce(self, x, op="sum", root=0, *, out=None, algo=None):
         """Reduction to ``root``: returns the result there, None elsewhere."""
@@ -249,7 +258,7 @@ class Communicator:
     def _reduce(self, blocking, x, op, root, out, algo):
         x, code = _as_input(x)
         opc = op_code(op)
-        root = int(root)
+        root = _args.rank(root, self.size, "root")
         if self.rank == root:
             out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
             result = out
@@ -259,7 +268,9 @@ class Communicator:
         return self._go(blocking, REDUCE, x, code, out, opc, x.size, [], root, algo, result)
 
     def alltoall(self, x, *, out=None, algo=None):
-        """Block i of ``x`` (axis 0 has length size) goes to rank i; block j of the result came from rank j."""
+        """Splits ``x`` along axis 0 into ``size`` equal blocks: block i goes to rank i, and block j of the
+        result came from rank j (as torch's ``all_to_all_single`` and mpi4py's ``Alltoall``). Axis 0 must
+        be divisible by the size: shape ``(size, ...)`` gives one row per rank, a flat buffer equal parts."""
         return self._alltoall(True, x, out, algo)
 
     def ialltoall(self, x, *, out=None, algo=None):
@@ -267,9 +278,9 @@ class Communicator:
 
     def _alltoall(self, blocking, x, out, algo):
         x, code = _as_input(x)
-        if x.ndim == 0 or x.shape[0] != self.size:
-            raise InvalidArgument(f"alltoall needs axis 0 of length {self.size} (one block per rank), "
-                                  f"got shape {x.shape}")
+        if x.ndim == 0 or x.shape[0] % self.size:
+            raise InvalidArgument(f"alltoall splits axis 0 into {self.size} equal blocks (one per rank): its "
+                                  f"length must be divisible by {self.size}, got shape {x.shape}")
         block = x.size // self.size
         out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
         counts = [block] * (self.size * self.size)
@@ -310,8 +321,11 @@ class Communicator:
         return context_of(comm, self._overrides)  # collective over comm the first time
 
     def send(self, view, dest, tag=0, *, timeout=None):
-        """Sends a numpy array or strided view (packed, or as an MPI derived datatype)."""
-        self._context().isend(view, dest, tag).wait(timeout)
+        """Sends a numpy array or strided view (packed, or as an MPI derived datatype).
+
+        Waits at most ``timeout`` seconds (default BAOBAB_TIMEOUT) for the receiver."""
+        t = _args.timeout(timeout, zero_ok=True)
+        self._context().isend(view, dest, tag).wait(t)
 
     def isend(self, view, dest, tag=0):
         return self._context().isend(view, dest, tag)
@@ -319,11 +333,25 @@ class Communicator:
     def recv(self, out, source, tag=0, *, timeout=None):
         """Receives into the (possibly strided) view `out`; returns it.
 
-        The message must hold exactly as many bytes as `out`."""
-        return self._context().irecv(out, source, tag).wait(timeout)
+        The message must hold exactly as many bytes as `out`. Waits at most ``timeout``
+        seconds (default BAOBAB_TIMEOUT) for the sender."""
+        t = _args.timeout(timeout, zero_ok=True)
+        return self._context().irecv(out, source, tag).wait(t)
 
     def irecv(self, out, source, tag=0):
         return self._context().irecv(out, source, tag)
+
+    def bind_thread(self):
+        """Makes the calling thread the one that starts this communicator's collectives.
+
+        Ranks match collectives by the order in which they start them, which two
+        threads calling at once cannot keep; so a communicator belongs to one
+        thread (at first the one that created it), and a collective started on
+        any other raises InvalidArgument before anything is sent. Hand it over
+        with this call once the previous owner has stopped using it (refused
+        while an operation is in flight). Work objects may be waited for from
+        any thread; point-to-point messages may be sent from any thread."""
+        self._c.bind_thread()
 
     def halo_exchange(self, field, width=1, cart=None, *, timeout=None):
         """Exchanges the halos of an N-d field over an mpi4py Cartesian communicator
@@ -337,10 +365,15 @@ class Communicator:
     # ---- introspection ----------------------------------------------------------
 
     def _desc(self, collective, nbytes, dtype, root):
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise InvalidArgument(f"dtype {dtype!r} is not a numpy dtype") from None
+        code_of(dt)  # a dtype the collectives support
         es = dt.itemsize
         coll = coll_code(collective)
-        n = int(nbytes) // es
+        n = _args.count(nbytes, "nbytes") // es
+        root = _args.rank(root, self.size, "root")
         p = self.size
         counts = []
         count = n

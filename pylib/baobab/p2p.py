@@ -7,7 +7,7 @@ faster for its block size (BAOBAB_PACK=always|never|auto overrides).
 """
 import numpy as np
 
-from . import _core
+from . import _args, _core
 from ._errors import InvalidArgument
 from .datatype import _device_array, _interface
 
@@ -24,7 +24,10 @@ class Request:
         return self._t.test()
 
     def wait(self, timeout=None):
-        self._t.wait(-1.0 if timeout is None else float(timeout))
+        """Completes the message; after ``timeout`` seconds (default: the communicator's
+        BAOBAB_TIMEOUT; math.inf: none) raises TimeoutError naming the peer."""
+        t = _args.timeout(timeout, zero_ok=True)
+        self._t.wait(-1.0 if t is None else t)
         self._keep = None
         return self._result
 
@@ -54,9 +57,15 @@ class Context:
         self.mpi_comm = mpi_comm
         self._p = _core.PointToPoint(mpi_comm.py2f(), overrides)
         self.timeout = self._p.timeout
+        self.size = mpi_comm.Get_size()
+        from mpi4py import MPI
+        ub = mpi_comm.Get_attr(MPI.TAG_UB)
+        self.tag_ub = int(ub) if ub is not None else 32767
         self.halo_plans = {}
 
     def isend(self, view, dest, tag=0):
+        dest = _args.rank(dest, self.size, "dest")
+        tag = _args.tag(tag, self.tag_ub)
         if _device_array(view):
             from . import _gpu
             return _gpu.isend(self, view, dest, tag)
@@ -64,6 +73,8 @@ class Context:
         return Request(self._p.isend(ptr, layout, int(dest), int(tag)), None, view)
 
     def irecv(self, out, source, tag=0):
+        source = _args.rank(source, self.size, "source")
+        tag = _args.tag(tag, self.tag_ub)
         if _device_array(out):
             from . import _gpu
             return _gpu.irecv(self, out, source, tag)
@@ -73,7 +84,8 @@ class Context:
         return Request(self._p.irecv(ptr, layout, int(source), int(tag)), out, out)
 
     def wait_all(self, requests, timeout=None):
-        _core.wait_all([r._t for r in requests], self.timeout if timeout is None else float(timeout))
+        t = _args.timeout(timeout, zero_ok=True)
+        _core.wait_all([r._t for r in requests], self.timeout if t is None else t)
         for r in requests:
             r.wait(0)  # completed: runs any device staging / unpacking
 
@@ -195,7 +207,8 @@ def halo_exchange(ctx, field, width, timeout=None):
         plan = ctx.halo_plans[key] = _halo_plan(field, w, cart)
     base = field.__array_interface__["data"][0]
     p = ctx._p
-    t = ctx.timeout if timeout is None else float(timeout)
+    t = _args.timeout(timeout)
+    t = ctx.timeout if t is None else t
     for ops in plan:
         reqs = [p.irecv(base + off, layout, peer, tag) if is_recv else p.isend(base + off, layout, peer, tag)
                 for off, layout, peer, tag, is_recv in ops]

@@ -55,8 +55,10 @@ class Communicator {
  public:
   // Collective over `comm`. Only rank 0 calls make_config (normally
   // Config::from_env); every rank uses its result, and an exception it throws
-  // is raised on every rank as InvalidArgument.
-  Communicator(MPI_Comm comm, const std::function<Config()>& make_config);
+  // is raised on every rank as InvalidArgument. Every step waits at most
+  // `setup_timeout` seconds (< 0: this rank's BAOBAB_TIMEOUT) for the other
+  // ranks; a rank missing then makes every rank raise TimeoutError.
+  Communicator(MPI_Comm comm, const std::function<Config()>& make_config, double setup_timeout = -1);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -77,6 +79,13 @@ class Communicator {
   // Start + wait.
   void run(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
            const std::string& algo = "");
+
+  // Threading: a communicator belongs to one thread, which alone may start
+  // its collectives (others get InvalidArgument before anything is sent);
+  // Work objects may be waited for and tested from any thread. The owner is
+  // the creating thread until another calls bind_thread() (refused while an
+  // operation is in flight).
+  void bind_thread();
 
   Plan plan(const CollDesc& d, const std::string& algo = "");
   std::string explain(const CollDesc& d, const std::string& algo = "");

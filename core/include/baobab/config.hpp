@@ -40,7 +40,7 @@ struct CostModel {
 };
 
 struct Config {
-  double timeout = 300.0;           // BAOBAB_TIMEOUT, seconds
+  double timeout = 300.0;           // BAOBAB_TIMEOUT, seconds; +inf: no deadline
   bool check = true;                // BAOBAB_CHECK: verify signatures of collectives
   std::string topology;             // BAOBAB_TOPOLOGY
   std::array<std::string, static_cast<size_t>(Coll::count_)> algo;  // BAOBAB_ALGO, per collective
@@ -65,6 +65,20 @@ struct Config {
   // nodes declared by BAOBAB_TOPOLOGY); node keys win over host keys.
   CostModel model(const Topology& t) const;
 };
+
+// Deadlines. BAOBAB_TIMEOUT (and the timeout option) is a number of seconds
+// in (0, kMaxTimeout], or no deadline at all: `inf`, `none` or `0` in the
+// environment, +infinity as a number. NaN, negative and larger values are
+// refused (a deadline past the clock's range would expire at once).
+constexpr double kMaxTimeout = 1e9;
+double parse_timeout(const std::string& name, const std::string& text);
+double check_timeout(const std::string& name, double seconds);
+// 1/0, on/off, yes/no, true/false (any case); anything else: InvalidArgument naming `name`.
+bool parse_flag(const std::string& name, const std::string& text);
+// Checks every BAOBAB_* variable the core reads (the ones read elsewhere too:
+// BAOBAB_SPIN, BAOBAB_PACK, BAOBAB_CUDA_AWARE, the *_ISA caps, BAOBAB_NBODY_SPLIT);
+// throws InvalidArgument naming the first bad one. Config::from_env calls it.
+void check_environment();
 
 // Reads a tuning file: "key = value" lines, '#' comments.
 std::vector<std::pair<std::string, double>> read_tuning_file(const std::string& path);

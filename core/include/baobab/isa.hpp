@@ -1,7 +1,7 @@
 // Instruction-set tiers of the vectorised kernels (reductions, attention,
 // N-body), chosen at run time: the best the CPU supports, optionally capped by
-// an environment variable (baseline|avx2|avx512; unknown values are ignored, a
-// cap never raises the tier above the CPU).
+// an environment variable (baseline|avx2|avx512; any other value raises
+// InvalidArgument naming the variable; a cap never raises the tier above the CPU).
 #pragma once
 
 namespace baobab::isa {

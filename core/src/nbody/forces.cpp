@@ -370,9 +370,12 @@ const char* device_split_name(DeviceSplit s) {
 DeviceSplit device_split_default() {
   static const DeviceSplit s = [] {
     const char* e = std::getenv("BAOBAB_NBODY_SPLIT");
-    if (e && std::strcmp(e, "on") == 0) return DeviceSplit::on;
-    if (e && std::strcmp(e, "off") == 0) return DeviceSplit::off;
-    return DeviceSplit::automatic;
+    if (!e || !*e) return DeviceSplit::automatic;
+    try {
+      return device_split(e);
+    } catch (const InvalidArgument&) {
+      throw InvalidArgument(std::string("BAOBAB_NBODY_SPLIT='") + e + "': expected auto, on or off");
+    }
   }();
   return s;
 }

@@ -31,7 +31,13 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 // ---- wire formats -------------------------------------------------------------
 
-constexpr uint32_t kMagic = 0x42414f42;  // "BOAB"
+constexpr uint32_t kMagic = 0x42414f42;     // "BOAB"
+// The same header, from a rank whose part of the collective only sends (a
+// bcast root, a reduce leaf): each receiver answers with its own header, so
+// that the sender, too, learns of a disagreement (a different root, another
+// collective) from the messages themselves instead of returning normally.
+constexpr uint32_t kMagicAck = 0x42414f41;  // "AOAB"
+bool header_magic(uint32_t m) { return m == kMagic || m == kMagicAck; }
 constexpr size_t kInline = 8192;          // payloads up to this size travel with their header
 
 struct WireHeader {
@@ -89,6 +95,8 @@ struct PlanKeyHash {
 struct CachedPlan {
   Plan plan;
   uint8_t algo_id = 0;
+  size_t seg_sends = 0;   // send operations of this rank in `seg`
+  bool seg_recvs = false;  // whether `seg` receives anything
   Schedule seg;   // the schedule of one segment (or of the whole call)
   Schedule last;  // the last, shorter segment when segmented
 };
@@ -171,6 +179,14 @@ struct Lane {
   std::vector<Posted> posts;
   std::vector<char> arena;
   std::vector<PoolBuf> scratch;
+  // Acknowledgements awaited (lane 0 of a sending-only rank, signatures
+  // checked): one per message sent, each the receiver's own header. The lane
+  // is done once all have arrived and agree.
+  bool wants_ack = false;
+  std::vector<MPI_Request> ack_reqs;
+  std::vector<int> ack_peer;
+  std::unique_ptr<WireHeader[]> ack_buf;  // stable addresses for the receives
+  size_t ack_posted = 0, ack_pending = 0;
 };
 
 struct Execution {
@@ -220,6 +236,8 @@ struct CommState {
   std::vector<std::vector<char>> graveyard;  // staging of abandoned sends
   std::vector<PoolBuf> scratch_graveyard;
   std::vector<MPI_Request> orphan_sends;  // sends of failed operations, completed by drain()
+  std::list<std::pair<MPI_Request, std::unique_ptr<WireHeader>>> acks_out;  // acknowledgements in flight
+  std::thread::id owner;                 // the thread that may start operations (see bind_thread)
   Pool pool;
   // diagnosis in progress
   bool diagnosing = false;
@@ -275,6 +293,15 @@ void release_mpi(CommState& s) {
   for (auto& [r, m] : s.ctrl_out)
     if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
   s.ctrl_out.clear();
+  for (auto& [r, h] : s.acks_out) {
+    int done = 0;
+    if (r != MPI_REQUEST_NULL) MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    if (!done && r != MPI_REQUEST_NULL) {
+      MPI_Request_free(&r);
+      h.release();  // MPI may still read it
+    }
+  }
+  s.acks_out.clear();
   if (s.data != MPI_COMM_NULL) MPI_Comm_free(&s.data);
   if (s.ctrl != MPI_COMM_NULL) MPI_Comm_free(&s.ctrl);
 }
@@ -319,6 +346,12 @@ void reap_ctrl_sends(CommState& s) {
     if (flag) it = s.ctrl_out.erase(it);
     else ++it;
   }
+  for (auto it = s.acks_out.begin(); it != s.acks_out.end();) {
+    int flag = 0;
+    MPI_Test(&it->first, &flag, MPI_STATUS_IGNORE);
+    if (flag) it = s.acks_out.erase(it);
+    else ++it;
+  }
 }
 
 std::string op_label(const CommState& s, uint64_t seq) {
@@ -345,6 +378,12 @@ void cancel_execution(CommState& s, Execution& e) {
     }
     l.reqs.clear();
     l.posts.clear();
+    for (size_t k = 0; k < l.ack_posted; ++k)
+      if (l.ack_reqs[k] != MPI_REQUEST_NULL) {
+        MPI_Cancel(&l.ack_reqs[k]);
+        MPI_Wait(&l.ack_reqs[k], MPI_STATUS_IGNORE);
+      }
+    l.ack_pending = 0;
     if (!l.arena.empty()) s.graveyard.push_back(std::move(l.arena));
     for (auto& sc : l.scratch) s.scratch_graveyard.push_back(std::move(sc));
     l.scratch.clear();
@@ -488,7 +527,7 @@ void service_control(CommState& s) {
     post_ctrl_recv(s);
     handle_ctrl(s, m, st.MPI_SOURCE);
   }
-  if (!s.ctrl_out.empty()) reap_ctrl_sends(s);
+  if (!s.ctrl_out.empty() || !s.acks_out.empty()) reap_ctrl_sends(s);
 }
 
 // ---- running schedules ------------------------------------------------------------
@@ -512,7 +551,7 @@ std::string describe_header(const WireHeader& h) {
 // Compares a peer's header with ours; returns a description of the difference.
 std::string header_diff(const WireHeader& mine, const WireHeader& theirs) {
   std::vector<std::string> d;
-  if (theirs.magic != kMagic) return "a message that is not a baobab collective header";
+  if (!header_magic(theirs.magic)) return "a message that is not a baobab collective header";
   if (mine.seq != theirs.seq)
     d.push_back("collective sequence number (a rank skipped or repeated a collective)");
   if (mine.coll != theirs.coll) d.push_back("collective");
@@ -605,6 +644,15 @@ void post_round(CommState& s, Execution& e, Lane& l) {
       l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
     }
   }
+  if (l.wants_ack)
+    for (const Op& op : round.ops) {
+      if (op.kind != OpKind::send || l.ack_posted >= l.ack_reqs.size()) continue;
+      const size_t k = l.ack_posted++;
+      l.ack_peer[k] = op.peer;
+      check_mpi(MPI_Irecv(&l.ack_buf[k], sizeof(WireHeader), MPI_BYTE, op.peer, tag, s.data, &l.ack_reqs[k]),
+                "MPI_Irecv (acknowledgement)");
+      l.ack_pending++;
+    }
   const size_t n = l.reqs.size();
   l.statuses.resize(n);
   l.req_err.assign(n, MPI_SUCCESS);
@@ -626,7 +674,15 @@ int error_class(int err) {
 // A header (alone or with an inline payload) has arrived: compare it with ours
 // at once, so that a disagreement is reported even when the rest of the round's
 // messages will never come. Returns false (communicator failed) on mismatch.
-bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status& st, int err) {
+void send_ack(CommState& s, const Execution& e, int peer, int tag) {
+  auto h = std::make_unique<WireHeader>(e.hdr);
+  h->magic = kMagic;
+  MPI_Request r;
+  check_mpi(MPI_Isend(h.get(), sizeof(WireHeader), MPI_BYTE, peer, tag, s.data, &r), "MPI_Isend (acknowledgement)");
+  s.acks_out.emplace_back(r, std::move(h));
+}
+
+bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status& st, int err, int tag) {
   const int cls = error_class(err);
   if (cls != MPI_SUCCESS && cls != MPI_ERR_TRUNCATE) {
     fail_comm(s, kMPIFail, "receive from rank " + std::to_string(p.peer) + " failed: " + mpi_error_string(err), e.seq,
@@ -638,7 +694,7 @@ bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status&
   WireHeader theirs;
   const bool have = got >= static_cast<int>(sizeof(WireHeader)) || cls == MPI_ERR_TRUNCATE;
   if (have) std::memcpy(&theirs, p.staging, sizeof theirs);
-  const bool valid = have && theirs.magic == kMagic;
+  const bool valid = have && header_magic(theirs.magic);
   if (valid) {
     std::string diff = header_diff(e.hdr, theirs);
     if (!diff.empty()) {
@@ -654,6 +710,54 @@ bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status&
     m << "; the ranks disagree on the count or the collective";
     mismatch(s, e, p.peer, nullptr, m.str());
     return false;
+  }
+  if (theirs.magic == kMagicAck) send_ack(s, e, p.peer, tag);
+  return true;
+}
+
+// The acknowledgements a sending-only lane waits for. Returns false if the
+// communicator failed (a receiver disagreed, or sent something else).
+bool progress_acks(CommState& s, Execution& e, Lane& l) {
+  while (l.ack_pending > 0) {
+    const int n = static_cast<int>(l.ack_posted);
+    std::vector<int> idx(static_cast<size_t>(n));
+    std::vector<MPI_Status> sts(static_cast<size_t>(n));
+    int outcount = 0;
+    const int rc = MPI_Testsome(n, l.ack_reqs.data(), &outcount, idx.data(), sts.data());
+    if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+      fail_comm(s, kMPIFail, "MPI_Testsome: " + mpi_error_string(rc), e.seq, coll_name(e.coll), {}, true);
+      return false;
+    }
+    if (outcount == 0 || outcount == MPI_UNDEFINED) return true;
+    for (int j = 0; j < outcount; ++j) {
+      const int k = idx[static_cast<size_t>(j)];
+      const int peer = l.ack_peer[static_cast<size_t>(k)];
+      const int err = rc == MPI_ERR_IN_STATUS ? sts[static_cast<size_t>(j)].MPI_ERROR : MPI_SUCCESS;
+      const int cls = error_class(err);
+      if (cls != MPI_SUCCESS && cls != MPI_ERR_TRUNCATE) {
+        fail_comm(s, kMPIFail, "receive from rank " + std::to_string(peer) + " failed: " + mpi_error_string(err),
+                  e.seq, coll_name(e.coll), {}, true);
+        return false;
+      }
+      int got = 0;
+      MPI_Get_count(&sts[static_cast<size_t>(j)], MPI_BYTE, &got);
+      const WireHeader& theirs = l.ack_buf[static_cast<size_t>(k)];
+      const bool have = got >= static_cast<int>(sizeof(WireHeader)) || cls == MPI_ERR_TRUNCATE;
+      if (have && header_magic(theirs.magic)) {
+        std::string diff = header_diff(e.hdr, theirs);
+        if (!diff.empty()) {
+          mismatch(s, e, peer, &theirs, diff + " differs");
+          return false;
+        }
+      }
+      if (!have || !header_magic(theirs.magic) || cls == MPI_ERR_TRUNCATE) {
+        mismatch(s, e, peer, nullptr,
+                 "rank " + std::to_string(peer) + " sent data where an acknowledgement was expected; the ranks "
+                 "disagree on the root or the collective");
+        return false;
+      }
+    }
+    l.ack_pending -= static_cast<size_t>(outcount);
   }
   return true;
 }
@@ -726,6 +830,14 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
   if (!l.started) {
     l.started = true;
     for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
+    if (l.wants_ack) {
+      size_t sends = 0;
+      for (const Round& r : l.s->rounds)
+        for (const Op& op : r.ops) sends += op.kind == OpKind::send;
+      l.ack_reqs.assign(sends, MPI_REQUEST_NULL);
+      l.ack_peer.assign(sends, -1);
+      l.ack_buf.reset(new WireHeader[sends ? sends : 1]);
+    }
   }
   while (l.round < l.s->rounds.size()) {
     if (!l.posted) post_round(s, e, l);
@@ -747,7 +859,7 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
           if (header != (pass == 0)) continue;
           l.statuses[k] = l.sts[j];
           l.req_err[k] = rc == MPI_ERR_IN_STATUS ? l.sts[j].MPI_ERROR : MPI_SUCCESS;
-          if (header && !check_header(s, e, p, l.sts[j], l.req_err[k])) return false;
+          if (header && !check_header(s, e, p, l.sts[j], l.req_err[k], lane_tag(s, e, l))) return false;
         }
       l.remaining -= static_cast<size_t>(outcount);
     }
@@ -757,6 +869,11 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
     l.posted = false;
     l.reqs.clear();
     l.posts.clear();
+    if (l.ack_pending && !progress_acks(s, e, l)) return false;
+  }
+  if (l.ack_pending) {
+    if (!progress_acks(s, e, l)) return false;
+    if (l.ack_pending) return true;
   }
   l.done = true;
   for (auto& b : l.scratch) s.pool.put(std::move(b));
@@ -867,11 +984,13 @@ bool signatures_disagree(CommState& s, Execution& e) {
   // Who this rank is waiting for directly.
   std::set<int> direct;
   for (auto& l : e.lanes) {
-    if (!l.started || l.done || !l.posted) continue;
+    if (!l.started || l.done) continue;
     for (size_t i = 0; i < l.posts.size(); ++i) {
       const Posted& p = l.posts[i];
       if (p.kind == Posted::recv || p.kind == Posted::inl_recv || p.kind == Posted::hdr_recv) direct.insert(p.peer);
     }
+    for (size_t k = 0; k < l.ack_posted; ++k)
+      if (l.ack_reqs[k] != MPI_REQUEST_NULL) direct.insert(l.ack_peer[k]);
   }
   start_query(s, e);
   while (!query_finished(s) && s.fail_kind == kNone) {
@@ -916,7 +1035,6 @@ bool signatures_disagree(CommState& s, Execution& e) {
 void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execution>& ep, double deadline_s) {
   CommState& s = *sp;
   Execution& e = *ep;
-  const auto deadline = e.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s));
   int spins = 0;
   const auto since = Clock::now();
   for (;;) {
@@ -937,7 +1055,8 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
         if (s.fail_kind != kNone && s.fail_seq <= e.seq) throw_failure(s);
         return;
       }
-      if (Clock::now() > deadline) timeout(s, e, seconds_since(e.start));
+      // Compared as seconds, so that an infinite deadline (no BAOBAB_TIMEOUT) never expires.
+      if (const double waited = seconds_since(e.start); waited > deadline_s) timeout(s, e, waited);
       // A stalled operation: ask where everyone is; a disagreement that no
       // message revealed (different roots) becomes a MismatchError early.
       if (!e.stall_checked && !s.diagnosing && seconds_since(e.start) > std::min(10.0, 0.5 * s.cfg.timeout)) {
@@ -991,44 +1110,140 @@ uint64_t Work::seq() const { return e_->seq; }
 
 // ---- Communicator -------------------------------------------------------------------
 
-Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_config)
+namespace {
+
+// The set-up's buffers: if a step times out, its non-blocking collective can
+// be neither cancelled nor freed (MPI forbids both while it is pending), and a
+// rank arriving later may still complete it into these buffers. They are then
+// left allocated for the life of the process.
+struct SetupState {
+  static constexpr int kName = 256;
+  MPI_Comm data = MPI_COMM_NULL, ctrl = MPI_COMM_NULL;
+  long long len_ok[2] = {0, 1};
+  std::string blob;
+  char mine[2][kName] = {{0}, {0}};
+  std::vector<char> all;
+  MPI_Request req = MPI_REQUEST_NULL;
+};
+
+// Waits for one step of the set-up. `limit` counts from t0 (the start of the
+// constructor). On expiry the step gets half a second more: a rank whose
+// partner completed the step at the last moment must not raise while that
+// partner goes on.
+void setup_wait(SetupState& st, Clock::time_point t0, double limit, int size, const char* step) {
+  int spins = 0;
+  const auto since = Clock::now();
+  for (;;) {
+    int flag = 0;
+    check_mpi(MPI_Test(&st.req, &flag, MPI_STATUS_IGNORE), step);
+    if (flag) return;
+    const double waited = seconds_since(t0);
+    if (waited > limit + 0.5) {
+      std::ostringstream m;
+      m.setf(std::ios::fixed);
+      m.precision(2);
+      m << "Communicator(): not every rank of the MPI communicator (size " << size << ") arrived within " << limit
+        << " s (BAOBAB_TIMEOUT) at " << step
+        << "; a baobab communicator is created collectively: every rank must create it, in the same order "
+           "relative to their other collectives on that communicator";
+      throw TimeoutError(m.str(), "Communicator", 0, {});
+    }
+    backoff(spins, since, 0);
+  }
+}
+
+double env_timeout_or_default() {
+  const char* v = std::getenv("BAOBAB_TIMEOUT");
+  if (!v || !*v) return Config{}.timeout;
+  try {
+    return parse_timeout("BAOBAB_TIMEOUT", v);
+  } catch (const InvalidArgument&) {
+    return Config{}.timeout;  // rank 0's configuration reports it
+  }
+}
+
+}  // namespace
+
+Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_config, double setup_timeout)
     : s_(std::make_shared<CommState>()) {
   CommState& s = *s_;
-  check_mpi(MPI_Comm_dup(comm, &s.data), "MPI_Comm_dup");
-  check_mpi(MPI_Comm_dup(comm, &s.ctrl), "MPI_Comm_dup");
+  s.owner = std::this_thread::get_id();
+  const auto t0 = Clock::now();
+  const double limit = setup_timeout > 0 ? setup_timeout : env_timeout_or_default();
+  int size = 0, rank = 0;
+  check_mpi(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  // Every step that waits for other ranks is non-blocking, with a deadline:
+  // a rank that never comes (or comes after the others gave up) makes every
+  // rank raise TimeoutError instead of waiting for ever.
+  auto st = std::make_unique<SetupState>();
+  auto step = [&](const char* what) {
+    try {
+      setup_wait(*st, t0, limit, size, what);
+    } catch (...) {
+      st.release();  // still in use by the pending collective
+      throw;
+    }
+  };
+  check_mpi(MPI_Comm_idup(comm, &st->data, &st->req), "MPI_Comm_idup");
+  step("MPI_Comm_idup");
+  check_mpi(MPI_Comm_idup(comm, &st->ctrl, &st->req), "MPI_Comm_idup");
+  step("MPI_Comm_idup (control)");
+  s.data = st->data;
+  s.ctrl = st->ctrl;
   MPI_Comm_set_errhandler(s.data, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(s.ctrl, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(s.data, &s.rank);
-  MPI_Comm_size(s.data, &s.size);
+  s.rank = rank;
+  s.size = size;
   void* ub = nullptr;
   int flag = 0;
   MPI_Comm_get_attr(s.data, MPI_TAG_UB, &ub, &flag);
   if (flag && ub) s.tag_ub = *static_cast<int*>(ub);
-
-  // Everyone uses rank 0's configuration; rank 0's error is everyone's error.
-  std::string blob;
-  long long len_ok[2] = {0, 1};
-  if (s.rank == 0) {
-    try {
-      blob = make_config().serialize();
-    } catch (const std::exception& ex) {
-      blob = ex.what();
-      len_ok[1] = 0;
-    }
-    len_ok[0] = static_cast<long long>(blob.size());
-  }
-  check_mpi(MPI_Bcast(len_ok, 2, MPI_LONG_LONG, 0, s.data), "MPI_Bcast");
-  blob.resize(static_cast<size_t>(len_ok[0]));
-  check_mpi(MPI_Bcast(blob.data(), static_cast<int>(len_ok[0]), MPI_CHAR, 0, s.data), "MPI_Bcast");
-  if (!len_ok[1]) {
+  auto give_up = [&]() {
+    // Failed after the communicators exist: release them (on every rank alike).
     MPI_Comm_free(&s.data);
     MPI_Comm_free(&s.ctrl);
     s.freed = true;
-    throw InvalidArgument(blob + " (configuration of rank 0)");
-  }
-  s.cfg = Config::deserialize(blob);
+  };
 
-  // Topology: shared-memory domains, host names, Slurm topology addresses.
+  // Everyone uses rank 0's configuration; rank 0's error is everyone's error.
+  if (s.rank == 0) {
+    try {
+      st->blob = make_config().serialize();
+    } catch (const std::exception& ex) {
+      st->blob = ex.what();
+      st->len_ok[1] = 0;
+    }
+    st->len_ok[0] = static_cast<long long>(st->blob.size());
+  }
+  check_mpi(MPI_Ibcast(st->len_ok, 2, MPI_LONG_LONG, 0, s.data, &st->req), "MPI_Ibcast");
+  step("MPI_Ibcast (configuration)");
+  st->blob.resize(static_cast<size_t>(st->len_ok[0]));
+  check_mpi(MPI_Ibcast(st->blob.data(), static_cast<int>(st->len_ok[0]), MPI_CHAR, 0, s.data, &st->req),
+            "MPI_Ibcast");
+  step("MPI_Ibcast (configuration)");
+  if (!st->len_ok[1]) {
+    give_up();
+    throw InvalidArgument(st->blob + " (configuration of rank 0)");
+  }
+  s.cfg = Config::deserialize(st->blob);
+
+  // Host names and Slurm topology addresses.
+  constexpr int kName = SetupState::kName;
+  int nlen = 0;
+  MPI_Get_processor_name(st->mine[0], &nlen);
+  if (const char* a = std::getenv("SLURM_TOPOLOGY_ADDR")) std::snprintf(st->mine[1], kName, "%s", a);
+  st->all.resize(static_cast<size_t>(s.size) * 2 * kName);
+  check_mpi(MPI_Iallgather(st->mine, 2 * kName, MPI_CHAR, st->all.data(), 2 * kName, MPI_CHAR, s.data, &st->req),
+            "MPI_Iallgather");
+  step("MPI_Iallgather (host names)");
+  std::vector<std::string> hosts(s.size), addrs(s.size);
+  for (int r = 0; r < s.size; ++r) {
+    hosts[r] = std::string(st->all.data() + r * 2 * kName);
+    addrs[r] = std::string(st->all.data() + r * 2 * kName + kName);
+  }
+  // Shared-memory domains. Every rank has completed the steps above, so every
+  // rank reaches this blocking split.
   MPI_Comm shm;
   check_mpi(MPI_Comm_split_type(s.data, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &shm), "MPI_Comm_split_type");
   int shm_rank = 0;
@@ -1038,19 +1253,12 @@ Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_co
   MPI_Comm_free(&shm);
   std::vector<int> keys(s.size);
   check_mpi(MPI_Allgather(&key, 1, MPI_INT, keys.data(), 1, MPI_INT, s.data), "MPI_Allgather");
-  constexpr int kName = 256;
-  char mine[2][kName] = {{0}, {0}};
-  int nlen = 0;
-  MPI_Get_processor_name(mine[0], &nlen);
-  if (const char* a = std::getenv("SLURM_TOPOLOGY_ADDR")) std::snprintf(mine[1], kName, "%s", a);
-  std::vector<char> all(static_cast<size_t>(s.size) * 2 * kName);
-  check_mpi(MPI_Allgather(mine, 2 * kName, MPI_CHAR, all.data(), 2 * kName, MPI_CHAR, s.data), "MPI_Allgather");
-  std::vector<std::string> hosts(s.size), addrs(s.size);
-  for (int r = 0; r < s.size; ++r) {
-    hosts[r] = std::string(all.data() + r * 2 * kName);
-    addrs[r] = std::string(all.data() + r * 2 * kName + kName);
+  try {
+    s.topo = make_topology(s.size, keys, hosts, addrs, s.cfg.topology);
+  } catch (...) {
+    give_up();
+    throw;
   }
-  s.topo = make_topology(s.size, keys, hosts, addrs, s.cfg.topology);
   // Oversubscribed: more ranks share this host than it has usable cores.
   cpu_set_t cpus;
   int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
@@ -1058,7 +1266,15 @@ Communicator::Communicator(MPI_Comm comm, const std::function<Config()>& make_co
   int same_host = 0;
   for (int r = 0; r < s.size; ++r) same_host += hosts[r] == hosts[s.rank];
   if (ncpu > 0 && same_host > ncpu) s.spin_limit = 0;
-  if (const char* v = std::getenv("BAOBAB_SPIN")) s.spin_limit = std::max(0, std::atoi(v));
+  if (const char* v = std::getenv("BAOBAB_SPIN"); v && *v) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (*end != '\0' || n < 0 || n > 1000000000) {
+      give_up();
+      throw InvalidArgument(std::string("BAOBAB_SPIN='") + v + "': expected a whole number of polls, 0 or more");
+    }
+    s.spin_limit = static_cast<int>(n);
+  }
   s.model = s.cfg.model(s.topo);
 
   post_ctrl_recv(s);
@@ -1180,6 +1396,11 @@ std::shared_ptr<CachedPlan> get_plan(CommState& s, const CollDesc& d, const std:
   CollDesc sd = d;
   if (cp->plan.segments > 1) sd.count = cp->plan.seg_count;
   cp->seg = build_schedule(*cp->plan.algo, s.topo, sd, s.rank, s.model);
+  for (const Round& r : cp->seg.rounds)
+    for (const Op& op : r.ops) {
+      cp->seg_sends += op.kind == OpKind::send;
+      cp->seg_recvs = cp->seg_recvs || op.kind == OpKind::recv;
+    }
   if (cp->plan.segments > 1) {
     CollDesc ld = d;
     ld.count = d.count - (cp->plan.segments - 1) * cp->plan.seg_count;
@@ -1197,6 +1418,13 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
   std::lock_guard<std::mutex> lock(g_mutex);
   CommState& s = *s_;
   if (s.freed) throw Error("communicator has been freed");
+  if (std::this_thread::get_id() != s.owner)
+    throw InvalidArgument(
+        std::string(coll_name(d.coll)) +
+        " called from a thread that does not own this communicator. Ranks match collectives by the order in which "
+        "they start them, which two threads cannot keep: a communicator's collectives are started by one thread "
+        "(the one that created it, or the last to call bind_thread()). Give each thread its own communicator, or "
+        "hand this one over with bind_thread() once its owner has stopped using it");
   service_control(s);
   if (s.fail_kind != kNone) throw_failure(s);
   validate(s, d, reduction);
@@ -1222,6 +1450,9 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
   e->hdr.root = (d.coll == Coll::bcast || d.coll == Coll::reduce) ? d.root : 0;
   e->hdr.count = d.total();  // the same on every rank; per-rank counts are compared by hash
   e->hdr.counts_hash = d.counts_hash();
+  // A rank whose part only sends waits for its receivers' acknowledgements.
+  const bool wants_ack = e->check && s.size > 1 && cp->seg_sends > 0 && !cp->seg_recvs;
+  if (wants_ack) e->hdr.magic = kMagicAck;
   s.recent.push_back(e->hdr);
   if (s.recent.size() > 64) s.recent.pop_front();
   e->lanes.resize(cp->plan.segments);
@@ -1231,6 +1462,7 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
     l.s = (cp->plan.segments > 1 && i + 1 == e->lanes.size()) ? &cp->last : &cp->seg;
     l.shift = i * cp->plan.seg_count;
   }
+  e->lanes[0].wants_ack = wants_ack;
   s.active.push_back(e);
   // Make progress at once: small collectives often finish here.
   if (!progress_exec(s, *e)) throw_failure(s);
@@ -1248,6 +1480,14 @@ void Communicator::run(const CollDesc& d, const void* in, void* out, DType dtype
                        const std::string& algo) {
   auto w = start(d, in, out, dtype, reduction, algo);
   w->wait();
+}
+
+void Communicator::bind_thread() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (!s_->active.empty())
+    throw InvalidArgument("bind_thread(): " + std::to_string(s_->active.size()) +
+                          " operation(s) of this communicator are still in flight; complete them (wait) first");
+  s_->owner = std::this_thread::get_id();
 }
 
 Plan Communicator::plan(const CollDesc& d, const std::string& algo) {

@@ -1,11 +1,18 @@
 #include "baobab/config.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
-#include <map>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <sstream>
 
+#include "baobab/algorithms.hpp"
 #include "baobab/error.hpp"
 #include "baobab/topology.hpp"
 
@@ -50,13 +57,29 @@ std::string env(const char* name) {
 
 double parse_double(const std::string& name, const std::string& v) {
   char* end = nullptr;
+  errno = 0;
   double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0') throw InvalidArgument(name + "='" + v + "' is not a number");
+  if (v.empty() || *end != '\0' || std::isnan(d)) throw InvalidArgument(name + "='" + v + "' is not a number");
+  if (errno == ERANGE && std::isinf(d)) throw InvalidArgument(name + "='" + v + "' is out of range");
   return d;
+}
+
+// A whole number in [lo, hi].
+long long parse_int(const std::string& name, const std::string& v, long long lo, long long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long long n = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0')
+    throw InvalidArgument(name + "='" + v + "' is not a whole number");
+  if (errno == ERANGE || n < lo || n > hi)
+    throw InvalidArgument(name + "='" + v + "' is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) +
+                          ")");
+  return n;
 }
 
 size_t parse_bytes(const std::string& name, const std::string& v) {
   char* end = nullptr;
+  errno = 0;
   double d = std::strtod(v.c_str(), &end);
   std::string unit(end);
   double mult = 1;
@@ -65,11 +88,88 @@ size_t parse_bytes(const std::string& name, const std::string& v) {
   else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
   else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
   else throw InvalidArgument(name + "='" + v + "': unknown unit '" + unit + "' (use K, M or G)");
-  if (v.empty() || d <= 0) throw InvalidArgument(name + "='" + v + "' must be a positive size");
-  return static_cast<size_t>(d * mult);
+  if (v.empty() || end == v.c_str() || !(d > 0)) throw InvalidArgument(name + "='" + v + "' must be a positive size");
+  const double bytes = d * mult;
+  if (errno == ERANGE || !(bytes >= 1) || bytes > 0x1p50)
+    throw InvalidArgument(name + "='" + v + "' must be a size from 1 byte to 1P");
+  return static_cast<size_t>(bytes);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// One of `choices`, exactly.
+void need_choice(const char* name, std::initializer_list<const char*> choices) {
+  const std::string v = env(name);
+  if (v.empty()) return;
+  std::string list;
+  for (const char* c : choices) {
+    if (v == c) return;
+    list += (list.empty() ? "" : ", ") + std::string(c);
+  }
+  throw InvalidArgument(std::string(name) + "='" + v + "': expected one of " + list);
 }
 
 }  // namespace
+
+double check_timeout(const std::string& name, double t) {
+  if (std::isnan(t)) throw InvalidArgument(name + " is NaN: give seconds, or inf for no deadline");
+  if (std::isinf(t) && t > 0) return t;
+  if (!(t > 0))
+    throw InvalidArgument(name + "=" + std::to_string(t) + " must be positive (seconds; inf for no deadline)");
+  if (t > kMaxTimeout) {
+    std::ostringstream m;
+    m << name << "=" << t << " is beyond the longest deadline (" << kMaxTimeout
+      << " s, about 31 years); use inf for no deadline";
+    throw InvalidArgument(m.str());
+  }
+  return t;
+}
+
+double parse_timeout(const std::string& name, const std::string& text) {
+  std::string v = lower(text);
+  v.erase(0, v.find_first_not_of(" \t"));
+  v.erase(v.find_last_not_of(" \t") + 1);
+  if (v == "none" || v == "inf" || v == "+inf" || v == "infinity" || v == "+infinity")
+    return std::numeric_limits<double>::infinity();
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0')
+    throw InvalidArgument(name + "='" + text + "' is not a number of seconds (or inf / none / 0 for no deadline)");
+  if (errno == ERANGE && std::isinf(d))
+    throw InvalidArgument(name + "='" + text + "' overflows; use inf for no deadline");
+  if (d == 0) return std::numeric_limits<double>::infinity();
+  return check_timeout(name + "='" + text + "'", d);
+}
+
+bool parse_flag(const std::string& name, const std::string& text) {
+  const std::string v = lower(text);
+  if (v == "1" || v == "on" || v == "yes" || v == "true") return true;
+  if (v == "0" || v == "off" || v == "no" || v == "false") return false;
+  throw InvalidArgument(name + "='" + text + "': expected 1/0, on/off, yes/no or true/false");
+}
+
+void check_environment() {
+  if (auto v = env("BAOBAB_TIMEOUT"); !v.empty()) parse_timeout("BAOBAB_TIMEOUT", v);
+  if (auto v = env("BAOBAB_CHECK"); !v.empty()) parse_flag("BAOBAB_CHECK", v);
+  if (auto v = env("BAOBAB_CUDA_AWARE"); !v.empty()) parse_flag("BAOBAB_CUDA_AWARE", v);
+  if (auto v = env("BAOBAB_SPIN"); !v.empty()) parse_int("BAOBAB_SPIN", v, 0, 1000000000);
+  if (auto v = env("BAOBAB_WINDOW"); !v.empty()) parse_int("BAOBAB_WINDOW", v, 1, 32);
+  if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) parse_bytes("BAOBAB_SEGMENT", v);
+  for (const char* isa : {"BAOBAB_REDUCE_ISA", "BAOBAB_ATTENTION_ISA", "BAOBAB_NBODY_ISA"})
+    need_choice(isa, {"baseline", "avx2", "avx512"});
+  need_choice("BAOBAB_NBODY_SPLIT", {"auto", "on", "off"});
+  need_choice("BAOBAB_PACK", {"auto", "always", "never"});
+  if (auto v = env("BAOBAB_TUNING"); !v.empty()) {
+    struct stat st {};
+    if (::stat(v.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw InvalidArgument("BAOBAB_TUNING='" + v + "' is not a regular file (a directory?)");
+  }
+}
+
 
 std::string default_tuning_path() {
   std::string xdg = env("XDG_CONFIG_HOME");
@@ -80,6 +180,9 @@ std::string default_tuning_path() {
 }
 
 std::vector<std::pair<std::string, double>> read_tuning_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw InvalidArgument("tuning file '" + path + "' is not a regular file");
   std::ifstream in(path);
   if (!in) throw InvalidArgument("cannot open tuning file '" + path + "'");
   std::vector<std::pair<std::string, double>> out;
@@ -111,25 +214,34 @@ void Config::set_algos(const std::string& spec) {
     auto eq = item.find('=');
     if (eq == std::string::npos)
       throw InvalidArgument("BAOBAB_ALGO='" + spec + "': expected COLLECTIVE=ALGORITHM, got '" + item + "'");
-    Coll c = coll_from_name(item.substr(0, eq));
-    algo[static_cast<size_t>(c)] = item.substr(eq + 1);
+    Coll c;
+    try {
+      c = coll_from_name(item.substr(0, eq));
+    } catch (const InvalidArgument& e) {
+      throw InvalidArgument("BAOBAB_ALGO='" + spec + "': " + e.what());
+    }
+    std::string name = item.substr(eq + 1);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    if (name != "auto" && !find_algorithm(c, name)) {
+      std::string known;
+      for (const auto& n : algorithm_names(c)) known += (known.empty() ? "" : ", ") + n;
+      throw InvalidArgument("BAOBAB_ALGO='" + spec + "': unknown " + coll_name(c) + " algorithm '" + name +
+                            "' (known: " + known + ", auto)");
+    }
+    algo[static_cast<size_t>(c)] = name;
   }
 }
 
 Config Config::from_env(bool load_tuning) {
+  check_environment();
   Config c;
-  if (auto v = env("BAOBAB_TIMEOUT"); !v.empty()) {
-    c.timeout = parse_double("BAOBAB_TIMEOUT", v);
-    if (c.timeout <= 0) throw InvalidArgument("BAOBAB_TIMEOUT must be positive");
-  }
-  if (auto v = env("BAOBAB_CHECK"); !v.empty()) c.check = !(v == "0" || v == "off" || v == "no" || v == "false");
+  if (auto v = env("BAOBAB_TIMEOUT"); !v.empty()) c.timeout = parse_timeout("BAOBAB_TIMEOUT", v);
+  if (auto v = env("BAOBAB_CHECK"); !v.empty()) c.check = parse_flag("BAOBAB_CHECK", v);
   c.topology = env("BAOBAB_TOPOLOGY");
   if (auto v = env("BAOBAB_ALGO"); !v.empty()) c.set_algos(v);
   if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) c.segment_bytes = parse_bytes("BAOBAB_SEGMENT", v);
-  if (auto v = env("BAOBAB_WINDOW"); !v.empty()) {
-    c.window = static_cast<int>(parse_double("BAOBAB_WINDOW", v));
-    if (c.window < 1) throw InvalidArgument("BAOBAB_WINDOW must be at least 1");
-  }
+  if (auto v = env("BAOBAB_WINDOW"); !v.empty()) c.window = static_cast<int>(parse_int("BAOBAB_WINDOW", v, 1, 32));
   c.tuning_file = env("BAOBAB_TUNING");
   if (!load_tuning) {
     c.tuning_file.clear();
@@ -142,7 +254,7 @@ Config Config::from_env(bool load_tuning) {
     if (probe || explicit_file) c.tuned = read_tuning_file(c.tuning_file);
     else c.tuning_file.clear();
   } catch (const InvalidArgument& e) {
-    if (explicit_file) throw;
+    if (explicit_file) throw InvalidArgument(std::string("BAOBAB_TUNING: ") + e.what());
     c.tuning_error = e.what();
     c.tuning_file.clear();
   }

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "baobab/config.hpp"
+
 namespace baobab {
 
 std::string mpi_cuda_aware_reason(bool& aware) {
@@ -20,7 +22,7 @@ std::string mpi_cuda_aware_reason(bool& aware) {
   };
   auto yes = [](const std::string& v) { return v == "1" || v == "true" || v == "yes" || v == "on"; };
   if (const std::string v = env("BAOBAB_CUDA_AWARE"); !v.empty()) {
-    aware = yes(v);
+    aware = parse_flag("BAOBAB_CUDA_AWARE", v);
     return "BAOBAB_CUDA_AWARE=" + v;
   }
   using Query = int (*)();

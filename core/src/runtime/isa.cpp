@@ -4,6 +4,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <string>
+
+#include "baobab/error.hpp"
 
 namespace baobab::isa {
 
@@ -29,10 +32,10 @@ Tier cpu(Avx2With extra) {
 
 Tier capped(Tier t, const char* env_var) {
   const char* cap = std::getenv(env_var);
-  if (!cap) return t;
+  if (!cap || !*cap) return t;
   for (Tier c : {Tier::baseline, Tier::avx2, Tier::avx512})
-    if (std::strcmp(cap, name(c)) == 0 && c < t) return c;
-  return t;
+    if (std::strcmp(cap, name(c)) == 0) return c < t ? c : t;
+  throw InvalidArgument(std::string(env_var) + "='" + cap + "': expected baseline, avx2 or avx512");
 }
 
 }  // namespace baobab::isa

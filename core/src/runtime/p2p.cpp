@@ -44,8 +44,8 @@ std::string layout_key(const Layout& l) {
 
 class MpiTransfer : public Transfer {
  public:
-  MpiTransfer(bool send, int peer, int tag, int64_t bytes, bool packed)
-      : send_(send), peer_(peer), tag_(tag), bytes_(bytes), packed_(packed) {}
+  MpiTransfer(bool send, int peer, int tag, int64_t bytes, bool packed, double deadline)
+      : send_(send), peer_(peer), tag_(tag), bytes_(bytes), packed_(packed), deadline_(deadline) {}
   ~MpiTransfer() override {
     if (!done_ && !reqs_.empty()) {
       int finalized = 0;
@@ -97,11 +97,13 @@ class MpiTransfer : public Transfer {
     staging.shrink_to_fit();
     return true;
   }
+  // timeout < 0: the communicator's BAOBAB_TIMEOUT (+inf: no deadline).
   void wait(double timeout) override {
+    if (timeout < 0) timeout = deadline_;
     const auto t0 = Clock::now();
     int spins = 0;
     while (!test()) {
-      if (timeout >= 0 && since(t0) > timeout) {
+      if (since(t0) > timeout) {
         // The message can no longer be waited for: cancel a receive, drop a send.
         for (auto& r : reqs_) {
           if (r == MPI_REQUEST_NULL) continue;
@@ -135,6 +137,7 @@ class MpiTransfer : public Transfer {
   int peer_, tag_;
   int64_t bytes_;
   bool packed_;
+  double deadline_;
   bool done_ = false;
 };
 
@@ -186,7 +189,34 @@ bool PackModel::pack(const Layout& l) const {
 }
 
 PointToPoint::PointToPoint(MPI_Comm comm, const Config& cfg) : timeout_(cfg.timeout), model_(PackModel::from(cfg)) {
-  check_mpi(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  // The duplicate is the one collective step: non-blocking, with a deadline,
+  // so that a rank that never creates its context cannot hang the others. If
+  // it expires, the pending duplication can be neither cancelled nor freed;
+  // its handle is left allocated (a late rank may still complete it).
+  auto* pending = new MPI_Comm(MPI_COMM_NULL);
+  MPI_Request req;
+  check_mpi(MPI_Comm_idup(comm, pending, &req), "MPI_Comm_idup");
+  const auto t0 = Clock::now();
+  int spins = 0;
+  for (;;) {
+    int flag = 0;
+    check_mpi(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), "MPI_Test (MPI_Comm_idup)");
+    if (flag) break;
+    if (since(t0) > timeout_ + 0.5) {
+      int size = 0;
+      MPI_Comm_size(comm, &size);
+      std::ostringstream m;
+      m.setf(std::ios::fixed);
+      m.precision(2);
+      m << "point-to-point context: not every rank of the communicator (size " << size << ") arrived within "
+        << timeout_ << " s (BAOBAB_TIMEOUT); it is created collectively, by every rank, the first time the "
+        << "communicator is used for messages";
+      throw TimeoutError(m.str(), "p2p context", 0, {});
+    }
+    backoff(spins, t0);
+  }
+  comm_ = *pending;
+  delete pending;
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -221,7 +251,7 @@ std::shared_ptr<Transfer> PointToPoint::isend(const void* base, const Layout& l,
   if (dest < 0 || dest >= size_) throw InvalidArgument("destination rank " + std::to_string(dest) + " out of range");
   const bool contiguous = l.contiguous();
   const bool do_pack = !contiguous && (l.size > INT32_MAX || model_.pack(l));
-  auto t = std::make_shared<MpiTransfer>(true, dest, tag, l.size, do_pack);
+  auto t = std::make_shared<MpiTransfer>(true, dest, tag, l.size, do_pack, timeout_);
   const char* b = static_cast<const char*>(base);
   bytes_sent_ += static_cast<uint64_t>(l.size);
   messages_sent_ += 1;
@@ -247,7 +277,7 @@ std::shared_ptr<Transfer> PointToPoint::irecv(void* base, const Layout& l, int s
   const bool contiguous = l.contiguous();
   const bool huge = l.size > INT32_MAX;
   const bool do_pack = !contiguous && (huge || model_.pack(l));
-  auto t = std::make_shared<MpiTransfer>(false, source, tag, l.size, do_pack);
+  auto t = std::make_shared<MpiTransfer>(false, source, tag, l.size, do_pack, timeout_);
   char* b = static_cast<char*>(base);
   if (contiguous) {
     post_recv(comm_, b + l.sb.start, static_cast<size_t>(l.size), source, tag, t->reqs_);
