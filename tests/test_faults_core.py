@@ -44,6 +44,16 @@ def test_acknowledged_sends_keep_results_right(n):
     passed(out, n)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_killed_rank_ends_the_job(n):
+    import time
+    t0 = time.monotonic()
+    res = run_mpi(n, FAULTS, "killed_rank", timeout=90, expect_rc=None)
+    assert res.returncode != 0, res.stdout
+    assert "survived the loop" not in res.stdout, res.stdout
+    assert time.monotonic() - t0 < 60, res.stdout
+
+
 # ---- deadlines on point-to-point, and point-to-point between two ranks only ------------
 
 

@@ -209,6 +209,17 @@ elif scenario == "alltoall_flat":
                                                                              dtype=np.float32).reshape(4, 3)).tolist()
     ok = expect(lambda: comm.alltoall(np.ones(2 * p + 1)), baobab.InvalidArgument) and ok
     comm.barrier()
+elif scenario == "killed_rank":
+    # The last rank dies (SIGKILL) in the middle of a stream of collectives:
+    # the others must not wait for ever; the launcher or baobab's deadline ends them.
+    import signal
+    comm = baobab.Communicator(timeout=5)
+    for i in range(200):
+        if r == p - 1 and i == 50:
+            os.kill(os.getpid(), signal.SIGKILL)
+        comm.allreduce(np.ones(1000))
+    say("survived the loop")  # not expected: the job should have ended
+    ok = False
 else:
     raise SystemExit(f"unknown scenario {scenario}")
 
