@@ -238,3 +238,260 @@ def test_halo_exchange_refuses_an_object_field(mpirun):
     """
     out = mpirun(2, code, timeout=120).stdout
     assert out.count("REFUSED") == 2, out
+
+
+# ---- items 8 and 9: bad command lines ------------------------------------------------------------
+
+# Runs `baobab.cli.main(argv)` for each case in this one process (MPI started once: a
+# singleton, or one rank of an mpiexec job), with file descriptors 1 and 2 captured per
+# case, and writes {case: {rc, out, err}} to OUT.<rank>. A case still running after 60 s
+# (a Python loop: SIGALRM interrupts it) is recorded as a hang.
+_DRIVER = r"""
+import json, os, signal, sys, tempfile, traceback
+from baobab.cli import main
+cases = json.load(open(sys.argv[1]))
+rank = os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK") or "0"
+
+class Hung(BaseException):
+    pass
+
+def alarm(*_):
+    raise Hung("still running after 60 s")
+signal.signal(signal.SIGALRM, alarm)
+results = {}
+for name, argv in cases:
+    err, out = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    sys.stdout.flush(); sys.stderr.flush()
+    keep_out, keep_err = os.dup(1), os.dup(2)
+    os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
+    signal.alarm(60)
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    except BaseException as e:
+        traceback.print_exc()
+        rc = "hang" if isinstance(e, Hung) else "exception"
+    finally:
+        signal.alarm(0)
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(keep_out, 1); os.dup2(keep_err, 2)
+        os.close(keep_out); os.close(keep_err)
+    out.seek(0); err.seek(0)
+    results[name] = dict(rc=rc, out=out.read().decode(errors="replace"), err=err.read().decode(errors="replace"))
+json.dump(results, open(sys.argv[2] + "." + rank, "w"))
+print("DRIVER DONE", rank, flush=True)
+"""
+
+
+def _bad_lines(tmp, make_files=True):
+    """{case name: argv}; the paths lie under tmp (made there when make_files)."""
+    table, empty = tmp / "table.csv", tmp / "empty.csv"
+    if make_files:
+        table.write_text("size,count,algo,requested,algbw,busbw\n1024,256,ring,ring,1.0,1.5\n")
+        empty.write_text("")
+    ar = ["bench", "allreduce", "-e", "8"]
+    return {
+        # sizes with units
+        "-b 10X": ["bench", "allreduce", "-b", "10X"],
+        "-b -8": ["bench", "allreduce", "-b", "-8"],
+        "-b 0": ["bench", "allreduce", "-b", "0"],
+        "-b 1.5 (a fraction of a byte)": ["bench", "allreduce", "-b", "1.5"],
+        "-e 10P": ["bench", "allreduce", "-e", "10P"],
+        "-e inf": ["bench", "allreduce", "-e", "inf"],
+        "-e below -b": ["bench", "allreduce", "-b", "64", "-e", "8"],
+        "-f 1": ar + ["-f", "1"],
+        "-f 0": ar + ["-f", "0"],
+        "-f nan": ar + ["-f", "nan"],
+        "-f x": ar + ["-f", "x"],
+        "-f 1.0000001 (too many sizes)": ["bench", "allreduce", "-f", "1.0000001"],
+        "-e 4T (memory)": ["bench", "allreduce", "-e", "4T"],
+        "allgather -e 4T (memory)": ["bench", "allgather", "-b", "4T", "-e", "4T"],
+        # dtype, op, root, counts
+        "-d complex64": ar + ["-d", "complex64"],
+        "-d foo": ar + ["-d", "foo"],
+        "-o avg": ar + ["-o", "avg"],
+        "reduce -o avg": ["bench", "reduce", "-e", "8", "-o", "avg"],
+        "-r 7": ["bench", "bcast", "-e", "8", "-r", "7"],
+        "-r -1": ["bench", "reduce", "-e", "8", "-r", "-1"],
+        "--root x": ["bench", "bcast", "-e", "8", "--root", "x"],
+        "-n 0": ar + ["-n", "0"],
+        "-n -1": ar + ["-n", "-1"],
+        "-w -1": ar + ["-w", "-1"],
+        # algorithm names
+        "--algo foo": ar + ["--algo", "foo"],
+        "bcast --algo ring": ["bench", "bcast", "-e", "8", "--algo", "ring"],
+        "--algo split_rail on one node": ar + ["--algo", "split_rail"],
+        # output paths
+        "--csv in a missing directory": ar + ["--csv", str(tmp / "missing" / "x.csv")],
+        "--csv is a directory": ar + ["--csv", str(tmp)],
+        "--csv under a file": ar + ["--csv", str(table / "x.csv")],
+        "--plot in a missing directory": ar + ["--plot", str(tmp / "missing" / "x.png")],
+        "--plot .xyz": ar + ["--plot", str(tmp / "x.xyz")],
+        "unknown option": ar + ["--frobnicate"],
+        # bench pack / halo / attention
+        "pack --blocks 8,,x": ["bench", "pack", "--blocks", "8,,x"],
+        "pack --blocks 0": ["bench", "pack", "--blocks", "0"],
+        "pack --bytes -1": ["bench", "pack", "--bytes", "-1"],
+        "pack --bytes 1T (memory)": ["bench", "pack", "--bytes", "1T", "--blocks", "8"],
+        "halo --size 0": ["bench", "halo", "--size", "0"],
+        "halo --width 0": ["bench", "halo", "--width", "0"],
+        "halo --iters 0": ["bench", "halo", "--iters", "0"],
+        "halo --size below --width": ["bench", "halo", "--size", "1", "--width", "2"],
+        "halo --size 100000 (memory)": ["bench", "halo", "--size", "100000"],
+        "attention --seq 10X": ["bench", "attention", "--seq", "10X"],
+        "attention --seq 0": ["bench", "attention", "--seq", "0"],
+        "attention --heads 0": ["bench", "attention", "--heads", "0"],
+        "attention -d 0": ["bench", "attention", "-d", "0"],
+        "attention --iters 0": ["bench", "attention", "--iters", "0"],
+        "attention --kernel 0": ["bench", "attention", "--kernel", "0"],
+        "attention --kernel 1G (memory)": ["bench", "attention", "--seq", "16", "--kernel", "1G"],
+        "attention --dtype float16": ["bench", "attention", "--dtype", "float16"],
+        "bench foo": ["bench", "foo"],
+        # tune
+        "tune --reps 0": ["tune", "-o", str(tmp / "t.conf"), "--reps", "0"],
+        "tune --bytes 0": ["tune", "-o", str(tmp / "t.conf"), "--bytes", "0"],
+        "tune --bytes 10X": ["tune", "-o", str(tmp / "t.conf"), "--bytes", "10X"],
+        "tune --pack-bytes -1": ["tune", "-o", str(tmp / "t.conf"), "--pack-bytes", "-1"],
+        "tune --bytes 4T (memory)": ["tune", "-o", str(tmp / "t.conf"), "--bytes", "4T"],
+        "tune -o in a missing directory": ["tune", "-o", str(tmp / "missing" / "t.conf"), "--reps", "1"],
+        "tune -o is a directory": ["tune", "-o", str(tmp), "--reps", "1"],
+        # explain, info
+        "explain 10X": ["explain", "allreduce", "10X"],
+        "explain -1": ["explain", "allreduce", "-1"],
+        "explain foo": ["explain", "foo", "8"],
+        "explain --dtype complex64": ["explain", "allreduce", "8", "--dtype", "complex64"],
+        "explain --root 7": ["explain", "bcast", "8", "--root", "7"],
+        "explain --root -1": ["explain", "reduce", "8", "--root", "-1"],
+        "explain without a size": ["explain", "allreduce"],
+        "info extra": ["info", "extra"],
+        # plot
+        "plot a missing table": ["plot", str(tmp / "missing.csv"), "-o", str(tmp / "p.png")],
+        "plot a file that is not a table": ["plot", "/etc/hostname", "-o", str(tmp / "p.png")],
+        "plot a binary file": ["plot", sys.executable, "-o", str(tmp / "p.png")],
+        "plot an empty file": ["plot", str(empty), "-o", str(tmp / "p.png")],
+        "plot a directory": ["plot", str(tmp), "-o", str(tmp / "p.png")],
+        "plot -o in a missing directory": ["plot", str(table), "-o", str(tmp / "missing" / "p.png")],
+        "plot -o .xyz": ["plot", str(table), "-o", str(tmp / "p.xyz")],
+        "plot without -o": ["plot", str(table)],
+        # the command itself
+        "no command": [],
+        "unknown command": ["frobnicate"],
+    }
+
+
+def _run_driver(tmp, cases, n=None, timeout=300):
+    """Runs every case through the driver, on a singleton (n None) or n ranks; returns {rank: results}."""
+    import json
+    spec, out = tmp / "cases.json", tmp / "results"
+    spec.write_text(json.dumps(list(cases.items())))
+    script = tmp / "driver.py"
+    script.write_text(_DRIVER)
+    if n is None:
+        r = subprocess.run([sys.executable, str(script), str(spec), str(out)], capture_output=True, text=True,
+                           timeout=timeout, env=clean_env(), cwd=str(tmp))
+        assert r.returncode == 0 and "DRIVER DONE" in r.stdout, r.stdout + r.stderr
+        ranks = 1
+    else:
+        run_mpi(n, str(script), str(spec), str(out), timeout=timeout)
+        ranks = n
+    return {r: json.loads((tmp / f"results.{r}").read_text()) for r in range(ranks)}
+
+
+def _assert_one_line_exit_2(res, name):
+    err = res["err"]
+    assert res["rc"] == 2, f"{name}: exit {res['rc']}\nstderr:\n{err}\nstdout:\n{res['out']}"
+    assert "Traceback" not in err, f"{name}:\n{err}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("baobab") and ": error: " in lines[0], f"{name}: {lines}"
+    assert res["out"] == "", f"{name}: printed on stdout:\n{res['out']}"
+
+
+_BAD = sorted(_bad_lines(__import__("pathlib").Path("/unused"), make_files=False))
+
+
+@pytest.fixture(scope="module")
+def singleton_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    return _run_driver(tmp, _bad_lines(tmp))[0]
+
+
+@pytest.mark.parametrize("name", _BAD)
+def test_bad_command_line_is_one_line_and_exit_2(singleton_results, name):
+    """Each bad command line, run as a singleton (one rank): exit status 2, exactly one
+    line on stderr naming the problem, no traceback, nothing on stdout (no table, no run)."""
+    _assert_one_line_exit_2(singleton_results[name], name)
+
+
+def test_messages_name_the_bad_value(singleton_results):
+    r = singleton_results
+    assert "'10X'" in r["-b 10X"]["err"] and "-b/--minbytes" in r["-b 10X"]["err"]
+    assert "complex64" in r["-d complex64"]["err"] and "float32" in r["-d complex64"]["err"]
+    assert "'avg'" in r["-o avg"]["err"] and "'sum'" in r["-o avg"]["err"]
+    assert "'foo'" in r["--algo foo"]["err"] and "ring" in r["--algo foo"]["err"]
+    assert "-r/--root 7" in r["-r 7"]["err"] and "0..0" in r["-r 7"]["err"]
+    assert "missing" in r["--csv in a missing directory"]["err"] and "does not exist" in \
+        r["--csv in a missing directory"]["err"]
+    assert "smaller than -b" in r["-e below -b"]["err"]
+    assert "GiB" in r["-e 4T (memory)"]["err"] and "free" in r["-e 4T (memory)"]["err"]
+    assert "needs ranks on more than one node" in r["--algo split_rail on one node"]["err"]
+    assert "not a baobab bench table" in r["plot a file that is not a table"]["err"]
+
+
+def test_bench_b_0_ends_at_once():
+    """Item 8: `baobab bench allreduce -b 0` looped for ever; the real entry point, one rank."""
+    r = subprocess.run([sys.executable, "-m", "baobab", "bench", "allreduce", "-b", "0"], capture_output=True,
+                       text=True, timeout=60, env=clean_env())
+    _assert_one_line_exit_2(dict(rc=r.returncode, err=r.stderr, out=r.stdout), "-b 0")
+    assert "-b/--minbytes" in r.stderr and "at least 1" in r.stderr
+
+
+_TWO_RANKS = ["-b 10X", "-r 7", "-n -1", "--algo split_rail on one node", "--csv in a missing directory",
+              "--plot .xyz", "-e 4T (memory)", "halo --size 0", "pack --bytes 1T (memory)", "tune -o in a missing directory",
+              "tune --reps 0", "explain --root 7", "attention --kernel 1G (memory)", "plot a missing table"]
+
+
+def test_bad_command_lines_on_two_ranks(tmp_path):
+    """Under mpiexec -n 2: every rank prints one line and returns 2, also where only
+    rank 0 can see the problem (its output path, its memory): the ranks agree first,
+    so none waits in a collective the other left. (--root 2 is one past the last rank.)"""
+    cases = {k: v for k, v in _bad_lines(tmp_path).items() if k in _TWO_RANKS}
+    cases["-r 7"] = ["bench", "bcast", "-e", "8", "-r", "2"]
+    cases["explain --root 7"] = ["explain", "bcast", "8", "--root", "2"]
+    results = _run_driver(tmp_path, cases, n=2, timeout=300)
+    for name in cases:
+        for rank in (0, 1):
+            _assert_one_line_exit_2(results[rank][name], f"{name} (rank {rank})")
+        assert results[0][name]["err"] == results[1][name]["err"], name
+    assert "found on rank 0" in results[1]["--csv in a missing directory"]["err"]
+
+
+def test_real_entry_point_exits_2_on_every_rank(tmp_path):
+    """`mpiexec -n 2 python -m baobab ...` itself: each rank's stderr and exit status,
+    for a mistake each rank sees (-b 10X) and one only rank 0 checks (--csv)."""
+    for args in (["bench", "allreduce", "-b", "10X"], ["bench", "allreduce", "-e", "8", "--csv", "/nonexistent/x.csv"]):
+        cmd = [mpiexec_path(), "-n", "2"] + (["--oversubscribe"] if mpi_flavor() == "openmpi" else [])
+        shell = ('r=${PMI_RANK:-$OMPI_COMM_WORLD_RANK}; "$0" -m baobab "$@" >"$D/out.$r" 2>"$D/err.$r"; '
+                 'echo $? >"$D/rc.$r"')
+        proc = subprocess.run(cmd + ["sh", "-c", shell, sys.executable, *args], capture_output=True, text=True,
+                              timeout=120, env=clean_env({"D": str(tmp_path)}))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for r in (0, 1):
+            res = dict(rc=int((tmp_path / f"rc.{r}").read_text()), err=(tmp_path / f"err.{r}").read_text(),
+                       out=(tmp_path / f"out.{r}").read_text())
+            _assert_one_line_exit_2(res, f"{args} rank {r}")
+
+
+def test_parse_size_and_sizes_between():
+    from baobab.bench import parse_size, sizes_between
+    assert [parse_size(s) for s in ("8", "64K", "1.5M", "4g", "64KiB", "8B", "1e3", " 2M ")] == \
+        [8, 65536, 1572864, 4 << 30, 65536, 8, 1000, 2 << 20]
+    for bad in ("10X", "-8", "1.5", "inf", "nan", "", "K", "1KK", "0x10"):
+        with pytest.raises(baobab.InvalidArgument):
+            parse_size(bad)
+    assert sizes_between(8, 64, 2) == [8, 16, 32, 64]
+    assert sizes_between(8, 8, 2) == [8]
+    assert sizes_between(8, 12, 1.0000000000000002) == [8, 9, 10, 11, 12]  # always moves on
+    for b, e, f in ((0, 8, 2), (16, 8, 2), (8, 64, 1.0), (8, 64, float("nan")), (1, 1 << 40, 1.001)):
+        with pytest.raises(baobab.InvalidArgument):
+            sizes_between(b, e, f)
