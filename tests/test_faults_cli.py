@@ -447,8 +447,9 @@ def test_bench_b_0_ends_at_once():
 
 
 _TWO_RANKS = ["-b 10X", "-r 7", "-n -1", "--algo split_rail on one node", "--csv in a missing directory",
-              "--plot .xyz", "-e 4T (memory)", "halo --size 0", "pack --bytes 1T (memory)", "tune -o in a missing directory",
-              "tune --reps 0", "explain --root 7", "attention --kernel 1G (memory)", "plot a missing table"]
+              "--plot .xyz", "-e 4T (memory)", "halo --size 0", "pack --bytes 1T (memory)",
+              "tune -o in a missing directory", "tune --reps 0", "explain --root 7", "attention --kernel 1G (memory)",
+              "plot a missing table"]
 
 
 def test_bad_command_lines_on_two_ranks(tmp_path):

@@ -201,8 +201,10 @@ def run_explain(args):
     check_root(args.root)
     import baobab
     comm = baobab.init()
+    # every rank asks the model (local, the same answer everywhere), so a refusal is every rank's
+    text = comm.explain(args.collective, args.size, dtype=args.dtype, root=args.root, file=False)
     if comm.rank == 0:
-        comm.explain(args.collective, args.size, dtype=args.dtype, root=args.root)
+        print(text, end="", flush=True)
     return 0
 
 
