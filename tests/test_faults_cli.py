@@ -10,10 +10,8 @@
   every rank, without a traceback and without starting a collective; a size
   of 0 (-b 0) no longer loops for ever.
 """
-import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -286,10 +284,11 @@ print("DRIVER DONE", rank, flush=True)
 
 def _bad_lines(tmp, make_files=True):
     """{case name: argv}; the paths lie under tmp (made there when make_files)."""
-    table, empty = tmp / "table.csv", tmp / "empty.csv"
+    table, empty, text = tmp / "table.csv", tmp / "empty.csv", tmp / "notes.txt"
     if make_files:
         table.write_text("size,count,algo,requested,algbw,busbw\n1024,256,ring,ring,1.0,1.5\n")
         empty.write_text("")
+        text.write_text("just some notes,\nnot a table\n")
     ar = ["bench", "allreduce", "-e", "8"]
     return {
         # sizes with units
@@ -367,7 +366,7 @@ def _bad_lines(tmp, make_files=True):
         "info extra": ["info", "extra"],
         # plot
         "plot a missing table": ["plot", str(tmp / "missing.csv"), "-o", str(tmp / "p.png")],
-        "plot a file that is not a table": ["plot", "/etc/hostname", "-o", str(tmp / "p.png")],
+        "plot a file that is not a table": ["plot", str(text), "-o", str(tmp / "p.png")],
         "plot a binary file": ["plot", sys.executable, "-o", str(tmp / "p.png")],
         "plot an empty file": ["plot", str(empty), "-o", str(tmp / "p.png")],
         "plot a directory": ["plot", str(tmp), "-o", str(tmp / "p.png")],
