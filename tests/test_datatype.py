@@ -264,7 +264,7 @@ def test_bad_buffers():
     with pytest.raises(baobab.InvalidArgument, match="read-only"):
         d.unpack(np.zeros(3), ro)
     t.Free()
-    with pytest.raises(baobab.InvalidArgument, match="layouts do not match"):
+    with pytest.raises(baobab.InvalidArgument, match="sizes do not match"):
         baobab.unpack(np.zeros(5), out=np.zeros((4, 4))[:, 1])
     with pytest.raises(baobab.InvalidArgument, match="overlaps itself"):
         baobab.unpack(np.zeros(4), out=np.lib.stride_tricks.as_strided(np.zeros(4), (4,), (0,)))

@@ -5,7 +5,7 @@ then sent from device memory when the MPI library is CUDA-aware
 pinned host memory when it is not; receives mirror it."""
 from . import _core
 from ._errors import CUDAError, InvalidArgument
-from .datatype import _interface, check_unpack_args
+from .datatype import _device_array, _interface, check_unpack_size
 
 
 _CUPY = []
@@ -30,31 +30,65 @@ def _layout(view):
     return ptr, _core.layout_from_strides(itemsize, list(shape), list(strides)), readonly
 
 
-def pack(view):
-    """A C-contiguous device copy of a strided cupy view, packed by baobab's kernels."""
+def device_bytes(buf, what, writable=False):
+    """(pointer, byte count) of a C-contiguous device buffer (cupy, or anything
+    with __cuda_array_interface__) of any dtype; host buffers are refused."""
+    if not _device_array(buf):
+        raise InvalidArgument(f"{what} is a host buffer ({type(buf).__name__}) but the view is a device array: "
+                              "pass a device buffer (a cupy array)")
+    ptr, shape, strides, itemsize, readonly = _interface(buf)
+    acc = itemsize
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n > 1 and s != acc:
+            raise InvalidArgument(f"{what} is not C-contiguous (strides {strides} for shape {shape}): packed data "
+                                  "is one run of bytes")
+        acc *= n
+    if writable and readonly:
+        raise InvalidArgument(f"{what} is read-only")
+    return ptr, acc
+
+
+def pack(view, out=None):
+    """A C-contiguous device copy of a strided cupy view, packed by baobab's kernels
+    (into `out`, a C-contiguous device buffer of exactly view.nbytes bytes, if given)."""
+    ptr, shape, strides, itemsize, _ = _interface(view)
+    nbytes = itemsize * _count(shape)
+    if out is not None:
+        dptr, have = device_bytes(out, "out", writable=True)
+        if have != nbytes:
+            raise InvalidArgument(f"out holds {have} bytes, the view packs to {nbytes} ({_count(shape)} elements "
+                                  f"of {view.dtype})")
     cupy = _cupy()
-    out = cupy.empty(view.shape, view.dtype)
-    if out.size:
-        ptr, layout, _ = _layout(view)
+    if out is None:
+        out = cupy.empty(view.shape, view.dtype)
+        dptr = out.data.ptr
+    if nbytes:
+        layout = _core.layout_from_strides(itemsize, list(shape), list(strides))
         stream = cupy.cuda.get_current_stream()
-        _core.cuda_pack_ptr(layout, ptr, out.data.ptr, 1, stream.ptr)
+        _core.cuda_pack_ptr(layout, ptr, dptr, 1, stream.ptr)
     return out
 
 
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def unpack(buf, out):
-    cupy = _cupy()
-    if not hasattr(type(buf), "__cuda_array_interface__"):
-        raise InvalidArgument("unpack into a device view needs a device buffer")
-    check_unpack_args(buf, out)
     ptr, layout, readonly = _layout(out)
     if readonly:
         raise InvalidArgument("out is read-only")
+    bptr, nbytes = device_bytes(buf, "buf")
+    check_unpack_size(nbytes, out)
+    cupy = _cupy()
     if out.size == 0:
         return out
     if layout.overlaps():
         raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): unpacking into it is ambiguous")
     stream = cupy.cuda.get_current_stream()
-    _core.cuda_unpack_ptr(layout, buf.data.ptr, ptr, 1, stream.ptr)
+    _core.cuda_unpack_ptr(layout, bptr, ptr, 1, stream.ptr)
     return out
 
 

@@ -12,21 +12,37 @@ baobab is faster), and model (us), the cost model's prediction for the
 algorithm that ran.
 """
 import csv
+import math
+import re
 import time
 
 import numpy as np
 
-from .dtypes import dtype_from_name
+from ._errors import InvalidArgument
+from .cli import UsageError, dtype_type, float_type, int_type, size_type
+from .dtypes import OPS
 
 COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "bcast", "reduce", "alltoall")
+MAX_SIZES = 1000  # sizes in one sweep
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+SIZE_HELP = "a number of bytes with an optional K, M, G or T suffix (powers of 1024), e.g. 8, 64K, 1.5M"
 
 
 def parse_size(s):
-    s = str(s).strip()
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    if s and s[-1].upper() in mult:
-        return int(float(s[:-1]) * mult[s[-1].upper()])
-    return int(float(s))
+    """'8', '64K', '1.5M', '4G' (also '64KB', '64KiB') -> bytes, an int.
+    InvalidArgument (a ValueError) for anything else: other suffixes, negative
+    sizes, fractions of a byte, infinities."""
+    text = str(s).strip()
+    m = re.fullmatch(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KMGTkmgt]?)(?:i?[Bb])?", text)
+    if not m:
+        raise InvalidArgument(f"{s!r} is not a size: expected {SIZE_HELP}")
+    value = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if value < 0:
+        raise InvalidArgument(f"{s!r}: a size cannot be negative")
+    if not math.isfinite(value) or not value.is_integer():
+        raise InvalidArgument(f"{s!r} is not a whole number of bytes")
+    return int(value)
 
 
 def add_parser(sub):
@@ -42,14 +58,14 @@ def add_parser(sub):
 
 
 def _collective_options(p):
-    p.add_argument("-b", "--minbytes", default="8", help="smallest size (default 8)")
-    p.add_argument("-e", "--maxbytes", default="32M", help="largest size (default 32M)")
-    p.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size multiplier (default 2)")
-    p.add_argument("-d", "--dtype", default="float32")
-    p.add_argument("-o", "--op", default="sum")
-    p.add_argument("-r", "--root", type=int, default=0)
-    p.add_argument("-n", "--iters", type=int, default=0, help="timed iterations (default: by size)")
-    p.add_argument("-w", "--warmup", type=int, default=3)
+    p.add_argument("-b", "--minbytes", type=size_type(1), default=8, help="smallest size (default 8)")
+    p.add_argument("-e", "--maxbytes", type=size_type(1), default=32 << 20, help="largest size (default 32M)")
+    p.add_argument("-f", "--stepfactor", type=float_type(1.0), default=2.0, help="size multiplier, above 1 (default 2)")
+    p.add_argument("-d", "--dtype", type=dtype_type(), default="float32")
+    p.add_argument("-o", "--op", choices=list(OPS), default="sum")
+    p.add_argument("-r", "--root", type=int, default=0, help="root rank of bcast and reduce (default 0)")
+    p.add_argument("-n", "--iters", type=int_type(1), default=None, help="timed iterations (default: by size)")
+    p.add_argument("-w", "--warmup", type=int_type(0), default=3)
     p.add_argument("--algo", default="auto", help="an algorithm name, 'auto' (default) or 'all'")
     p.add_argument("--no-mpi", action="store_true", help="skip the MPI baseline")
     p.add_argument("--csv", help="also write the table to this CSV file")
@@ -70,6 +86,27 @@ def element_count(coll, nbytes, itemsize, p):
     if coll in ("allgather", "reduce_scatter", "alltoall"):
         return max(n // p, 1)  # per-rank block
     return n
+
+
+def case_nbytes(coll, count, itemsize, p):
+    """The size column (nccl-tests' convention) of a case with this per-rank count."""
+    if coll in ("allgather", "reduce_scatter", "alltoall"):
+        return count * p * itemsize
+    return count * itemsize
+
+
+def buffer_elements(coll, count, p):
+    """(input, output) elements of one rank's buffers for a per-rank count."""
+    n_in = count * (p if coll in ("reduce_scatter", "alltoall") else 1)
+    n_out = count * (p if coll in ("allgather", "alltoall") else 1)
+    return n_in, n_out
+
+
+def case_memory(coll, count, itemsize, p):
+    """Bytes one rank holds at once for a Case: its buffers, and the int64 and
+    float64 temporaries of building the input and checking the result."""
+    n_in, n_out = buffer_elements(coll, count, p)
+    return (n_in + n_out) * itemsize + 6 * max(n_in, n_out) * 8
 
 
 class Case:
@@ -98,10 +135,7 @@ class Case:
         self.mpi_ok = dtype.kind != "V" and dtype not in (np.dtype(np.float16),) and dtype.name != "bfloat16"
 
     def nbytes(self):
-        es = self.dtype.itemsize
-        if self.coll in ("allgather", "reduce_scatter", "alltoall"):
-            return self.count * self.p * es
-        return self.count * es
+        return case_nbytes(self.coll, self.count, self.dtype.itemsize, self.p)
 
     def run(self, algo):
         c, x, out = self.comm, self.x, self.out
@@ -138,27 +172,31 @@ class Case:
             m.Alltoall(x, out)
 
     def expected(self):
-        p, count = self.p, self.count
-        n = count * (p if self.coll in ("reduce_scatter", "alltoall") else 1)
+        """The result this rank must hold (None: no result here), built one
+        source rank at a time (memory independent of the number of ranks)."""
+        p, count, coll = self.p, self.count, self.coll
+        n = count * (p if coll in ("reduce_scatter", "alltoall") else 1)
         i = np.arange(n, dtype=np.int64)
-        if self.op == "prod":
-            per = [np.where(i % 3 == 0, 2, 1) if r < 4 else np.ones(n, np.int64) for r in range(p)]
-        else:
-            per = [(r + 1) + (i % 7) for r in range(p)]
-        red = {"sum": lambda a: np.sum(a, axis=0), "prod": lambda a: np.prod(a, axis=0),
-               "min": lambda a: np.min(a, axis=0), "max": lambda a: np.max(a, axis=0)}[self.op]
-        if self.coll == "allreduce":
-            return red(np.stack(per)).astype(self.dtype)
-        if self.coll == "reduce":
-            return red(np.stack(per)).astype(self.dtype) if self.r == self.root else None
-        if self.coll == "reduce_scatter":
-            return red(np.stack(per)).astype(self.dtype)[self.r * count:(self.r + 1) * count]
-        if self.coll == "allgather":
-            return np.stack(per).astype(self.dtype)
-        if self.coll == "bcast":
-            return per[self.root].astype(self.dtype)
-        if self.coll == "alltoall":
-            return np.stack([per[s].reshape(p, count)[self.r] for s in range(p)]).astype(self.dtype)
+
+        def per(r):  # rank r's input, exact in int64
+            if self.op == "prod":
+                return np.where(i % 3 == 0, 2, 1) if r < 4 else np.ones(n, np.int64)
+            return (r + 1) + (i % 7)
+        if coll == "bcast":
+            return per(self.root).astype(self.dtype)
+        if coll == "allgather":
+            return np.stack([per(r) for r in range(p)]).astype(self.dtype)
+        if coll == "alltoall":
+            return np.stack([per(s).reshape(p, count)[self.r] for s in range(p)]).astype(self.dtype)
+        if coll == "reduce" and self.r != self.root:
+            return None
+        red = {"sum": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}[self.op]
+        acc = per(0)
+        for r in range(1, p):
+            red(acc, per(r), out=acc)
+        if coll == "reduce_scatter":
+            acc = acc[self.r * count:(self.r + 1) * count]
+        return acc.astype(self.dtype)
 
     def wrong(self):
         exp = self.expected()
@@ -185,6 +223,8 @@ def default_iters(nbytes):
 def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, warmup=3, mpi=True):
     """Runs the sweep; every rank returns the same list of row dicts."""
     from mpi4py import MPI
+    if int(iters) < 0 or int(warmup) < 0:
+        raise InvalidArgument(f"iters ({iters}) and warmup ({warmup}) must not be negative (iters 0: by size)")
     m = comm.mpi_comm
     rows = []
     for nbytes in sizes:
@@ -235,28 +275,80 @@ def format_table(rows, coll, comm):
     return "\n".join(lines)
 
 
-def sizes_between(b, e, f):
-    out, s = [], b
-    while s <= e:
+def sizes_between(b, e, f, limit=MAX_SIZES):
+    """b, b*f, b*f^2, ... up to e (whole bytes, each above the one before);
+    InvalidArgument for an empty range, a factor not above 1, or more than
+    `limit` sizes."""
+    if b < 1 or e < b:
+        raise InvalidArgument(f"no sizes from {b} to {e} bytes: the smallest must be at least 1 and at most the "
+                              "largest")
+    if not (math.isfinite(f) and f > 1):
+        raise InvalidArgument(f"the size factor must be a finite number above 1, got {f}")
+    out, s = [], float(b)
+    while int(s) <= e:
+        if len(out) == limit:
+            raise InvalidArgument(f"factor {f} gives more than {limit} sizes from {b} to {e} bytes")
         out.append(int(s))
-        s = s * f if f > 1 else s + 1
-        if f <= 1 and len(out) > 64:
-            break
+        s = max(s * f, int(s) + 1.0)  # always moves on, however close f is to 1
     return out
+
+
+def _check_cli(args, algo_names):
+    """The checks every rank makes alone, from argv and the world size (no communication)."""
+    from .cli import check_root
+    if args.maxbytes < args.minbytes:
+        raise UsageError(f"-e/--maxbytes {args.maxbytes} is smaller than -b/--minbytes {args.minbytes}: no sizes "
+                         "to run")
+    try:
+        sizes = sizes_between(args.minbytes, args.maxbytes, args.stepfactor)
+    except InvalidArgument as e:
+        raise UsageError(f"-b/-e/-f: {e}") from None
+    check_root(args.root, "-r/--root")
+    if args.algo not in ("auto", "all") and args.algo not in algo_names:
+        raise UsageError(f"--algo {args.algo!r} is not an algorithm of {args.collective}; known: auto, all, "
+                         f"{', '.join(algo_names)}")
+    return sizes
+
+
+def _check_job(args, comm, sizes, dtype):
+    """The checks that need the communicator: this rank's problem, or None (agreed by the caller)."""
+    from .cli import memory_problem, ranks_on_my_node, writable_problem
+    coll, p = args.collective, comm.size
+    if args.algo not in ("auto", "all"):
+        for nbytes in sizes:  # a forced algorithm must run at every size (the plan is the same on every rank)
+            count = element_count(coll, nbytes, dtype.itemsize, p)
+            try:
+                comm.plan(coll, case_nbytes(coll, count, dtype.itemsize, p), dtype=dtype, root=args.root,
+                          algo=args.algo)
+            except InvalidArgument as e:
+                return f"--algo {args.algo}: {e}"
+    count = element_count(coll, max(sizes), dtype.itemsize, p)
+    problem = memory_problem(case_memory(coll, count, dtype.itemsize, p), ranks_on_my_node(comm),
+                             f"the largest size ({max(sizes)} bytes)")
+    if problem or comm.rank != 0:
+        return problem
+    if args.csv:
+        problem = writable_problem(args.csv, "--csv")
+    if not problem and args.plot:
+        from .plot import output_problem
+        problem = output_problem(args.plot, "--plot")
+    return problem
 
 
 def run_cli(args):
     import baobab
+    from .cli import agree
+    algo_names = [a["name"] for a in baobab.algorithms() if a["collective"] == args.collective]
+    sizes = _check_cli(args, algo_names)
+    dtype = args.dtype
     comm = baobab.init()
-    dtype = dtype_from_name(args.dtype)
-    sizes = sizes_between(parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor)
+    agree(comm.mpi_comm, _check_job(args, comm, sizes, dtype))
     if args.algo == "all":
-        algos = ["auto"] + [a["name"] for a in baobab.algorithms() if a["collective"] == args.collective]
-        probe = max(sizes) if sizes else 8
-        algos = [a for a in algos if a == "auto" or _supported(comm, args.collective, a, probe, dtype)]
+        probe = max(sizes)
+        algos = ["auto"] + [a for a in algo_names if _supported(comm, args.collective, a, probe, dtype)]
     else:
         algos = [args.algo]
-    rows = sweep(comm, args.collective, sizes, dtype, args.op, args.root, algos, args.iters, args.warmup,
+    rows = sweep(comm, args.collective, sizes, dtype, args.op, args.root, algos, args.iters or 0, args.warmup,
                  not args.no_mpi)
     if comm.rank == 0:
         print(format_table(rows, args.collective, comm), flush=True)

@@ -8,18 +8,26 @@ import time
 import numpy as np
 
 from . import attention
-from .bench import parse_size
 
 
 def add_parser(sub):
+    from .cli import dtype_type, int_type, size_list_type
     p = sub.add_parser("attention", help="tree decode vs ring decode; partial() GFLOP/s vs numpy matmul")
-    p.add_argument("--seq", default="16K,64K,256K,1M", help="total sequence lengths (default 16K,64K,256K,1M)")
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("-d", type=int, default=64)
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--kernel", default="4096", help="kv lengths for the kernel throughput (default 4096)")
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seq", type=size_list_type(1), default=[16 << 10, 64 << 10, 256 << 10, 1 << 20],
+                   help="total sequence lengths (default 16K,64K,256K,1M)")
+    p.add_argument("--heads", type=int_type(1), default=8)
+    p.add_argument("-d", type=int_type(1), default=64, help="head dimension (default 64)")
+    p.add_argument("--iters", type=int_type(1), default=10)
+    p.add_argument("--kernel", type=size_list_type(1), default=[4096],
+                   help="kv lengths for the kernel throughput (default 4096)")
+    p.add_argument("--dtype", type=dtype_type(("float32", "float64")), default="float32")
     p.set_defaults(func=run)
+
+
+def kernel_memory(kv, h, d, itemsize):
+    """Bytes rank 0 holds for the kernel measurement: q, k, v, the output and the
+    matmul reference (2048 x 2048, three matrices)."""
+    return (4 * h * kv * d + 3 * 2048 * 2048) * itemsize
 
 
 def _timed(comm, fn, iters):
@@ -35,15 +43,23 @@ def _timed(comm, fn, iters):
 
 
 def run(args):
+    from mpi4py import MPI
     import baobab
+    from .cli import agree, memory_problem
     comm = baobab.init()
-    dtype = np.dtype(args.dtype)
+    dtype = args.dtype
     h, d = args.heads, args.d
+    problem = None
+    if comm.rank == 0:  # the kernel runs on rank 0 alone; the sequence lengths skip what does not fit
+        problem = memory_problem(kernel_memory(max(args.kernel), h, d, dtype.itemsize), 1,
+                                 f"--kernel {max(args.kernel)}")
+    agree(comm.mpi_comm, problem)
     rows = []
-    for total in (parse_size(s) for s in args.seq.split(",")):
+    for total in args.seq:
         per = total // comm.size + (1 if comm.rank < total % comm.size else 0)
         need = 2 * h * per * d * dtype.itemsize * 3  # k, v and the ring's buffers
-        if comm.mpi_comm.allreduce(need) > 0.6 * _mem_available():  # all ranks of this host together
+        too_big = comm.mpi_comm.allreduce(need) > 0.6 * _mem_available()  # all ranks of this host together
+        if comm.mpi_comm.allreduce(too_big, op=MPI.LOR):  # every rank skips, or none (hosts differ)
             if comm.rank == 0:
                 print(f"# skipping {total}: {need / 2**30:.1f} GiB per rank is more memory than this host has free")
             continue
@@ -85,7 +101,7 @@ def run(args):
         mm = 2 * n**3 * 3 / (time.perf_counter() - t0) / 1e9
         print(f"# partial(): bh={h}, d={d}, q_len = kv_len; numpy matmul {n}x{n} {dtype.name}: {mm:.1f} GFLOP/s")
         print(f"#{'kv_len':>7} {'causal':>6} {'GFLOP/s':>8} {'of matmul':>9}")
-        for kv in (int(x) for x in args.kernel.split(",")):
+        for kv in args.kernel:
             rng = np.random.default_rng(1)
             q, k, v = (rng.standard_normal((1, h, kv, d)).astype(dtype) for _ in range(3))
             for causal in (False, True):

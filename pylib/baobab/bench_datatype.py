@@ -65,19 +65,28 @@ def pack_rates(block, nbytes, mpi=True):
                 memcpy=mc, correct=ok)
 
 
+def pack_memory(block, nbytes):
+    """Bytes pack_rates holds at once: the source (2x), the packed copies (2x) and the unpacked copy (2x)."""
+    return 6 * max(nbytes // block, 1) * block
+
+
 def run_pack(args):
-    from .bench import parse_size
     import baobab
+    from .cli import agree, memory_problem
     comm = baobab.init()
+    problem = None
+    if comm.rank == 0:  # rank 0 measures, the others wait
+        problem = memory_problem(max(pack_memory(b, args.bytes) for b in args.blocks), 1, f"--bytes {args.bytes}")
+    agree(comm.mpi_comm, problem)
     rows = []
     if comm.rank == 0:
-        blocks = [parse_size(b) for b in args.blocks.split(",")]
+        blocks = args.blocks
         print(f"# baobab bench pack: byte vector type, blocks of B bytes at stride 2B, "
-              f"{parse_size(args.bytes)} bytes of data; GB/s of packed data")
+              f"{args.bytes} bytes of data; GB/s of packed data")
         print(f"#{'block':>7} {'bytes':>10} {'pack':>7} {'unpack':>7} {'MPI_Pack':>9} {'MPI_Unp':>8} "
               f"{'numpy':>7} {'memcpy':>7} {'x MPI':>6} {'%memcpy':>8} {'ok':>3}")
         for b in blocks:
-            r = pack_rates(b, parse_size(args.bytes), not args.no_mpi)
+            r = pack_rates(b, args.bytes, not args.no_mpi)
             rows.append(r)
             mp = f"{r['mpi_pack']:9.2f}" if r["mpi_pack"] else "        -"
             mu = f"{r['mpi_unpack']:8.2f}" if r["mpi_unpack"] else "       -"
@@ -121,11 +130,21 @@ def _subarray_types(shape, width):
     return out
 
 
+def halo_memory(n, w):
+    """Bytes run_halo holds per rank: the field, its reference copy, and the random interior."""
+    return (2 * (n + 2 * w) ** 3 + n ** 3) * 8
+
+
 def run_halo(args):
     from mpi4py import MPI
     import baobab
-    comm = baobab.init()
+    from .cli import UsageError, agree, memory_problem, ranks_on_my_node
     n, w = args.size, args.width
+    if n < w:
+        raise UsageError(f"--size {n} is smaller than --width {w}: the interior must hold at least one halo's "
+                         "width of cells")
+    comm = baobab.init()
+    agree(comm.mpi_comm, memory_problem(halo_memory(n, w), ranks_on_my_node(comm), f"--size {n}"))
     dims = MPI.Compute_dims(comm.size, 3)
     cart = comm.mpi_comm.Create_cart(dims, periods=[True] * 3)
     shape = (n + 2 * w,) * 3
@@ -166,15 +185,18 @@ def run_halo(args):
 
 
 def add_parsers(sub):
+    from .cli import int_type, size_list_type, size_type
     p = sub.add_parser("pack", help=argparse_help("pack"))
-    p.add_argument("--blocks", default="8,64,512,4096", help="block sizes in bytes (default 8,64,512,4096)")
-    p.add_argument("--bytes", default="256M", help="data bytes per pack (default 256M: beyond the caches)")
+    p.add_argument("--blocks", type=size_list_type(1), default=[8, 64, 512, 4096],
+                   help="block sizes in bytes (default 8,64,512,4096)")
+    p.add_argument("--bytes", type=size_type(1), default=256 << 20,
+                   help="data bytes per pack (default 256M: beyond the caches)")
     p.add_argument("--no-mpi", action="store_true")
     p.set_defaults(func=run_pack)
     h = sub.add_parser("halo", help=argparse_help("halo"))
-    h.add_argument("--size", type=int, default=256, help="interior cells per dimension per rank (default 256)")
-    h.add_argument("--width", type=int, default=1)
-    h.add_argument("--iters", type=int, default=10)
+    h.add_argument("--size", type=int_type(1), default=256, help="interior cells per dimension per rank (default 256)")
+    h.add_argument("--width", type=int_type(1), default=1)
+    h.add_argument("--iters", type=int_type(1), default=10)
     h.set_defaults(func=run_halo)
 
 

@@ -3,8 +3,17 @@
     baobab.Datatype.from_mpi(mpi4py_type)   # decoded through MPI_Type_get_envelope/contents
     baobab.Datatype.from_array(view)        # a strided numpy view (negative and zero strides too)
     baobab.pack(view) -> contiguous array   # same bytes as numpy.ascontiguousarray(view)
-    baobab.unpack(buf, out=view)            # the inverse, into a writable view
+    baobab.pack(view, out=buf)              # into any writable contiguous buffer of view.nbytes bytes
+    baobab.unpack(buf, out=view)            # the inverse, into a writable view; buf: any contiguous buffer
+
+Packed data is bytes, as with MPI_Pack/MPI_Unpack: bytes, bytearray,
+memoryview or a numpy array of any dtype, as long as it is C-contiguous and
+holds exactly the packed size. Arrays whose elements hold Python object
+pointers (object dtype, structured dtypes with an object field) are refused:
+their bytes are references that copying would not count.
 """
+import re
+
 import numpy as np
 
 from . import _loader  # noqa: F401
@@ -22,13 +31,23 @@ def _is_cupy(x):
     return type(x).__module__.startswith("cupy") and hasattr(x, "data") and hasattr(x.data, "ptr")
 
 
+def _refuse_objects(dtype, what="the array"):
+    if dtype.hasobject:
+        raise InvalidArgument(f"{what} has dtype {dtype}, whose elements hold Python object pointers: baobab copies "
+                              "bytes, which would copy the pointers without their references; use a numeric dtype")
+
+
 def _interface(x):
-    """(pointer, shape, byte strides, itemsize, readonly) of a numpy or CUDA array."""
+    """(pointer, shape, byte strides, itemsize, readonly) of a numpy or CUDA array.
+    Refuses dtypes holding Python objects (what every layout reader goes through:
+    pack, unpack, Datatype.from_array, send/recv, halo_exchange)."""
     if _is_cupy(x):  # attributes directly: no stream synchronisation
         return x.data.ptr, tuple(x.shape), tuple(x.strides), x.itemsize, False
     if _device_array(x):
         ai = x.__cuda_array_interface__
+        _refuse_objects(np.dtype(ai["typestr"]))
     elif isinstance(x, np.ndarray):
+        _refuse_objects(x.dtype)
         ai = x.__array_interface__
     else:
         raise InvalidArgument(f"expected a numpy (or, on GPU builds, cupy) array, got {type(x).__name__}")
@@ -43,6 +62,51 @@ def _interface(x):
         strides = tuple(reversed(strides))
     ptr, readonly = ai["data"]
     return ptr, shape, tuple(strides), itemsize, readonly
+
+
+def host_bytes(buf, what, writable=False):
+    """A numpy array over the bytes of `buf` (a numpy array of any numeric dtype,
+    bytes, bytearray, memoryview, or anything else with the buffer protocol),
+    which must be C-contiguous (and writable if asked); keeps buf alive."""
+    if _device_array(buf):
+        raise InvalidArgument(f"{what} is a device array ({type(buf).__name__}) but the data is in host memory: "
+                              "pass a host buffer (numpy, bytes, bytearray, memoryview)")
+    if isinstance(buf, np.ndarray):
+        arr = buf
+    else:
+        try:
+            mv = memoryview(buf)
+        except TypeError:
+            raise InvalidArgument(f"{what} must be a numpy array or a contiguous buffer (bytes, bytearray, "
+                                  f"memoryview), got {type(buf).__name__}") from None
+        try:
+            arr = np.asarray(mv)
+        except (TypeError, ValueError, NotImplementedError):  # a format numpy does not read
+            if "O" in re.sub(r":[^:]*:", "", mv.format):
+                raise InvalidArgument(f"{what} holds Python object pointers (buffer format {mv.format!r})") from None
+            if not mv.c_contiguous:
+                raise InvalidArgument(f"{what} is not C-contiguous") from None
+            arr = np.frombuffer(mv.cast("B"), np.uint8)
+    _refuse_objects(arr.dtype, what)
+    if not arr.flags.c_contiguous:
+        raise InvalidArgument(f"{what} is not C-contiguous (strides {arr.strides} for shape {arr.shape}): packed "
+                              "data is one run of bytes")
+    if writable and not arr.flags.writeable:
+        raise InvalidArgument(f"{what} is read-only")
+    return arr
+
+
+_TOO_HARD = getattr(getattr(np, "exceptions", np), "TooHardError")
+
+
+def _check_no_overlap(a, b, what):
+    if np.may_share_memory(a, b):
+        try:
+            shared = np.shares_memory(a, b, max_work=10000)
+        except _TOO_HARD:  # undecided within the work limit: treat as overlapping
+            shared = True
+        if shared:
+            raise InvalidArgument(f"{what}: the packed buffer and the view overlap in memory")
 
 
 class Datatype:
@@ -140,92 +204,120 @@ class Datatype:
         shift = (count - 1) * l.extent
         return (min(lo, lo + shift), max(hi, hi + shift))
 
-    def _check_buffer(self, buf, count, what):
-        if not isinstance(buf, np.ndarray):
-            raise InvalidArgument(f"{what} must be a numpy array")
-        if not buf.flags.c_contiguous:
-            raise InvalidArgument(f"{what} must be C-contiguous: the datatype describes its layout")
+    def _check_buffer(self, buf, count, what, writable=False):
+        """buf's bytes as a numpy array (see host_bytes), checked to hold what `count` elements touch."""
+        arr = host_bytes(buf, what, writable)
         lo, hi = self.span(count)
-        if lo < 0 or hi > buf.nbytes:
+        if lo < 0 or hi > arr.nbytes:
             raise InvalidArgument(f"{count} element(s) of this datatype touch bytes [{lo}, {hi}) of {what}, "
-                                  f"which holds {buf.nbytes} bytes")
+                                  f"which holds {arr.nbytes} bytes")
+        return arr
 
-    def pack(self, buf, count=1):
-        """Packs `count` elements from `buf` (the datatype's bytes are relative to its
-        start) into a new contiguous uint8 array, byte-identical to MPI_Pack."""
+    @staticmethod
+    def _count(count):
         count = int(count)
         if count < 0:
-            raise InvalidArgument("count must be non-negative")
-        self._check_buffer(buf, count, "buf")
-        out = np.empty(self.size * count, np.uint8)
-        if self._layout is None:
-            _core.mpi_pack_ptr(self._mpi_type.py2f(), buf.ctypes.data, count, out.ctypes.data, out.nbytes)
+            raise InvalidArgument(f"count must be non-negative, got {count}")
+        return count
+
+    def pack(self, buf, count=1, out=None):
+        """Packs `count` elements from `buf` (a contiguous buffer; the datatype's bytes
+        are relative to its start), byte-identical to MPI_Pack: into a new uint8
+        array, or into `out` (any writable contiguous buffer of exactly the packed
+        size), which is returned."""
+        count = self._count(count)
+        src = self._check_buffer(buf, count, "buf")
+        need = self.size * count
+        if out is None:
+            dest = result = np.empty(need, np.uint8)
         else:
-            _core.pack_ptr(self._layout, buf.ctypes.data, out.ctypes.data, count)
-        return out
+            dest, result = host_bytes(out, "out", writable=True), out
+            if dest.nbytes != need:
+                raise InvalidArgument(f"out holds {dest.nbytes} bytes, {count} packed element(s) of this datatype "
+                                      f"hold {need}")
+            _check_no_overlap(dest, src, "out")
+        if need:
+            if self._layout is None:
+                _core.mpi_pack_ptr(self._mpi_type.py2f(), src.ctypes.data, count, dest.ctypes.data, dest.nbytes)
+            else:
+                _core.pack_ptr(self._layout, src.ctypes.data, dest.ctypes.data, count)
+        return result
 
     def unpack(self, packed, out, count=1):
-        """Scatters `count` packed elements into `out`; returns `out`."""
-        count = int(count)
-        packed = np.ascontiguousarray(packed)
-        if packed.nbytes != self.size * count:
-            raise InvalidArgument(f"the packed buffer holds {packed.nbytes} bytes, {count} element(s) of this "
+        """Scatters `count` packed elements (`packed`: any contiguous buffer of
+        exactly that many bytes) into the contiguous buffer `out`; returns `out`."""
+        count = self._count(count)
+        src = host_bytes(packed, "the packed buffer")
+        if src.nbytes != self.size * count:
+            raise InvalidArgument(f"the packed buffer holds {src.nbytes} bytes, {count} element(s) of this "
                                   f"datatype hold {self.size * count}")
-        self._check_buffer(out, count, "out")
-        if not out.flags.writeable:
-            raise InvalidArgument("out is read-only")
+        dest = self._check_buffer(out, count, "out", writable=True)
+        _check_no_overlap(dest, src, "out")
+        if not src.nbytes:
+            return out
         if self._layout is None:
-            _core.mpi_unpack_ptr(self._mpi_type.py2f(), packed.ctypes.data, packed.nbytes, out.ctypes.data, count)
+            _core.mpi_unpack_ptr(self._mpi_type.py2f(), src.ctypes.data, src.nbytes, dest.ctypes.data, count)
         else:
             if self._layout.overlaps():
                 raise InvalidArgument("this datatype visits some bytes twice; unpacking into it is ambiguous")
-            _core.unpack_ptr(self._layout, packed.ctypes.data, out.ctypes.data, count)
+            _core.unpack_ptr(self._layout, src.ctypes.data, dest.ctypes.data, count)
         return out
 
 
-def pack(view):
+def pack(view, out=None):
     """A contiguous copy of a strided view (numpy; cupy on GPU builds), packed by
-    the datatype engine: equal to numpy.ascontiguousarray(view)."""
+    the datatype engine: equal to numpy.ascontiguousarray(view). With `out`, the
+    packed bytes go there instead (any writable C-contiguous buffer of exactly
+    view.nbytes bytes: a numpy array of any dtype, bytearray, memoryview; a
+    device buffer for a device view), and `out` is returned."""
     if _device_array(view):
         from . import _gpu
-        return _gpu.pack(view)
+        return _gpu.pack(view, out)
     if not isinstance(view, np.ndarray):
         raise InvalidArgument(f"expected a numpy array, got {type(view).__name__}")
     ptr, shape, strides, itemsize, _ = _interface(view)
-    out = np.empty(view.shape, view.dtype)
-    if out.size:
+    if out is None:
+        dest = result = np.empty(view.shape, view.dtype)
+    else:
+        dest, result = host_bytes(out, "out", writable=True), out
+        if dest.nbytes != view.nbytes:
+            raise InvalidArgument(f"out holds {dest.nbytes} bytes, the view packs to {view.nbytes} "
+                                  f"({view.size} elements of {view.dtype})")
+        _check_no_overlap(dest, view, "out")
+    if view.size:
         layout = _core.layout_from_strides(itemsize, list(shape), list(strides))
-        _core.pack_ptr(layout, ptr, out.ctypes.data, 1)
-    return out
+        _core.pack_ptr(layout, ptr, dest.ctypes.data, 1)
+    return result
 
 
-def check_unpack_args(buf, out):
-    """The contiguous buffer and the view must hold the same elements."""
-    if buf.size != out.size:
-        raise InvalidArgument(f"buf holds {buf.size} elements, the view out= holds {out.size}: the layouts do "
-                              "not match")
-    if buf.dtype != out.dtype:
-        raise InvalidArgument(f"buf has dtype {buf.dtype}, out= has {out.dtype}")
-    if not buf.flags.c_contiguous:
-        raise InvalidArgument("buf must be C-contiguous")
+def check_unpack_size(nbytes, out):
+    """The packed buffer must hold exactly the bytes of the view's elements."""
+    if nbytes != out.size * out.itemsize:
+        raise InvalidArgument(f"buf holds {nbytes} bytes, the view out= holds {out.size * out.itemsize} "
+                              f"({out.size} elements of {out.dtype}): the sizes do not match")
 
 
 def unpack(buf, out):
-    """Writes the contiguous `buf` into the strided view `out` (the inverse of pack); returns out."""
+    """Writes the packed bytes `buf` (any C-contiguous buffer of exactly the view's
+    byte count: numpy of any dtype, bytes, bytearray, memoryview; a device buffer
+    for a device view) into the strided view `out` (the inverse of pack); returns out."""
     if _device_array(out):
         from . import _gpu
         return _gpu.unpack(buf, out)
-    if not isinstance(out, np.ndarray) or not isinstance(buf, np.ndarray):
-        raise InvalidArgument("unpack needs numpy arrays for buf and out")
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgument(f"out= must be a numpy array (or, on GPU builds, a cupy array), got "
+                              f"{type(out).__name__}")
+    ptr, shape, strides, itemsize, _ = _interface(out)
     if not out.flags.writeable:
         raise InvalidArgument("out is read-only")
-    check_unpack_args(buf, out)
-    ptr, shape, strides, itemsize, _ = _interface(out)
+    src = host_bytes(buf, "buf")
+    check_unpack_size(src.nbytes, out)
     if out.size == 0:
         return out
     layout = _core.layout_from_strides(itemsize, list(shape), list(strides))
     if layout.overlaps():
         raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): unpacking into it is "
                               "ambiguous")
-    _core.unpack_ptr(layout, buf.ctypes.data, ptr, 1)
+    _check_no_overlap(src, out, "buf")
+    _core.unpack_ptr(layout, src.ctypes.data, ptr, 1)
     return out

@@ -9,21 +9,56 @@ convention: allreduce 2(p-1)/p, allgather and reduce_scatter (p-1)/p, others 1).
 """
 import csv
 import math
+import os
+
+from ._errors import InvalidArgument
+
+COLUMNS = ("size", "algo", "algbw", "busbw")  # what a plot needs of a bench table
 
 
 def _num(v):
     try:
-        return float(v)
+        x = float(v)
     except (TypeError, ValueError):
         return None
+    return x if math.isfinite(x) else None
 
 
 def read_csv(paths):
+    """The rows of `baobab bench ... --csv` tables; InvalidArgument naming the
+    file for one that cannot be read or is not such a table."""
     rows = []
     for p in paths:
-        with open(p, newline="") as f:
-            rows.extend(csv.DictReader(f))
+        try:
+            with open(p, newline="") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise InvalidArgument(f"{p} is not a baobab bench table: no {', '.join(missing)} column"
+                                          f"{'s' * (len(missing) > 1)}")
+                rows.extend(reader)
+        except UnicodeDecodeError:
+            raise InvalidArgument(f"{p} is not a baobab bench table: not UTF-8 text") from None
+        except csv.Error as e:
+            raise InvalidArgument(f"{p} is not a baobab bench table: {e}") from None
+        except OSError as e:
+            raise InvalidArgument(f"cannot read {p}: {e.strerror or e}") from None
     return rows
+
+
+def output_problem(path, option):
+    """Why a plot cannot be written to `path` (None if it can): matplotlib
+    missing, a format it does not write, or a path that cannot be written."""
+    from .cli import writable_problem
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return f"{option} needs matplotlib (pip install matplotlib)"
+    ext = os.path.splitext(path)[1][1:].lower()
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in kinds:
+        return f"{option} {path}: matplotlib does not write .{ext} files (it writes {', '.join(sorted(kinds))})"
+    return writable_problem(path, option)
 
 
 def busbw_plot(rows, path, title=None):
@@ -33,8 +68,8 @@ def busbw_plot(rows, path, title=None):
     import matplotlib.pyplot as plt
     lines, mpi = {}, {}
     for r in rows:
-        size, busbw, algbw = _num(r["size"]), _num(r["busbw"]), _num(r["algbw"])
-        if not size or busbw is None:
+        size, busbw, algbw = _num(r.get("size")), _num(r.get("busbw")), _num(r.get("algbw"))
+        if size is None or size <= 0 or busbw is None:
             continue
         algo = str(r["algo"]).split("/")[0]
         if r.get("requested", algo) == "auto":
@@ -45,7 +80,7 @@ def busbw_plot(rows, path, title=None):
             factor = busbw / algbw if algbw else 1.0
             mpi[size] = size / (mpi_us * 1e-6) / 1e9 * factor
     if not lines:
-        raise ValueError("no rows with sizes and bus bandwidths to plot")
+        raise InvalidArgument("no rows with sizes and bus bandwidths to plot")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for algo, pts in sorted(lines.items()):
         xs = sorted(pts)
@@ -87,11 +122,19 @@ def add_parser(sub):
 
 
 def run_cli(args):
-    import sys
-    try:
-        busbw_plot(read_csv(args.csv), args.output, args.title)
-    except (OSError, KeyError, ValueError) as e:
-        print(f"baobab plot: error: {e}", file=sys.stderr)
-        return 2
-    print(args.output)
+    """Rank 0 reads the tables and draws; the others (under mpiexec) learn how it went."""
+    from mpi4py import MPI
+    from .cli import agree
+    comm = MPI.COMM_WORLD
+    problem = None
+    if comm.rank == 0:
+        problem = output_problem(args.output, "-o/--output")
+        if not problem:
+            try:
+                busbw_plot(read_csv(args.csv), args.output, args.title)
+            except (OSError, ValueError) as e:  # InvalidArgument is a ValueError; so are matplotlib's refusals
+                problem = " ".join(str(e).split())
+    agree(comm, problem)
+    if comm.rank == 0:
+        print(args.output)
     return 0

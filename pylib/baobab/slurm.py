@@ -8,6 +8,7 @@ every task starts as a rank 0 of a world of 1. `check_world` (run when a
 baobab communicator over MPI.COMM_WORLD is created) compares the world size
 with what the launcher announced and raises an error naming the fix.
 """
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,54 +16,91 @@ from dataclasses import dataclass, field
 from ._errors import Error, InvalidArgument
 
 
+_SEPARATORS = ", \t"
+_MAX_RANGE = 65536  # Slurm's limit on the hosts of one range ("Too many hosts in range")
+
+
 def expand_hostlist(spec):
-    """Slurm's compressed host list -> names: "n[1-3,7],gpu[08-10]-a,login" ->
-    n1 n2 n3 n7 gpu08-a gpu09-a gpu10-a login (zero padding kept; several
-    bracket groups in one name give their product)."""
-    spec = (spec or "").strip()
-    if not spec:
-        return []
-    names, depth, cur = [], 0, ""
-    for ch in spec:  # split on commas outside brackets
+    """Slurm's compressed host list -> names, in the order `scontrol show
+    hostnames` gives them: "n[1-3,7],gpu[08-10] login" -> n1 n2 n3 n7 gpu08
+    gpu09 gpu10 login.
+
+    Names are separated by commas, spaces or tabs outside brackets.
+    A range's numbers are zero-padded to the width of its first number
+    (n[001-3], n[099-101]). A name with several bracket groups gives their
+    product in Slurm's order: the last group varies fastest, then the first,
+    the second, ..., the second-to-last slowest (x[1-2]y[1-2]z[1-2] -> x1y1z1
+    x1y1z2 x2y1z1 x2y1z2 x1y2z1 ...). Like Slurm, a name must end with its last
+    bracket group, and a range holds at most 65536 hosts. InvalidArgument for
+    what Slurm refuses, and for lists it would turn into names holding a
+    bracket, a newline or a space ("n[1", "n1\\nn2", "n[ 1-2]")."""
+    spec = spec or ""
+    bad = next((ch for ch in spec if (ord(ch) < 32 and ch != "\t") or ord(ch) == 127), None)
+    if bad is not None:  # Slurm keeps a newline inside a name
+        raise InvalidArgument(f"host list {spec!r}: control character {bad!r} (names are separated by commas, "
+                              "spaces or tabs)")
+    tokens, depth, cur = [], 0, ""
+    for ch in spec:  # split on separators outside brackets
         if ch == "[":
             depth += 1
+            if depth > 1:
+                raise InvalidArgument(f"host list {spec!r}: nested '['")
         elif ch == "]":
             depth -= 1
             if depth < 0:
                 raise InvalidArgument(f"host list {spec!r}: unbalanced ']'")
-        if ch == "," and depth == 0:
-            names.append(cur)
+        if ch in _SEPARATORS and depth == 0:
+            tokens.append(cur)
             cur = ""
         else:
             cur += ch
     if depth:
         raise InvalidArgument(f"host list {spec!r}: unbalanced '['")
-    names.append(cur)
+    tokens.append(cur)
     out = []
-    for name in names:
-        out.extend(_expand_one(name, spec))
+    for name in tokens:
+        if name:
+            out.extend(_expand_one(name, spec))
     return out
 
 
 def _expand_one(name, spec):
-    m = re.search(r"\[([^\]]*)\]", name)
-    if not m:
-        return [name] if name else []
-    head, tail = name[:m.start()], name[m.end():]
+    """One name with zero or more bracket groups, in Slurm's order (see expand_hostlist)."""
+    parts = re.split(r"\[([^\]]*)\]", name)  # text, group, text, group, ..., text
+    texts, groups = parts[0::2], parts[1::2]
+    if not groups:
+        return [name]
+    if texts[-1]:
+        raise InvalidArgument(f"host list {spec!r}: {name!r} goes on after its last ']' (Slurm allows nothing "
+                              "there)")
+    values = [_range_values(g, spec) for g in groups]
+    # Slurm's order, outermost loop first: groups n-2, n-3, ..., 0, then n-1 innermost
+    n = len(groups)
+    order = list(range(n - 2, -1, -1)) + [n - 1]
+    out = []
+    for combo in itertools.product(*(values[i] for i in order)):
+        picked = dict(zip(order, combo))
+        out.append("".join(texts[i] + picked[i] for i in range(n)))
+    return out
+
+
+def _range_values(group, spec):
+    """"1-3,07" -> ["1", "2", "3", "07"] (each range padded to its first number's width)."""
     values = []
-    for part in m.group(1).split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = part.split("-", 1)
-            if not (a.isdigit() and b.isdigit()) or int(b) < int(a):
-                raise InvalidArgument(f"host list {spec!r}: bad range {part!r}")
-            width = len(a)
-            values += [str(i).zfill(width) for i in range(int(a), int(b) + 1)]
-        elif part.isdigit():
-            values.append(part)
-        else:
-            raise InvalidArgument(f"host list {spec!r}: bad element {part!r}")
-    return [x for v in values for x in _expand_one(head + v + tail, spec)]
+    for part in group.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InvalidArgument(f"host list {spec!r}: bad range {part!r} in [{group}] (expected N or N-M, digits "
+                                  "only)")
+        a, b = m.group(1), m.group(2) if m.group(2) is not None else m.group(1)
+        lo, hi = int(a), int(b)
+        if hi < lo:
+            raise InvalidArgument(f"host list {spec!r}: bad range {part!r} (its end is below its start)")
+        if hi - lo + 1 > _MAX_RANGE:
+            raise InvalidArgument(f"host list {spec!r}: range {part!r} holds {hi - lo + 1} hosts, more than "
+                                  f"Slurm's limit of {_MAX_RANGE}")
+        values += [str(i).zfill(len(a)) for i in range(lo, hi + 1)]
+    return values
 
 
 def expand_tasks_per_node(spec):

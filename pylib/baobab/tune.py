@@ -32,13 +32,17 @@ import time
 
 import numpy as np
 
+PACK_BLOCKS = (8, 64, 512, 4096, 32768)  # block sizes of the pack.ours/pack.mpi keys
+
 
 def add_parser(sub):
+    from .cli import int_type, size_type
     p = sub.add_parser("tune", help="measure per-level latency and bandwidth, write the tuning file")
     p.add_argument("-o", "--output", help="tuning file to write (default: BAOBAB_TUNING or ~/.config/baobab/tuning.conf)")
-    p.add_argument("--bytes", default="4M", help="message size for bandwidth (default 4M)")
-    p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--pack-bytes", default="32M", help="data bytes per pack measurement (default 32M)")
+    p.add_argument("--bytes", type=size_type(1), default=4 << 20, help="message size for bandwidth (default 4M)")
+    p.add_argument("--reps", type=int_type(1), default=20, help="round trips per measurement (default 20)")
+    p.add_argument("--pack-bytes", type=size_type(0), default=32 << 20,
+                   help="data bytes per pack measurement (default 32M; 0: do not measure packing)")
     p.set_defaults(func=run_cli)
 
 
@@ -152,6 +156,10 @@ def local_rates(nbytes=64 << 20, reps=5):
 
 def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
     """Returns {key: value} of the tuning file; the same on every rank."""
+    from ._errors import InvalidArgument
+    if int(nbytes) < 1 or int(reps) < 1 or int(pack_bytes) < 0:
+        raise InvalidArgument(f"nbytes ({nbytes}) and reps ({reps}) must be at least 1, pack_bytes ({pack_bytes}) "
+                              "not negative")
     mpi = comm.mpi_comm.Dup()
     results = {}
     try:
@@ -171,7 +179,7 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
         packs = None
         if comm.rank == 0 and pack_bytes:
             from .bench_datatype import pack_rates
-            packs = [pack_rates(b, pack_bytes) for b in (8, 64, 512, 4096, 32768)]
+            packs = [pack_rates(b, pack_bytes) for b in PACK_BLOCKS]
         comm.barrier()  # the others wait here (yielding), not spinning inside MPI
         allres = mpi.allgather((results, gamma, copy))
         packs = mpi.bcast(packs)
@@ -218,10 +226,20 @@ def write(path, values, comm):
 def run_cli(args):
     import baobab
     from . import _core
-    from .bench import parse_size
+    from .bench_datatype import pack_memory
+    from .cli import agree, memory_problem, ranks_on_my_node, writable_problem
     comm = baobab.Communicator(tuning="")  # measure with the model's defaults; the file may not exist yet
-    values = measure(comm, parse_size(args.bytes), args.reps, parse_size(args.pack_bytes))
     path = args.output or os.environ.get("BAOBAB_TUNING") or _core.default_tuning_path()
+    # before measuring: the file rank 0 writes (the default's directory is made), and the memory
+    problem = memory_problem(args.bytes, ranks_on_my_node(comm), f"--bytes {args.bytes}")
+    if comm.rank == 0 and not problem and args.pack_bytes:
+        problem = memory_problem(max(pack_memory(b, args.pack_bytes) for b in PACK_BLOCKS), 1,
+                                 f"--pack-bytes {args.pack_bytes}")
+    if comm.rank == 0 and not problem:
+        problem = writable_problem(path, "-o/--output" if args.output else "the tuning file",
+                                   make_dirs=not args.output, replace=True)
+    agree(comm.mpi_comm, problem)
+    values = measure(comm, args.bytes, args.reps, args.pack_bytes)
     if comm.rank == 0:
         write(path, values, comm)
         print(f"wrote {path}")
