@@ -187,6 +187,9 @@ def halo_exchange(ctx, field, width, timeout=None):
     device = _device_array(field)
     if not device and not isinstance(field, np.ndarray):
         raise InvalidArgument("halo_exchange needs a numpy (or cupy) array field")
+    if not device:
+        from .datatype import _refuse_objects
+        _refuse_objects(field.dtype, "the field")  # before the plan cache, keyed on geometry only
     if field.ndim != len(dims):
         raise InvalidArgument(f"the field has {field.ndim} dimensions, the Cartesian communicator {len(dims)}")
     if not device and not field.flags.writeable:
