@@ -202,6 +202,9 @@ def test_bad_parameter_from_the_command_line(tmp_path):
     p = subprocess.run([sys.executable, APP / "nbody.py", "--n", "1e13", "--out", tmp_path / "o"],
                        capture_output=True, text=True, env=clean_env(), timeout=120)
     assert p.returncode == 2 and "--n" in one_error_line(p.stderr), p.stderr
+    # on two ranks: one line (rank 0's), both ranks out at once
+    p = run_mpi(2, APP / "nbody.py", *SMALL, "--threads", "-3", "--out", tmp_path / "o", timeout=120, expect_rc=2)
+    assert "--threads" in one_error_line(p.stdout), p.stdout
 
 
 # ---- item 11: non-finite runs stop, and the validator fails on NaN ----------------------------
@@ -237,6 +240,17 @@ def test_nonfinite_state_in_mid_run_stops_the_run(tmp_path, check, extra):
     line = one_error_line(p.stdout)
     assert "non-finite" in line and check in line and "t=1.0" in line, line
     assert sorted(s.name for s in out.glob("snapshot_*.h5")) == ["snapshot_0000.h5"]
+
+
+def test_block_time_that_cannot_advance_stops_the_run(tmp_path):
+    """At t = 2^50 a step below 2^-3 is lost to rounding (t + dt == t): the run stops
+    with one line (exit 4) instead of stepping in place for ever."""
+    x, v, m = good_ic(8)
+    ic = write_ic(tmp_path / "late.h5", x, v, m, time=2.0 ** 50)
+    p = subprocess.run([sys.executable, APP / "nbody.py", "--ic", ic, "--t-end", str(2.0 ** 50 + 1), "--dt-out",
+                        "1", "--threads", "1", "--quiet", "--out", tmp_path / "run"],
+                       capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert p.returncode == 4 and "no longer advances" in one_error_line(p.stderr), p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -305,11 +319,8 @@ def test_yt_region_selection_equals_a_direct_count(small_run):
         box = float(f["Header"].attrs["BoxSize"])
         shift = np.asarray(f["Header"].attrs.get("Shift", np.zeros(3)), np.float64)
     n = len(x)
-    assert np.all(x >= 0) and np.all(x < box)              # GADGET/SWIFT: the domain is [0, BoxSize)
     ds = yt.load(str(path))
-    assert np.allclose(ds.domain_left_edge.to_value("code_length"), 0.0)
-    assert np.allclose(ds.domain_right_edge.to_value("code_length"), box)
-    # boxes in the cluster's own coordinates (the origin is its centre of mass), the last the domain
+    # boxes around the cluster's centre of mass (its origin, at Shift in the file), on and off it
     boxes = [(-1.0, 1.0), (-0.5, 0.3), (-3.0, 0.2), (0.05, 2.5), (-0.2, -0.01)]
     for lo, hi in boxes:
         left, right = shift + lo, shift + hi
@@ -319,6 +330,9 @@ def test_yt_region_selection_equals_a_direct_count(small_run):
         assert 0 < n_direct < n and n_yt == n_direct, (lo, hi, n_yt, n_direct)
     everything = ds.all_data()
     assert len(everything["PartType1", "particle_position_x"]) == n
+    assert np.all(x >= 0) and np.all(x < box)              # GADGET/SWIFT: the domain is [0, BoxSize)
+    assert np.allclose(ds.domain_left_edge.to_value("code_length"), 0.0)
+    assert np.allclose(ds.domain_right_edge.to_value("code_length"), box)
 
 
 def test_snapshot_positions_come_back_from_the_shift(tmp_path):

@@ -35,14 +35,12 @@ DT_OUT_MIN = 2.0 ** -30  # output interval: 10 levels above the smallest block s
 MAX_THREADS = 1024
 BYTES_PER_BODY = 1024  # memory a rank needs per body, about (state, buffers, diagnostics, checkpoint copies)
 IMFS = ("equal", "salpeter", "powerlaw")
+BROKE_DOWN = ("the integration cannot go on (bodies at one place without --eps, or an overflow); "
+              "nothing was written for this time")
 
 
 class ConfigError(Exception):
     pass
-
-
-BROKE_DOWN = ("the integration cannot go on (bodies at one place without --eps, or an overflow); "
-              "nothing was written for this time")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -351,6 +349,9 @@ def run(a, comm):
         if not math.isfinite(d["energy"]):
             raise IntegrationError(f"the total energy is non-finite ({d['energy']}) at t={h.time} "
                                    f"(block step {h.steps}): {BROKE_DOWN}")
+        if not (np.all(np.isfinite(h.x)) and np.all(np.isfinite(h.v))):  # (an overflow the energy missed)
+            raise IntegrationError(f"positions or velocities are non-finite at t={h.time} (block step {h.steps}, "
+                                   f"the energy is {d['energy']}): {BROKE_DOWN}")
         if e0 is None:
             e0 = d["energy"]
             d["de_rel"] = 0.0
