@@ -13,7 +13,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q mpich mpi4py numpy h5py matplotlib ml_dtypes nanobind scikit-build-core cmake ninja \
-	    pytest pytest-timeout hypothesis
+	    pytest pytest-timeout hypothesis yt
 	touch $@
 
 venv: $(VENV)/.deps
@@ -43,7 +43,7 @@ $(OMPI_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(OMPI_VENV)
 	$(OMPI_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes matplotlib nanobind scikit-build-core cmake ninja \
-	    pytest pytest-timeout hypothesis "Cython>=3" pkgconfig "setuptools>=77"
+	    pytest pytest-timeout hypothesis yt "Cython>=3" pkgconfig "setuptools>=77"
 	# parallel h5py against Debian's libhdf5-openmpi-dev (never the serial PyPI wheel here);
 	# no build isolation: with it, h5py's backend pulls a source-only mpi4py and hangs
 	CC=/usr/bin/mpicc HDF5_MPI=ON HDF5_DIR=$(HDF5_OPENMPI_DIR) \

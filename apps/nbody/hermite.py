@@ -51,6 +51,11 @@ from kernels import forces as _kernel_forces
 from snapshot import rows_of, share as _split
 
 
+class IntegrationError(ArithmeticError):
+    """The integration cannot go on: non-finite forces or energy, or a block time
+    that no longer advances (a step below the resolution of the time)."""
+
+
 def _pow2_floor(x):
     """The largest power of two <= x (x > 0, finite)."""
     m, e = math.frexp(x)  # x = m 2^e, 0.5 <= m < 1
@@ -67,6 +72,13 @@ class Hermite:
             raise ValueError(f"dt_max must be a power of two, got {dt_max}")
         if parallel not in ("igather", "jreduce", "ring"):
             raise ValueError(f"unknown parallel mode {parallel!r} (jreduce, igather, ring)")
+        for name, val in (("eta", eta), ("eta_s", eta_s), ("dt_min", dt_min)):
+            if not (math.isfinite(val) and val > 0):
+                raise ValueError(f"{name} must be finite and positive, got {val}")
+        if not (math.isfinite(eps) and eps >= 0 and math.isfinite(float(eps) ** 2)):
+            raise ValueError(f"eps must be finite and non-negative, got {eps}")
+        if not math.isfinite(time):  # (the core's step rounding needs a finite time)
+            raise ValueError(f"time must be finite, got {time}")
         self.n = n
         self.x = np.array(x, np.float64, order="C")
         self.v = np.array(v, np.float64, order="C")
@@ -90,6 +102,7 @@ class Hermite:
         self.steps = 0            # block steps taken
         self.body_steps = 0       # individual body steps (force evaluations on bodies)
         self.interactions = 0     # pairwise interactions summed by all ranks together
+        self.finite = True        # False once a force sum gave a non-finite value (it stays so)
         self._ar = np.arange(n, dtype=np.int64)
         # device=: True (the current GPU) or a device number; the j-particles live there
         self.gpu = None
@@ -226,6 +239,9 @@ class Hermite:
     def step(self):
         """One block step; returns the new time."""
         t1, k = _core.nbody_active(self.t, self.dt, self._act)
+        if not t1 > self.time:  # t + dt rounded back to t: no step would ever advance
+            raise IntegrationError(f"the block time no longer advances at t={self.time} (a step of "
+                                   f"{float(self.dt.min()):g} is below its resolution)")
         act = self._act[:k].copy()
         xp, vp = self._xp, self._vp
         if self.parallel == "igather" or self.comm is None:
@@ -235,6 +251,8 @@ class Hermite:
             self._predict(slice(j0, j1), t1, (xp[j0:j1], vp[j0:j1]))
             xp[act], vp[act] = self._predict(act, t1)
         a1, j1, pot = self._forces(act, xp, vp)
+        if self.finite:  # (a NaN or an infinity in any term makes the sum non-finite)
+            self.finite = math.isfinite(float(pot.sum()) + float(a1.sum()) + float(j1.sum()))
         # corrector, new derivatives and Aarseth steps in the core (baobab/nbody.hpp)
         c = np.ascontiguousarray
         _core.nbody_correct(act, c(xp[act]), c(vp[act]), c(a1), c(j1), c(pot), t1, self.eta, self.dt_max,
