@@ -231,3 +231,11 @@ def test_predictor_corrector_and_active_set_in_the_core():
                         x, v, a, j, a2, pot, tt, dd)
     assert np.all(tt[acts] == t1) and np.all(pot[acts] == -1)
     assert np.all(np.frexp(dd)[0] == 0.5) and np.all(np.fmod(t1, dd[acts]) == 0) and np.all(dd[acts] <= 0.125)
+
+
+@pytest.mark.parametrize("t1", [float("nan"), float("inf")])
+def test_block_steps_refuse_a_time_that_is_not_finite(t1):
+    # A non-finite time has no power-of-two step dividing it: the search used to loop for ever.
+    dt = np.zeros(3)
+    with pytest.raises(baobab.InvalidArgument, match="not finite"):
+        _core.nbody_block_steps(np.full(3, 0.01), t1, 0.125, 2.0 ** -30, dt)

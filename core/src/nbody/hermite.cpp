@@ -39,6 +39,11 @@ void predict(const double* x, const double* v, const double* a, const double* j,
 }
 
 double block_step(double crit, double dt_old, double t1, double dt_max, double dt_min) {
+  // A non-finite time has no power-of-two step it is a multiple of (the loop
+  // below would never end); a finite one is a multiple of its own ulp.
+  if (!std::isfinite(t1)) throw InvalidArgument("nbody block_step: the time is not finite");
+  if (!(dt_max > 0) || !std::isfinite(dt_max) || !(dt_min > 0) || dt_min > dt_max)
+    throw InvalidArgument("nbody block_step: need 0 < dt_min <= dt_max, both finite");
   double d = std::min(crit, dt_max);
   d = std::min(d, 2.0 * dt_old);
   if (!std::isfinite(d) || !(d > 0)) d = dt_max;
