@@ -177,10 +177,14 @@ def test_device_split_plan_and_setting():
     with pytest.raises(baobab.InvalidArgument, match="auto, on or off"):
         _core.nbody_device_plan(1, 10, "sometimes")
     code = "from baobab import _core; print(_core.nbody_device_split())"
-    for value, want in [("on", "on"), ("off", "off"), ("auto", "auto"), ("bogus", "auto"), (None, "auto")]:
+    for value, want in [("on", "on"), ("off", "off"), ("auto", "auto"), (None, "auto")]:
         env = clean_env({"BAOBAB_NBODY_SPLIT": value} if value else None)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
         assert out.stdout.strip() == want, (value, out.stdout, out.stderr)
+    # any other value is refused, naming the variable (it used to mean auto, silently)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=clean_env({"BAOBAB_NBODY_SPLIT": "bogus"}), timeout=60)
+    assert out.returncode != 0 and "BAOBAB_NBODY_SPLIT='bogus'" in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA device")
