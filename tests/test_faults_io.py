@@ -183,6 +183,19 @@ def test_checkpoint_rank_that_never_arrives_is_named(mpirun, tmp_path):
     assert f"OK late p={n}" in out, out
 
 
+def test_checkpoint_constructor_rank_that_never_arrives(mpirun, tmp_path):
+    """A rank that reaches Checkpointer() long after the others: they used to wait
+    in the constructor's MPI_Comm_dup (and barrier) for as long as it took."""
+    n = 3
+    out = mpirun(n, MPI_DIR / "checkpoint_mpi.py", tmp_path, "late-init", timeout=90,
+                 env={"BAOBAB_TIMEOUT": "1.5"}).stdout
+    lines = rank_lines(out, n)
+    for line in lines[:n - 1]:
+        assert "TimeoutError" in line and "some rank(s) did not arrive within 1.5 s" in line, out
+    assert "TimeoutError" in lines[n - 1] and "set-up: rank(s) 0, 1 did not arrive" in lines[n - 1], out
+    assert f"OK late-init p={n}" in out, out
+
+
 def test_timeout_parsing(monkeypatch):
     import math
     for raw, want in (("", 300.0), ("2.5", 2.5), ("inf", math.inf), ("none", math.inf), ("0", math.inf)):
@@ -221,15 +234,13 @@ def test_file_on_a_full_disk(mpirun, small_disk, n, variant):
     _check_full(out, n, scenario, str(small_disk / f"full-{n}.h5"))
 
 
-@pytest.mark.parametrize("variant", ["big", "many", "nocheck"])
-@pytest.mark.parametrize("n", [1, 2])
+# "nocheck" on 2 ranks only where a Checkpointer writes in the fallback mode:
+# through parallel HDF5 a collective write that fails cannot be survived, and the
+# free-space check is what keeps it from meeting a full disk (docs/io.md);
+# test_file_on_a_full_disk runs "nocheck" at 2 ranks in the fallback mode on every stack.
+@pytest.mark.parametrize("variant, n", [("big", 1), ("big", 2), ("many", 1), ("many", 2), ("nocheck", 1)]
+                         + ([] if HAVE_MPIO else [("nocheck", 2)]))
 def test_checkpoint_on_a_full_disk(mpirun, small_disk, n, variant):
-    if variant == "nocheck" and n > 1 and HAVE_MPIO:
-        # a Checkpointer on 2 ranks writes through parallel HDF5, which cannot
-        # survive a failed collective write: the free-space check is what keeps
-        # it from meeting a full disk (test_file_on_a_full_disk runs "nocheck"
-        # in the fallback mode on every stack)
-        n = 1
     scenario = f"full-{variant}"
     out = mpirun(n, MPI_DIR / "checkpoint_mpi.py", small_disk, scenario, timeout=120,
                  env={"BAOBAB_TIMEOUT": "60"}).stdout

@@ -129,6 +129,22 @@ elif scenario == "late":
     if r == 0:
         print(f"OK late p={p}", flush=True)
 
+elif scenario == "late-init":
+    # The last rank reaches the constructor long after BAOBAB_TIMEOUT: the
+    # others raise TimeoutError instead of waiting in MPI_Comm_dup for ever; the
+    # late one then waits alone at the set-up step and names them.
+    t = float(os.environ["BAOBAB_TIMEOUT"])
+    try:
+        if r == p - 1:
+            time.sleep(2 * t + 2)
+        Checkpointer(os.path.join(outdir, "ck"), world)
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    if r == 0:
+        print(f"OK late-init p={p}", flush=True)
+
 elif scenario.startswith("full-"):
     # DIR is a small tmpfs (1 MiB): a checkpoint that does not fit raises a
     # baobab.Error naming ENOSPC on every rank, leaves nothing, exits normally.
