@@ -10,12 +10,18 @@ rebuild the Python value), distributed arrays under /distributed/<name> with
 their per-rank row counts in a "counts" attribute. Root attributes: the
 provenance of baobab.io, "format", "step", "sha256" (over every payload
 dataset's path, kind, shape and bytes) and "complete"=1, written last.
+
+Every collective step (set-up, save, latest, load, wait) agrees on success
+with baobab.io's protocol (io._Steps): an error on one rank raises
+CheckpointError (or the io error) on every rank, and a rank that does not
+arrive within BAOBAB_TIMEOUT is named in a TimeoutError.
 """
 import hashlib
 import json
 import os
 import re
 import threading
+import time
 import traceback
 import warnings
 
@@ -260,27 +266,82 @@ class Checkpointer:
         self.keep = None if keep is None else int(keep)
         self.prefix = prefix
         self.asynchronous = bool(asynchronous)
-        base = _io._mpi_comm(comm)
-        self._comm = base.Dup() if base is not None else None
-        self.rank = self._comm.Get_rank() if self._comm is not None else 0
-        self.size = self._comm.Get_size() if self._comm is not None else 1
         self._thread = None
         self._bg_error = None
         self._pattern = re.compile(rf"^{re.escape(prefix)}-(\d{{10,}})\.h5$")
+        base = _io._mpi_comm(comm)
+        limit = _io._timeout(comm)
+        label = f"checkpoints in {self.directory}"
+        self._comm = None
+        self._steps = _io._Steps(None, label, limit)
+        if base is not None:
+            # data, and control: the arrival barriers and give-up notices of baobab.io
+            self._comm, ctl = _io._dup_comms(base, 2, f"Checkpointer({self.directory!r})", limit)
+            self._steps = _io._Steps(ctl, label, limit)
+        self.rank = self._comm.Get_rank() if self._comm is not None else 0
+        self.size = self._comm.Get_size() if self._comm is not None else 1
+        try:
+            self._setup()
+        except BaseException as e:
+            if not isinstance(e, CheckpointError):  # not one every rank raised together: tell them
+                self._steps.give_up(f"{type(e).__name__}: {e}"[:200])
+            self._release()
+            raise
+
+    def _setup(self):
+        """Collective: rank 0 creates the directory and removes what killed saves
+        left there; then every rank must see it (load reads the files on every rank)."""
+        err, tag = None, None
         if self.rank == 0:
-            os.makedirs(self.directory, exist_ok=True)
-        self._barrier()
+            tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                if not os.path.isdir(self.directory):
+                    raise NotADirectoryError(f"{self.directory} is not a directory")
+                _io._remove_stale_temporaries(self.directory, self._pattern.match)
+            except Exception as e:  # noqa: BLE001
+                err = _io._why(e)
+        got = self._steps.allgather(self._comm, (err, tag), "set-up")
+        self._steps.tag = got[0][1]
+        if got[0][0]:
+            raise CheckpointError(f"cannot create the checkpoint directory {self.directory}: rank 0: {got[0][0]}")
+        self._agree(None if self.rank == 0 else self._visible(), "set-up",
+                    f"the checkpoint directory {self.directory} is not usable")
+
+    def _visible(self):
+        """None if the directory rank 0 created is a directory here, else why not.
+        A network file system may show a new directory to other nodes a moment
+        late: the parent is listed again for up to two seconds."""
+        end = time.monotonic() + min(2.0, self._steps.limit)
+        while True:
+            if os.path.isdir(self.directory):
+                return None
+            if time.monotonic() > end:
+                break
+            try:
+                os.listdir(os.path.dirname(os.path.abspath(self.directory)))
+            except OSError:
+                pass
+            time.sleep(0.05)
+        try:
+            os.stat(self.directory)
+        except OSError as e:
+            return f"{_io._why(e)} (rank 0 created it: is it on a file system this node does not share?)"
+        return f"{self.directory} is not a directory here"
 
     # ---- helpers -------------------------------------------------------------
-    def _bcast(self, obj):
-        return self._comm.bcast(obj, root=0) if self._comm is not None else obj
+    def _bcast(self, obj, what="bcast"):
+        return self._steps.bcast(self._comm, obj, what)
 
-    def _allgather(self, obj):
-        return self._comm.allgather(obj) if self._comm is not None else [obj]
+    def _allgather(self, obj, what="allgather"):
+        return self._steps.allgather(self._comm, obj, what)
 
-    def _barrier(self):
-        if self._comm is not None:
-            self._comm.Barrier()
+    def _agree(self, err, step, what, cls=CheckpointError):
+        """Every rank raises `cls` if any rank failed (err: None or a message)."""
+        errs = self._allgather(err, step)
+        bad = [(r, e) for r, e in enumerate(errs) if e]
+        if bad:
+            raise cls(f"{what}: " + _io._agreed_message(bad))
 
     def path_of(self, step):
         return os.path.join(self.directory, f"{self.prefix}-{int(step):010d}.h5")
@@ -320,7 +381,7 @@ class Checkpointer:
         except InvalidArgument as e:
             derr = str(e)
         meta = {n: (a.shape, a.dtype.str, hashlib.sha256(a.tobytes()).digest()) for n, a in dist.items()}
-        metas = self._allgather((err, derr, sorted(meta), meta))
+        metas = self._allgather((err, derr, sorted(meta), meta), "save")
         errs = [f"rank {r}: {m[0] or m[1]}" for r, m in enumerate(metas) if m[0] or m[1]]
         if errs:
             raise InvalidArgument("; ".join(errs))
@@ -362,7 +423,7 @@ class Checkpointer:
         if not self.asynchronous:
             digest = self._hash(plan, dmeta) if self.rank == 0 else None
             items = plan if self.rank == 0 else None
-            items = self._bcast([(p, k, a) for p, k, _, a in items] if self.rank == 0 else None)
+            items = self._bcast([(p, k, a) for p, k, _, a in items] if self.rank == 0 else None, "save")
             with _io.File(path, "w", self._comm, attrs=top) as f:
                 for i, (p, kind, attrs) in enumerate(items):
                     if kind == "dict":
@@ -375,9 +436,13 @@ class Checkpointer:
                             attrs={"baobab_type": "distributed", "counts": np.array(counts, np.int64)})
                 f.set_attrs("/", {"sha256": digest})
                 f.set_attrs("/", {"complete": 1})
+            err = None
             if self.rank == 0:
-                self._prune()
-            self._barrier()
+                try:
+                    self._prune()
+                except Exception as e:  # noqa: BLE001
+                    err = _io._why(e)
+            self._agree(err, "save", f"{path} was written, but removing older checkpoints failed")
             return path
         # asynchronous: gather distributed parts to rank 0 now (MPI on this thread only), write in the background
         full = {n: self._gather_rows(dist[n], counts, shape, dtype) for n, (counts, shape, dtype, _) in dmeta.items()}
@@ -436,7 +501,7 @@ class Checkpointer:
             self._thread.join()
             self._thread = None
             err, self._bg_error = self._bg_error, None
-        err = self._bcast(err)
+        err = self._bcast(err, "wait")
         if err:
             raise CheckpointError(f"asynchronous checkpoint failed: {err}")
 
@@ -464,15 +529,21 @@ class Checkpointer:
         """Path of the newest valid checkpoint (complete, SHA-256 matches), or None.
         Rank 0 decides (warning about each file it skips) and broadcasts."""
         self.wait()
-        found = None
+        found, err = None, None
         if self.rank == 0:
-            for _, p in self._files():
-                reason = validate(p)
-                if reason is None:
-                    found = p
-                    break
-                warnings.warn(f"skipping checkpoint {p}: {reason}", stacklevel=2)
-        return self._bcast(found)
+            try:
+                for _, p in self._files():
+                    reason = validate(p)
+                    if reason is None:
+                        found = p
+                        break
+                    warnings.warn(f"skipping checkpoint {p}: {reason}", stacklevel=2)
+            except Exception as e:  # noqa: BLE001
+                err = _io._why(e)
+        found, err = self._bcast((found, err), "latest")
+        if err:
+            raise CheckpointError(f"cannot list the checkpoints in {self.directory}: rank 0: {err}")
+        return found
 
     def load(self, path=None):
         """The state dict of the newest valid checkpoint (or of `path`, validated).
@@ -488,23 +559,28 @@ class Checkpointer:
             self.wait()
             path = os.fspath(path)
             reason = validate(path) if self.rank == 0 else None
-            reason = self._bcast(reason)
+            reason = self._bcast(reason, "load")
             if reason:
                 raise CheckpointError(f"checkpoint {path} is not valid: {reason}")
-        with h5py.File(path, "r") as h5:
-            state = self._read_group(h5["/state"]) if "/state" in h5 else {}
-            for n, dset in (h5["/distributed"].items() if "/distributed" in h5 else ()):
-                counts = [int(c) for c in dset.attrs["counts"]]
-                if self._comm is None:
-                    state[n] = dset[()]
-                elif len(counts) == self.size:
-                    start = sum(counts[:self.rank])
-                    state[n] = dset[start:start + counts[self.rank]]
-                else:
-                    base, extra = divmod(dset.shape[0], self.size)
-                    start = self.rank * base + min(self.rank, extra)
-                    state[n] = dset[start:start + base + (1 if self.rank < extra else 0)]
-            state_step = int(h5.attrs["step"])
+        state, err = None, None
+        try:  # every rank reads its share: they agree on the outcome
+            with h5py.File(path, "r") as h5:
+                state = self._read_group(h5["/state"]) if "/state" in h5 else {}
+                for n, dset in (h5["/distributed"].items() if "/distributed" in h5 else ()):
+                    counts = [int(c) for c in dset.attrs["counts"]]
+                    if self._comm is None:
+                        state[n] = dset[()]
+                    elif len(counts) == self.size:
+                        start = sum(counts[:self.rank])
+                        state[n] = dset[start:start + counts[self.rank]]
+                    else:
+                        base, extra = divmod(dset.shape[0], self.size)
+                        start = self.rank * base + min(self.rank, extra)
+                        state[n] = dset[start:start + base + (1 if self.rank < extra else 0)]
+                state_step = int(h5.attrs["step"])
+        except Exception as e:  # noqa: BLE001
+            err = _io._why(e)
+        self._agree(err, "load", f"cannot load checkpoint {path}")
         self.loaded_step = state_step
         return state
 
@@ -519,8 +595,17 @@ class Checkpointer:
         return out
 
     def close(self):
-        """Waits for the write in flight and releases the communicator (collective)."""
-        self.wait()
+        """Waits for the write in flight and releases the communicators (collective)."""
+        try:
+            self.wait()
+        finally:
+            self._release()
+
+    def _release(self):
+        self._steps.free()
         if self._comm is not None:
-            self._comm.Free()
+            try:
+                self._comm.Free()
+            except Exception:  # noqa: BLE001
+                pass
             self._comm = None

@@ -10,15 +10,27 @@ Two write modes produce identical files: h5py's "mpio" driver (every rank writes
 its own hyperslab, collective I/O) when h5py was built with MPI, and a fallback
 in which rank 0 holds the file open with serial h5py and the other ranks send it
 their rows. Files appear under their final name only once every rank has
-finished: they are written to ``path + ".tmp.<jobid-or-pid>"`` and renamed by
-rank 0 on close. h5py is imported on first use, not with baobab.
+finished: they are written to ``path + ".tmp.<host>.<pid>"`` (rank 0's) and
+renamed by rank 0 on close; opening the path again removes the temporaries
+that killed writers left behind (see _remove_stale_temporaries). h5py is
+imported on first use, not with baobab.
+
+Every collective step (set-up included) agrees on success: an error on one
+rank raises on every rank, and a rank that does not arrive within
+BAOBAB_TIMEOUT is named in a TimeoutError (the protocol is _Steps, which
+baobab.checkpoint uses too).
 """
 import datetime
+import errno
+import functools
 import json
+import math
 import os
+import re
+import socket
 import subprocess
 import time
-import functools
+import warnings
 from math import prod
 from pathlib import Path
 
@@ -123,7 +135,387 @@ def _norm(name):
     return "/" + name.strip("/")
 
 
-_STRANDED = []  # (communicator, request) of arrival barriers a rank that gave up never joined
+# ---- deadlines and the collective-step protocol ---------------------------------
+_STRANDED = []  # (communicator, request) of collectives some rank never joined: MPI can neither free nor cancel them
+_DEFAULT_TIMEOUT = 300.0
+
+
+def _timeout(comm=None):
+    """Seconds a collective step may wait for the other ranks: the timeout of a
+    baobab.Communicator, else BAOBAB_TIMEOUT (default 300); "inf", "none" and 0
+    mean no deadline (math.inf)."""
+    config = getattr(comm, "config", None) if hasattr(comm, "mpi_comm") else None
+    if callable(config):
+        try:
+            t = float(config()["timeout"])
+        except Exception:  # noqa: BLE001  (no configuration: fall back on the environment)
+            t = None
+        if t is not None:
+            return math.inf if (t <= 0 or math.isnan(t)) else t
+    raw = os.environ.get("BAOBAB_TIMEOUT", "").strip()
+    if not raw:
+        return _DEFAULT_TIMEOUT
+    if raw.lower() in ("inf", "infinity", "none"):
+        return math.inf
+    try:
+        t = float(raw)
+    except ValueError:
+        raise InvalidArgument(f"BAOBAB_TIMEOUT must be a number of seconds (or inf, none, 0: no deadline), "
+                              f"got {raw!r}") from None
+    if math.isnan(t) or t < 0:
+        raise InvalidArgument(f"BAOBAB_TIMEOUT must be >= 0 seconds (0, inf or none: no deadline), got {raw!r}")
+    return math.inf if t == 0 else t
+
+
+def _why(e):
+    """One line: the exception's type and message (HDF5's span several lines),
+    led by the cause when it is a full disk or quota."""
+    msg = " ".join(str(e).split())
+    # HDF5's driver messages carry a time stamp and buffer details nobody needs
+    msg = re.sub(r"time = [^,]*, ", "", msg)
+    msg = re.sub(r", buf = 0x[0-9a-fA-F]+(, [a-z -]+ = \d+)*", "", msg)
+    text = f"{type(e).__name__}: {msg}"
+    code = getattr(e, "errno", None)
+    for num, name, words in ((errno.ENOSPC, "ENOSPC", "no space left on device"),
+                             (getattr(errno, "EDQUOT", -1), "EDQUOT", "disk quota exceeded")):
+        if code == num or f"errno = {num}," in msg or words in msg.lower():
+            return f"{words} ({name}): {text}"
+    return text
+
+
+def _wait_all(reqs, deadline):
+    """Tests `reqs` until all completed (True) or the deadline passed (False), yielding the CPU."""
+    from mpi4py import MPI
+    delay = 1e-5
+    while not MPI.Request.Testall(reqs):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(2 * delay, 1e-3)
+    return True
+
+
+def _dup_comms(base, n, what, limit):
+    """`n` duplicates of `base`, made with non-blocking MPI_Comm_idup so that a
+    rank that never comes holds the others for at most `limit` seconds."""
+    pairs = [base.Idup() for _ in range(n)]
+    if not _wait_all([r for _, r in pairs], time.monotonic() + limit):
+        _STRANDED.extend(pairs)
+        raise TimeoutError(f"{what}: some rank(s) did not arrive within {limit:g} s (BAOBAB_TIMEOUT); which ones "
+                           "cannot be told before this object's communicator exists")
+    return [c for c, _ in pairs]
+
+
+class _Steps:
+    """The collective steps of one object (a File in mode "w", a Checkpointer)
+    over its own control communicator `ctl`.
+
+    Every step starts with arrive(what): two non-blocking barriers on `ctl`
+    during which the rank polls for notices. A rank that stops on its own (an
+    exception of its own, or no other rank within `limit` seconds) calls
+    give_up(why), which sends a notice to every rank; the others raise Error
+    naming it at their step instead of waiting in a collective it will never
+    join. The first barrier completes for a rank that arrives after the others
+    gave up (they had joined it), the second cannot, so that rank waits there
+    until their notice reaches it. Data moves on another communicator; the
+    steps here only decide whether every rank is there."""
+
+    def __init__(self, ctl, label, limit):
+        self.ctl = ctl
+        self.label = label
+        self.limit = limit
+        self.rank = ctl.Get_rank() if ctl is not None else 0
+        self.size = ctl.Get_size() if ctl is not None else 1
+        self.tag = 7301  # until the first step has agreed on a random one (see File._setup)
+        self.step = 0
+        self.pending = None  # an arrival barrier not yet complete
+        self.told = False  # nobody left to tell: a notice came in, or every rank raised together
+        self.gave_up = None  # why this rank stopped; every later step raises at once
+
+    def arrive(self, what):
+        if self.ctl is None:
+            return
+        if self.gave_up is not None:
+            raise Error(f"{self.label}: {what}: not possible after an earlier step gave up ({self.gave_up})")
+        from mpi4py import MPI
+        self.step += 1
+        limit = self.limit
+        deadline = time.monotonic() + limit
+        for _ in range(2):
+            req = self.ctl.Ibarrier()
+            self.pending = req
+            delay = 1e-5
+            status = MPI.Status()
+            while not req.Test():
+                if self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self.tag, status=status):
+                    src = status.Get_source()
+                    why = self.ctl.recv(source=src, tag=self.tag)
+                    self.told = True
+                    self.gave_up = f"rank {src} gave up"
+                    raise Error(f"{self.label}: {what}: rank {src} gave up ({why}); every rank stops")
+                if time.monotonic() > deadline:
+                    missing = self.missing(MPI)
+                    if missing:
+                        e = TimeoutError(f"{self.label}: {what}: rank(s) {', '.join(map(str, missing))} did "
+                                         f"not arrive within {limit:g} s (BAOBAB_TIMEOUT)")
+                        e.missing = tuple(missing)
+                    else:
+                        e = TimeoutError(f"{self.label}: {what}: every rank reached this step, but not within "
+                                         f"{limit:g} s of one another (BAOBAB_TIMEOUT)")
+                    e.op = what
+                    self.give_up(f"TimeoutError: {e}"[:200])  # a late rank learns it at this step
+                    raise e
+                time.sleep(delay)
+                delay = min(2 * delay, 1e-3)
+            self.pending = None
+
+    def missing(self, MPI):
+        """After a timeout: the ranks that are waiting too say so to every rank,
+        and those not heard from within a short grace time are the missing ones."""
+        tag = self.tag + 1
+        for r in range(self.size):
+            if r != self.rank:
+                self.ctl.isend((self.rank, self.step), dest=r, tag=tag)
+        heard = {self.rank}
+        end = time.monotonic() + min(2.0, max(0.2, self.limit / 10))
+        status = MPI.Status()
+        while len(heard) < self.size and time.monotonic() < end:
+            if self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
+                rank, step = self.ctl.recv(source=status.Get_source(), tag=tag)
+                if step == self.step:
+                    heard.add(rank)
+            else:
+                time.sleep(1e-3)
+        return sorted(set(range(self.size)) - heard)
+
+    def allgather(self, comm, obj, what):
+        """arrive(what), then an allgather of `obj` on the data communicator `comm`."""
+        if comm is None:
+            return [obj]
+        self.arrive(what)
+        return comm.allgather(obj)
+
+    def bcast(self, comm, obj, what):
+        if comm is None:
+            return obj
+        self.arrive(what)
+        return comm.bcast(obj, root=0)
+
+    def give_up(self, why):
+        """This rank stops taking part: every other rank is told (once), unless
+        nobody needs to be (a notice came in, or every rank raised together)."""
+        if self.gave_up is None:
+            self.gave_up = why
+        if self.ctl is None or self.told:
+            return
+        self.told = True
+        for r in range(self.size):
+            if r != self.rank:
+                try:
+                    self.ctl.isend(why, dest=r, tag=self.tag)  # small: delivered eagerly
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def free(self):
+        if self.pending is not None:
+            # A barrier some rank never joined: MPI forbids freeing or cancelling
+            # a pending collective request, so the request and its communicator
+            # are kept for the life of the process.
+            _STRANDED.append((self.ctl, self.pending))
+            self.ctl = self.pending = None
+        if self.ctl is not None:
+            try:
+                self.ctl.Free()
+            except Exception:  # noqa: BLE001
+                pass
+            self.ctl = None
+
+
+def _agreed_message(errs):
+    """[(rank, message)] -> one message: the message alone when every rank said
+    the same, else each rank's."""
+    if len(errs) > 1 and len({e for _, e in errs}) == 1:
+        return f"every rank: {errs[0][1]}"
+    return "; ".join(f"rank {r}: {e}" for r, e in errs)
+
+
+# ---- temporary files ---------------------------------------------------------------
+_HOST = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname() or "localhost")
+_OPEN_TMPS = set()  # absolute paths of the temporary files this process is writing now
+_IMPORTED = time.time()
+_STALE_MARGIN = 1.0  # seconds of slack in comparisons of process start times and file times
+
+
+def _temporary_path(path):
+    """Where a File writes `path` until close: the writer (rank 0) by host and PID."""
+    return f"{path}.tmp.{_HOST}.{os.getpid()}"
+
+
+@functools.lru_cache(maxsize=None)
+def _boot_time():
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _proc_stat(pid):
+    """(state, start time in seconds since the epoch) of process `pid` of this
+    host from /proc, or None where /proc cannot tell."""
+    boot = _boot_time()
+    if boot is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        fields = stat[stat.rindex(b")") + 2:].split()  # from field 3, the state
+        return fields[0].decode(), boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _start_time(pid):
+    st = _proc_stat(pid)
+    return st[1] if st else None
+
+
+def _writer_alive(pid, mtime):
+    """Whether process `pid` of this host may still be writing a file last modified at
+    `mtime`: it is running (not a zombie) and started before that (a PID reused by a
+    later process is not the writer)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # running, as another user
+    st = _proc_stat(pid)
+    if st is None:
+        return True
+    state, start = st
+    return state not in ("Z", "X", "x") and start <= mtime + _STALE_MARGIN
+
+
+def _locked(path):
+    """True when some process holds a lock on `path` (HDF5 locks the files it
+    writes where the file system supports it); False when none or unknown."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _server_clock_offset(directory):
+    """The file system's clock minus this host's (file times come from the server on
+    network file systems), measured with a short-lived file; 0 if it cannot be made."""
+    import tempfile
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".baobab-clock.", dir=directory)
+    except OSError:
+        return 0.0
+    try:
+        return os.fstat(fd).st_mtime - time.time()
+    finally:
+        os.close(fd)
+        _unlink(probe)
+
+
+def _remove_stale_temporaries(directory, owns):
+    """Removes the temporary files in `directory` that writers which are gone left
+    behind, for the outputs whose names `owns(name)` accepts; returns their paths.
+
+    A temporary is "<output>.tmp.<host>.<pid>" (see _temporary_path). It is stale,
+    and removed, when nobody holds a lock on it and
+      - <host> is this host: no process <pid> is running, or the one running
+        started after the file was last modified (the PID was reused), or it is
+        this process but not a File this process has open;
+      - <host> is another host: it was last modified before this process started
+        (by the file system's clock). A writer on another host cannot be asked; a
+        File still open there on the same output, whose last write is older than
+        this job, is the one case this rule gets wrong (two jobs writing one
+        output would overwrite each other's results anyway).
+    Names in any other form are left alone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    me = os.getpid()
+    started = _start_time(me) or _IMPORTED
+    offset = None
+    removed = []
+    for name in names:
+        out, sep, writer = name.rpartition(".tmp.")
+        if not sep or not out or not owns(out):
+            continue
+        host, dot, pid = writer.rpartition(".")
+        if not dot or not host or not pid.isdigit():
+            continue
+        path = os.path.join(directory, name)
+        if os.path.abspath(path) in _OPEN_TMPS:
+            continue
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            continue
+        if host == _HOST:
+            stale = int(pid) == me or not _writer_alive(int(pid), mtime)
+        else:
+            if offset is None:
+                offset = _server_clock_offset(directory)
+            stale = mtime < started + offset - _STALE_MARGIN
+        if not stale or _locked(path):
+            continue
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            warnings.warn(f"cannot remove the stale temporary file {path}: {e}", stacklevel=3)
+    return removed
+
+
+def _free_bytes(directory):
+    """Bytes this process may still write in `directory`'s file system, or None when
+    the file system does not say (statvfs reports no blocks)."""
+    try:
+        st = os.statvfs(directory or ".")
+    except (OSError, AttributeError):
+        return None
+    if not st.f_blocks:
+        return None
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return (st.f_bfree if root else st.f_bavail) * st.f_frsize
+
+
+_SPACE_SLACK = 16 << 10  # bytes of HDF5 metadata a write may add besides its data (headers, chunk index)
+
+
+def _space_needed(nbytes):
+    return int(nbytes) + int(nbytes) // 256 + _SPACE_SLACK
+
+
+def _size(n):
+    return f"{n / 2**20:.2f} MiB" if n >= 1 << 20 else f"{n / 2**10:.1f} KiB"
 
 
 class File:
@@ -136,141 +528,175 @@ class File:
         self._f = None
         self._names = set()
         self._closed = False
+        self._comm = None
+        self._steps = _Steps(None, self.path, math.inf)
+        self._failed = None  # why the file cannot be completed (a write failed on some rank)
+        self._abandoned = False
+        self._written = 0  # data bytes handed to HDF5 so far (rank 0: for the free-space check)
+        self.tmp_path = None
         base = _mpi_comm(comm)
         if mode == "r":
             self._comm = base
             self.rank = base.Get_rank() if base is not None else 0
             self.size = base.Get_size() if base is not None else 1
             self.parallel = False
-            self.tmp_path = None
             self._f = h5py.File(self.path, "r")
             return
         if mode != "w":
             raise InvalidArgument(f"mode must be 'r' or 'w', got {mode!r}")
-        self._comm = base.Dup() if base is not None else None
-        # A second duplicate carries the arrival barriers of the collective
-        # steps and the notices of a rank that gave up (see _arrive, _abort).
-        self._ctl = self._comm.Dup() if self._comm is not None else None
-        self._told = False  # this rank raised because another gave up (or all raised together)
-        self._pending = None  # an arrival barrier not yet complete
-        self._step = 0  # collective steps so far
-        self._abort_tag = 7301
+        limit = _timeout(comm)
+        if base is not None:
+            # The data communicator, and a control one that carries the arrival
+            # barriers of the collective steps and the notices of a rank that gave up.
+            self._comm, ctl = _dup_comms(base, 2, f"{self.path}: File(..., 'w')", limit)
+            self._steps = _Steps(ctl, self.path, limit)
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
+        self.parallel = False
+        try:
+            self._setup(h5py, attrs, parallel)
+        except BaseException as e:
+            self._abort(f"{type(e).__name__}: {e}"[:200])
+            raise
+
+    def _setup(self, h5py, attrs, parallel):
+        """Collective: every rank gets the same error if any rank fails."""
+        bad_arg = None
         have_mpi = bool(h5py.get_config().mpi)
         if parallel is None:
             self.parallel = have_mpi and self.size > 1
         elif parallel:
             if not have_mpi:
-                self._free_comm()
-                raise InvalidArgument("parallel=True needs h5py built with MPI (h5py.get_config().mpi is False); "
-                                      "see docs/io.md or pass parallel=None/False")
-            if self._comm is None:
-                raise InvalidArgument("parallel=True needs a communicator")
+                bad_arg = ("parallel=True needs h5py built with MPI (h5py.get_config().mpi is False); "
+                           "see docs/io.md or pass parallel=None/False")
+            elif self._comm is None:
+                bad_arg = "parallel=True needs a communicator"
             self.parallel = True
         else:
             self.parallel = False
-        jobid = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or str(os.getpid())
-        prov = provenance(attrs, comm=self._comm) if self.rank == 0 else None
-        # each file's notices carry their own tag: a notice nobody received
-        # (every rank raised at once) cannot stop a later file whose control
-        # communicator reuses this one's context
-        tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000 if self.rank == 0 else None
-        jobid, prov, self._abort_tag = self._bcast((jobid, prov, tag))
+        if bad_arg and self._comm is None:
+            raise InvalidArgument(bad_arg)
+        payload, err = None, None
+        if self.rank == 0:
+            # each file's notices carry their own tag: a notice nobody received
+            # (every rank raised at once) cannot stop a later file whose control
+            # communicator reuses this one's context
+            tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000
+            tmp = _temporary_path(self.path)
+            if os.path.abspath(tmp) in _OPEN_TMPS:
+                bad_arg = bad_arg or f"{self.path} is already open for writing in this process"
+            try:
+                payload = (tmp, provenance(attrs, comm=self._comm), tag)
+            except Exception as e:  # noqa: BLE001  (attrs that cannot be stored)
+                bad_arg = bad_arg or f"attrs: {type(e).__name__}: {e}"
+        got = self._steps.allgather(self._comm, (bad_arg, payload), "set-up")
+        bad = [(r, g[0]) for r, g in enumerate(got) if g[0]]
+        if bad:
+            self._steps.told = True  # every rank raises this one: nobody to tell
+            if len(bad) == self.size and len({e for _, e in bad}) == 1:
+                raise InvalidArgument(bad[0][1])
+            raise InvalidArgument(f"{self.path}: " + _agreed_message(bad))
+        self.tmp_path, prov, self._steps.tag = got[0][1]
         prov["io_mode"] = "mpio" if self.parallel else "serial"
-        self.tmp_path = f"{self.path}.tmp.{jobid}"
-        err = None
+        if self.rank == 0:
+            d = os.path.dirname(os.path.abspath(self.path))
+            own = os.path.basename(self.path)
+            _remove_stale_temporaries(d, lambda out: out == own)
+            _OPEN_TMPS.add(os.path.abspath(self.tmp_path))
         try:
             if self.parallel:
                 self._f = h5py.File(self.tmp_path, "w", driver="mpio", comm=self._comm)
             elif self.rank == 0:
                 self._f = h5py.File(self.tmp_path, "w")
         except Exception as e:  # noqa: BLE001
-            err = f"{type(e).__name__}: {e}"
+            err = _why(e)
+            if self.parallel and self.rank == 0:  # MPI-IO's words for it are vague: ask the OS
+                err += _posix_reason(self.tmp_path)
         self._agree(err, f"cannot create {self.tmp_path}")
-        try:
-            self._set_attrs_local("/", prov)
-        except BaseException:
-            self._abort()
-            raise
+        self._apply_attrs("/", prov)
 
     # ---- collective helpers ------------------------------------------------
     def _arrive(self, what):
-        """Before each collective step: wait (yielding) until every rank has
-        reached it. A rank that raised inside the `with` block, in a step of
-        its own, or after waiting BAOBAB_TIMEOUT seconds (default 300) sends a
-        notice from _abort instead of arriving: the others raise Error naming
-        it rather than wait for ever in a collective it will never join.
-
-        Two barriers: the first one completes for a rank that arrives after the
-        others gave up (they had joined it), the second one cannot, so that
-        rank waits there until the notice they sent reaches it."""
-        if self._ctl is None:
-            return
-        from mpi4py import MPI
-        self._step += 1
-        limit = float(os.environ.get("BAOBAB_TIMEOUT", "300") or 300)
-        deadline = time.monotonic() + limit
-        for _ in range(2):
-            req = self._ctl.Ibarrier()
-            self._pending = req
-            delay = 1e-5
-            status = MPI.Status()
-            while not req.Test():
-                if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self._abort_tag, status=status):
-                    src = status.Get_source()
-                    why = self._ctl.recv(source=src, tag=self._abort_tag)
-                    self._told = True
-                    raise Error(f"{self.path}: {what}: rank {src} gave up ({why}); every rank stops writing")
-                if time.monotonic() > deadline:
-                    missing = self._missing(MPI, limit)
-                    if missing:  # this rank gives up: _abort tells the others
-                        raise TimeoutError(f"{self.path}: {what}: rank(s) {', '.join(map(str, missing))} did "
-                                           f"not arrive within {limit:g} s (BAOBAB_TIMEOUT)")
-                    raise TimeoutError(f"{self.path}: {what}: every rank reached this step, but not within "
-                                       f"{limit:g} s of one another (BAOBAB_TIMEOUT)")
-                time.sleep(delay)
-                delay = min(2 * delay, 1e-3)
-            self._pending = None
-
-    def _missing(self, MPI, limit):
-        """After a timeout: the ranks that are waiting too say so to every rank,
-        and those not heard from within a short grace time are the missing ones."""
-        tag = self._abort_tag + 1
-        for r in range(self.size):
-            if r != self.rank:
-                self._ctl.isend((self.rank, self._step), dest=r, tag=tag)
-        heard = {self.rank}
-        end = time.monotonic() + min(2.0, max(0.2, limit / 10))
-        status = MPI.Status()
-        while len(heard) < self.size and time.monotonic() < end:
-            if self._ctl.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
-                rank, step = self._ctl.recv(source=status.Get_source(), tag=tag)
-                if step == self._step:
-                    heard.add(rank)
-            else:
-                time.sleep(1e-3)
-        return sorted(set(range(self.size)) - heard)
+        self._steps.arrive(what)
 
     def _bcast(self, obj, what="bcast"):
-        if self._comm is None:
-            return obj
-        self._arrive(what)
-        return self._comm.bcast(obj, root=0)
+        return self._steps.bcast(self._comm, obj, what)
 
     def _allgather(self, obj, what="allgather"):
-        if self._comm is None:
-            return [obj]
-        self._arrive(what)
-        return self._comm.allgather(obj)
+        return self._steps.allgather(self._comm, obj, what)
 
-    def _agree(self, err, what, cls=Error):
+    def _agree(self, err, what, cls=Error, step="set-up"):
         """Every rank raises if any rank failed (errors: None or a message)."""
-        errs = self._allgather(err)
+        errs = self._allgather(err, step)
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if bad:
-            self._told = True  # every rank raises this one: nobody to tell
-            raise cls(f"{what}: " + "; ".join(f"rank {r}: {e}" for r, e in bad))
+            self._steps.told = True  # every rank raises this one: nobody to tell
+            raise cls(f"{what}: " + _agreed_message(bad))
+
+    def _write_failed(self, name, bad):
+        """Every rank raises after a write that failed on the ranks in `bad`: the
+        file cannot be completed any more, and is abandoned (see _abandon)."""
+        self._failed = f"writing {name} failed: " + _agreed_message(bad)
+        self._steps.told = True
+        self._abandon()
+        raise Error(f"{self.path}: {self._failed}")
+
+    def _abandon(self):
+        """Prepares a file that will not be kept for a close that cannot fail.
+
+        HDF5 writes cached chunks and metadata when a dataset or the file is
+        closed. When that write fails (a full disk) the close fails too, but
+        HDF5 has already freed the object and keeps its ID: the process crashes
+        at the next flush or close of the file, or at exit (H5D__flush_all_cb,
+        H5F__close_cb). So before any close that may follow a write error,
+        every descriptor this process holds on the temporary file (h5py's sec2
+        driver's, or MPI-IO's in mpio mode) is pointed at one anonymous
+        in-memory file: what HDF5 still writes (at most its caches) goes there,
+        every close succeeds, and the temporary file is removed afterwards.
+        Where no descriptor can be found (no /proc, an MPI-IO driver without
+        POSIX files), rank 0 truncates the temporary file instead, which frees
+        the space its data took for the metadata the close writes."""
+        if self._abandoned or self.mode != "w" or self._f is None:
+            return
+        self._abandoned = True
+        fds = set()
+        try:
+            ref = os.stat(self.tmp_path)
+        except OSError:
+            ref = None
+        if not self.parallel:
+            try:  # the sec2 driver's descriptor
+                fd = self._f.id.get_vfd_handle()
+                if isinstance(fd, int) and (ref is None or os.path.samestat(os.fstat(fd), ref)):
+                    fds.add(fd)
+                    ref = os.fstat(fd)
+            except Exception:  # noqa: BLE001
+                pass
+        if ref is not None:
+            fds |= _descriptors_of(ref)
+        if fds:
+            sink = _memory_file()
+            try:
+                for fd in fds:
+                    os.dup2(sink, fd)  # closes the temporary file's descriptor; HDF5 keeps writing to fd
+            finally:
+                os.close(sink)
+        elif self.rank == 0 and self.tmp_path:
+            try:
+                os.truncate(self.tmp_path, 0)
+            except OSError:
+                pass
+        if not self.parallel:
+            # A flush that failed leaves HDF5's metadata cache marked as being
+            # flushed (its skip list enabled), and closing then fails ("slist
+            # already enabled?"). The next flush fails once more and clears that
+            # mark; the one after writes the caches (now into memory).
+            for _ in range(2):
+                try:
+                    self._f.flush()
+                    break
+                except Exception:  # noqa: BLE001
+                    pass
 
     def _writes_here(self):
         return self.parallel or self.rank == 0
@@ -280,6 +706,8 @@ class File:
             raise InvalidArgument(f"{self.path} is open read-only")
         if self._closed:
             raise InvalidArgument(f"{self.path} is closed")
+        if self._failed:
+            raise Error(f"{self.path}: cannot be written any more: {self._failed}")
 
     def _need_handle(self):
         if self._closed:
@@ -296,6 +724,28 @@ class File:
         for k, v in attrs.items():
             obj.attrs[str(k)] = _attr_value(v)
 
+    def _room(self):
+        """Rank 0: the bytes the file system can still take, less the data this file
+        was given that HDF5 still holds in its caches; None if unknown."""
+        if self.rank != 0 or not self.tmp_path:
+            return None
+        free = _free_bytes(os.path.dirname(os.path.abspath(self.tmp_path)))
+        if free is None:
+            return None
+        try:
+            on_disk = os.stat(self.tmp_path).st_blocks * 512
+        except (OSError, AttributeError):
+            on_disk = self._written
+        return free - max(0, self._written - on_disk)
+
+    def _no_room(self, name, nbytes, room, outcome="nothing was written"):
+        """The message for a write that cannot fit, or None."""
+        if room is None or _space_needed(nbytes) <= room:
+            return None
+        d = os.path.dirname(os.path.abspath(self.tmp_path))
+        return (f"{self.path}: writing {name}: no space left on device (ENOSPC) in {d}: it needs about "
+                f"{_size(_space_needed(nbytes))}, {_size(max(room, 0))} are free; {outcome}")
+
     # ---- writing -------------------------------------------------------------
     def write(self, name, local, *, axis0_counts=None, attrs=None, checksum=True, chunks=True):
         """Collective: `local` is this rank's rows of dataset `name` (axis 0 is split)."""
@@ -306,7 +756,8 @@ class File:
             local = np.ascontiguousarray(local)
         exists = (name in self._f) if (self.rank == 0 and self._f is not None) else False
         metas = self._allgather((tuple(local.shape), local.dtype.str, local.dtype.descr
-                                 if local.dtype.fields else None, exists, dict(attrs) if attrs else None),
+                                 if local.dtype.fields else None, exists, dict(attrs) if attrs else None,
+                                 self._room()),
                                 f"write({name!r})")
         if metas[0][3]:
             raise InvalidArgument(f"{self.path}: {name} already exists")
@@ -327,6 +778,10 @@ class File:
             given = [int(c) for c in axis0_counts]
             if given != counts:
                 raise InvalidArgument(f"write({name!r}): axis0_counts {given} do not match the ranks' rows {counts}")
+        nbytes = sum(counts) * local.dtype.itemsize * prod(ref[0][1:])
+        full = self._no_room(name, nbytes, ref[5])
+        if full:  # every rank has rank 0's numbers: all raise, before HDF5 writes anything
+            raise Error(full)
         self._write_rows(name, local, counts, ref[0][1:], attrs=metas[0][4], checksum=checksum, chunks=chunks)
 
     def _layout(self, name, shape, dtype, checksum, chunks):
@@ -350,7 +805,14 @@ class File:
         block = max(1, BLOCK_BYTES // row_bytes)
         err = None
         if self.parallel:
-            dset = self._f.create_dataset(name, shape=shape, dtype=dtype, chunks=ch, fletcher32=fl)
+            # Each collective call is agreed on before the next one: a rank whose
+            # write failed must not leave the others inside a collective write.
+            dset = None
+            try:
+                dset = self._f.create_dataset(name, shape=shape, dtype=dtype, chunks=ch, fletcher32=fl)
+            except Exception as e:  # noqa: BLE001
+                err = _why(e)
+            self._agree_write(err, name)
             h5py = _h5py()
             dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
             dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
@@ -359,24 +821,31 @@ class File:
             for i in range(rounds):
                 a, b = min(i * block, mine), min((i + 1) * block, mine)
                 part = local[a:b]
-                fspace = dset.id.get_space()
-                mspace = h5py.h5s.create_simple(part.shape)
-                if b > a:
-                    fspace.select_hyperslab((int(offsets[self.rank]) + a,) + (0,) * len(rest), part.shape)
-                else:
-                    fspace.select_none()
-                    mspace.select_none()
-                dset.id.write(mspace, fspace, part, dxpl=dxpl)
+                try:
+                    fspace = dset.id.get_space()
+                    mspace = h5py.h5s.create_simple(part.shape)
+                    if b > a:
+                        fspace.select_hyperslab((int(offsets[self.rank]) + a,) + (0,) * len(rest), part.shape)
+                    else:
+                        fspace.select_none()
+                        mspace.select_none()
+                    dset.id.write(mspace, fspace, part, dxpl=dxpl)
+                except Exception as e:  # noqa: BLE001
+                    err = _why(e)
+                self._agree_write(err, name)
         else:
             from mpi4py import MPI
             if self.rank == 0:
+                # After an error the file is abandoned at once (_abandon), while
+                # `dset` is still open: its close must not fail later.
                 dset = None
                 try:
                     dset = self._f.create_dataset(name, shape=shape, dtype=dtype, chunks=ch, fletcher32=fl)
                     if counts[0]:
                         dset[0:counts[0]] = local
                 except Exception as e:  # noqa: BLE001
-                    err = f"{type(e).__name__}: {e}"
+                    err = _why(e)
+                    self._abandon()
                 for r in range(1, self.size):
                     for a in range(0, counts[r], block):
                         b = min(a + block, counts[r])
@@ -386,17 +855,32 @@ class File:
                             try:
                                 dset[offsets[r] + a:offsets[r] + b] = buf
                             except Exception as e:  # noqa: BLE001
-                                err = f"{type(e).__name__}: {e}"
+                                err = _why(e)
+                                self._abandon()
+                if err is None:
+                    try:  # the chunks HDF5 still caches reach the disk now, while the dataset is open
+                        dset.id.flush()
+                    except Exception as e:  # noqa: BLE001
+                        err = _why(e)
+                        self._abandon()
+                self._written += total * row_bytes
+                del dset
             else:
                 for a in range(0, counts[self.rank], block):
                     part = np.ascontiguousarray(local[a:a + block])
                     self._comm.Send([part.reshape(-1).view(np.uint8), MPI.BYTE], dest=0, tag=7)
-            err = self._bcast(err)
+            err = self._bcast(err, f"write({name!r})")
             if err:
-                raise Error(f"{self.path}: writing {name} failed on rank 0: {err}")
+                self._write_failed(name, [(0, err)])
         self._names |= _parents(name)
         if attrs:
             self._apply_attrs(name, attrs)
+
+    def _agree_write(self, err, name):
+        errs = self._allgather(err, f"write({name!r})")
+        bad = [(r, e) for r, e in enumerate(errs) if e]
+        if bad:
+            self._write_failed(name, bad)
 
     def write_global(self, name, array, *, attrs=None, checksum=True):
         """Collective: a dataset every rank holds; rank 0's copy is written (the
@@ -414,6 +898,8 @@ class File:
                     meta = ("error", f"write_global({name!r}): dtype {a.dtype} cannot be stored")
                 elif self._f is not None and name in self._f:
                     meta = ("error", f"{self.path}: {name} already exists")
+                elif self._no_room(name, a.nbytes, self._room()):
+                    meta = ("full", self._no_room(name, a.nbytes, self._room()))
                 elif a.ndim == 0:
                     meta = ("scalar", a, attrs)
                 else:
@@ -421,21 +907,30 @@ class File:
         meta = self._bcast(meta, f"write_global({name!r})")
         if meta[0] == "error":
             raise InvalidArgument(meta[1])
+        if meta[0] == "full":
+            raise Error(meta[1])
         if meta[0] in ("str", "scalar"):
             err = None
             if self._writes_here():
+                dset = None
                 try:
                     data = meta[1]
                     if meta[0] == "str":   # fixed-length UTF-8: parallel HDF5 cannot write variable-length data
                         b = data.encode("utf-8")
                         data = np.array(b, dtype=_h5py().string_dtype("utf-8", max(1, len(b))))
-                    self._f.create_dataset(name, data=data)
+                    dset = self._f.create_dataset(name, data=data)
+                    if not self.parallel:
+                        dset.id.flush()
                 except Exception as e:  # noqa: BLE001
-                    err = f"{type(e).__name__}: {e}"
-            if not self.parallel:
-                err = self._bcast(err)
-            if err:
-                raise Error(f"{self.path}: writing {name} failed: {err}")
+                    err = _why(e)
+                    if not self.parallel:
+                        self._abandon()
+                del dset
+            errs = (self._allgather(err, f"write_global({name!r})") if self.parallel
+                    else [self._bcast(err, f"write_global({name!r})")])
+            bad = [(r if self.parallel else 0, e) for r, e in enumerate(errs) if e]
+            if bad:
+                self._write_failed(name, bad)
             self._names |= _parents(name)
             if meta[2]:
                 self._apply_attrs(name, meta[2])
@@ -461,11 +956,17 @@ class File:
         try:
             self._set_attrs_local(name, attrs)
         except Exception as e:  # noqa: BLE001
-            err = f"{type(e).__name__}: {e}"
-        if not self.parallel:
-            err = self._bcast(err)
-        if err:
-            raise Error(f"{self.path}: attributes of {name}: {err}")
+            err = _why(e)
+            if not self.parallel:
+                self._abandon()
+        errs = (self._allgather(err, f"set_attrs({name!r})") if self.parallel
+                else [self._bcast(err, f"set_attrs({name!r})")])
+        bad = [(r if self.parallel else 0, e) for r, e in enumerate(errs) if e]
+        if bad:
+            self._failed = f"attributes of {name}: " + _agreed_message(bad)
+            self._steps.told = True
+            self._abandon()
+            raise Error(f"{self.path}: {self._failed}")
         if name != "/":
             self._names |= _parents(name)
 
@@ -508,19 +1009,15 @@ class File:
     # ---- closing -------------------------------------------------------------
     def _free_comm(self):
         if self.mode == "w":
-            if getattr(self, "_pending", None) is not None:
-                # A barrier some rank never joined: MPI forbids freeing or
-                # cancelling a pending collective request, so the request and
-                # its communicator are kept for the life of the process.
-                _STRANDED.append((self._ctl, self._pending))
-                self._ctl = self._pending = None
-            for c in (self._comm, getattr(self, "_ctl", None)):
-                if c is not None:
-                    try:
-                        c.Free()
-                    except Exception:  # noqa: BLE001
-                        pass
-            self._comm = self._ctl = None
+            self._steps.free()
+            if self._comm is not None:
+                try:
+                    self._comm.Free()
+                except Exception:  # noqa: BLE001
+                    pass
+            self._comm = None
+            if self.rank == 0 and self.tmp_path:
+                _OPEN_TMPS.discard(os.path.abspath(self.tmp_path))
 
     def close(self):
         """Collective in mode "w": flush, fsync, and (after every rank is done)
@@ -533,25 +1030,60 @@ class File:
             return
         try:  # before HDF5's collective close: a rank that gave up is not coming
             self._arrive("close")
-        except Error:
-            self._abort()  # closes the HDF5 file with the rank that gave up, removes the temporary
+        except Error as e:
+            self._abort(f"{type(e).__name__}: {e}"[:200])  # closes the HDF5 file with the others, removes the temporary
             raise
-        err = None
+        err, skip = None, bool(self._failed)
+        if self._failed and self.rank == 0:  # every rank knows; rank 0 says it
+            err = f"not completed: {self._failed}"
+        if self.parallel and not skip:
+            # Parallel HDF5 cannot recover from a failed collective flush (the
+            # ranks' metadata caches no longer agree: the close then hangs or
+            # crashes), so there must be room for the metadata before it is tried.
+            full = None
+            if self.rank == 0:
+                try:
+                    cached = int(self._f.id.get_mdc_size()[2])
+                except Exception:  # noqa: BLE001
+                    cached = 0
+                full = self._no_room("its metadata", cached, self._room(), "the file is given up")
+            full = self._bcast(full, "close")
+            if full:
+                skip = True
+                err = full if self.rank == 0 else None
+        if not skip and self._f is not None:
+            try:  # what HDF5 caches reaches the disk here, before any close: a full disk shows now
+                self._f.flush()
+            except Exception as e:  # noqa: BLE001
+                err = _why(e)
+        if self.parallel and not skip and any(self._allgather(err, "close")):
+            skip = True  # HDF5's close is collective: every rank abandons the file together
+        if skip or err is not None:
+            self._abandon()
         try:
             if self._f is not None:
-                self._f.flush()
                 self._f.close()
-            self._f = None
-            if self.rank == 0:
+        except Exception as e:  # noqa: BLE001
+            err = err or _why(e)
+        self._f = None
+        if self.rank == 0 and err is None and not skip:
+            try:
                 fd = os.open(self.tmp_path, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        except Exception as e:  # noqa: BLE001
-            err = f"{type(e).__name__}: {e}"
+            except Exception as e:  # noqa: BLE001
+                err = _why(e)
         self._closed = True
-        errs = self._allgather(err, "close")  # the barrier: every rank has finished writing
+        try:
+            errs = self._allgather(err, "close")  # the barrier: every rank has finished writing
+        except Error as e:
+            self._steps.give_up(f"{type(e).__name__}: {e}"[:200])
+            if self.rank == 0:
+                _unlink(self.tmp_path)
+            self._free_comm()
+            raise
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if self.rank == 0:
             if bad:
@@ -561,12 +1093,17 @@ class File:
                     os.replace(self.tmp_path, self.path)
                     _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
                 except Exception as e:  # noqa: BLE001
-                    bad = [(0, f"rename: {type(e).__name__}: {e}")]
+                    bad = [(0, f"rename: {_why(e)}")]
                     _unlink(self.tmp_path)
-        bad = self._bcast(bad)
-        self._free_comm()
+        try:
+            bad = self._bcast(bad, "close")
+        except Error as e:
+            self._steps.give_up(f"{type(e).__name__}: {e}"[:200])
+            raise
+        finally:
+            self._free_comm()
         if bad:
-            raise Error(f"closing {self.path}: " + "; ".join(f"rank {r}: {e}" for r, e in bad))
+            raise Error(f"closing {self.path}: " + _agreed_message(bad))
 
     def _abort(self, why="an exception"):
         """After an exception: close without renaming; rank 0 removes the temporary file.
@@ -576,18 +1113,14 @@ class File:
         if self._closed:
             return
         self._closed = True
-        if self.mode == "w" and self._ctl is not None and not self._told:
-            for r in range(self.size):
-                if r != self.rank:
-                    try:
-                        self._ctl.isend(why, dest=r, tag=self._abort_tag)  # small: delivered eagerly
-                    except Exception:  # noqa: BLE001
-                        pass
-        try:
-            if self._f is not None:
+        if self.mode == "w":
+            self._steps.give_up(why)
+        if self._f is not None:
+            self._abandon()
+            try:
                 self._f.close()
-        except Exception:  # noqa: BLE001
-            pass
+            except Exception:  # noqa: BLE001
+                pass
         self._f = None
         if self.mode == "w" and self.rank == 0 and self.tmp_path:
             _unlink(self.tmp_path)
@@ -608,11 +1141,58 @@ class File:
         return f"<baobab.io.File {self.path!r} ({state}, {'mpio' if self.parallel else 'serial'})>"
 
 
+def _descriptors_of(ref):
+    """This process's open descriptors of the file whose os.stat is `ref` (from /proc/self/fd)."""
+    out = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for n in names:
+        try:
+            fd = int(n)
+            if os.path.samestat(os.fstat(fd), ref):
+                out.add(fd)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _memory_file():
+    """A descriptor of an anonymous file in memory (where an abandoned file's last writes go)."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return os.memfd_create("baobab-abandoned", getattr(os, "MFD_CLOEXEC", 0))
+        except OSError:
+            pass
+    import tempfile
+    with tempfile.TemporaryFile() as fh:
+        return os.dup(fh.fileno())
+
+
 def _unlink(p):
+    """Removes a file if it is there; cleanup never raises (it may run while an error is raised)."""
+    if not os.path.lexists(p):
+        return
     try:
         os.unlink(p)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        warnings.warn(f"cannot remove {p}: {e}", stacklevel=2)
+
+
+def _posix_reason(path):
+    """' (the OS says: ...)' when creating `path` fails here, else ''."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return ""
+    except OSError as e:
+        return f" (the OS says: {_why(e)})"
+    os.close(fd)
+    _unlink(path)
+    return ""
 
 
 def _fsync_dir(d):

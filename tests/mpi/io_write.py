@@ -1,6 +1,7 @@
 """Run under mpiexec: baobab.io collective writes. Usage: io_write.py SCENARIO DIR [MODE]
 
 MODE: auto (parallel=None), mpio (parallel=True), fallback (parallel=False).
+Scenario "badpath" takes a fourth argument: a directory the file cannot be made in.
 Prints 'OK <scenario> p=<size>' on rank 0 when every rank saw what it should."""
 import os
 import sys
@@ -132,6 +133,104 @@ elif scenario == "late":
     assert not os.path.exists(path)
     if r == 0:
         print(f"OK late p={p}", flush=True)
+
+elif scenario == "badpath":
+    # The file's directory cannot be created or written (a path under a regular
+    # file, under /proc, on a read-only mount: sys.argv[4]); every rank gets one
+    # error naming rank 0 and the cause, and the communicator is still usable.
+    path = os.path.join(sys.argv[4], "x.h5")
+    try:
+        with io.File(path, "w", world, parallel=parallel) as f:
+            f.write("x", np.zeros((2, 3)))
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    with io.File(os.path.join(outdir, "after.h5"), "w", world, parallel=parallel) as f:
+        f.write("z", np.full((1, 2), r))
+    if r == 0:
+        print(f"OK badpath p={p}", flush=True)
+
+elif scenario == "badattrs":
+    # rank 0 alone cannot build the root attributes: every rank raises at once
+    path = os.path.join(outdir, f"badattrs-{p}-{mode}.h5")
+    try:
+        with io.File(path, "w", world, attrs={"run": {"a": object()}}, parallel=parallel) as f:
+            f.write("x", np.zeros((2, 3)))
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    assert not [n for n in os.listdir(outdir) if n.startswith(f"badattrs-{p}-{mode}")]
+    if r == 0:
+        print(f"OK badattrs p={p}", flush=True)
+
+elif scenario.startswith("full-"):
+    # DIR is a small tmpfs (1 MiB): more than fits is written. Every rank must
+    # raise one baobab.Error naming ENOSPC and the file, nothing may be left in
+    # DIR, and the process must exit normally (no segfault at exit).
+    variant = scenario[5:]
+    path = os.path.join(outdir, f"full-{p}.h5")
+    if variant == "nocheck":
+        # as on a file system whose statvfs says nothing: HDF5 itself meets the
+        # full disk, in the middle of a write (serial h5py: the fallback mode)
+        io._free_bytes = lambda d: None
+    try:
+        with io.File(path, "w", world, parallel=parallel) as f:
+            if variant == "big":        # one write larger than the disk
+                f.write("x", np.ones((1 << 16, 4)))
+            elif variant in ("many", "nocheck"):  # each write fits, together they do not
+                for i in range(12):
+                    f.write(f"x{i}", np.full((1 << 13 if variant == "many" else 1 << 12, 4), r, np.float64))
+                    f.write_global(f"g{i}", np.ones((1 << 12, 4)))
+            elif variant == "fill":     # another process fills the disk before the close
+                f.write("x", np.ones((1 << 10, 4)))
+                if r == 0:
+                    fd = os.open(os.path.join(outdir, "filler"), os.O_WRONLY | os.O_CREAT)
+                    try:
+                        while True:
+                            os.write(fd, b"\0" * 4096)
+                    except OSError:
+                        pass
+                    os.close(fd)
+                for i in range(40):     # metadata HDF5 keeps in its cache until the close
+                    f.set_attrs(f"/group{i}", {f"a{j}": "b" * 1000 for j in range(20)})
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    world.Barrier()
+    left = sorted(n for n in os.listdir(outdir) if n != "filler")
+    filler = os.path.join(outdir, "filler")
+    if r == 0 and os.path.exists(filler):
+        os.unlink(filler)
+    world.Barrier()
+    # the space is free again: a small file fits
+    with io.File(os.path.join(outdir, "small.h5"), "w", world, parallel=parallel) as f:
+        f.write("y", np.full((4, 2), r, np.int32))
+    assert io.File(os.path.join(outdir, "small.h5")).read("y").shape == (4 * p, 2)
+    world.Barrier()
+    if r == 0:
+        print(f"LEFT {left}", flush=True)
+        print(f"OK {scenario} p={p}", flush=True)
+
+elif scenario == "killme":
+    # Holds out.h5 open in DIR for ever after a write (the test kills it with SIGKILL).
+    os.makedirs(outdir, exist_ok=True)
+    with io.File(os.path.join(outdir, "out.h5"), "w", world, parallel=parallel) as f:
+        f.write("x", np.full((1000, 4), r, np.float64))
+        world.Barrier()
+        if r == 0:
+            print("READY", flush=True)
+        time.sleep(600)
+
+elif scenario == "restart":
+    # Writes out.h5 in DIR again, as a run restarted after a killed one would.
+    with io.File(os.path.join(outdir, "out.h5"), "w", world, parallel=parallel) as f:
+        f.write("x", np.full((10, 4), r, np.float64))
+    assert io.File(os.path.join(outdir, "out.h5")).read("x").shape == (10 * p, 4)
+    world.Barrier()
+    if r == 0:
+        print(f"OK restart p={p}", flush=True)
 
 elif scenario == "bandwidth":
     mib = int(os.environ.get("IO_BENCH_MIB", "256"))
