@@ -58,7 +58,8 @@ test-openmpi: $(OMPI_VENV)/.deps
 	    $(OMPI_VENV)/bin/python -m pytest -q tests/test_api.py tests/test_coll_mpi.py tests/test_errors_mpi.py \
 	    tests/test_nonblocking_mpi.py tests/test_import.py tests/test_cli.py tests/test_datatype.py \
 	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
-	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py
+	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py \
+	    tests/test_faults_core.py tests/test_faults_cli.py tests/test_faults_io.py tests/test_faults_nbody.py
 
 clean:
 	rm -rf build dist *.egg-info
