@@ -261,6 +261,9 @@ def test_nbody_app_on_a_full_disk(tmp_path):
         out = p.stdout + p.stderr
         assert p.returncode not in (0, 139, -11) and p.returncode < 128, (p.returncode, out)
         assert "no space left on device (ENOSPC)" in out, out
+        assert "Traceback" not in out, out
+        errors = [l for l in out.splitlines() if l.startswith("nbody: error:")]
+        assert len(errors) == 1 and "ENOSPC" in errors[0], out
         for bad in ("Segmentation fault", "signal 11", "SIGSEGV"):
             assert bad not in out, out
         assert not [n for n in os.listdir(d / "run" / "checkpoints") if ".tmp." in n], out

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 EXIT_BAD_CONFIG = 2
 EXIT_DIVERGED = 4
+EXIT_RUNTIME = 1  # an error while running (a full disk, a timeout), one line on rank 0
 CHECK_EVERY = 8  # block steps between the ranks' agreement on a stop signal
 DT_OUT_MIN = 2.0 ** -30  # output interval: 10 levels above the smallest block step, Hermite's dt_min 2^-40
 MAX_THREADS = 1024
@@ -435,13 +436,12 @@ def _any(comm, *flags):
 
 
 def write_diagnostics(path, history, params, comm):
-    """The time series so far (rank 0 writes, atomically)."""
+    """The time series so far (every rank holds it; written collectively, rank 0's
+    copy, atomically), so that a failure on rank 0 reaches every rank at once."""
     import diagnostics
-    if comm.rank != 0:
-        return
     from baobab import io
     arrays = diagnostics.as_arrays(history)
-    with io.File(path, "w", None, attrs={"run_parameters": params}) as f:
+    with io.File(path, "w", comm, attrs={"run_parameters": params}) as f:
         for k, v in arrays.items():
             f.write_global(k, np.ascontiguousarray(v))
         f.set_attrs("/", {"columns": "time energy kinetic potential de_rel virial momentum[3] angular_momentum[3] "
@@ -478,6 +478,10 @@ def main(argv=None):
         if comm.rank == 0:
             print(f"nbody: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except baobab.Error as e:  # a failed write, a timeout: baobab raises it on every rank
+        if comm.rank == 0:
+            print(f"nbody: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":
