@@ -16,6 +16,17 @@ from conftest import MPI_DIR, run_mpi
 
 FAULTS = MPI_DIR / "faults.py"
 
+# Creates a communicator on one rank: prints REFUSED and the message, or ACCEPTED.
+CREATE = """
+import baobab
+try:
+    baobab.Communicator()
+except baobab.InvalidArgument as e:
+    print("REFUSED", e)
+else:
+    print("ACCEPTED")
+"""
+
 
 def lines(out, r):
     return [l for l in out.splitlines() if l.startswith(f"RANK {r}: ")]
@@ -89,16 +100,7 @@ def test_no_deadline_spellings(value):
 
 @pytest.mark.parametrize("value", ["nan", "1e10", "-1", "abc", "1e400", ""])
 def test_bad_timeouts_rejected_at_init(value):
-    script = """
-import baobab
-try:
-    baobab.Communicator()
-except baobab.InvalidArgument as e:
-    print("REFUSED", e)
-else:
-    print("ACCEPTED")
-"""
-    out = run_mpi(1, script, env={"BAOBAB_TIMEOUT": value}, timeout=60).stdout
+    out = run_mpi(1, CREATE, env={"BAOBAB_TIMEOUT": value}, timeout=60).stdout
     if value == "":
         assert "ACCEPTED" in out, out  # unset-like: the default
         return
@@ -198,16 +200,7 @@ def test_alltoall_splits_a_flat_buffer_evenly(n):
     ("BAOBAB_SEGMENT", "1e400"), ("BAOBAB_SEGMENT", "-1M"), ("BAOBAB_TUNING", "/tmp"), ("BAOBAB_PACK", "often"),
     ("BAOBAB_ALGO", "allreduce=nosuch"), ("BAOBAB_TOPOLOGY", "nodes=x")])
 def test_bad_environment_values_are_named(var, value):
-    script = """
-import baobab
-try:
-    baobab.Communicator()
-except baobab.InvalidArgument as e:
-    print("REFUSED", e)
-else:
-    print("ACCEPTED")
-"""
-    out = run_mpi(1, script, env={var: value}, timeout=60).stdout
+    out = run_mpi(1, CREATE, env={var: value}, timeout=60).stdout
     assert "REFUSED" in out and var in out, out
     assert "Traceback" not in out, out
 
