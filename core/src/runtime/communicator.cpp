@@ -205,6 +205,7 @@ struct Execution {
   bool complete = false;
   bool check = true;
   bool stall_checked = false;
+  bool acks_checked = false;  // the ranks whose acknowledgement is late were asked for their signature
   std::shared_ptr<CachedPlan> plan;  // keeps the schedules alive
 };
 
@@ -933,9 +934,9 @@ void backoff(int& spins, Clock::time_point since, int spin_limit) {
   }
 }
 
-// Asks every rank where it is: answers carry its count of operations started
-// and the signature it recorded for operation e.seq.
-void start_query(CommState& s, Execution& e) {
+// Asks every rank (or only the ranks in `only`) where it is: answers carry its
+// count of operations started and the signature it recorded for operation e.seq.
+void start_query(CommState& s, Execution& e, const std::set<int>* only = nullptr) {
   s.diagnosing = true;
   s.diag_seq = e.seq;
   s.diag_start = Clock::now();
@@ -946,12 +947,23 @@ void start_query(CommState& s, Execution& e) {
   s.answer_has_hdr.assign(s.size, 0);
   s.answered[s.rank] = 1;
   s.answer_started[s.rank] = s.started;
+  if (only)
+    for (int r = 0; r < s.size; ++r) s.answered[r] = s.answered[r] || !only->count(r);
   CtrlMsg q;
   q.type = kQuery;
   q.seq = e.seq;
   q.from = s.rank;
   for (int r = 0; r < s.size; ++r)
-    if (r != s.rank) send_ctrl(s, r, q);
+    if (!s.answered[r]) send_ctrl(s, r, q);
+}
+
+// Ranks whose acknowledgement this execution still waits for.
+std::set<int> late_ackers(const Execution& e) {
+  std::set<int> out;
+  for (const auto& l : e.lanes)
+    for (size_t k = 0; k < l.ack_posted; ++k)
+      if (l.ack_reqs[k] != MPI_REQUEST_NULL) out.insert(l.ack_peer[k]);
+  return out;
 }
 
 double query_grace(const CommState& s) { return std::clamp(0.1 * s.cfg.timeout, 0.05, 2.0); }
@@ -1062,6 +1074,14 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
       if (!e.stall_checked && !s.diagnosing && seconds_since(e.start) > std::min(10.0, 0.5 * s.cfg.timeout)) {
         e.stall_checked = true;
         start_query(s, e);
+      }
+      // A sending-only rank whose acknowledgements are late asks just those
+      // receivers for their signature: two ranks that both believe they are
+      // the root never send to each other, and only this reveals it early.
+      if (!e.acks_checked && !s.diagnosing && seconds_since(e.start) > std::min(0.1, 0.05 * s.cfg.timeout)) {
+        e.acks_checked = true;
+        const std::set<int> late = late_ackers(e);
+        if (!late.empty()) start_query(s, e, &late);
       }
       if (s.diagnosing && s.diag_seq == e.seq && query_finished(s)) {
         s.diagnosing = false;
