@@ -141,10 +141,11 @@ def local_rates(nbytes=64 << 20, reps=5):
     a = np.ones(nbytes // 4, np.float32)
     b = np.ones_like(a)
     out = np.empty_like(a)
-    _core.reduce_local(2, 0, a, b, out)
+    f32, add = _core.DType.float32, _core.RedOp.sum
+    _core.reduce_local(f32, add, a, b, out)
     t0 = time.perf_counter()
     for _ in range(reps):
-        _core.reduce_local(2, 0, a, b, out)
+        _core.reduce_local(f32, add, a, b, out)
     gamma = (time.perf_counter() - t0) / reps
     np.copyto(out, a)
     t0 = time.perf_counter()
