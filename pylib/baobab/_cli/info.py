@@ -1,15 +1,16 @@
 """`baobab info`: what this build and this job look like."""
 import platform
 
+import mpi4py
+import numpy as np
+from mpi4py import MPI
+
+import baobab
+
+from .. import _core
+
 
 def info(comm=None, file=None):
-    import mpi4py
-    import numpy as np
-    from mpi4py import MPI
-
-    import baobab
-    from . import _core
-
     comm = comm or baobab.init()
     if comm.rank != 0:
         return 0
