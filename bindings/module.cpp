@@ -741,7 +741,8 @@ NB_MODULE(_core, m) {
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
 
   m.def("parse_timeout", [](const std::string& name, const std::string& text) { return parse_timeout(name, text); });
-  m.def("check_timeout", [](const std::string& name, double t) { return check_timeout(name, t); });
+  m.def("check_timeout", &check_timeout, "name"_a, "seconds"_a, "zero_ok"_a = false,
+        "Seconds of a timeout, checked by the core's one rule; InvalidArgument naming `name` otherwise.");
   m.def("check_environment", &check_environment);
 
   bind_nbody(m);

@@ -67,3 +67,64 @@ def test_cpp_errors_arrive_as_baobab_classes():
 
 def test_the_loader_no_longer_hands_classes_to_the_core():
     assert not hasattr(_core, "_set_exception_types")
+
+
+# ---- arguments checked once: the Python layer's checks, the core's rules -----------------------------
+
+
+@pytest.fixture(scope="module")
+def comm():
+    return baobab.Communicator(timeout=30)
+
+
+def test_every_timeout_follows_the_cores_rule(comm):
+    import math
+    w = comm.iallreduce(np.ones(2))
+    with pytest.raises(baobab.InvalidArgument, match="timeout=1e\\+10 is beyond the longest deadline"):
+        w.wait(timeout=1e10)  # as BAOBAB_TIMEOUT=1e10 and Communicator(timeout=1e10) are
+    with pytest.raises(baobab.InvalidArgument, match="timeout=-1 must be 0 or more seconds"):
+        w.wait(timeout=-1)
+    with pytest.raises(baobab.InvalidArgument, match="beyond the longest deadline"):
+        w.wait(timeout=10**400)  # no OverflowError
+    assert w.wait(timeout=0 if w.test() else math.inf).tolist() == [1.0, 1.0]
+    with pytest.raises(baobab.InvalidArgument, match="timeout=1e\\+10"):
+        baobab.Communicator(timeout=1e10)
+    with pytest.raises(baobab.InvalidArgument, match="timeout=0 must be positive"):
+        baobab.Communicator(timeout=0)
+
+
+def test_counts_and_widths_are_not_truncated(comm):
+    from mpi4py import MPI
+    d = baobab.Datatype.from_array(np.zeros(4))
+    with pytest.raises(baobab.InvalidArgument, match="count must be an integer, got 1.5"):
+        d.pack(np.zeros(4), count=1.5)
+    with pytest.raises(baobab.InvalidArgument, match="count must not be negative"):
+        d.unpack(bytes(0), np.zeros(4), count=-1)
+    cart = MPI.COMM_WORLD.Create_cart([MPI.COMM_WORLD.size], periods=[True])
+    try:
+        with pytest.raises(baobab.InvalidArgument, match="width must be an integer, got 1.5"):
+            comm.halo_exchange(np.zeros(6), 1.5, cart)
+        with pytest.raises(baobab.InvalidArgument, match="width must be at least 1, got 0"):
+            comm.halo_exchange(np.zeros(6), 0, cart)
+    finally:
+        cart.Free()
+
+
+def test_tree_decode_checks_its_root(comm):
+    q = np.ones((1, 1, 1, 4))
+    k = v = np.ones((1, 1, 3, 4))
+    for bad in (comm.size, -1, 0.5):
+        with pytest.raises(baobab.InvalidArgument, match="root"):
+            baobab.attention.tree_decode(q, k, v, comm, root=bad)
+    assert baobab.attention.tree_decode(q, k, v, comm, root=0) is not None or comm.rank != 0
+
+
+def test_explain_takes_the_cores_collective_names(comm, capsys):
+    from baobab._cli.main import main
+    assert main(["explain", "broadcast", "64"]) == 0  # an alias of the core's coll_from_name
+    assert "bcast" in capsys.readouterr().out
+    assert comm.plan("alltoallv", 64)["algorithm"]
+    with pytest.raises(baobab.InvalidArgument, match="unknown collective 'gather'"):
+        comm.explain("gather", 8)
+    with pytest.raises(baobab.InvalidArgument, match="unknown collective 7"):
+        comm.plan(7, 8)

@@ -326,8 +326,8 @@ class Communicator:
         """Sends a numpy array or strided view (packed, or as an MPI derived datatype).
 
         Waits at most ``timeout`` seconds (default BAOBAB_TIMEOUT) for the receiver."""
-        t = _args.timeout(timeout, zero_ok=True)
-        self._context().isend(view, dest, tag).wait(t)
+        t = _args.timeout(timeout, zero_ok=True)  # before anything is sent
+        self._context().isend(view, dest, tag)._wait(t)
 
     def isend(self, view, dest, tag=0):
         return self._context().isend(view, dest, tag)
@@ -337,8 +337,8 @@ class Communicator:
 
         The message must hold exactly as many bytes as `out`. Waits at most ``timeout``
         seconds (default BAOBAB_TIMEOUT) for the sender."""
-        t = _args.timeout(timeout, zero_ok=True)
-        return self._context().irecv(out, source, tag).wait(t)
+        t = _args.timeout(timeout, zero_ok=True)  # before anything is posted
+        return self._context().irecv(out, source, tag)._wait(t)
 
     def irecv(self, out, source, tag=0):
         return self._context().irecv(out, source, tag)
