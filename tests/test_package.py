@@ -133,3 +133,19 @@ def test_the_console_script_runs_the_private_entry_point():
     from baobab._cli.main import main
     assert scripts[0].load() is main
 
+
+def test_the_extension_ships_typed_stubs():
+    """nanobind's stubgen writes _core.pyi at build time; it is installed beside
+    the module with the py.typed marker, so editors and type checkers see the API."""
+    from baobab import _core
+    stub = INSTALLED / "_core.pyi"
+    assert stub.is_file(), f"no {stub}: was the package built with BAOBAB_STUBS=OFF?"
+    assert (INSTALLED / "py.typed").is_file()
+    text = stub.read_text()
+    tree = ast.parse(text)
+    defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    assert {"Communicator", "Work", "Topology", "Layout", "Coll", "DType", "RedOp"} <= defined
+    assert {"coll_from_name", "simulate", "plan_for", "check_timeout", "attention_forward"} <= defined
+    assert "def coll_from_name(name: str) -> Coll" in text  # the enums are in the signatures
+    public = {n for n in dir(_core) if not n.startswith("_")}
+    assert not [n for n in public if n not in text], "names of _core missing from the stub"
