@@ -19,6 +19,7 @@ import numpy as np
 
 import baobab
 
+from .._core import Coll
 from .._errors import InvalidArgument
 from ..dtypes import OPS
 from . import bench_attention, bench_datatype
@@ -26,7 +27,7 @@ from .common import (UsageError, agree, check_root, dtype_type, float_type, int_
                      ranks_on_my_node, size_type, writable_problem)
 from .plot import busbw_plot, output_problem
 
-COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "bcast", "reduce", "alltoall")
+COLLECTIVES = tuple(c.name for c in Coll if c is not Coll.barrier)  # the core's, by its names
 MAX_SIZES = 1000  # sizes in one sweep
 
 def add_parser(sub):
