@@ -4,6 +4,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/function.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
@@ -34,38 +35,67 @@ void bind_nbody(nb::module_& m);  // bindings/nbody.cpp
 
 namespace {
 
-// Python exception classes, set by baobab/_errors.py at import.
-PyObject* g_exc[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+// ---- errors ------------------------------------------------------------------------
+// Each C++ class of the core's exception family raises the Python class of the
+// same name in baobab._errors, which carries the Python bases (InvalidArgument
+// is also a ValueError, TimeoutError also the builtin TimeoutError). One
+// translator per class, registered with the Python class as its payload;
+// nanobind tries the newest translator first, so the base class goes first.
 
-void raise_as(int idx, const char* msg, PyObject* fallback) {
-  PyObject* cls = g_exc[idx] ? g_exc[idx] : fallback;
-  PyErr_SetString(cls, msg);
+void set_error(PyObject* cls, const Error& e) { PyErr_SetString(cls, e.what()); }
+
+void set_error(PyObject* cls, const TimeoutError& e) {
+  nb::list missing;
+  for (int r : e.missing()) missing.append(r);
+  nb::object exc = nb::borrow(cls)(nb::str(e.what()));
+  nb::setattr(exc, "op", nb::str(e.op().c_str()));
+  nb::setattr(exc, "seq", nb::int_(e.seq()));
+  nb::setattr(exc, "missing", missing);
+  PyErr_SetObject(cls, exc.ptr());
 }
 
-void translate(const std::exception_ptr& p, void*) {
-  try {
-    std::rethrow_exception(p);
-  } catch (const InvalidArgument& e) {
-    raise_as(1, e.what(), PyExc_ValueError);
-  } catch (const MismatchError& e) {
-    raise_as(2, e.what(), PyExc_RuntimeError);
-  } catch (const TimeoutError& e) {
-    PyObject* cls = g_exc[3] ? g_exc[3] : PyExc_TimeoutError;
-    nb::gil_scoped_acquire gil;
-    nb::list missing;
-    for (int r : e.missing()) missing.append(r);
-    nb::object exc = nb::borrow(cls)(nb::str(e.what()));
-    nb::setattr(exc, "op", nb::str(e.op().c_str()));
-    nb::setattr(exc, "seq", nb::int_(e.seq()));
-    nb::setattr(exc, "missing", missing);
-    PyErr_SetObject(cls, exc.ptr());
-  } catch (const MPIError& e) {
-    raise_as(4, e.what(), PyExc_RuntimeError);
-  } catch (const CUDAError& e) {
-    raise_as(5, e.what(), PyExc_RuntimeError);
-  } catch (const Error& e) {
-    raise_as(0, e.what(), PyExc_RuntimeError);
+template <class E>
+void raise_as(nb::handle errors, const char* name) {
+  nb::register_exception_translator(
+      [](const std::exception_ptr& p, void* cls) {
+        try {
+          std::rethrow_exception(p);
+        } catch (const E& e) {
+          set_error(static_cast<PyObject*>(cls), e);
+        }
+      },
+      nb::getattr(errors, name).release().ptr());  // kept as long as the translator
+}
+
+void bind_errors() {
+  nb::module_ errors = nb::module_::import_("baobab._errors");
+  raise_as<Error>(errors, "Error");
+  raise_as<InvalidArgument>(errors, "InvalidArgument");
+  raise_as<MismatchError>(errors, "MismatchError");
+  raise_as<TimeoutError>(errors, "TimeoutError");
+  raise_as<MPIError>(errors, "MPIError");
+  raise_as<CUDAError>(errors, "CUDAError");
+}
+
+// ---- enumerations -------------------------------------------------------------------
+// The core's enumerations as Python enum classes, their members named by the
+// core's own name functions (Coll.allreduce, DType.bfloat16, RedOp.max): Python
+// copies neither a numbering nor a spelling.
+template <class E, class NameOf>
+void bind_enum(nb::module_& m, const char* name, const char* doc, NameOf name_of) {
+  nb::enum_<E> e(m, name, doc);
+  for (int i = 0; i < static_cast<int>(E::count_); ++i) {
+    const E v = static_cast<E>(i);
+    e.value(std::string_view(name_of(v)).data(), v);  // the names are string literals
   }
+}
+
+void bind_enums(nb::module_& m) {
+  bind_enum<Coll>(m, "Coll", "A collective operation (baobab::Coll).", coll_name);
+  bind_enum<DType>(m, "DType",
+                   "An element type (baobab::DType): numpy's dtype names, and byte (opaque, not reducible).",
+                   dtype_name);
+  bind_enum<RedOp>(m, "RedOp", "A reduction operator (baobab::RedOp).", redop_name);
 }
 
 using Array = nb::ndarray<nb::device::cpu>;
@@ -82,11 +112,6 @@ void require_contiguous(const A& a, const char* what) {
   }
 }
 
-DType to_dtype(int code) {
-  if (code < 0 || code >= static_cast<int>(DType::count_)) throw InvalidArgument("unknown dtype code " + std::to_string(code));
-  return static_cast<DType>(code);
-}
-
 struct Call {
   CollDesc d;
   DType dtype;
@@ -95,11 +120,11 @@ struct Call {
   void* out = nullptr;
 };
 
-Call make_call(int coll, const RoArray& in, const Array& out, int dtype, int op, size_t count,
+Call make_call(Coll coll, const RoArray& in, const Array& out, DType dtype, RedOp op, size_t count,
                const std::vector<size_t>& counts, int root) {
   Call c;
-  c.d.coll = static_cast<Coll>(coll);
-  c.dtype = to_dtype(dtype);
+  c.d.coll = coll;
+  c.dtype = dtype;
   c.d.elem_size = dtype_size(c.dtype);
   c.d.count = count;
   c.d.counts = counts;
@@ -112,10 +137,7 @@ Call make_call(int coll, const RoArray& in, const Array& out, int dtype, int op,
   if (out.itemsize() != c.d.elem_size && out.size() > 0)
     throw InvalidArgument("output items are " + std::to_string(out.itemsize()) + " bytes, dtype " +
                           std::string(dtype_name(c.dtype)) + " needs " + std::to_string(c.d.elem_size));
-  if (c.d.reduces()) {
-    if (op < 0 || op >= static_cast<int>(RedOp::count_)) throw InvalidArgument("unknown reduction op code");
-    c.red = typed_reduction(c.dtype, static_cast<RedOp>(op));
-  }
+  if (c.d.reduces()) c.red = typed_reduction(c.dtype, op);
   c.in = in.data();
   c.out = out.data();
   return c;
@@ -216,9 +238,7 @@ nb::dict plan_dict(const Plan& p) {
 
 // A description from the Python side, checked so that no schedule builder sees
 // a count list of the wrong length or a root outside the communicator.
-CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts, int size) {
-  if (coll < 0 || coll >= static_cast<int>(Coll::count_)) throw InvalidArgument("unknown collective code " + std::to_string(coll));
-  const Coll c = static_cast<Coll>(coll);
+CollDesc desc(Coll c, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts, int size) {
   const size_t p = static_cast<size_t>(size);
   if ((c == Coll::reduce_scatter || c == Coll::allgather) && counts.size() != p)
     throw InvalidArgument(std::string(coll_name(c)) + " needs " + std::to_string(p) + " counts, got " +
@@ -228,7 +248,7 @@ CollDesc desc(int coll, size_t count, size_t elem_size, int root, const std::vec
   if (root < 0 || root >= size) throw InvalidArgument("root " + std::to_string(root) + " outside 0.." + std::to_string(size - 1));
   if (elem_size == 0) throw InvalidArgument("element size must be positive");
   CollDesc d;
-  d.coll = static_cast<Coll>(coll);
+  d.coll = c;
   d.count = count;
   d.elem_size = elem_size;
   d.root = root;
@@ -299,26 +319,15 @@ double setup_timeout(const nb::dict& overrides) {
 
 NB_MODULE(_core, m) {
   m.doc() = "baobab core runtime";
-  nb::register_exception_translator(translate);
-
-  m.def("_set_exception_types", [](nb::handle err, nb::handle inv, nb::handle mis, nb::handle tmo, nb::handle mpi,
-                                   nb::handle cuda) {
-    nb::handle hs[6] = {err, inv, mis, tmo, mpi, cuda};
-    for (int i = 0; i < 6; ++i) {
-      Py_XINCREF(hs[i].ptr());
-      g_exc[i] = hs[i].ptr();
-    }
-  });
+  bind_errors();
+  bind_enums(m);
+  m.attr("ATTENTION_NO_MASK") = attention::kNoMask;  // causal_offset meaning "no causal mask"
   m.def("mpi_library_version", &mpi_library_version);
   m.def("mpi_build", [] { return std::make_pair(mpi_build_family(), mpi_build_version()); });
   m.def("cuda_status", &cuda_status);
-  m.def("dtype_size", [](int code) { return dtype_size(to_dtype(code)); });
-
-  m.def("coll_names", [] {
-    std::vector<std::string> out;
-    for (int i = 0; i < static_cast<int>(Coll::count_); ++i) out.push_back(coll_name(static_cast<Coll>(i)));
-    return out;
-  });
+  m.def("dtype_size", [](DType t) { return dtype_size(t); });
+  m.def("coll_from_name", &coll_from_name, "name"_a,
+        "The collective a name means (its own, or alltoallv, allgatherv, broadcast); InvalidArgument if none.");
   m.def("algorithms", [] {
     nb::list out;
     for (const auto& a : algorithms()) {
@@ -334,14 +343,14 @@ NB_MODULE(_core, m) {
   });
 
   m.def("reduce_local",
-        [](int dtype, int op, RoArray a, RoArray b, Array out) {
+        [](DType dtype, RedOp op, RoArray a, RoArray b, Array out) {
           require_contiguous(a, "a");
           require_contiguous(b, "b");
           require_contiguous(out, "out");
-          DType t = to_dtype(dtype);
           if (a.size() != b.size() || a.size() != out.size()) throw InvalidArgument("reduce_local: sizes differ");
-          if (op < 0 || op >= static_cast<int>(RedOp::count_)) throw InvalidArgument("unknown reduction op code");
-          reduce_kernel(t, static_cast<RedOp>(op))(out.data(), a.data(), b.data(), a.size());
+          if (a.itemsize() != dtype_size(dtype) || b.itemsize() != a.itemsize() || out.itemsize() != a.itemsize())
+            throw InvalidArgument("reduce_local: items are not " + std::string(dtype_name(dtype)));
+          reduce_kernel(dtype, op)(out.data(), a.data(), b.data(), a.size());
         },
         "dtype"_a, "op"_a, "a"_a.noconvert(), "b"_a.noconvert(), "out"_a.noconvert());
 
@@ -360,11 +369,10 @@ NB_MODULE(_core, m) {
   // Replays algorithm schedules on a modelled cluster; with inputs, moves real data.
   m.def(
       "simulate",
-      [](const Topology& t, int coll, const std::string& algo, size_t count, const std::vector<size_t>& counts,
-         int root, int dtype, int op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments) {
+      [](const Topology& t, Coll coll, const std::string& algo, size_t count, const std::vector<size_t>& counts,
+         int root, DType dt, RedOp op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments) {
         Config cfg = config_with(overrides);
         CostModel model = cfg.model(t);
-        DType dt = to_dtype(dtype);
         CollDesc d = desc(coll, count, dtype_size(dt), root, counts, t.size());
         const Algorithm* a = find_algorithm(d.coll, algo);
         if (!a) throw InvalidArgument("unknown algorithm '" + algo + "'");
@@ -404,7 +412,7 @@ NB_MODULE(_core, m) {
             data.out.emplace_back(out.nbytes());
             std::memcpy(data.out.back().data(), out.data(), out.nbytes());
           }
-          if (d.reduces()) data.reduction = typed_reduction(dt, static_cast<RedOp>(op));
+          if (d.reduces()) data.reduction = typed_reduction(dt, op);
         }
         SimResult res;
         {
@@ -433,7 +441,7 @@ NB_MODULE(_core, m) {
 
   m.def(
       "plan_for",
-      [](const Topology& t, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+      [](const Topology& t, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
          const std::string& algo, nb::dict overrides) {
         Config cfg = config_with(overrides);
         return plan_dict(choose(t, cfg, cfg.model(t), desc(coll, count, elem_size, root, counts, t.size()), algo, true));
@@ -552,10 +560,10 @@ NB_MODULE(_core, m) {
 
   // ---- attention ----------------------------------------------------------------------
   // Merges packed rows [out.., lse] of every rank in one collective: an allreduce
-  // (root < 0) or a reduce to root, in place.
+  // (root None) or a reduce to root, in place.
   m.def(
       "attention_merge_collective",
-      [](Communicator& c, Array packed, int64_t d, int root, const std::string& algo) {
+      [](Communicator& c, Array packed, int64_t d, std::optional<int> root, const std::string& algo) {
         require_contiguous(packed, "packed");
         const bool dbl = packed.dtype() == nb::dtype<double>();
         if (!dbl && packed.dtype() != nb::dtype<float>()) throw InvalidArgument("packed rows must be float32 or float64");
@@ -571,15 +579,15 @@ NB_MODULE(_core, m) {
         r.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
         r.op = kLseMergeOp;
         CollDesc desc;
-        desc.coll = root < 0 ? Coll::allreduce : Coll::reduce;
+        desc.coll = root ? Coll::reduce : Coll::allreduce;
         desc.count = packed.size() / static_cast<size_t>(d + 1);
         desc.elem_size = r.elem_size;
-        desc.root = root < 0 ? 0 : root;
+        desc.root = root.value_or(0);
         void* p = packed.data();
         nb::gil_scoped_release nogil;
         c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo);
       },
-      "comm"_a, "packed"_a.noconvert(), "d"_a, "root"_a, "algo"_a);
+      "comm"_a, "packed"_a.noconvert(), "d"_a, "root"_a.none(), "algo"_a);
   // Local kernels: q/out [b][h][q_len][d], k/v [b][h][kv_len][d], lse/delta [b][h][q_len].
   m.def(
       "attention_forward",
@@ -683,7 +691,7 @@ NB_MODULE(_core, m) {
       })
       .def(
           "run",
-          [](Communicator& c, int coll, RoArray in, Array out, int dtype, int op, size_t count,
+          [](Communicator& c, Coll coll, RoArray in, Array out, DType dtype, RedOp op, size_t count,
              const std::vector<size_t>& counts, int root, const std::string& algo) {
             Call k = make_call(coll, in, out, dtype, op, count, counts, root);
             nb::gil_scoped_release nogil;
@@ -693,7 +701,7 @@ NB_MODULE(_core, m) {
           "root"_a, "algo"_a)
       .def(
           "start",
-          [](Communicator& c, int coll, RoArray in, Array out, int dtype, int op, size_t count,
+          [](Communicator& c, Coll coll, RoArray in, Array out, DType dtype, RedOp op, size_t count,
              const std::vector<size_t>& counts, int root, const std::string& algo) {
             Call k = make_call(coll, in, out, dtype, op, count, counts, root);
             nb::gil_scoped_release nogil;
@@ -721,19 +729,20 @@ NB_MODULE(_core, m) {
           "algo"_a = "", nb::call_guard<nb::gil_scoped_release>())
       .def(
           "plan",
-          [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+          [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
              const std::string& algo) { return plan_dict(c.plan(desc(coll, count, elem_size, root, counts, c.size()), algo)); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def(
           "explain",
-          [](Communicator& c, int coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
+          [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
              const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def("bind_thread", &Communicator::bind_thread)
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
 
   m.def("parse_timeout", [](const std::string& name, const std::string& text) { return parse_timeout(name, text); });
-  m.def("check_timeout", [](const std::string& name, double t) { return check_timeout(name, t); });
+  m.def("check_timeout", &check_timeout, "name"_a, "seconds"_a, "zero_ok"_a = false,
+        "Seconds of a timeout, checked by the core's one rule; InvalidArgument naming `name` otherwise.");
   m.def("check_environment", &check_environment);
 
   bind_nbody(m);

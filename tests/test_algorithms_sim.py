@@ -8,7 +8,9 @@ import pytest
 import baobab
 from baobab import _core
 from baobab.comm import ALLGATHER, ALLREDUCE, ALLTOALL, BARRIER, BCAST, REDUCE, REDUCE_SCATTER, coll_code
-from baobab.dtypes import F64, I32, OPS
+from baobab.dtypes import OPS
+
+F64, I32 = _core.DType.float64, _core.DType.int32
 
 TOPOLOGIES = [
     (1, "", None), (2, "", None), (3, "", None), (4, "nodes=2", None), (5, "nodes=2", None),

@@ -121,7 +121,7 @@ def test_error_hierarchy():
 
 
 def test_info_and_cuda_status(capsys):
-    from baobab.info import info
+    from baobab._cli.info import info
     info()
     out = capsys.readouterr().out
     assert "MPI library" in out and "topology:" in out and "allreduce" in out

@@ -10,7 +10,7 @@ BAOBAB = [sys.executable, "-m", "baobab"]
 
 
 def cli(n, *args, env=None, timeout=300):
-    code = "import sys; from baobab.cli import main; sys.exit(main(sys.argv[1:]))\n"
+    code = "import sys; from baobab._cli.main import main; sys.exit(main(sys.argv[1:]))\n"
     return run_mpi(n, code, *args, env=env, timeout=timeout).stdout
 
 
@@ -106,7 +106,7 @@ def test_bench_plot_draws_every_algorithm_and_the_mpi_baseline(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(open(table)))
     assert {r["requested"] for r in rows} >= {"auto", "ring", "recursive_doubling"}
-    from baobab.plot import busbw_plot, read_csv
+    from baobab._cli.plot import busbw_plot, read_csv
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -124,6 +124,6 @@ def test_bench_plot_draws_every_algorithm_and_the_mpi_baseline(tmp_path):
     assert "MPI library" in seen and "auto (baobab's choice)" in seen and "ring" in seen, seen
     assert len(seen["ring"]) == 3 and all(v > 0 for v in seen["ring"])
     # the standalone command reads the same table
-    out = run_mpi(1, "import sys; from baobab.cli import main; sys.exit(main(sys.argv[1:]))\n", "plot", str(table),
+    out = run_mpi(1, "import sys; from baobab._cli.main import main; sys.exit(main(sys.argv[1:]))\n", "plot", str(table),
                   "-o", str(tmp_path / "cli.png")).stdout
     assert (tmp_path / "cli.png").exists() and "cli.png" in out

@@ -241,13 +241,13 @@ def test_halo_exchange_refuses_an_object_field(mpirun):
 
 # ---- items 8 and 9: bad command lines ------------------------------------------------------------
 
-# Runs `baobab.cli.main(argv)` for each case in this one process (MPI started once: a
+# Runs `baobab._cli.main.main(argv)` for each case in this one process (MPI started once: a
 # singleton, or one rank of an mpiexec job), with file descriptors 1 and 2 captured per
 # case, and writes {case: {rc, out, err}} to OUT.<rank>. A case still running after 60 s
 # (a Python loop: SIGALRM interrupts it) is recorded as a hang.
 _DRIVER = r"""
 import json, os, signal, sys, tempfile, traceback
-from baobab.cli import main
+from baobab._cli.main import main
 cases = json.load(open(sys.argv[1]))
 rank = os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK") or "0"
 
@@ -484,7 +484,8 @@ def test_real_entry_point_exits_2_on_every_rank(tmp_path):
 
 
 def test_parse_size_and_sizes_between():
-    from baobab.bench import parse_size, sizes_between
+    from baobab._cli.bench import sizes_between
+    from baobab._cli.common import parse_size
     assert [parse_size(s) for s in ("8", "64K", "1.5M", "4g", "64KiB", "8B", "1e3", " 2M ")] == \
         [8, 65536, 1572864, 4 << 30, 65536, 8, 1000, 2 << 20]
     for bad in ("10X", "-8", "1.5", "inf", "nan", "", "K", "1KK", "0x10"):

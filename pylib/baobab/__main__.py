@@ -1,5 +1,6 @@
+"""`python -m baobab ...`: the command line."""
 import sys
 
-from .cli import main
+from ._cli.main import main
 
 sys.exit(main())

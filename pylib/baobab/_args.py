@@ -1,10 +1,16 @@
-"""Argument checks shared by the Python layer: each value is checked once, and
-a bad one raises InvalidArgument naming it (never a TypeError from the binding
-layer, an OverflowError, or a silent truncation such as root=0.7 -> 0)."""
-import math
+"""Argument checks shared by the Python layer: each value is checked once, here,
+before it reaches the core, and a bad one raises InvalidArgument naming it
+(never a TypeError from the binding layer, an OverflowError, or a silent
+truncation such as root=0.7 -> 0). Where the core has the rule (timeouts),
+these checks take the Python types and leave the values to the core's.
+
+The binding layer keeps its own guards (shapes, counts, roots at the C++
+boundary) for callers of baobab._core; the messages users see come from here."""
 import numbers
 import operator
+import sys
 
+from . import _core
 from ._errors import InvalidArgument
 
 
@@ -43,15 +49,15 @@ def count(value, what):
 
 def timeout(value, what="timeout", *, zero_ok=False):
     """Seconds to wait: a real number > 0 (>= 0 with zero_ok), or math.inf for
-    no deadline; None stays None (the communicator's BAOBAB_TIMEOUT)."""
+    no deadline; None stays None (the communicator's BAOBAB_TIMEOUT). The
+    values allowed are the core's rule (baobab::check_timeout), the same as
+    BAOBAB_TIMEOUT's."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgument(f"{what} must be a number of seconds (math.inf: no deadline), got {value!r}")
-    t = float(value)
-    if math.isnan(t):
-        raise InvalidArgument(f"{what} is NaN: give seconds, or math.inf for no deadline")
-    if t < 0 or (t == 0 and not zero_ok):
-        raise InvalidArgument(f"{what}={t} must be {'0 or more' if zero_ok else 'positive'} seconds "
-                              "(math.inf: no deadline)")
-    return t
+    try:
+        t = float(value)
+    except OverflowError:  # an integer beyond any float: the core refuses it as too long
+        t = sys.float_info.max if value > 0 else -sys.float_info.max
+    return _core.check_timeout(what, t, zero_ok)

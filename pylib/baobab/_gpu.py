@@ -2,10 +2,14 @@
 point-to-point messages of device views. A message is packed on the device,
 then sent from device memory when the MPI library is CUDA-aware
 (baobab._core.mpi_cuda_aware() says how that was decided) or staged through
-pinned host memory when it is not; receives mirror it."""
-from . import _core
+pinned host memory when it is not; receives mirror it.
+
+Below the datatype engine and point-to-point (both call in here for device
+arrays); imports neither."""
+from . import _args, _core
+from ._buffers import check_unpack_size, interface, is_device, refuse_overlap
 from ._errors import CUDAError, InvalidArgument
-from .datatype import _device_array, _interface, check_unpack_size
+from ._halo import halo_slabs
 
 
 _CUPY = []
@@ -26,17 +30,17 @@ def _cupy():
 
 
 def _layout(view):
-    ptr, shape, strides, itemsize, readonly = _interface(view)
+    ptr, shape, strides, itemsize, readonly = interface(view)
     return ptr, _core.layout_from_strides(itemsize, list(shape), list(strides)), readonly
 
 
 def device_bytes(buf, what, writable=False):
     """(pointer, byte count) of a C-contiguous device buffer (cupy, or anything
     with __cuda_array_interface__) of any dtype; host buffers are refused."""
-    if not _device_array(buf):
+    if not is_device(buf):
         raise InvalidArgument(f"{what} is a host buffer ({type(buf).__name__}) but the view is a device array: "
                               "pass a device buffer (a cupy array)")
-    ptr, shape, strides, itemsize, readonly = _interface(buf)
+    ptr, shape, strides, itemsize, readonly = interface(buf)
     acc = itemsize
     for n, s in zip(reversed(shape), reversed(strides)):
         if n > 1 and s != acc:
@@ -51,7 +55,7 @@ def device_bytes(buf, what, writable=False):
 def pack(view, out=None):
     """A C-contiguous device copy of a strided cupy view, packed by baobab's kernels
     (into `out`, a C-contiguous device buffer of exactly view.nbytes bytes, if given)."""
-    ptr, shape, strides, itemsize, _ = _interface(view)
+    ptr, shape, strides, itemsize, _ = interface(view)
     nbytes = itemsize * _count(shape)
     if out is not None:
         dptr, have = device_bytes(out, "out", writable=True)
@@ -85,8 +89,7 @@ def unpack(buf, out):
     cupy = _cupy()
     if out.size == 0:
         return out
-    if layout.overlaps():
-        raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): unpacking into it is ambiguous")
+    refuse_overlap(layout, "unpacking into it is ambiguous")
     stream = cupy.cuda.get_current_stream()
     _core.cuda_unpack_ptr(layout, bptr, ptr, 1, stream.ptr)
     return out
@@ -110,7 +113,11 @@ class DeviceRequest:
         return done
 
     def wait(self, timeout=None):
-        self._t.wait(-1.0 if timeout is None else float(timeout))
+        return self._wait(_args.timeout(timeout, zero_ok=True))
+
+    def _wait(self, t):
+        """wait() with a checked timeout (None: the default)."""
+        self._t.wait(-1.0 if t is None else t)
         if self._finish:
             self._finish()
             self._finish = None
@@ -156,8 +163,7 @@ def irecv(ctx, out, source, tag):
     ptr, layout, readonly = _layout(out)
     if readonly:
         raise InvalidArgument("out is read-only")
-    if layout.overlaps():
-        raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): cannot receive into it")
+    refuse_overlap(layout, "cannot receive into it")
     n = layout.size
     aware, _ = _core.mpi_cuda_aware()
     contiguous = layout.contiguous()
@@ -186,15 +192,16 @@ def irecv(ctx, out, source, tag):
 
 
 def halo_exchange(ctx, field, w, timeout):
-    """halo_exchange for a cupy field: each slab is packed on the device and
-    travels as one message (device memory when MPI is CUDA-aware, pinned host
-    staging otherwise); dimensions one after another so corners arrive too."""
-    from .p2p import halo_slabs
+    """halo_exchange for a cupy field (arguments checked by p2p.halo_exchange;
+    timeout in seconds, None: the communicator's): each slab is packed on the
+    device and travels as one message (device memory when MPI is CUDA-aware,
+    pinned host staging otherwise); dimensions one after another so corners
+    arrive too."""
     _cupy()
-    t = ctx.timeout if timeout is None else float(timeout)
+    t = ctx.timeout if timeout is None else timeout
     for ops in halo_slabs(field, w, ctx.mpi_comm):
         reqs = [irecv(ctx, v, peer, tag) if is_recv else isend(ctx, v, peer, tag) for v, peer, tag, is_recv in ops]
         _core.wait_all([r._t for r in reqs], t)
         for r in reqs:
-            r.wait(0)
+            r._wait(0.0)
     return field

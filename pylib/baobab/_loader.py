@@ -1,11 +1,9 @@
-"""Loads the compiled core after mpi4py and checks that both use one MPI library."""
+"""Loads the compiled core after mpi4py and checks that both use one MPI library.
+
+(The core maps its exception classes onto baobab._errors' by itself, at import.)"""
 from mpi4py import MPI
 
-from . import _errors
 from . import _core
-
-_core._set_exception_types(_errors.Error, _errors.InvalidArgument, _errors.MismatchError,
-                           _errors.TimeoutError, _errors.MPIError, _errors.CUDAError)
 
 
 def _first_line(s):

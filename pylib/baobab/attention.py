@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 
-from . import _core
+from . import _args, _core
 from ._errors import InvalidArgument
 
-NO_MASK = 2**63 - 1  # causal_offset value of the kernels meaning "no mask"
+NO_MASK = _core.ATTENTION_NO_MASK  # causal_offset value of the kernels meaning "no mask"
 
 
 def _threads(threads):
@@ -101,12 +101,14 @@ def tree_decode(q, k, v, comm, *, scale=None, causal_offset=None, root=None, alg
     (out, lse) rows with the merge as the reduction, whose algorithm the
     topology-aware selection picks. Every rank gets the output, or only `root`
     (others get None)."""
+    if root is not None:
+        root = _args.rank(root, comm.size, "root")
     out, lse = partial(q, k, v, scale, causal_offset, threads=threads)
     rows = pack_rows(out, lse)
     d = q.shape[3]
     device = _xp(rows) is not np
     host = rows.get() if device else rows  # a decode step's rows are small: merge them on the host
-    _core.attention_merge_collective(comm._c, host, d, -1 if root is None else int(root), algo or "")
+    _core.attention_merge_collective(comm._c, host, d, root, algo or "")
     if root is not None and comm.rank != root:
         return None
     rows = _xp(rows).asarray(host) if device else host
@@ -164,7 +166,6 @@ def shard_bounds(total, size, layout="contiguous"):
 
 def shard(x, rank, size, layout="contiguous", axis=2):
     """This rank's part of a global sequence array (segments concatenated)."""
-    from . import _args
     size = _args.integer(size, "size")
     if size < 1:
         raise InvalidArgument(f"size must be at least 1, got {size}")

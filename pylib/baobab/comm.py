@@ -4,15 +4,15 @@ from math import prod
 import numpy as np
 
 from . import _args, _loader  # noqa: F401  (_loader checks the MPI library before anything runs)
+from ._core import Coll, DType, coll_from_name
 from ._core import Communicator as _CoreComm
 from ._errors import InvalidArgument
-from .dtypes import BF16, code_of, op_code
+from .dtypes import code_of, op_code
 from .topology import Topology
 
-ALLREDUCE, REDUCE_SCATTER, ALLGATHER, BCAST, REDUCE, ALLTOALL, BARRIER = range(7)
-_COLL_CODES = {"allreduce": ALLREDUCE, "reduce_scatter": REDUCE_SCATTER, "allgather": ALLGATHER,
-               "bcast": BCAST, "broadcast": BCAST, "reduce": REDUCE, "alltoall": ALLTOALL,
-               "alltoallv": ALLTOALL, "allgatherv": ALLGATHER, "barrier": BARRIER}
+# The core's collectives (baobab::Coll, exported by the extension), by name.
+ALLREDUCE, REDUCE_SCATTER, ALLGATHER = Coll.allreduce, Coll.reduce_scatter, Coll.allgather
+BCAST, REDUCE, ALLTOALL, BARRIER = Coll.bcast, Coll.reduce, Coll.alltoall, Coll.barrier
 
 
 def _p2p_keyval():
@@ -21,10 +21,12 @@ def _p2p_keyval():
 
 
 def coll_code(name):
-    try:
-        return _COLL_CODES[name]
-    except (KeyError, TypeError):
-        raise InvalidArgument(f"unknown collective {name!r}; known: {', '.join(sorted(_COLL_CODES))}") from None
+    """The core's Coll of a collective's name (the core's names and its aliases)."""
+    if isinstance(name, Coll):
+        return name
+    if not isinstance(name, str):
+        raise InvalidArgument(f"unknown collective {name!r}: expected a name such as 'allreduce'")
+    return coll_from_name(name)
 
 
 def _as_input(x, what="input"):
@@ -42,7 +44,7 @@ def _as_input(x, what="input"):
 
 def _raw(x, code):
     """A view the core reads: bfloat16 travels as its 16-bit pattern."""
-    return x.view(np.uint16) if code == BF16 else x
+    return x.view(np.uint16) if code is DType.bfloat16 else x
 
 
 def _as_output(out, dtype, size, what="out"):
@@ -324,8 +326,8 @@ class Communicator:
         """Sends a numpy array or strided view (packed, or as an MPI derived datatype).
 
         Waits at most ``timeout`` seconds (default BAOBAB_TIMEOUT) for the receiver."""
-        t = _args.timeout(timeout, zero_ok=True)
-        self._context().isend(view, dest, tag).wait(t)
+        t = _args.timeout(timeout, zero_ok=True)  # before anything is sent
+        self._context().isend(view, dest, tag)._wait(t)
 
     def isend(self, view, dest, tag=0):
         return self._context().isend(view, dest, tag)
@@ -335,8 +337,8 @@ class Communicator:
 
         The message must hold exactly as many bytes as `out`. Waits at most ``timeout``
         seconds (default BAOBAB_TIMEOUT) for the sender."""
-        t = _args.timeout(timeout, zero_ok=True)
-        return self._context().irecv(out, source, tag).wait(t)
+        t = _args.timeout(timeout, zero_ok=True)  # before anything is posted
+        return self._context().irecv(out, source, tag)._wait(t)
 
     def irecv(self, out, source, tag=0):
         return self._context().irecv(out, source, tag)
@@ -365,12 +367,8 @@ class Communicator:
     # ---- introspection ----------------------------------------------------------
 
     def _desc(self, collective, nbytes, dtype, root):
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            raise InvalidArgument(f"dtype {dtype!r} is not a numpy dtype") from None
-        code_of(dt)  # a dtype the collectives support
-        es = dt.itemsize
+        code_of(dtype)  # a dtype the collectives support
+        es = np.dtype(dtype).itemsize
         coll = coll_code(collective)
         n = _args.count(nbytes, "nbytes") // es
         root = _args.rank(root, self.size, "root")

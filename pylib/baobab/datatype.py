@@ -12,88 +12,11 @@ holds exactly the packed size. Arrays whose elements hold Python object
 pointers (object dtype, structured dtypes with an object field) are refused:
 their bytes are references that copying would not count.
 """
-import re
-
 import numpy as np
 
-from . import _loader  # noqa: F401
-from . import _core
+from . import _args, _core, _gpu
+from ._buffers import check_unpack_size, host_bytes, interface, is_device, refuse_overlap
 from ._errors import InvalidArgument
-
-
-def _device_array(x):
-    # Asked of the type: reading __cuda_array_interface__ on a cupy array
-    # synchronises its stream (CUPY_CUDA_ARRAY_INTERFACE_SYNC), once per call.
-    return hasattr(type(x), "__cuda_array_interface__")
-
-
-def _is_cupy(x):
-    return type(x).__module__.startswith("cupy") and hasattr(x, "data") and hasattr(x.data, "ptr")
-
-
-def _refuse_objects(dtype, what="the array"):
-    if dtype.hasobject:
-        raise InvalidArgument(f"{what} has dtype {dtype}, whose elements hold Python object pointers: baobab copies "
-                              "bytes, which would copy the pointers without their references; use a numeric dtype")
-
-
-def _interface(x):
-    """(pointer, shape, byte strides, itemsize, readonly) of a numpy or CUDA array.
-    Refuses dtypes holding Python objects (what every layout reader goes through:
-    pack, unpack, Datatype.from_array, send/recv, halo_exchange)."""
-    if _is_cupy(x):  # attributes directly: no stream synchronisation
-        return x.data.ptr, tuple(x.shape), tuple(x.strides), x.itemsize, False
-    if _device_array(x):
-        ai = x.__cuda_array_interface__
-        _refuse_objects(np.dtype(ai["typestr"]))
-    elif isinstance(x, np.ndarray):
-        _refuse_objects(x.dtype)
-        ai = x.__array_interface__
-    else:
-        raise InvalidArgument(f"expected a numpy (or, on GPU builds, cupy) array, got {type(x).__name__}")
-    itemsize = np.dtype(ai["typestr"]).itemsize
-    shape = tuple(ai["shape"])
-    strides = ai.get("strides")
-    if strides is None:  # C-contiguous
-        strides, acc = [], itemsize
-        for n in reversed(shape):
-            strides.append(acc)
-            acc *= n
-        strides = tuple(reversed(strides))
-    ptr, readonly = ai["data"]
-    return ptr, shape, tuple(strides), itemsize, readonly
-
-
-def host_bytes(buf, what, writable=False):
-    """A numpy array over the bytes of `buf` (a numpy array of any numeric dtype,
-    bytes, bytearray, memoryview, or anything else with the buffer protocol),
-    which must be C-contiguous (and writable if asked); keeps buf alive."""
-    if _device_array(buf):
-        raise InvalidArgument(f"{what} is a device array ({type(buf).__name__}) but the data is in host memory: "
-                              "pass a host buffer (numpy, bytes, bytearray, memoryview)")
-    if isinstance(buf, np.ndarray):
-        arr = buf
-    else:
-        try:
-            mv = memoryview(buf)
-        except TypeError:
-            raise InvalidArgument(f"{what} must be a numpy array or a contiguous buffer (bytes, bytearray, "
-                                  f"memoryview), got {type(buf).__name__}") from None
-        try:
-            arr = np.asarray(mv)
-        except (TypeError, ValueError, NotImplementedError):  # a format numpy does not read
-            if "O" in re.sub(r":[^:]*:", "", mv.format):
-                raise InvalidArgument(f"{what} holds Python object pointers (buffer format {mv.format!r})") from None
-            if not mv.c_contiguous:
-                raise InvalidArgument(f"{what} is not C-contiguous") from None
-            arr = np.frombuffer(mv.cast("B"), np.uint8)
-    _refuse_objects(arr.dtype, what)
-    if not arr.flags.c_contiguous:
-        raise InvalidArgument(f"{what} is not C-contiguous (strides {arr.strides} for shape {arr.shape}): packed "
-                              "data is one run of bytes")
-    if writable and not arr.flags.writeable:
-        raise InvalidArgument(f"{what} is read-only")
-    return arr
 
 
 _TOO_HARD = getattr(getattr(np, "exceptions", np), "TooHardError")
@@ -135,7 +58,7 @@ class Datatype:
     @classmethod
     def from_array(cls, view):
         """The layout of a strided view, relative to its data pointer."""
-        _, shape, strides, itemsize, _ = _interface(view)
+        _, shape, strides, itemsize, _ = interface(view)
         return cls(_core.layout_from_strides(itemsize, list(shape), list(strides)))
 
     # ---- properties ---------------------------------------------------------------
@@ -213,19 +136,12 @@ class Datatype:
                                   f"which holds {arr.nbytes} bytes")
         return arr
 
-    @staticmethod
-    def _count(count):
-        count = int(count)
-        if count < 0:
-            raise InvalidArgument(f"count must be non-negative, got {count}")
-        return count
-
     def pack(self, buf, count=1, out=None):
         """Packs `count` elements from `buf` (a contiguous buffer; the datatype's bytes
         are relative to its start), byte-identical to MPI_Pack: into a new uint8
         array, or into `out` (any writable contiguous buffer of exactly the packed
         size), which is returned."""
-        count = self._count(count)
+        count = _args.count(count, "count")
         src = self._check_buffer(buf, count, "buf")
         need = self.size * count
         if out is None:
@@ -246,7 +162,7 @@ class Datatype:
     def unpack(self, packed, out, count=1):
         """Scatters `count` packed elements (`packed`: any contiguous buffer of
         exactly that many bytes) into the contiguous buffer `out`; returns `out`."""
-        count = self._count(count)
+        count = _args.count(count, "count")
         src = host_bytes(packed, "the packed buffer")
         if src.nbytes != self.size * count:
             raise InvalidArgument(f"the packed buffer holds {src.nbytes} bytes, {count} element(s) of this "
@@ -270,12 +186,11 @@ def pack(view, out=None):
     packed bytes go there instead (any writable C-contiguous buffer of exactly
     view.nbytes bytes: a numpy array of any dtype, bytearray, memoryview; a
     device buffer for a device view), and `out` is returned."""
-    if _device_array(view):
-        from . import _gpu
+    if is_device(view):
         return _gpu.pack(view, out)
     if not isinstance(view, np.ndarray):
         raise InvalidArgument(f"expected a numpy array, got {type(view).__name__}")
-    ptr, shape, strides, itemsize, _ = _interface(view)
+    ptr, shape, strides, itemsize, _ = interface(view)
     if out is None:
         dest = result = np.empty(view.shape, view.dtype)
     else:
@@ -290,24 +205,16 @@ def pack(view, out=None):
     return result
 
 
-def check_unpack_size(nbytes, out):
-    """The packed buffer must hold exactly the bytes of the view's elements."""
-    if nbytes != out.size * out.itemsize:
-        raise InvalidArgument(f"buf holds {nbytes} bytes, the view out= holds {out.size * out.itemsize} "
-                              f"({out.size} elements of {out.dtype}): the sizes do not match")
-
-
 def unpack(buf, out):
     """Writes the packed bytes `buf` (any C-contiguous buffer of exactly the view's
     byte count: numpy of any dtype, bytes, bytearray, memoryview; a device buffer
     for a device view) into the strided view `out` (the inverse of pack); returns out."""
-    if _device_array(out):
-        from . import _gpu
+    if is_device(out):
         return _gpu.unpack(buf, out)
     if not isinstance(out, np.ndarray):
         raise InvalidArgument(f"out= must be a numpy array (or, on GPU builds, a cupy array), got "
                               f"{type(out).__name__}")
-    ptr, shape, strides, itemsize, _ = _interface(out)
+    ptr, shape, strides, itemsize, _ = interface(out)
     if not out.flags.writeable:
         raise InvalidArgument("out is read-only")
     src = host_bytes(buf, "buf")
@@ -315,9 +222,7 @@ def unpack(buf, out):
     if out.size == 0:
         return out
     layout = _core.layout_from_strides(itemsize, list(shape), list(strides))
-    if layout.overlaps():
-        raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): unpacking into it is "
-                              "ambiguous")
+    refuse_overlap(layout, "unpacking into it is ambiguous")
     _check_no_overlap(src, out, "buf")
     _core.unpack_ptr(layout, src.ctypes.data, ptr, 1)
     return out

@@ -1,4 +1,6 @@
-"""Element types and reduction operators, as numpy dtypes and names."""
+"""Element types and reduction operators: the core's enumerations (baobab::DType
+and baobab::RedOp, exported by the extension as ``_core.DType`` and
+``_core.RedOp`` with the core's own names) matched to numpy dtypes."""
 import numpy as np
 
 try:
@@ -6,26 +8,28 @@ try:
 except ImportError:  # pragma: no cover - ml_dtypes is a dependency
     bfloat16 = None
 
+from ._core import DType, RedOp
 from ._errors import InvalidArgument
 
-# Codes shared with the core (baobab::DType).
-F16, BF16, F32, F64, I8, I16, I32, I64, U8, U16, U32, U64, BYTE = range(13)
 
-_CODES = {
-    np.dtype(np.float16): F16, np.dtype(np.float32): F32, np.dtype(np.float64): F64,
-    np.dtype(np.int8): I8, np.dtype(np.int16): I16, np.dtype(np.int32): I32, np.dtype(np.int64): I64,
-    np.dtype(np.uint8): U8, np.dtype(np.uint16): U16, np.dtype(np.uint32): U32, np.dtype(np.uint64): U64,
-}
-if bfloat16 is not None:
-    _CODES[np.dtype(bfloat16)] = BF16
+def _numpy_dtype(t):
+    """The numpy dtype of a core element type (its name is numpy's), or None."""
+    if t is DType.byte:  # opaque bytes: moved, never reduced; no numpy element type
+        return None
+    if t is DType.bfloat16:
+        return None if bfloat16 is None else np.dtype(bfloat16)
+    return np.dtype(t.name)
 
-OPS = {"sum": 0, "prod": 1, "min": 2, "max": 3}
+
+_CODES = {dt: t for t in DType if (dt := _numpy_dtype(t)) is not None}
+
+OPS = {op.name: op for op in RedOp}
 
 SUPPORTED = sorted(str(d) for d in _CODES)
 
 
 def code_of(dtype):
-    """The core's code of a numpy dtype; InvalidArgument if unsupported."""
+    """The core's DType of a numpy dtype; InvalidArgument if unsupported."""
     try:
         return _CODES[np.dtype(dtype)]
     except (KeyError, TypeError):
@@ -33,6 +37,7 @@ def code_of(dtype):
 
 
 def op_code(op):
+    """The core's RedOp of an operator name ('sum', 'prod', 'min', 'max')."""
     try:
         return OPS[op]
     except (KeyError, TypeError):
@@ -40,7 +45,8 @@ def op_code(op):
 
 
 def dtype_from_name(name):
-    if name == "bfloat16":
+    """The numpy dtype of a supported dtype name; InvalidArgument otherwise."""
+    if name == "bfloat16" and bfloat16 is not None:
         return np.dtype(bfloat16)
     try:
         dt = np.dtype(name)

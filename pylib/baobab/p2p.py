@@ -7,9 +7,10 @@ faster for its block size (BAOBAB_PACK=always|never|auto overrides).
 """
 import numpy as np
 
-from . import _args, _core
+from . import _args, _core, _gpu
+from ._buffers import interface, is_device, refuse_objects, refuse_overlap
 from ._errors import InvalidArgument
-from .datatype import _device_array, _interface
+from ._halo import host_plan
 
 
 class Request:
@@ -26,7 +27,10 @@ class Request:
     def wait(self, timeout=None):
         """Completes the message; after ``timeout`` seconds (default: the communicator's
         BAOBAB_TIMEOUT; math.inf: none) raises TimeoutError naming the peer."""
-        t = _args.timeout(timeout, zero_ok=True)
+        return self._wait(_args.timeout(timeout, zero_ok=True))
+
+    def _wait(self, t):
+        """wait() with a checked timeout (None: the default)."""
         self._t.wait(-1.0 if t is None else t)
         self._keep = None
         return self._result
@@ -46,7 +50,7 @@ def _layout_of(view, what, writable=False):
         raise InvalidArgument(f"{what} must be a numpy array, got {type(view).__name__}")
     if writable and not view.flags.writeable:
         raise InvalidArgument(f"{what} is read-only")
-    ptr, shape, strides, itemsize, _ = _interface(view)
+    ptr, shape, strides, itemsize, _ = interface(view)
     return ptr, _core.layout_from_strides(itemsize, list(shape), list(strides))
 
 
@@ -66,8 +70,7 @@ class Context:
     def isend(self, view, dest, tag=0):
         dest = _args.rank(dest, self.size, "dest")
         tag = _args.tag(tag, self.tag_ub)
-        if _device_array(view):
-            from . import _gpu
+        if is_device(view):
             return _gpu.isend(self, view, dest, tag)
         ptr, layout = _layout_of(view, "the send buffer")
         return Request(self._p.isend(ptr, layout, int(dest), int(tag)), None, view)
@@ -75,19 +78,17 @@ class Context:
     def irecv(self, out, source, tag=0):
         source = _args.rank(source, self.size, "source")
         tag = _args.tag(tag, self.tag_ub)
-        if _device_array(out):
-            from . import _gpu
+        if is_device(out):
             return _gpu.irecv(self, out, source, tag)
         ptr, layout = _layout_of(out, "out", writable=True)
-        if layout.overlaps():
-            raise InvalidArgument("out= overlaps itself (a zero or overlapping stride): cannot receive into it")
+        refuse_overlap(layout, "cannot receive into it")
         return Request(self._p.irecv(ptr, layout, int(source), int(tag)), out, out)
 
     def wait_all(self, requests, timeout=None):
         t = _args.timeout(timeout, zero_ok=True)
         _core.wait_all([r._t for r in requests], self.timeout if t is None else t)
         for r in requests:
-            r.wait(0)  # completed: runs any device staging / unpacking
+            r._wait(0.0)  # completed: runs any device staging / unpacking
 
     def will_pack(self, view):
         return self._p.will_pack(_layout_of(view, "view")[1])
@@ -131,48 +132,6 @@ def context_of(mpi_comm, overrides):
     return ctx
 
 
-def halo_slabs(field, width, cart):
-    """Per dimension d, the messages of its exchange: (view, peer, tag, is_recv)
-    with the view a slab spanning the whole field in the other dimensions.
-    Receives into the halos first, then sends of the layers next to them."""
-    from mpi4py import MPI
-    w = width
-    plan = []
-    for d in range(field.ndim):
-        src, dst = cart.Shift(d, 1)
-        n = field.shape[d]
-
-        def slab(a, b):
-            index = [slice(None)] * field.ndim
-            index[d] = slice(a, b)
-            return field[tuple(index)]
-        ops = []
-        if src != MPI.PROC_NULL:
-            ops.append((slab(0, w), src, 2 * d, True))
-        if dst != MPI.PROC_NULL:
-            ops.append((slab(n - w, n), dst, 2 * d + 1, True))
-            ops.append((slab(n - 2 * w, n - w), dst, 2 * d, False))
-        if src != MPI.PROC_NULL:
-            ops.append((slab(w, 2 * w), src, 2 * d + 1, False))
-        plan.append(ops)
-    return plan
-
-
-def _halo_plan(field, width, cart):
-    """halo_slabs as (offset from the field's pointer, layout, peer, tag,
-    is_recv): the field's geometry only, so repeated exchanges reuse it."""
-    base = field.__array_interface__["data"][0]
-    plan = []
-    for ops in halo_slabs(field, width, cart):
-        row = []
-        for v, peer, tag, is_recv in ops:
-            ptr, shape, strides, itemsize, _ = _interface(v)
-            row.append((ptr - base, _core.layout_from_strides(itemsize, list(shape), list(strides)), peer, tag,
-                        is_recv))
-        plan.append(row)
-    return plan
-
-
 def halo_exchange(ctx, field, width, timeout=None):
     """Fills the halo (the outer `width` layers in every dimension) of `field`
     from the neighbours on ctx's Cartesian communicator; returns field.
@@ -181,36 +140,33 @@ def halo_exchange(ctx, field, width, timeout=None):
     field in the other dimensions, so edges and corners arrive too (the values a
     27-point stencil needs). Halos on a non-periodic boundary are left as they are.
     """
-    from mpi4py import MPI
     cart = ctx.mpi_comm
     dims, periods, _ = cart.Get_topo()
-    device = _device_array(field)
+    device = is_device(field)
     if not device and not isinstance(field, np.ndarray):
         raise InvalidArgument("halo_exchange needs a numpy (or cupy) array field")
     if not device:
-        from .datatype import _refuse_objects
-        _refuse_objects(field.dtype, "the field")  # before the plan cache, keyed on geometry only
+        refuse_objects(field.dtype, "the field")  # before the plan cache, keyed on geometry only
     if field.ndim != len(dims):
         raise InvalidArgument(f"the field has {field.ndim} dimensions, the Cartesian communicator {len(dims)}")
     if not device and not field.flags.writeable:
         raise InvalidArgument("the field is read-only")
-    w = int(width)
+    w = _args.integer(width, "width")
     if w < 1:
-        raise InvalidArgument("width must be at least 1")
+        raise InvalidArgument(f"width must be at least 1, got {w}")
     for d, n in enumerate(field.shape):
         if n < 3 * w:
             raise InvalidArgument(f"dimension {d} of the field has {n} cells: with halos of {w} the interior must "
                                   f"hold at least {w} (n >= 3*width)")
+    t = _args.timeout(timeout)
     if device:
-        from . import _gpu
-        return _gpu.halo_exchange(ctx, field, w, timeout)
+        return _gpu.halo_exchange(ctx, field, w, t)
     key = (field.shape, field.strides, field.dtype.itemsize, w)
     plan = ctx.halo_plans.get(key)
     if plan is None:
-        plan = ctx.halo_plans[key] = _halo_plan(field, w, cart)
+        plan = ctx.halo_plans[key] = host_plan(field, w, cart)
     base = field.__array_interface__["data"][0]
     p = ctx._p
-    t = _args.timeout(timeout)
     t = ctx.timeout if t is None else t
     for ops in plan:
         reqs = [p.irecv(base + off, layout, peer, tag) if is_recv else p.isend(base + off, layout, peer, tag)

@@ -117,8 +117,8 @@ for name, idx in [("x-face (8 B blocks)", (slice(None), slice(None), slice(1, 3)
         print(f"{name:24s} {label:12s} {v.nbytes / 2**20:8.1f} MiB {v.nbytes / dt / 1e9:8.1f} GB/s")
     # the kernel call alone (layout and output made once): what the Python layer adds
     from baobab import _core
-    from baobab.datatype import _interface
-    ptr, shape, strides, isz, _ = _interface(v)
+    from baobab._buffers import interface
+    ptr, shape, strides, isz, _ = interface(v)
     lay = _core.layout_from_strides(isz, list(shape), list(strides))
     out = cupy.empty(v.shape, v.dtype)
     for reps in (1, 200):

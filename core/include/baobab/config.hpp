@@ -72,7 +72,10 @@ struct Config {
 // refused (a deadline past the clock's range would expire at once).
 constexpr double kMaxTimeout = 1e9;
 double parse_timeout(const std::string& name, const std::string& text);
-double check_timeout(const std::string& name, double seconds);
+// check_timeout is the one rule of every timeout, the variable's and each
+// argument's (the Python layer calls it too); zero_ok admits 0 (a wait that
+// only polls).
+double check_timeout(const std::string& name, double seconds, bool zero_ok = false);
 // 1/0, on/off, yes/no, true/false (any case); anything else: InvalidArgument naming `name`.
 bool parse_flag(const std::string& name, const std::string& text);
 // Checks every BAOBAB_* variable the core reads (the ones read elsewhere too:

@@ -114,13 +114,15 @@ void need_choice(const char* name, std::initializer_list<const char*> choices) {
 
 }  // namespace
 
-double check_timeout(const std::string& name, double t) {
+double check_timeout(const std::string& name, double t, bool zero_ok) {
   if (std::isnan(t)) throw InvalidArgument(name + " is NaN: give seconds, or inf for no deadline");
   if (std::isinf(t) && t > 0) return t;
-  if (!(t > 0))
-    throw InvalidArgument(name + "=" + std::to_string(t) + " must be positive (seconds; inf for no deadline)");
+  std::ostringstream m;
+  if (t < 0 || (t == 0 && !zero_ok)) {
+    m << name << "=" << t << " must be " << (zero_ok ? "0 or more" : "positive") << " seconds (inf: no deadline)";
+    throw InvalidArgument(m.str());
+  }
   if (t > kMaxTimeout) {
-    std::ostringstream m;
     m << name << "=" << t << " is beyond the longest deadline (" << kMaxTimeout
       << " s, about 31 years); use inf for no deadline";
     throw InvalidArgument(m.str());

@@ -13,37 +13,22 @@ algorithm that ran.
 """
 import csv
 import math
-import re
 import time
 
 import numpy as np
 
-from ._errors import InvalidArgument
-from .cli import UsageError, dtype_type, float_type, int_type, size_type
-from .dtypes import OPS
+import baobab
 
-COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "bcast", "reduce", "alltoall")
+from .._core import Coll
+from .._errors import InvalidArgument
+from ..dtypes import OPS
+from . import bench_attention, bench_datatype
+from .common import (UsageError, agree, check_root, dtype_type, float_type, int_type, memory_problem,
+                     ranks_on_my_node, size_type, writable_problem)
+from .plot import busbw_plot, output_problem
+
+COLLECTIVES = tuple(c.name for c in Coll if c is not Coll.barrier)  # the core's, by its names
 MAX_SIZES = 1000  # sizes in one sweep
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-SIZE_HELP = "a number of bytes with an optional K, M, G or T suffix (powers of 1024), e.g. 8, 64K, 1.5M"
-
-
-def parse_size(s):
-    """'8', '64K', '1.5M', '4G' (also '64KB', '64KiB') -> bytes, an int.
-    InvalidArgument (a ValueError) for anything else: other suffixes, negative
-    sizes, fractions of a byte, infinities."""
-    text = str(s).strip()
-    m = re.fullmatch(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KMGTkmgt]?)(?:i?[Bb])?", text)
-    if not m:
-        raise InvalidArgument(f"{s!r} is not a size: expected {SIZE_HELP}")
-    value = float(m.group(1)) * _UNITS[m.group(2).upper()]
-    if value < 0:
-        raise InvalidArgument(f"{s!r}: a size cannot be negative")
-    if not math.isfinite(value) or not value.is_integer():
-        raise InvalidArgument(f"{s!r} is not a whole number of bytes")
-    return int(value)
-
 
 def add_parser(sub):
     bench = sub.add_parser("bench", help="benchmarks: collectives against MPI's own, pack, halo")
@@ -52,7 +37,6 @@ def add_parser(sub):
         p = kinds.add_parser(coll, help=f"{coll} sweep against the MPI library's own")
         _collective_options(p)
         p.set_defaults(func=run_cli, collective=coll)
-    from . import bench_attention, bench_datatype
     bench_datatype.add_parsers(kinds)
     bench_attention.add_parser(kinds)
 
@@ -221,10 +205,9 @@ def default_iters(nbytes):
 
 
 def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, warmup=3, mpi=True):
-    """Runs the sweep; every rank returns the same list of row dicts."""
+    """Runs the sweep (iters 0: by size; arguments as the command line checked
+    them); every rank returns the same list of row dicts."""
     from mpi4py import MPI
-    if int(iters) < 0 or int(warmup) < 0:
-        raise InvalidArgument(f"iters ({iters}) and warmup ({warmup}) must not be negative (iters 0: by size)")
     m = comm.mpi_comm
     rows = []
     for nbytes in sizes:
@@ -295,7 +278,6 @@ def sizes_between(b, e, f, limit=MAX_SIZES):
 
 def _check_cli(args, algo_names):
     """The checks every rank makes alone, from argv and the world size (no communication)."""
-    from .cli import check_root
     if args.maxbytes < args.minbytes:
         raise UsageError(f"-e/--maxbytes {args.maxbytes} is smaller than -b/--minbytes {args.minbytes}: no sizes "
                          "to run")
@@ -312,7 +294,6 @@ def _check_cli(args, algo_names):
 
 def _check_job(args, comm, sizes, dtype):
     """The checks that need the communicator: this rank's problem, or None (agreed by the caller)."""
-    from .cli import memory_problem, ranks_on_my_node, writable_problem
     coll, p = args.collective, comm.size
     if args.algo not in ("auto", "all"):
         for nbytes in sizes:  # a forced algorithm must run at every size (the plan is the same on every rank)
@@ -330,14 +311,11 @@ def _check_job(args, comm, sizes, dtype):
     if args.csv:
         problem = writable_problem(args.csv, "--csv")
     if not problem and args.plot:
-        from .plot import output_problem
         problem = output_problem(args.plot, "--plot")
     return problem
 
 
 def run_cli(args):
-    import baobab
-    from .cli import agree
     algo_names = [a["name"] for a in baobab.algorithms() if a["collective"] == args.collective]
     sizes = _check_cli(args, algo_names)
     dtype = args.dtype
@@ -358,7 +336,6 @@ def run_cli(args):
                 w.writeheader()
                 w.writerows(rows)
         if args.plot:
-            from .plot import busbw_plot
             nodes = comm.topology.num_nodes
             busbw_plot(rows, args.plot, f"{args.collective}: {comm.size} ranks, {nodes} node{'s' * (nodes > 1)}")
     return 0 if all(r["wrong"] == 0 for r in rows) else 1

@@ -11,7 +11,8 @@ import csv
 import math
 import os
 
-from ._errors import InvalidArgument
+from .._errors import InvalidArgument
+from .common import agree, writable_problem
 
 COLUMNS = ("size", "algo", "algbw", "busbw")  # what a plot needs of a bench table
 
@@ -49,7 +50,6 @@ def read_csv(paths):
 def output_problem(path, option):
     """Why a plot cannot be written to `path` (None if it can): matplotlib
     missing, a format it does not write, or a path that cannot be written."""
-    from .cli import writable_problem
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
@@ -124,7 +124,6 @@ def add_parser(sub):
 def run_cli(args):
     """Rank 0 reads the tables and draws; the others (under mpiexec) learn how it went."""
     from mpi4py import MPI
-    from .cli import agree
     comm = MPI.COMM_WORLD
     problem = None
     if comm.rank == 0:

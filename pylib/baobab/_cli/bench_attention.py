@@ -7,11 +7,13 @@ import time
 
 import numpy as np
 
-from . import attention
+import baobab
+
+from .. import attention
+from .common import agree, dtype_type, int_type, mem_available, memory_problem, size_list_type
 
 
 def add_parser(sub):
-    from .cli import dtype_type, int_type, size_list_type
     p = sub.add_parser("attention", help="tree decode vs ring decode; partial() GFLOP/s vs numpy matmul")
     p.add_argument("--seq", type=size_list_type(1), default=[16 << 10, 64 << 10, 256 << 10, 1 << 20],
                    help="total sequence lengths (default 16K,64K,256K,1M)")
@@ -44,8 +46,6 @@ def _timed(comm, fn, iters):
 
 def run(args):
     from mpi4py import MPI
-    import baobab
-    from .cli import agree, memory_problem
     comm = baobab.init()
     dtype = args.dtype
     h, d = args.heads, args.d
@@ -58,7 +58,7 @@ def run(args):
     for total in args.seq:
         per = total // comm.size + (1 if comm.rank < total % comm.size else 0)
         need = 2 * h * per * d * dtype.itemsize * 3  # k, v and the ring's buffers
-        too_big = comm.mpi_comm.allreduce(need) > 0.6 * _mem_available()  # all ranks of this host together
+        too_big = comm.mpi_comm.allreduce(need) > 0.6 * (mem_available() or 8 << 30)  # all ranks of this host together
         if comm.mpi_comm.allreduce(too_big, op=MPI.LOR):  # every rank skips, or none (hosts differ)
             if comm.rank == 0:
                 print(f"# skipping {total}: {need / 2**30:.1f} GiB per rank is more memory than this host has free")
@@ -118,13 +118,3 @@ def run(args):
     comm.barrier()
     return 0
 
-
-def _mem_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30

@@ -1,15 +1,16 @@
 """`baobab info`: what this build and this job look like."""
 import platform
 
+import mpi4py
+import numpy as np
+from mpi4py import MPI
+
+import baobab
+
+from .. import _core
+
 
 def info(comm=None, file=None):
-    import mpi4py
-    import numpy as np
-    from mpi4py import MPI
-
-    import baobab
-    from . import _core
-
     comm = comm or baobab.init()
     if comm.rank != 0:
         return 0
@@ -42,7 +43,7 @@ def info(comm=None, file=None):
     sizes = [8, 64 << 10, 1 << 20, 16 << 20]
     head = f"  {'collective':<15}" + "".join(f"{_fmt(s):>20}" for s in sizes)
     w(head)
-    for coll in ("allreduce", "reduce_scatter", "allgather", "bcast", "reduce", "alltoall"):
+    for coll in (c.name for c in _core.Coll if c is not _core.Coll.barrier):
         row = f"  {coll:<15}"
         for s in sizes:
             row += f"{comm.plan(coll, max(s, 4 * comm.size))['algorithm']:>20}"

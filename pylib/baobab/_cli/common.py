@@ -1,15 +1,16 @@
-"""The baobab command line: info, bench, tune, explain, plot. Run under mpiexec or srun.
-
-A bad command line prints one line on stderr and exits with 2 on every rank.
-Every rank parses the same argv, so most mistakes are found by each rank alone
-before anything collective starts; what only one rank can see (an output path
-that rank 0 writes, the memory of each host) is agreed over the communicator
-first, so no rank is left waiting for another.
-"""
+"""What every `baobab` command shares: the one-line usage error, argument
+types (sizes with units, bounded numbers, dtype and collective names), and the
+checks that need the job (a root, memory, an output path), agreed over the
+communicator so that no rank is left waiting for another."""
 import argparse
 import math
 import os
-import sys
+import re
+
+from .. import _args
+from .._core import coll_from_name
+from .._errors import InvalidArgument
+from ..dtypes import SUPPORTED, dtype_from_name
 
 
 class UsageError(Exception):
@@ -23,12 +24,31 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+SIZE_HELP = "a number of bytes with an optional K, M, G or T suffix (powers of 1024), e.g. 8, 64K, 1.5M"
+
+
+def parse_size(s):
+    """'8', '64K', '1.5M', '4G' (also '64KB', '64KiB') -> bytes, an int.
+    InvalidArgument (a ValueError) for anything else: other suffixes, negative
+    sizes, fractions of a byte, infinities."""
+    text = str(s).strip()
+    m = re.fullmatch(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KMGTkmgt]?)(?:i?[Bb])?", text)
+    if not m:
+        raise InvalidArgument(f"{s!r} is not a size: expected {SIZE_HELP}")
+    value = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if value < 0:
+        raise InvalidArgument(f"{s!r}: a size cannot be negative")
+    if not math.isfinite(value) or not value.is_integer():
+        raise InvalidArgument(f"{s!r} is not a whole number of bytes")
+    return int(value)
+
+
 # ---- argument types (argparse turns their ArgumentTypeError into "argument -X: message") -------------
 
 def size_type(minimum=1):
-    """A byte size such as 8, 64K, 4M (see bench.parse_size), at least `minimum`."""
+    """A byte size such as 8, 64K, 4M (see parse_size), at least `minimum`."""
     def parse(text):
-        from .bench import parse_size
         try:
             n = parse_size(text)
         except ValueError as e:
@@ -79,18 +99,23 @@ def float_type(above):
 def dtype_type(allowed=None):
     """A dtype name baobab reduces and moves (or one of `allowed`)."""
     def parse(text):
-        import numpy as np
-        from .dtypes import SUPPORTED, dtype_from_name
-        if allowed is not None:
-            if text not in allowed:
-                raise argparse.ArgumentTypeError(f"unsupported dtype {text!r}; supported: {', '.join(allowed)}")
-            return np.dtype(text)
+        if allowed is not None and text not in allowed:
+            raise argparse.ArgumentTypeError(f"unsupported dtype {text!r}; supported: {', '.join(allowed)}")
         try:
             return dtype_from_name(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"unsupported dtype {text!r}; supported: {', '.join(SUPPORTED)}") \
                 from None
     return parse
+
+
+def collective_type(text):
+    """A collective's name as the core knows it (its own names and aliases)."""
+    try:
+        coll_from_name(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 # ---- checks that need the job -----------------------------------------------------------------
@@ -102,9 +127,11 @@ def world_size():
 
 
 def check_root(root, what="--root"):
-    p = world_size()
-    if not 0 <= root < p:
-        raise UsageError(f"{what} {root} is not a rank of this job (0..{p - 1})")
+    """A root rank of this job (the rule of every root: baobab._args.rank)."""
+    try:
+        _args.rank(root, world_size(), what)
+    except InvalidArgument as e:
+        raise UsageError(str(e)) from None
 
 
 def agree(mpi_comm, problem):
@@ -174,71 +201,3 @@ def _gib(n):
 def ranks_on_my_node(comm):
     t = comm.topology
     return next((len(node) for node in t.nodes if comm.rank in node), 1)
-
-
-# ---- the command line -------------------------------------------------------------------------
-
-def build_parser():
-    parser = ArgumentParser(prog="baobab", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("info", help="MPI library, mpi4py, CUDA, topology and algorithm table")
-    from . import bench, plot, tune
-    bench.add_parser(sub)
-    tune.add_parser(sub)
-    plot.add_parser(sub)
-    from .comm import _COLL_CODES
-    ex = sub.add_parser("explain", help="candidate algorithms and predicted times for one call")
-    ex.add_argument("collective", choices=sorted(_COLL_CODES), metavar="collective",
-                    help=f"one of {', '.join(sorted(_COLL_CODES))}")
-    ex.add_argument("size", type=size_type(0), help="bytes, e.g. 8, 64K, 4M")
-    ex.add_argument("--dtype", type=dtype_type(), default="float32")
-    ex.add_argument("--root", type=int, default=0)
-    ex.set_defaults(func=run_explain)
-    return parser
-
-
-def run_explain(args):
-    check_root(args.root)
-    import baobab
-    comm = baobab.init()
-    # every rank asks the model (local, the same answer everywhere), so a refusal is every rank's
-    text = comm.explain(args.collective, args.size, dtype=args.dtype, root=args.root, file=False)
-    if comm.rank == 0:
-        print(text, end="", flush=True)
-    return 0
-
-
-def run_info(args):  # noqa: ARG001 - same signature as the others
-    from .info import info
-    return info()
-
-
-def main(argv=None):
-    """Runs the command; returns the exit status (2: bad command line, 1: the run failed)."""
-    prog = "baobab"
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        prog = f"baobab {args.cmd}" + (f" {args.what}" if getattr(args, "what", None) else "")
-        if args.cmd == "info":
-            return run_info(args)
-        return args.func(args)
-    except UsageError as e:
-        msg = str(e)
-        print(msg if msg.startswith("baobab") else f"{prog}: error: {msg}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as e:  # noqa: BLE001 - baobab's own errors become one line; others stay tracebacks
-        from ._errors import Error, InvalidArgument
-        if not isinstance(e, (Error, OSError)):
-            raise
-        bad_input = isinstance(e, InvalidArgument)
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr, flush=True)
-        return 2 if bad_input else 1
-
-
-def _one_line(e):
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-if __name__ == "__main__":
-    sys.exit(main())

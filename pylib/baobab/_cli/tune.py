@@ -32,11 +32,16 @@ import time
 
 import numpy as np
 
+import baobab
+
+from .. import _core
+from .bench_datatype import pack_memory, pack_rates
+from .common import agree, int_type, memory_problem, ranks_on_my_node, size_type, writable_problem
+
 PACK_BLOCKS = (8, 64, 512, 4096, 32768)  # block sizes of the pack.ours/pack.mpi keys
 
 
 def add_parser(sub):
-    from .cli import int_type, size_type
     p = sub.add_parser("tune", help="measure per-level latency and bandwidth, write the tuning file")
     p.add_argument("-o", "--output", help="tuning file to write (default: BAOBAB_TUNING or ~/.config/baobab/tuning.conf)")
     p.add_argument("--bytes", type=size_type(1), default=4 << 20, help="message size for bandwidth (default 4M)")
@@ -137,14 +142,14 @@ def _byte():
 
 
 def local_rates(nbytes=64 << 20, reps=5):
-    from . import _core
     a = np.ones(nbytes // 4, np.float32)
     b = np.ones_like(a)
     out = np.empty_like(a)
-    _core.reduce_local(2, 0, a, b, out)
+    f32, add = _core.DType.float32, _core.RedOp.sum
+    _core.reduce_local(f32, add, a, b, out)
     t0 = time.perf_counter()
     for _ in range(reps):
-        _core.reduce_local(2, 0, a, b, out)
+        _core.reduce_local(f32, add, a, b, out)
     gamma = (time.perf_counter() - t0) / reps
     np.copyto(out, a)
     t0 = time.perf_counter()
@@ -155,11 +160,8 @@ def local_rates(nbytes=64 << 20, reps=5):
 
 
 def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
-    """Returns {key: value} of the tuning file; the same on every rank."""
-    from ._errors import InvalidArgument
-    if int(nbytes) < 1 or int(reps) < 1 or int(pack_bytes) < 0:
-        raise InvalidArgument(f"nbytes ({nbytes}) and reps ({reps}) must be at least 1, pack_bytes ({pack_bytes}) "
-                              "not negative")
+    """Returns {key: value} of the tuning file; the same on every rank (the
+    arguments as the command line checked them)."""
     mpi = comm.mpi_comm.Dup()
     results = {}
     try:
@@ -178,7 +180,6 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
         gamma, copy = local_rates()
         packs = None
         if comm.rank == 0 and pack_bytes:
-            from .bench_datatype import pack_rates
             packs = [pack_rates(b, pack_bytes) for b in PACK_BLOCKS]
         comm.barrier()  # the others wait here (yielding), not spinning inside MPI
         allres = mpi.allgather((results, gamma, copy))
@@ -224,10 +225,6 @@ def write(path, values, comm):
 
 
 def run_cli(args):
-    import baobab
-    from . import _core
-    from .bench_datatype import pack_memory
-    from .cli import agree, memory_problem, ranks_on_my_node, writable_problem
     comm = baobab.Communicator(tuning="")  # measure with the model's defaults; the file may not exist yet
     path = args.output or os.environ.get("BAOBAB_TUNING") or _core.default_tuning_path()
     # before measuring: the file rank 0 writes (the default's directory is made), and the memory

@@ -14,7 +14,11 @@ import time
 
 import numpy as np
 
-from . import _core
+import baobab
+
+from .. import _core
+from ..datatype import Datatype
+from .common import UsageError, agree, int_type, memory_problem, ranks_on_my_node, size_list_type, size_type
 
 
 def _rate(fn, nbytes, min_time=0.2, reps=3):
@@ -35,7 +39,6 @@ def _rate(fn, nbytes, min_time=0.2, reps=3):
 def pack_rates(block, nbytes, mpi=True):
     """(baobab pack, baobab unpack, MPI_Pack, MPI_Unpack, numpy, memcpy) in GB/s."""
     from mpi4py import MPI
-    from .datatype import Datatype
     nblocks = max(nbytes // block, 1)
     nbytes = nblocks * block
     src = np.random.default_rng(0).integers(0, 255, size=2 * nbytes, dtype=np.uint8)
@@ -71,8 +74,6 @@ def pack_memory(block, nbytes):
 
 
 def run_pack(args):
-    import baobab
-    from .cli import agree, memory_problem
     comm = baobab.init()
     problem = None
     if comm.rank == 0:  # rank 0 measures, the others wait
@@ -137,8 +138,6 @@ def halo_memory(n, w):
 
 def run_halo(args):
     from mpi4py import MPI
-    import baobab
-    from .cli import UsageError, agree, memory_problem, ranks_on_my_node
     n, w = args.size, args.width
     if n < w:
         raise UsageError(f"--size {n} is smaller than --width {w}: the interior must hold at least one halo's "
@@ -185,7 +184,6 @@ def run_halo(args):
 
 
 def add_parsers(sub):
-    from .cli import int_type, size_list_type, size_type
     p = sub.add_parser("pack", help=argparse_help("pack"))
     p.add_argument("--blocks", type=size_list_type(1), default=[8, 64, 512, 4096],
                    help="block sizes in bytes (default 8,64,512,4096)")
