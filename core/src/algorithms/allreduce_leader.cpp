@@ -5,7 +5,7 @@
 //   2 ceil(log2 s)(a0 + n b0) + ceil(log2 s) n g + flat allreduce(N, n) on level 1.
 // Only one rank per node touches the slow link and messages stay whole: the
 // choice for small and medium vectors on multi-node jobs.
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

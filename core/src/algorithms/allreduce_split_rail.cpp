@@ -16,7 +16,7 @@
 // ranks pays 2(sN-1): the choice for large vectors on multi-node jobs.
 #include <algorithm>
 
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

@@ -1,45 +1,11 @@
+// The registry: every algorithm of every collective, in the order the selector
+// costs them (the first of candidates predicted equal wins), and the lookups.
 #include "registry.hpp"
 
-#include <numeric>
-
 #include "baobab/error.hpp"
-#include "build.hpp"
+#include "pow2.hpp"
 
 namespace baobab {
-
-size_t CollDesc::total() const {
-  switch (coll) {
-    case Coll::reduce_scatter:
-    case Coll::allgather:
-      return std::accumulate(counts.begin(), counts.end(), size_t{0});
-    case Coll::alltoall: {
-      // the largest row or column: what one rank sends or receives
-      size_t p = 0;
-      while (p * p < counts.size()) ++p;
-      size_t best = 0;
-      for (size_t r = 0; r < p; ++r) {
-        size_t row = 0, col = 0;
-        for (size_t c = 0; c < p; ++c) {
-          row += counts[r * p + c];
-          col += counts[c * p + r];
-        }
-        best = std::max({best, row, col});
-      }
-      return best;
-    }
-    case Coll::barrier: return 0;
-    default: return count;
-  }
-}
-
-uint64_t CollDesc::counts_hash() const {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t c : counts) {
-    h ^= c + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 namespace algo {
 std::string needs_pow2(const Topology& t, const CollDesc&) {
@@ -54,14 +20,14 @@ std::string needs_nodes(const Topology& t, const CollDesc&) {
 const std::vector<Algorithm>& algorithms() {
   static const std::vector<Algorithm> all = [] {
     using namespace algo;
-    return std::vector<Algorithm>{
-        allreduce_recursive_doubling(), allreduce_rabenseifner(), allreduce_ring(),    allreduce_leader(),
-        allreduce_split_rail(),         allreduce_weighted(),     reduce_scatter_ring(),    reduce_scatter_halving(), allgather_ring(),
-        allgather_recursive_doubling(), allgather_hier(),         bcast_binomial(),    bcast_scatter_allgather(),
-        bcast_hier(),                   reduce_binomial(),        reduce_rs_gather(),  reduce_hier(),
-        alltoall_pairwise(),            alltoall_linear(),        alltoall_hier(),     barrier_dissemination(),
-        barrier_hier(),
-    };
+    std::vector<Algorithm> v;
+    for (auto make : {allreduce_recursive_doubling, allreduce_rabenseifner, allreduce_ring, allreduce_leader,
+                      allreduce_split_rail, allreduce_weighted, reduce_scatter_ring, reduce_scatter_halving,
+                      allgather_ring, allgather_recursive_doubling, allgather_hier, bcast_binomial,
+                      bcast_scatter_allgather, bcast_hier, reduce_binomial, reduce_rs_gather, reduce_hier,
+                      alltoall_pairwise, alltoall_linear, alltoall_hier, barrier_dissemination, barrier_hier})
+      v.push_back(make());
+    return v;
   }();
   return all;
 }

@@ -1,14 +1,18 @@
 // Declarations of every algorithm file's factory; registry.cpp lists them.
 #pragma once
+#include <string>
+
 #include "baobab/algorithms.hpp"
+#include "blocks.hpp"
+#include "group.hpp"
 
 namespace baobab::algo {
 Algorithm allreduce_ring();
 Algorithm allreduce_recursive_doubling();
 Algorithm allreduce_rabenseifner();
+Algorithm allreduce_weighted();
 Algorithm allreduce_split_rail();
 Algorithm allreduce_leader();
-Algorithm allreduce_weighted();
 Algorithm reduce_scatter_ring();
 Algorithm reduce_scatter_halving();
 Algorithm allgather_ring();
@@ -26,7 +30,7 @@ Algorithm alltoall_hier();
 Algorithm barrier_dissemination();
 Algorithm barrier_hier();
 
-// Shared preambles: move the caller's input to where the algorithm works.
+// Shared `unsupported` checks.
 inline std::string always(const Topology&, const CollDesc&) { return ""; }
 std::string needs_pow2(const Topology& t, const CollDesc&);
 // Hierarchical algorithms need ranks on more than one node.
