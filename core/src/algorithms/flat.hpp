@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "baobab/config.hpp"
 #include "baobab/schedule.hpp"
 #include "blocks.hpp"
 #include "group.hpp"
@@ -36,14 +35,6 @@ void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_
 // from weighted_blocks (weighted_blocks.hpp).
 void weighted_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
                         const std::vector<double>& beta);
-
-// flat_choice.cpp: one of recursive doubling, Rabenseifner and ring, picked by
-// the alpha-beta-gamma formulas for a group whose links are of level `level`
-// (the slowest member's node link bounds them all); where the members' node
-// links differ, also the weighted allreduce. The flat step of split_rail and
-// leader.
-void best_flat_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count,
-                         const CostModel& m, int level);
 
 // bcast_binomial.cpp: binomial tree broadcast of extents from group index root.
 void binomial_bcast(Schedule& s, const Group& g, uint8_t buf, const Extents& e, int root);
