@@ -337,6 +337,9 @@ NB_MODULE(_core, m) {
       d["summary"] = a.summary;
       d["hierarchical"] = a.hierarchical;
       d["segmentable"] = a.segmentable;
+      d["family"] = a.family;      // a composition's variant: its family, and
+      d["inner"] = a.inner;        // the flat allreduce it embeds
+      d["variants"] = a.variants;  // a family's entry: its variants
       out.append(d);
     }
     return out;
@@ -378,6 +381,7 @@ NB_MODULE(_core, m) {
         if (!a) throw InvalidArgument("unknown algorithm '" + algo + "'");
         std::string why = a->unsupported(t, d);
         if (!why.empty()) throw InvalidArgument(algo + " " + why);
+        if (a->is_family()) a = choose(t, cfg, model, d, algo).algo;  // the variant the selector picks
         size_t nseg = 1, seg = d.count;
         if (segments > 1 && a->segmentable) {
           seg = (d.count + segments - 1) / segments;
@@ -434,6 +438,7 @@ NB_MODULE(_core, m) {
         o["rounds"] = rounds;
         o["segments"] = nseg;
         o["schedule0"] = full[0].describe();
+        o["algorithm"] = a->name;
         return o;
       },
       "topology"_a, "coll"_a, "algo"_a, "count"_a, "counts"_a, "root"_a, "dtype"_a, "op"_a, "inputs"_a,

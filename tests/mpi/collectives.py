@@ -27,14 +27,13 @@ checks = [0]
 
 
 def algos(coll):
-    names = [a["name"] for a in baobab.algorithms() if a["collective"] == coll]
-    ok = []
-    for n in names:
-        plan = comm.plan(coll, 64 * p, dtype=np.float32)
-        cand = {c["name"]: c for c in plan["candidates"]}
-        if not cand[n]["unsupported"]:
-            ok.append(n)
-    return [None] + ok
+    """Every algorithm the model would consider here; a composition's family
+    (split_rail: the selector picks its variant) where one of its variants is."""
+    entries = [a for a in baobab.algorithms() if a["collective"] == coll]
+    plan = comm.plan(coll, 64 * p, dtype=np.float32)
+    cand = {c["name"]: c for c in plan["candidates"]}
+    return [None] + [a["name"] for a in entries
+                     if any(not cand[v]["unsupported"] for v in (a["variants"] or [a["name"]]))]
 
 
 def data(rank, n, dtype, op, seed=0):

@@ -1,5 +1,12 @@
 // The algorithm registry: every algorithm of every collective, what it needs,
 // and how it builds its schedule for one rank.
+//
+// Compositions that embed a flat allreduce (split_rail, leader) come as a
+// family: one variant per inner algorithm, named "family(inner)"
+// (split_rail(ring), leader(rabenseifner), ...), each an algorithm like any
+// other that the selector builds and costs; and the family's own entry
+// ("split_rail"), which builds nothing: forcing it lets the selector pick the
+// best of its variants.
 #pragma once
 #include <cstddef>
 #include <functional>
@@ -42,8 +49,12 @@ struct Algorithm {
   // Optional: "" if automatic selection should cost this algorithm under this
   // model, else why not (it still runs when forced).
   std::function<std::string(const Topology&, const CostModel&)> consider;
-  // Appends the schedule of `rank` to s.
+  // Appends the schedule of `rank` to s. Empty for a family's entry.
   std::function<void(Schedule& s, const Topology&, const CollDesc&, int rank, const CostModel&)> build;
+  std::string family;                 // a variant's family ("split_rail"); empty otherwise
+  std::string inner;                  // a variant's inner algorithm ("ring"); empty otherwise
+  std::vector<std::string> variants;  // a family entry's variants; empty otherwise
+  bool is_family() const { return !variants.empty(); }
 };
 
 const std::vector<Algorithm>& algorithms();
@@ -51,7 +62,7 @@ const Algorithm* find_algorithm(Coll c, const std::string& name);  // nullptr if
 std::vector<std::string> algorithm_names(Coll c);
 
 // Builds the whole schedule of `rank` (including the local copies that move
-// the input into the output).
+// the input into the output). A family's entry has none: InvalidArgument.
 Schedule build_schedule(const Algorithm& a, const Topology& t, const CollDesc& d, int rank, const CostModel& m);
 
 }  // namespace baobab

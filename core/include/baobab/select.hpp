@@ -1,8 +1,12 @@
-// Algorithm selection: every applicable algorithm's schedule is built for every
-// rank and replayed by the simulator under the cost model; the fastest wins.
-// Large messages of segmentable algorithms are also costed as pipelined
-// segments. BAOBAB_ALGO / algo= force a choice. The result is identical on every
-// rank because the inputs (topology, configuration, call) are.
+// Algorithm selection, the one place where algorithms are chosen: every
+// applicable algorithm's schedule is built for every rank and replayed by the
+// simulator under the cost model; the fastest wins. The inner algorithm of a
+// composition is chosen the same way: each variant (split_rail(ring),
+// leader(rabenseifner), ...) is a candidate of its own. Large messages of
+// segmentable algorithms are also costed as pipelined segments. BAOBAB_ALGO /
+// algo= force an algorithm, or a family (split_rail: the best of its
+// variants). The result is identical on every rank because the inputs
+// (topology, configuration, call) are.
 #pragma once
 #include <string>
 #include <vector>
@@ -32,11 +36,14 @@ struct Plan {
   std::vector<Candidate> candidates;
 };
 
-// Costs one algorithm; segments = 0 lets it pick 1 or the pipelined count.
+// Costs one algorithm; segments = 0 lets it pick 1 or the pipelined count,
+// 1 costs it whole, more pipelined.
 Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
                          const CollDesc& d, size_t segments = 0);
-// forced: empty for automatic, else an algorithm name (throws InvalidArgument if
-// unknown or unsupported here).
+// forced: empty for automatic, else an algorithm or family name (throws
+// InvalidArgument if unknown or unsupported here). Plan::algo is never a
+// family's entry: forcing a family costs its variants and picks one.
+// cost_all: cost every candidate (explain), not only those that may be chosen.
 Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d, const std::string& forced,
             bool cost_all = false);
 std::string explain(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d,

@@ -5,7 +5,7 @@
 // Cost (two levels, s per node, N nodes, n = whole output):
 //   a0 + (s-1)/p n b0 + (N-1) a1 + (N-1)/N n b1 + ceil(log2 s)(a0 + n b0).
 // Only leaders cross the slow link; works for nodes of different sizes.
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

@@ -1,6 +1,5 @@
 // allgather / recursive_doubling: log2(p) exchanges of doubling block ranges.
 // Cost: log2(p) alpha + (p-1)/p n beta. Power-of-two only.
-#include "build.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

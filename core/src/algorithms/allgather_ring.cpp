@@ -1,9 +1,32 @@
-// allgather / ring: each block travels p-1 hops around the ring.
+// allgather / ring: p-1 steps; at step k member i sends unit i-k to its right
+// neighbour and receives unit i-k-1 from its left one, so each unit travels
+// p-1 hops around the ring.
 // Cost: (p-1) alpha + (p-1)/p n beta (n = the whole output).
-#include "build.hpp"
+// Also the second half of the ring allreduce and of split_rail, and the top of
+// allgather / hier (where a unit is a group's blocks, several runs).
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
+
+void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units) {
+  const int p = g.size(), i = g.me;
+  if (p <= 1 || i < 0) return;
+  const int right = g[(i + 1) % p], left = g[(i + p - 1) % p];
+  for (int k = 0; k < p - 1; ++k) {
+    const int si = ((i - k) % p + p) % p, ri = ((i - k - 1) % p + p) % p;
+    ExtentRound r(s);
+    r.send(right, buf, units[si]);
+    r.recv(left, buf, units[ri]);
+  }
+}
+
+void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
+  std::vector<Extents> units(b.off.size());
+  for (size_t i = 0; i < units.size(); ++i) units[i] = {Span{b.off[i], b.cnt[i]}};
+  ring_allgather(s, g, buf, units);
+}
+
 Algorithm allgather_ring() {
   Algorithm a;
   a.name = "ring";
@@ -17,4 +40,5 @@ Algorithm allgather_ring() {
   };
   return a;
 }
+
 }  // namespace baobab::algo

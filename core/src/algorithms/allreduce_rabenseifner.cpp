@@ -1,11 +1,58 @@
-// allreduce / rabenseifner: reduce-scatter by recursive halving, allgather by
-// recursive doubling (with the non-power-of-two fold).
-// Cost: 2 log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma.
+// allreduce / rabenseifner: reduce-scatter by recursive halving (at each step
+// a member keeps the half of its block range that holds its own blocks and
+// sends the other half to its partner), then allgather by recursive doubling,
+// among the p2 survivors of the non-power-of-two fold (fold.hpp).
+// Cost: 2 log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma [+ fold].
 // Bandwidth-optimal with logarithmic latency: the choice for medium vectors.
-#include "build.hpp"
+#include "flat.hpp"
+#include "fold.hpp"
+#include "pow2.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
+
+void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (g.me < 0) return;
+  if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
+  const int p2 = floor_pow2(g.size());
+  const Blocks b = Blocks::even(count, p2).shifted(off);
+  const uint8_t tmp = s.add_scratch(count);  // the fold receives everything
+  bool fresh = true;
+  Fold f = fold_in(s, g, src, buf, off, count, tmp, fresh);
+  auto span = [&](int lo, int hi) { return Span{b.off[lo], b.off[hi - 1] + b.cnt[hi - 1] - b.off[lo]}; };
+  if (f.newidx >= 0) {
+    const int v = f.newidx;
+    int lo = 0, hi = p2;
+    for (int mask = p2 / 2; mask >= 1; mask >>= 1) {
+      const int partner = v ^ mask;
+      const int peer = g[f.real(partner)];
+      const int mid = lo + (hi - lo) / 2;
+      const bool upper = (v & mask) != 0;
+      const Span keep = upper ? span(mid, hi) : span(lo, mid);
+      const Span give = upper ? span(lo, mid) : span(mid, hi);
+      const uint8_t cur = fresh ? src : buf;
+      RoundBuilder r(s);
+      r.send(peer, Ref{cur, give.off}, give.len);
+      r.recv(peer, Ref{tmp, 0}, keep.len);
+      if (partner < v) r.reduce(Ref{buf, keep.off}, Ref{tmp, 0}, Ref{cur, keep.off}, keep.len);
+      else r.reduce(Ref{buf, keep.off}, Ref{cur, keep.off}, Ref{tmp, 0}, keep.len);
+      fresh = false;
+      if (upper) lo = mid;
+      else hi = mid;
+    }
+    for (int mask = 1; mask < p2; mask <<= 1) {
+      const int partner = v ^ mask;
+      const int peer = g[f.real(partner)];
+      const int mylo = v & ~(mask - 1), plo = partner & ~(mask - 1);
+      const Span mine = span(mylo, mylo + mask), theirs = span(plo, plo + mask);
+      RoundBuilder r(s);
+      r.send(peer, Ref{buf, mine.off}, mine.len);
+      r.recv(peer, Ref{buf, theirs.off}, theirs.len);
+    }
+  }
+  fold_out(s, g, buf, off, count);
+}
+
 Algorithm allreduce_rabenseifner() {
   Algorithm a;
   a.name = "rabenseifner";
@@ -17,4 +64,5 @@ Algorithm allreduce_rabenseifner() {
   };
   return a;
 }
+
 }  // namespace baobab::algo

@@ -1,10 +1,19 @@
-// allreduce / ring: ring reduce-scatter followed by ring allgather.
+// allreduce / ring: ring reduce-scatter (reduce_scatter_ring.cpp) followed by
+// ring allgather (allgather_ring.cpp) of p blocks.
 // Cost: 2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma. Bandwidth-optimal,
 // latency linear in p: the choice for large vectors on flat or uniform links.
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
+
+void ring_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t buf, size_t off, size_t count) {
+  if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
+  const Blocks b = Blocks::even(count, g.size()).shifted(off);
+  ring_reduce_scatter(s, g, src, buf, b);
+  ring_allgather(s, g, buf, b);
+}
+
 Algorithm allreduce_ring() {
   Algorithm a;
   a.name = "ring";
@@ -16,4 +25,5 @@ Algorithm allreduce_ring() {
   };
   return a;
 }
+
 }  // namespace baobab::algo

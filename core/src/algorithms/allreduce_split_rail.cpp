@@ -1,7 +1,9 @@
-// allreduce / split_rail: per level, reduce-scatter inside each group, then one
-// allreduce per block across groups ("rails": one rank per group, all rails
-// running concurrently on different ranks), then allgather inside each group.
-// Applied recursively over the topology's levels (node, then switch, ...).
+// allreduce / split_rail(INNER): per level, ring reduce-scatter inside each
+// group (reduce_scatter_ring.cpp), then one allreduce per block across groups
+// ("rails": one rank per group, all rails running concurrently on different
+// ranks), then ring allgather inside each group (allgather_ring.cpp). Applied
+// recursively over the topology's levels (node, then switch, ...); at the top
+// a rail runs the flat allreduce INNER.
 //
 // Uneven groups: the vector is cut into K = (largest group size) blocks; a group
 // of s ranks gives member j the contiguous blocks [jK/s, (j+1)K/s). The rail of
@@ -9,14 +11,18 @@
 //
 // Cost with s ranks per node, N nodes, n bytes (two levels):
 //   intra RS + AG: 2(s-1) a0 + 2(s-1)/s n b0 + (s-1)/s n g
-//   inter        : flat allreduce of n/s bytes among N ranks, all s rails sharing
-//                  the node's link: ~ 2(N-1)/N n b1 + latency terms.
+//   inter        : INNER(N ranks, n/s bytes) per rail, all s rails sharing the
+//                  node's link: with ring ~ 2(N-1)/N n b1 + 2(N-1) a1.
 // The slow link of a node carries about 2(N-1)/N n bytes, split over s
 // concurrent rails, and pays 2(N-1) latency terms where a flat ring over all
 // ranks pays 2(sN-1): the choice for large vectors on multi-node jobs.
+// One variant per inner flat allreduce (inner_allreduce.hpp): split_rail(ring),
+// split_rail(rabenseifner), ...; the selector costs each, and `split_rail`
+// alone (forced) lets it pick among them.
 #include <algorithm>
 
-#include "build.hpp"
+#include "flat.hpp"
+#include "inner_allreduce.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
@@ -26,15 +32,15 @@ std::pair<size_t, size_t> owned(size_t K, size_t s, size_t j) { return {j * K / 
 
 // Input read from src on first touch (src == buf: in place).
 void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, uint8_t src, uint8_t buf, size_t off,
-                     size_t count, const CostModel& m, int rank) {
+                     size_t count, const CostModel& m, int rank, const InnerAllreduce& inner) {
   if (!g.member()) return;
   if (g.size() <= 1) return copy_if_needed(sch, src, buf, off, count);
-  if (L >= t.levels()) return best_flat_allreduce(sch, g, src, buf, off, count, m, t.levels());
+  if (L >= t.levels()) return inner.run(sch, g, src, buf, off, count, m, t.levels());
   auto parts = parts_at(t, g, L, rank);
-  if (parts.size() == 1) return best_flat_allreduce(sch, g, src, buf, off, count, m, L);
+  if (parts.size() == 1) return inner.run(sch, g, src, buf, off, count, m, L);
   size_t K = 0;
   for (const auto& q : parts) K = std::max<size_t>(K, q.size());
-  if (K == 1) return split_allreduce(sch, t, g, L + 1, src, buf, off, count, m, rank);
+  if (K == 1) return split_allreduce(sch, t, g, L + 1, src, buf, off, count, m, rank, inner);
 
   Blocks kb = Blocks::even(count, static_cast<int>(K));
   for (auto& o : kb.off) o += off;
@@ -76,7 +82,7 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
     size_t be = bi + 1;
     while (be < b && rail(be) == r) ++be;
     Span sp = range_elems(bi, be);
-    split_allreduce(sch, t, Group(r, rank), L + 1, cur, buf, sp.off, sp.len, m, rank);
+    split_allreduce(sch, t, Group(r, rank), L + 1, cur, buf, sp.off, sp.len, m, rank, inner);
     bi = be;
   }
   ring_allgather(sch, P, buf, pb);
@@ -84,7 +90,7 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
 
 }  // namespace
 
-Algorithm allreduce_split_rail() {
+Algorithm allreduce_split_rail(const InnerAllreduce* inner) {
   Algorithm a;
   a.name = "split_rail";
   a.coll = Coll::allreduce;
@@ -92,8 +98,14 @@ Algorithm allreduce_split_rail() {
   a.segmentable = true;
   a.summary = "per level: reduce-scatter in group, concurrent per-rail allreduce across groups, allgather in group";
   a.unsupported = needs_nodes;
-  a.build = [](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
-    split_allreduce(s, t, Group::world(t.size(), rank), 0, kIn, kOut, 0, d.count, m, rank);
+  if (!inner) return family_entry(std::move(a), "the rails' allreduce");
+  a.family = a.name;
+  a.inner = inner->name;
+  a.name += "(" + inner->name + ")";
+  a.summary = a.family + " with " + inner->name + " as the rails' allreduce";
+  a.consider = inner->consider;
+  a.build = [inner](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
+    split_allreduce(s, t, Group::world(t.size(), rank), 0, kIn, kOut, 0, d.count, m, rank, *inner);
   };
   return a;
 }

@@ -7,7 +7,6 @@
 // N-1 aggregated messages per node instead of s*s*(N-1) small ones across the
 // slow link: the choice for small blocks on many nodes (MoE token exchange).
 #include "alltoall_common.hpp"
-#include "build.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

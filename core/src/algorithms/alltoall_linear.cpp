@@ -2,7 +2,6 @@
 // Cost: alpha + (p-1) n/p beta with all messages overlapped: lowest latency for
 // small blocks, but p-1 concurrent messages per rank can congest large ones.
 #include "alltoall_common.hpp"
-#include "build.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

@@ -4,7 +4,7 @@
 // Cost: (p-1)(alpha + n/p beta) for n bytes per rank: one message in flight per
 // direction keeps the network from congesting; the choice for large blocks.
 #include "alltoall_common.hpp"
-#include "build.hpp"
+#include "pow2.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

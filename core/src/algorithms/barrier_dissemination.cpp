@@ -1,9 +1,21 @@
-// barrier / dissemination: in round k rank i signals i + 2^k and waits for
-// i - 2^k. Cost: ceil(log2 p) alpha, any p.
-#include "build.hpp"
+// barrier / dissemination: in round k member i signals i + 2^k and waits for
+// i - 2^k (zero-byte messages). Cost: ceil(log2 p) alpha, any p.
+// Also the leaders' step of barrier / hier.
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
+
+void dissemination(Schedule& s, const Group& g) {
+  const int p = g.size();
+  if (p <= 1 || g.me < 0) return;
+  for (int d = 1; d < p; d <<= 1) {
+    RoundBuilder r(s);
+    r.send(g[(g.me + d) % p], Ref{kOut, 0}, 0);
+    r.recv(g[(g.me - d + p) % p], Ref{kOut, 0}, 0);
+  }
+}
+
 Algorithm barrier_dissemination() {
   Algorithm a;
   a.name = "dissemination";
@@ -15,4 +27,5 @@ Algorithm barrier_dissemination() {
   };
   return a;
 }
+
 }  // namespace baobab::algo

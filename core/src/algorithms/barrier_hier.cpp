@@ -1,7 +1,7 @@
 // barrier / hier: ranks check in with their node leader, leaders run a
 // dissemination barrier, leaders release their node.
 // Cost: 2 a0 + ceil(log2 N) a1: only leaders cross the slow link.
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

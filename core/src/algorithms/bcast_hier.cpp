@@ -4,7 +4,7 @@
 // each node receives the data across the slow link once. Pipelined in segments.
 #include <algorithm>
 
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

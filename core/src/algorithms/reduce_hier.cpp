@@ -3,7 +3,7 @@
 // Cost (two levels): ceil(log2 s)(a0 + n b0 + n g) + ceil(log2 N)(a1 + n b1 + n g).
 #include <algorithm>
 
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

@@ -1,7 +1,7 @@
 // reduce / rs_gather (Rabenseifner's reduce): ring reduce-scatter, then every
 // rank sends its reduced block to the root.
 // Cost: p alpha + 2 (p-1)/p n beta + (p-1)/p n gamma: for large vectors.
-#include "build.hpp"
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

@@ -1,7 +1,6 @@
 // reduce_scatter / halving: recursive halving; at each step a rank keeps the
 // half of its current block range that holds its own block and sends the other.
 // Cost: log2(p) alpha + (p-1)/p n beta + (p-1)/p n gamma. Power-of-two only.
-#include "build.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {

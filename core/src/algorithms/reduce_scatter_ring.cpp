@@ -1,9 +1,29 @@
-// reduce_scatter / ring: the first half of the ring allreduce on a scratch copy.
+// reduce_scatter / ring: p-1 steps; at step k member i sends block i-k-1 to
+// its right neighbour and folds block i-k-2 received from its left one, so
+// afterwards member i's block holds the reduction of everyone's block i.
+// Unreduced data is read from the input at first touch (block i-1 is sent raw
+// at step 0; every other block is folded exactly once at each rank).
 // Cost: (p-1) alpha + (p-1)/p n beta + (p-1)/p n gamma (n = the whole input).
-#include "build.hpp"
+// Also the first half of the ring allreduce and of split_rail.
+#include "flat.hpp"
 #include "registry.hpp"
 
 namespace baobab::algo {
+
+void ring_reduce_scatter(Schedule& s, const Group& g, uint8_t src, uint8_t buf, const Blocks& b) {
+  const int p = g.size(), i = g.me;
+  if (p <= 1 || i < 0) return;
+  const uint8_t tmp = s.add_scratch(b.max());
+  const int right = g[(i + 1) % p], left = g[(i + p - 1) % p];
+  for (int k = 0; k < p - 1; ++k) {
+    const int si = ((i - k - 1) % p + p) % p, ri = ((i - k - 2) % p + p) % p;
+    RoundBuilder r(s);
+    r.send(right, Ref{k == 0 ? src : buf, b.off[si]}, b.cnt[si]);
+    r.recv(left, Ref{tmp, 0}, b.cnt[ri]);
+    r.reduce(Ref{buf, b.off[ri]}, Ref{tmp, 0}, Ref{src, b.off[ri]}, b.cnt[ri]);
+  }
+}
+
 Algorithm reduce_scatter_ring() {
   Algorithm a;
   a.name = "ring";
@@ -19,4 +39,5 @@ Algorithm reduce_scatter_ring() {
   };
   return a;
 }
+
 }  // namespace baobab::algo

@@ -1,45 +1,14 @@
+// The registry: every algorithm of every collective, in the order the selector
+// costs them (the first of candidates predicted equal wins), and the lookups.
+// Compositions that embed a flat allreduce appear as their family's entry
+// followed by one variant per inner allreduce (inner_allreduce.hpp).
 #include "registry.hpp"
 
-#include <numeric>
-
 #include "baobab/error.hpp"
-#include "build.hpp"
+#include "inner_allreduce.hpp"
+#include "pow2.hpp"
 
 namespace baobab {
-
-size_t CollDesc::total() const {
-  switch (coll) {
-    case Coll::reduce_scatter:
-    case Coll::allgather:
-      return std::accumulate(counts.begin(), counts.end(), size_t{0});
-    case Coll::alltoall: {
-      // the largest row or column: what one rank sends or receives
-      size_t p = 0;
-      while (p * p < counts.size()) ++p;
-      size_t best = 0;
-      for (size_t r = 0; r < p; ++r) {
-        size_t row = 0, col = 0;
-        for (size_t c = 0; c < p; ++c) {
-          row += counts[r * p + c];
-          col += counts[c * p + r];
-        }
-        best = std::max({best, row, col});
-      }
-      return best;
-    }
-    case Coll::barrier: return 0;
-    default: return count;
-  }
-}
-
-uint64_t CollDesc::counts_hash() const {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t c : counts) {
-    h ^= c + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 namespace algo {
 std::string needs_pow2(const Topology& t, const CollDesc&) {
@@ -49,19 +18,32 @@ std::string needs_nodes(const Topology& t, const CollDesc&) {
   return t.num_nodes() > 1 ? ""
                            : "needs ranks on more than one node (all share one; BAOBAB_TOPOLOGY=nodes=N emulates nodes)";
 }
+
+Algorithm family_entry(Algorithm a, const std::string& what) {
+  std::string names;
+  for (const auto& in : inner_allreduces()) {
+    a.variants.push_back(a.name + "(" + in.name + ")");
+    names += (names.empty() ? "" : ", ") + in.name;
+  }
+  a.summary += "; " + what + " chosen by the model among " + names;
+  return a;
+}
 }  // namespace algo
 
 const std::vector<Algorithm>& algorithms() {
   static const std::vector<Algorithm> all = [] {
     using namespace algo;
-    return std::vector<Algorithm>{
-        allreduce_recursive_doubling(), allreduce_rabenseifner(), allreduce_ring(),    allreduce_leader(),
-        allreduce_split_rail(),         allreduce_weighted(),     reduce_scatter_ring(),    reduce_scatter_halving(), allgather_ring(),
-        allgather_recursive_doubling(), allgather_hier(),         bcast_binomial(),    bcast_scatter_allgather(),
-        bcast_hier(),                   reduce_binomial(),        reduce_rs_gather(),  reduce_hier(),
-        alltoall_pairwise(),            alltoall_linear(),        alltoall_hier(),     barrier_dissemination(),
-        barrier_hier(),
-    };
+    std::vector<Algorithm> v{allreduce_recursive_doubling(), allreduce_rabenseifner(), allreduce_ring()};
+    for (auto family : {allreduce_leader, allreduce_split_rail}) {
+      v.push_back(family(nullptr));
+      for (const auto& in : inner_allreduces()) v.push_back(family(&in));
+    }
+    for (auto make : {allreduce_weighted, reduce_scatter_ring, reduce_scatter_halving, allgather_ring,
+                      allgather_recursive_doubling, allgather_hier, bcast_binomial, bcast_scatter_allgather,
+                      bcast_hier, reduce_binomial, reduce_rs_gather, reduce_hier, alltoall_pairwise,
+                      alltoall_linear, alltoall_hier, barrier_dissemination, barrier_hier})
+      v.push_back(make());
+    return v;
   }();
   return all;
 }
@@ -80,6 +62,13 @@ std::vector<std::string> algorithm_names(Coll c) {
 }
 
 Schedule build_schedule(const Algorithm& a, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
+  if (a.is_family()) {
+    std::string v;
+    for (const auto& n : a.variants) v += (v.empty() ? "" : ", ") + n;
+    throw InvalidArgument(std::string(coll_name(a.coll)) + " algorithm '" + a.name +
+                          "' is a family; its schedule is one of its variants' (" + v +
+                          "), which the selector picks (choose)");
+  }
   Schedule s;
   s.algo = a.name;
   s.elem_size = d.elem_size;

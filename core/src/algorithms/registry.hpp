@@ -1,14 +1,22 @@
 // Declarations of every algorithm file's factory; registry.cpp lists them.
 #pragma once
+#include <string>
+
 #include "baobab/algorithms.hpp"
+#include "blocks.hpp"
+#include "group.hpp"
 
 namespace baobab::algo {
+struct InnerAllreduce;
+
 Algorithm allreduce_ring();
 Algorithm allreduce_recursive_doubling();
 Algorithm allreduce_rabenseifner();
-Algorithm allreduce_split_rail();
-Algorithm allreduce_leader();
 Algorithm allreduce_weighted();
+// Compositions embedding a flat allreduce: the variant with `inner`, or with
+// nullptr the family's own entry (family_entry).
+Algorithm allreduce_split_rail(const InnerAllreduce* inner);
+Algorithm allreduce_leader(const InnerAllreduce* inner);
 Algorithm reduce_scatter_ring();
 Algorithm reduce_scatter_halving();
 Algorithm allgather_ring();
@@ -26,7 +34,12 @@ Algorithm alltoall_hier();
 Algorithm barrier_dissemination();
 Algorithm barrier_hier();
 
-// Shared preambles: move the caller's input to where the algorithm works.
+// The entry of a composition family: a's name, flags and support; no build.
+// Its variants are a's name with every inner allreduce; `what` names the
+// embedded step in the summary.
+Algorithm family_entry(Algorithm a, const std::string& what);
+
+// Shared `unsupported` checks.
 inline std::string always(const Topology&, const CollDesc&) { return ""; }
 std::string needs_pow2(const Topology& t, const CollDesc&);
 // Hierarchical algorithms need ranks on more than one node.

@@ -1,5 +1,6 @@
 #include "baobab/select.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -71,49 +72,69 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   c.name = a.name;
   c.unsupported = a.unsupported(t, d);
   if (!c.unsupported.empty()) return c;
+  if (a.is_family()) {
+    c.unsupported = "a family: its variants are costed";
+    return c;
+  }
   auto [nseg, seg_count] = segmentation(cfg, d);
   if (!a.segmentable || segments == 1) nseg = 1;
+  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count);
   Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count);
   if (nseg <= 1) return whole;
   Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count);
-  return (segments > 1 || piped.predicted < whole.predicted) ? piped : whole;
+  return piped.predicted < whole.predicted ? piped : whole;
 }
 
+// Every choice between algorithms is made here, the inner algorithm of a
+// composition included: each variant of a family (split_rail(ring), ...) is a
+// candidate of its own, built and simulated like the flat algorithms.
 Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d, const std::string& forced_in,
             bool cost_all) {
   Plan plan;
-  std::string forced = forced_in;
-  if (forced == "auto") forced.clear();
+  std::string name = forced_in;
+  if (name == "auto") name.clear();
   std::string source = "algo=";
-  if (forced.empty() && !cfg.algo[static_cast<size_t>(d.coll)].empty()) {
-    forced = cfg.algo[static_cast<size_t>(d.coll)];
+  if (name.empty() && !cfg.algo[static_cast<size_t>(d.coll)].empty()) {
+    name = cfg.algo[static_cast<size_t>(d.coll)];
     source = "BAOBAB_ALGO";
-    if (forced == "auto") forced.clear();
+    if (name == "auto") name.clear();
   }
-  if (!forced.empty()) {
-    const Algorithm* a = find_algorithm(d.coll, forced);
-    if (!a) {
+  const Algorithm* forced = nullptr;
+  if (!name.empty()) {
+    forced = find_algorithm(d.coll, name);
+    if (!forced) {
       std::string known;
       for (const auto& n : algorithm_names(d.coll)) known += (known.empty() ? "" : ", ") + n;
-      throw InvalidArgument("unknown " + std::string(coll_name(d.coll)) + " algorithm '" + forced + "' (from " +
+      throw InvalidArgument("unknown " + std::string(coll_name(d.coll)) + " algorithm '" + name + "' (from " +
                             source + "; known: " + known + ", auto)");
     }
-    std::string why = a->unsupported(t, d);
+    std::string why = forced->unsupported(t, d);
     if (!why.empty())
-      throw InvalidArgument(std::string(coll_name(d.coll)) + " algorithm '" + forced + "' " + why);
-    plan.algo = a;
-    plan.reason = "forced by " + source;
-    if (!cost_all) {
-      auto [nseg, seg] = segmentation(cfg, d);
-      plan.segments = a->segmentable ? nseg : 1;
-      plan.seg_count = plan.segments > 1 ? seg : d.count;
-      return plan;
-    }
+      throw InvalidArgument(std::string(coll_name(d.coll)) + " algorithm '" + name + "' " + why);
   }
-  const Candidate* best = nullptr;
+  // A forced algorithm runs pipelined whenever the call is large enough, as
+  // BAOBAB_SEGMENT says; it is costed (by explain) the way it runs.
+  const auto [nseg, seg] = segmentation(cfg, d);
+  auto forced_segments = [&](const Algorithm& a) { return a.segmentable && nseg > 1 ? nseg : size_t{1}; };
+  if (forced && !forced->is_family() && !cost_all) {
+    plan.algo = forced;
+    plan.reason = "forced by " + source;
+    plan.segments = forced_segments(*forced);
+    plan.seg_count = plan.segments > 1 ? seg : d.count;
+    return plan;
+  }
+  // The algorithms that may be chosen: all when automatic, else the forced one
+  // or the forced family's variants. cost_all costs the others too (explain).
+  auto eligible = [&](const Algorithm& a) {
+    return !forced || &a == forced || (forced->is_family() && a.family == forced->name);
+  };
+  std::vector<const Algorithm*> of;  // the algorithm of each candidate
   for (const auto& a : algorithms()) {
-    if (a.coll != d.coll) continue;
-    if (a.consider && (!plan.algo || plan.algo->name != a.name)) {
+    if (a.coll != d.coll || a.is_family()) continue;
+    const bool may_win = eligible(a);
+    if (!cost_all && !may_win) continue;
+    of.push_back(&a);
+    if (a.consider && &a != forced) {
       std::string why = a.consider(t, m);
       if (!why.empty()) {
         Candidate c;
@@ -123,21 +144,35 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
         continue;
       }
     }
-    plan.candidates.push_back(cost_algorithm(a, t, cfg, m, d));
+    plan.candidates.push_back(cost_algorithm(a, t, cfg, m, d, forced && may_win ? forced_segments(a) : 0));
   }
-  for (const auto& c : plan.candidates) {
-    if (!c.unsupported.empty() || !c.error.empty()) continue;
-    if (!best || c.predicted < best->predicted) best = &c;
+  const Algorithm* best = nullptr;
+  double best_time = 0;
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    const Candidate& c = plan.candidates[i];
+    if (!c.unsupported.empty() || !c.error.empty() || !eligible(*of[i])) continue;
+    if (!best || c.predicted < best_time) {
+      best = of[i];
+      best_time = c.predicted;
+    }
   }
-  if (!plan.algo) {
+  if (forced && !forced->is_family()) {
+    plan.algo = forced;
+    plan.reason = "forced by " + source;
+  } else if (forced) {
+    if (!best) throw Error("no variant of " + std::string(coll_name(d.coll)) + " algorithm '" + forced->name +
+                           "' can run here");
+    plan.algo = best;
+    plan.reason = "family " + forced->name + " forced by " + source + "; lowest predicted time among its variants";
+  } else {
     if (!best) throw Error(std::string("no algorithm can run ") + coll_name(d.coll) + " here");
-    plan.algo = find_algorithm(d.coll, best->name);
+    plan.algo = best;
     plan.reason = "lowest predicted time";
   }
   for (const auto& c : plan.candidates)
     if (c.name == plan.algo->name) {
       plan.segments = c.segments;
-      plan.seg_count = c.segments > 1 ? segmentation(cfg, d).second : d.count;
+      plan.seg_count = c.segments > 1 ? seg : d.count;
     }
   return plan;
 }
@@ -160,19 +195,21 @@ std::string explain(const Topology& t, const Config& cfg, const CostModel& m, co
   char g[96];
   std::snprintf(g, sizeof g, " [reduce %.2f GB/s, copy %.2f GB/s]", 1e-9 / m.gamma, 1e-9 / m.copy);
   o << g << (cfg.tuning_file.empty() ? " (defaults)" : " (tuning: " + cfg.tuning_file + ")") << "\n";
-  char head[160];
-  std::snprintf(head, sizeof head, "  %-20s %14s %9s %8s %12s %8s\n", "algorithm", "predicted", "segments",
+  int w = 20;  // the name column: variants such as split_rail(recursive_doubling) are longer
+  for (const auto& c : plan.candidates) w = std::max(w, static_cast<int>(c.name.size()));
+  char head[192];
+  std::snprintf(head, sizeof head, "  %-*s %14s %9s %8s %12s %8s\n", w, "algorithm", "predicted", "segments",
                 "rounds", "sent/rank", "msgs");
   o << head;
   for (const auto& c : plan.candidates) {
-    char line[256];
+    char line[512];
     const bool chosen = plan.algo && c.name == plan.algo->name;
     if (!c.unsupported.empty()) {
-      std::snprintf(line, sizeof line, "  %-20s %14s   (%s)\n", c.name.c_str(), "-", c.unsupported.c_str());
+      std::snprintf(line, sizeof line, "  %-*s %14s   (%s)\n", w, c.name.c_str(), "-", c.unsupported.c_str());
     } else {
-      std::snprintf(line, sizeof line, "%s %-20s %14s %9zu %8zu %12s %8zu%s\n", chosen ? "*" : " ", c.name.c_str(),
-                    fmt_time(c.predicted).c_str(), c.segments, c.rounds, fmt_bytes(c.bytes_sent).c_str(), c.messages,
-                    c.error.empty() ? "" : ("  ERROR: " + c.error).c_str());
+      std::snprintf(line, sizeof line, "%s %-*s %14s %9zu %8zu %12s %8zu%s\n", chosen ? "*" : " ", w,
+                    c.name.c_str(), fmt_time(c.predicted).c_str(), c.segments, c.rounds,
+                    fmt_bytes(c.bytes_sent).c_str(), c.messages, c.error.empty() ? "" : ("  ERROR: " + c.error).c_str());
     }
     o << line;
   }

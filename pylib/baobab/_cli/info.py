@@ -35,19 +35,19 @@ def info(comm=None, file=None):
     w(comm.topology.describe().rstrip())
     w("")
     w("algorithms (* = hierarchical, | = pipelined in segments):")
+    width = max(20, *(len(a["name"]) + 1 for a in baobab.algorithms()))  # split_rail(recursive_doubling)
     for a in baobab.algorithms():
         flags = ("*" if a["hierarchical"] else " ") + ("|" if a["segmentable"] else " ")
-        w(f"  {a['collective']:<15} {a['name']:<20}{flags} {a['summary']}")
+        w(f"  {a['collective']:<15} {a['name']:<{width}}{flags} {a['summary']}")
     w("")
     w("choice for a few sizes (float32):")
     sizes = [8, 64 << 10, 1 << 20, 16 << 20]
-    head = f"  {'collective':<15}" + "".join(f"{_fmt(s):>20}" for s in sizes)
-    w(head)
-    for coll in (c.name for c in _core.Coll if c is not _core.Coll.barrier):
-        row = f"  {coll:<15}"
-        for s in sizes:
-            row += f"{comm.plan(coll, max(s, 4 * comm.size))['algorithm']:>20}"
-        w(row)
+    colls = [c.name for c in _core.Coll if c is not _core.Coll.barrier]
+    chosen = {c: [comm.plan(c, max(s, 4 * comm.size))["algorithm"] for s in sizes] for c in colls}
+    col = max(20, *(len(n) + 2 for names in chosen.values() for n in names))
+    w(f"  {'collective':<15}" + "".join(f"{_fmt(s):>{col}}" for s in sizes))
+    for coll in colls:
+        w(f"  {coll:<15}" + "".join(f"{n:>{col}}" for n in chosen[coll]))
     print("\n".join(out), file=file, flush=True)
     return 0
 
