@@ -42,7 +42,10 @@ Work::~Work() {
 
 bool Work::test() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (e_->complete) return true;
+  if (e_->complete) {
+    if (e_->cancelled) throw_failure(*c_);  // the communicator failed while it was in flight
+    return true;
+  }
   progress_all_locked();
   service_control(*c_);
   if (!e_->complete && c_->fail_kind != kNone) throw_failure(*c_);
@@ -50,7 +53,7 @@ bool Work::test() {
 }
 
 void Work::wait(double timeout) {
-  if (e_->complete) return;
+  if (e_->complete && !e_->cancelled) return;
   double d = timeout < 0 ? c_->cfg.timeout : seconds_since(e_->start) + timeout;
   wait_exec(c_, e_, d);
 }
@@ -196,6 +199,11 @@ void Communicator::run(const CollDesc& d, const void* in, void* out, DType dtype
                        const std::string& algo) {
   auto w = start(d, in, out, dtype, reduction, algo);
   w->wait();
+}
+
+void Communicator::abort(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  abort_comm(*s_, reason);
 }
 
 void Communicator::bind_thread() {

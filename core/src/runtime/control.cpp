@@ -40,7 +40,9 @@ std::string op_label(const CommState& s, uint64_t seq) {
 }
 
 void handle_ctrl(CommState& s, const CtrlMsg& m, int source) {
-  if (m.magic != kMagic) return;
+  // A notice sent to an earlier communicator whose context MPI gave to this
+  // one (it was freed before the notice arrived) is not for this one.
+  if (m.magic != kMagic || m.comm_id != s.comm_id) return;
   if (m.type == kQuery) {
     CtrlMsg a;
     a.type = kAnswer;
@@ -79,7 +81,9 @@ void handle_ctrl(CommState& s, const CtrlMsg& m, int source) {
       while (std::getline(in, tok, ','))
         if (!tok.empty()) missing.push_back(std::stoi(tok));
     }
-    std::string prefix = m.kind == kMismatch ? "" : "reported by rank " + std::to_string(m.from) + ": ";
+    // Mismatches and aborts name their ranks already.
+    std::string prefix =
+        m.kind == kMismatch || m.kind == kAborted ? "" : "reported by rank " + std::to_string(m.from) + ": ";
     fail_comm(s, m.kind, prefix + text, m.seq, op, missing, false);
   }
 }
@@ -107,6 +111,7 @@ void post_ctrl_recv(CommState& s) {
 
 void send_ctrl(CommState& s, int dest, const CtrlMsg& m) {
   auto copy = std::make_unique<CtrlMsg>(m);
+  copy->comm_id = s.comm_id;
   MPI_Request r;
   check_mpi(MPI_Isend(copy.get(), sizeof(CtrlMsg), MPI_BYTE, dest, static_cast<int>(m.type), s.ctrl, &r),
             "MPI_Isend (control)");
@@ -142,6 +147,7 @@ void cancel_execution(CommState& s, Execution& e) {
     l.scratch.clear();
   }
   e.complete = true;
+  e.cancelled = true;
 }
 
 // After a failure every rank that is still inside baobab drains the data
@@ -242,6 +248,13 @@ void mismatch(CommState& s, Execution& e, int peer, const WireHeader* theirs, co
   if (theirs) m << " but rank " << peer << " called " << describe_header(*theirs);
   m << " (" << what << ")";
   fail_comm(s, kMismatch, m.str(), e.seq, coll_name(e.coll), {}, true);
+}
+
+void abort_comm(CommState& s, const std::string& reason) {
+  if (s.freed || s.fail_kind != kNone) return;
+  // Sequence number 0: an operation that completes after the notice (here or
+  // on any rank) raises too, whichever it is.
+  fail_comm(s, kAborted, "rank " + std::to_string(s.rank) + " gave up (" + reason + ")", 0, "", {}, true);
 }
 
 }  // namespace baobab::runtime

@@ -31,6 +31,10 @@ void fail_comm(CommState& s, int32_t kind, const std::string& msg, uint64_t seq,
                std::vector<int> missing, bool broadcast);
 // Throws the exception of the communicator's failure.
 [[noreturn]] void throw_failure(const CommState& s);
+// Gives up on the communicator: fails it here with Error("rank R gave up
+// (reason)") and sends that notice to every other rank; does nothing once the
+// communicator has failed or been freed.
+void abort_comm(CommState& s, const std::string& reason);
 // Fails the communicator with a MismatchError naming both sides (theirs may
 // be null: the difference is described by `what` alone).
 void mismatch(CommState& s, Execution& e, int peer, const WireHeader* theirs, const std::string& what);

@@ -394,7 +394,10 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(g_mutex);
-      if (e.complete) return;
+      if (e.complete) {
+        if (e.cancelled) throw_failure(s);  // the communicator failed while it was in flight
+        return;
+      }
       if (s.fail_kind != kNone) throw_failure(s);
       s.waiting_seq = e.seq;
       progress_all_locked();

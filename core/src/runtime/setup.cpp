@@ -4,14 +4,19 @@
 // and control), rank 0's configuration broadcast, and an allgather of host
 // names and Slurm topology addresses. Then the shared-memory domains (MPI's
 // split by shared memory) and the topology are found, and whether this host
-// runs more ranks than it has cores (waits then yield at once).
-// Communicators are registered so that MPI_Finalize releases those still alive.
+// runs more ranks than it has cores (waits then yield at once). Rank 0 also
+// draws the communicator's identity, which its control messages carry. A rank
+// whose step times out once the data communicator exists names the ranks that
+// are not waiting at that step too. Communicators are registered so that
+// MPI_Finalize releases those still alive.
 #include "setup.hpp"
 
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <random>
 #include <sstream>
 
 #include "baobab/error.hpp"
@@ -44,18 +49,56 @@ int on_finalize(MPI_Comm, int, void*, void*) {
 struct SetupState {
   static constexpr int kName = 256;
   MPI_Comm data = MPI_COMM_NULL, ctrl = MPI_COMM_NULL;
-  long long len_ok[2] = {0, 1};
+  bool have_data = false;  // the data communicator's duplication completed
+  int step = 0;            // steps waited for so far
+  long long len_ok_id[3] = {0, 1, 0};  // rank 0's configuration: length, whether it is one, communicator identity
   std::string blob;
   char mine[2][kName] = {{0}, {0}};
   std::vector<char> all;
   MPI_Request req = MPI_REQUEST_NULL;
 };
 
+// The ranks missing from a set-up step that timed out once the data
+// communicator exists (every rank joined its duplication, so a rank that
+// comes to it late can tell who left): each rank giving up at this step says
+// so to every other rank on it, and those not heard from within a short grace
+// time are the missing ones. That communicator is never used again nor freed,
+// so a message nobody receives stays harmless.
+std::vector<int> missing_at_step(SetupState& st, int rank, int size, double limit) {
+  constexpr int kTag = 1;
+  for (int r = 0; r < size; ++r)
+    if (r != rank) {
+      MPI_Request req;
+      if (MPI_Isend(&st.step, 1, MPI_INT, r, kTag, st.data, &req) == MPI_SUCCESS) MPI_Request_free(&req);
+    }
+  std::vector<bool> heard(static_cast<size_t>(size), false);
+  heard[static_cast<size_t>(rank)] = true;
+  const double grace = std::clamp(limit / 10, 0.2, 2.0);
+  const auto since = Clock::now();
+  int spins = 0;
+  while (seconds_since(since) < grace && std::count(heard.begin(), heard.end(), false) > 0) {
+    int flag = 0, their = 0;
+    MPI_Status status;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, kTag, st.data, &flag, &status) != MPI_SUCCESS) break;
+    if (flag) {
+      MPI_Recv(&their, 1, MPI_INT, status.MPI_SOURCE, kTag, st.data, MPI_STATUS_IGNORE);
+      if (their == st.step) heard[static_cast<size_t>(status.MPI_SOURCE)] = true;
+      continue;
+    }
+    backoff(spins, since, 0);
+  }
+  std::vector<int> out;
+  for (int r = 0; r < size; ++r)
+    if (!heard[static_cast<size_t>(r)]) out.push_back(r);
+  return out;
+}
+
 // Waits for one step of the set-up. `limit` counts from t0 (the start of the
 // constructor). On expiry the step gets half a second more: a rank whose
 // partner completed the step at the last moment must not raise while that
 // partner goes on.
-void setup_wait(SetupState& st, Clock::time_point t0, double limit, int size, const char* step) {
+void setup_wait(SetupState& st, Clock::time_point t0, double limit, int rank, int size, const char* step) {
+  ++st.step;
   int spins = 0;
   const auto since = Clock::now();
   for (;;) {
@@ -64,17 +107,33 @@ void setup_wait(SetupState& st, Clock::time_point t0, double limit, int size, co
     if (flag) return;
     const double waited = seconds_since(t0);
     if (waited > limit + 0.5) {
+      const std::vector<int> missing = st.have_data ? missing_at_step(st, rank, size, limit) : std::vector<int>{};
       std::ostringstream m;
       m.setf(std::ios::fixed);
       m.precision(2);
-      m << "Communicator(): not every rank of the MPI communicator (size " << size << ") arrived within " << limit
-        << " s (BAOBAB_TIMEOUT) at " << step
+      m << "Communicator(): ";
+      if (missing.empty()) {
+        m << "not every rank of the MPI communicator (size " << size << ") arrived";
+      } else {
+        m << (missing.size() > 1 ? "ranks " : "rank ");
+        for (size_t i = 0; i < missing.size(); ++i) m << (i ? ", " : "") << missing[i];
+        m << " of the MPI communicator (size " << size << ") did not arrive";
+      }
+      m << " within " << limit << " s (BAOBAB_TIMEOUT) at " << step
         << "; a baobab communicator is created collectively: every rank must create it, in the same order "
            "relative to their other collectives on that communicator";
-      throw TimeoutError(m.str(), "Communicator", 0, {});
+      throw TimeoutError(m.str(), "Communicator", 0, missing);
     }
     backoff(spins, since, 0);
   }
+}
+
+// A random identity for a new communicator (rank 0's is everyone's).
+uint64_t new_comm_id() {
+  std::random_device rd;
+  const uint64_t t = static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  const uint64_t id = (static_cast<uint64_t>(rd()) << 32 | rd()) ^ t ^ (static_cast<uint64_t>(getpid()) << 17);
+  return id ? id : 1;
 }
 
 double env_timeout_or_default() {
@@ -141,7 +200,7 @@ void setup(CommState& s, MPI_Comm comm, const std::function<Config()>& make_conf
   auto st = std::make_unique<SetupState>();
   auto step = [&](const char* what) {
     try {
-      setup_wait(*st, t0, limit, size, what);
+      setup_wait(*st, t0, limit, rank, size, what);
     } catch (...) {
       st.release();  // still in use by the pending collective
       throw;
@@ -149,6 +208,7 @@ void setup(CommState& s, MPI_Comm comm, const std::function<Config()>& make_conf
   };
   check_mpi(MPI_Comm_idup(comm, &st->data, &st->req), "MPI_Comm_idup");
   step("MPI_Comm_idup");
+  st->have_data = true;
   check_mpi(MPI_Comm_idup(comm, &st->ctrl, &st->req), "MPI_Comm_idup");
   step("MPI_Comm_idup (control)");
   s.data = st->data;
@@ -174,17 +234,19 @@ void setup(CommState& s, MPI_Comm comm, const std::function<Config()>& make_conf
       st->blob = make_config().serialize();
     } catch (const std::exception& ex) {
       st->blob = ex.what();
-      st->len_ok[1] = 0;
+      st->len_ok_id[1] = 0;
     }
-    st->len_ok[0] = static_cast<long long>(st->blob.size());
+    st->len_ok_id[0] = static_cast<long long>(st->blob.size());
+    st->len_ok_id[2] = static_cast<long long>(new_comm_id());
   }
-  check_mpi(MPI_Ibcast(st->len_ok, 2, MPI_LONG_LONG, 0, s.data, &st->req), "MPI_Ibcast");
+  check_mpi(MPI_Ibcast(st->len_ok_id, 3, MPI_LONG_LONG, 0, s.data, &st->req), "MPI_Ibcast");
   step("MPI_Ibcast (configuration)");
-  st->blob.resize(static_cast<size_t>(st->len_ok[0]));
-  check_mpi(MPI_Ibcast(st->blob.data(), static_cast<int>(st->len_ok[0]), MPI_CHAR, 0, s.data, &st->req),
+  s.comm_id = static_cast<uint64_t>(st->len_ok_id[2]);
+  st->blob.resize(static_cast<size_t>(st->len_ok_id[0]));
+  check_mpi(MPI_Ibcast(st->blob.data(), static_cast<int>(st->len_ok_id[0]), MPI_CHAR, 0, s.data, &st->req),
             "MPI_Ibcast");
   step("MPI_Ibcast (configuration)");
-  if (!st->len_ok[1]) {
+  if (!st->len_ok_id[1]) {
     give_up();
     throw InvalidArgument(st->blob + " (configuration of rank 0)");
   }

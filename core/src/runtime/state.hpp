@@ -89,6 +89,7 @@ struct Execution {
   int window = 1;
   runtime::Clock::time_point start;
   bool complete = false;
+  bool cancelled = false;  // completed by a failure of the communicator, not by its messages
   bool check = true;
   bool stall_checked = false;
   bool acks_checked = false;  // the ranks whose acknowledgement is late were asked for their signature
@@ -100,6 +101,7 @@ struct CommState {
   bool freed = false;
   int rank = 0, size = 1;
   int tag_ub = 32767;
+  uint64_t comm_id = 0;  // rank 0's random identity of this communicator (see CtrlMsg)
   Topology topo;
   Config cfg;
   CostModel model;

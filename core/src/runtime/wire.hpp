@@ -33,7 +33,7 @@ static_assert(sizeof(WireHeader) == 32, "header must be 32 bytes");
 
 enum CtrlType : uint32_t { kQuery = 1, kAnswer = 2, kAbort = 3 };
 // Why a communicator failed (travels in an abort notice).
-enum FailKind : int32_t { kNone = 0, kMismatch = 1, kTimeout = 2, kMPIFail = 3, kOther = 4 };
+enum FailKind : int32_t { kNone = 0, kMismatch = 1, kTimeout = 2, kMPIFail = 3, kOther = 4, kAborted = 5 };
 
 struct CtrlMsg {
   uint32_t magic = kMagic;
@@ -42,10 +42,11 @@ struct CtrlMsg {
   int32_t from = -1;
   int32_t kind = 0;       // abort: FailKind
   uint64_t extra = 0;     // answer: the queried operation
+  uint64_t comm_id = 0;   // the communicator's identity: a message of another one is ignored
   WireHeader hdr;          // answer: the signature of the queried operation, if known
   uint32_t has_hdr = 0;
   uint32_t pad = 0;
-  char text[440] = {0};   // answer: where the rank is; abort: message, missing ranks, operation
+  char text[432] = {0};   // answer: where the rank is; abort: message, missing ranks, operation
 };
 static_assert(sizeof(CtrlMsg) == 512, "control message must be 512 bytes");
 
