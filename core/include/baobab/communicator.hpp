@@ -90,10 +90,12 @@ class Communicator {
 
   // Gives up on this communicator on every rank: it fails here, and a notice
   // goes to every other rank over the control channel, so that their
-  // operations in flight (and all later ones) raise Error("rank R gave up
+  // operations in flight and all later ones raise Error("rank R gave up
   // (reason)") instead of waiting for this rank, as after a mismatch or a
-  // timeout. Safe at any time, from any thread; does nothing once the
-  // communicator has failed (the other ranks were told then) or been freed.
+  // timeout (an operation this rank had completed may still complete on the
+  // others, with its right result). Safe at any time, from any thread; does
+  // nothing once the communicator has failed (the other ranks were told then)
+  // or been freed.
   void abort(const std::string& reason);
 
   Plan plan(const CollDesc& d, const std::string& algo = "");

@@ -252,9 +252,11 @@ void mismatch(CommState& s, Execution& e, int peer, const WireHeader* theirs, co
 
 void abort_comm(CommState& s, const std::string& reason) {
   if (s.freed || s.fail_kind != kNone) return;
-  // Sequence number 0: an operation that completes after the notice (here or
-  // on any rank) raises too, whichever it is.
-  fail_comm(s, kAborted, "rank " + std::to_string(s.rank) + " gave up (" + reason + ")", 0, "", {}, true);
+  // The first operation this rank has not started: the others' operations
+  // from there on cannot complete and raise; an earlier one that completes by
+  // its messages (this rank did its part) keeps its result.
+  fail_comm(s, kAborted, "rank " + std::to_string(s.rank) + " gave up (" + reason + ")", s.started + 1, "", {},
+            true);
 }
 
 }  // namespace baobab::runtime

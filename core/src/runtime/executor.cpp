@@ -402,15 +402,18 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
       s.waiting_seq = e.seq;
       progress_all_locked();
       if ((spins & 63) == 0 || s.fail_kind != kNone) service_control(s);
-      if (s.fail_kind != kNone) {
-        s.waiting_seq = 0;
-        throw_failure(s);
-      }
-      if (e.complete) {
+      // Completed by its messages: a failure reported for this operation or
+      // an earlier one makes the result suspect, one for a later operation
+      // (a rank that went on and then gave up) does not.
+      if (e.complete && !e.cancelled) {
         s.waiting_seq = 0;
         service_control(s);
         if (s.fail_kind != kNone && s.fail_seq <= e.seq) throw_failure(s);
         return;
+      }
+      if (s.fail_kind != kNone) {
+        s.waiting_seq = 0;
+        throw_failure(s);
       }
       // Compared as seconds, so that an infinite deadline (no BAOBAB_TIMEOUT) never expires.
       if (const double waited = seconds_since(e.start); waited > deadline_s) timeout(s, e, waited);
