@@ -743,6 +743,7 @@ NB_MODULE(_core, m) {
              const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
           "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
       .def("bind_thread", &Communicator::bind_thread)
+      .def("abort", &Communicator::abort, "reason"_a, nb::call_guard<nb::gil_scoped_release>())
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());
 
   m.def("parse_timeout", [](const std::string& name, const std::string& text) { return parse_timeout(name, text); });

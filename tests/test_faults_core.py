@@ -68,6 +68,33 @@ def test_a_killed_rank_ends_the_job(n):
     assert time.monotonic() - t0 < 60, res.stdout
 
 
+# ---- giving up on purpose: Communicator.abort ------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["abort_in_collective", "abort_between"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_abort_reaches_every_rank_within_a_second(scenario, n):
+    # Every other rank raises baobab.Error("rank R gave up (reason)") within a
+    # second of the abort: in the collective it waits in (blocking, or a Work
+    # waited for), or at its next call; abort twice, and on a freed communicator.
+    out = run_mpi(n, FAULTS, scenario, timeout=120).stdout
+    passed(out, n)
+    for r in range(n):
+        assert any(f"Error after" in l and f"rank {n - 1} gave up (the test quits on purpose)" in l
+                   for l in lines(out, r)), out
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_abort_notices_do_not_reach_later_communicators(n):
+    out = run_mpi(n, FAULTS, "abort_everywhere", timeout=120).stdout
+    passed(out, n)
+
+
+def test_abort_needs_a_reason(comm):
+    with pytest.raises(baobab.InvalidArgument, match="reason"):
+        comm.abort(None)
+
+
 # ---- deadlines on point-to-point, and point-to-point between two ranks only ------------
 
 
@@ -90,6 +117,16 @@ def test_communicator_created_by_some_ranks_times_out(scenario):
     passed(out, 3)
     line = next(l for l in lines(out, 0) if "TimeoutError" in l)
     assert "Communicator" in line and "2.0" in line, line
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_late_rank_names_the_ranks_that_left(n):
+    out = run_mpi(n, FAULTS, "construct_late", timeout=60).stdout
+    passed(out, n)
+    names = ", ".join(map(str, range(n - 1)))
+    line = next(l for l in lines(out, n - 1) if "TimeoutError" in l)
+    assert f"Communicator(): rank{'s' if n > 2 else ''} {names} of the MPI communicator (size {n}) did not arrive" \
+        in line, line
 
 
 # ---- BAOBAB_TIMEOUT -----------------------------------------------------------------------

@@ -11,10 +11,11 @@ their per-rank row counts in a "counts" attribute. Root attributes: the
 provenance of baobab.io, "format", "step", "sha256" (over every payload
 dataset's path, kind, shape and bytes) and "complete"=1, written last.
 
-Every collective step (set-up, save, latest, load, wait) agrees on success
-with baobab.io's protocol (io._Steps): an error on one rank raises
-CheckpointError (or the io error) on every rank, and a rank that does not
-arrive within BAOBAB_TIMEOUT is named in a TimeoutError.
+Every collective step (set-up, save, latest, load, wait) is a collective of
+the Checkpointer's own baobab.Communicator (io._Steps, as in baobab.io) and
+agrees on success: an error on one rank raises CheckpointError (or the io
+error) on every rank, and a rank that does not arrive within BAOBAB_TIMEOUT
+is named in a TimeoutError.
 """
 import hashlib
 import json
@@ -272,18 +273,15 @@ class Checkpointer:
         base = _io._mpi_comm(comm)
         limit = _io._timeout(comm)
         label = f"checkpoints in {self.directory}"
-        self._comm = None
-        self._steps = _io._Steps(None, label, limit)
-        if base is not None:
-            # data, and control: the arrival barriers and give-up notices of baobab.io
-            self._comm, ctl = _io._dup_comms(base, 2, f"Checkpointer({self.directory!r})", limit)
-            self._steps = _io._Steps(ctl, label, limit)
+        # the collective steps (a baobab communicator), and the data communicator
+        self._steps = _io._Steps(base, label, limit, f"Checkpointer({self.directory!r})")
+        self._comm = self._steps.data
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
         try:
             self._setup()
         except BaseException as e:
-            if not isinstance(e, CheckpointError):  # not one every rank raised together: tell them
+            if not _io._raised_everywhere(e):  # not one every rank raised together: tell them
                 self._steps.give_up(f"{type(e).__name__}: {e}"[:200])
             self._release()
             raise
@@ -291,9 +289,8 @@ class Checkpointer:
     def _setup(self):
         """Collective: rank 0 creates the directory and removes what killed saves
         left there; then every rank must see it (load reads the files on every rank)."""
-        err, tag = None, None
+        err = None
         if self.rank == 0:
-            tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000
             try:
                 os.makedirs(self.directory, exist_ok=True)
                 if not os.path.isdir(self.directory):
@@ -301,10 +298,10 @@ class Checkpointer:
                 _io._remove_stale_temporaries(self.directory, self._pattern.match)
             except Exception as e:  # noqa: BLE001
                 err = _io._why(e)
-        got = self._steps.allgather(self._comm, (err, tag), "set-up")
-        self._steps.tag = got[0][1]
-        if got[0][0]:
-            raise CheckpointError(f"cannot create the checkpoint directory {self.directory}: rank 0: {got[0][0]}")
+        got = self._steps.allgather(err, "set-up")
+        if got[0]:
+            raise _io._every_rank(CheckpointError(f"cannot create the checkpoint directory {self.directory}: "
+                                                  f"rank 0: {got[0]}"))
         self._agree(None if self.rank == 0 else self._visible(), "set-up",
                     f"the checkpoint directory {self.directory} is not usable")
 
@@ -331,17 +328,17 @@ class Checkpointer:
 
     # ---- helpers -------------------------------------------------------------
     def _bcast(self, obj, what="bcast"):
-        return self._steps.bcast(self._comm, obj, what)
+        return self._steps.bcast(obj, what)
 
     def _allgather(self, obj, what="allgather"):
-        return self._steps.allgather(self._comm, obj, what)
+        return self._steps.allgather(obj, what)
 
     def _agree(self, err, step, what, cls=CheckpointError):
         """Every rank raises `cls` if any rank failed (err: None or a message)."""
         errs = self._allgather(err, step)
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if bad:
-            raise cls(f"{what}: " + _io._agreed_message(bad))
+            raise _io._every_rank(cls(f"{what}: " + _io._agreed_message(bad)))
 
     def path_of(self, step):
         return os.path.join(self.directory, f"{self.prefix}-{int(step):010d}.h5")
@@ -603,9 +600,4 @@ class Checkpointer:
 
     def _release(self):
         self._steps.free()
-        if self._comm is not None:
-            try:
-                self._comm.Free()
-            except Exception:  # noqa: BLE001
-                pass
-            self._comm = None
+        self._comm = None

@@ -117,7 +117,7 @@ class Communicator:
     """
 
     def __init__(self, comm=None, *, timeout=None, check=None, topology=None, algo=None,
-                 segment=None, window=None, tuning=None):
+                 segment=None, window=None, tuning=None, _p2p=True):
         from mpi4py import MPI
         if comm is None:
             comm = MPI.COMM_WORLD
@@ -144,8 +144,10 @@ class Communicator:
         self.size = self._c.size
         self.topology = Topology(self._c.topology().as_dict())
         # The point-to-point context is made now, while every rank is here: the
-        # first send/recv must need only its two ranks.
-        self._context()
+        # first send/recv must need only its two ranks. (baobab.io's steps make
+        # none: they send no messages of their own.)
+        if _p2p:
+            self._context()
 
     # ---- helpers -------------------------------------------------------------
 
@@ -415,6 +417,18 @@ class Communicator:
     def config(self):
         """The configuration every rank uses (rank 0's)."""
         return self._c.config()
+
+    def abort(self, reason):
+        """Gives up on this communicator, on every rank: it fails here, and a
+        notice goes to every other rank over the control channel, so that their
+        operations in flight and all later ones on it raise baobab.Error("rank R
+        gave up (reason)") at once instead of waiting for this rank. For a rank
+        that stops on its own (an exception of its own) while the others may be
+        waiting for it in a collective. Safe at any time; once the communicator
+        has failed (or has been freed) it does nothing."""
+        if not isinstance(reason, str):
+            raise InvalidArgument(f"abort(reason): reason must be a str, got {type(reason).__name__}")
+        self._c.abort(reason)
 
     def free(self):
         """Releases the MPI resources now (after completing operations in flight)."""

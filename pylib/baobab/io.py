@@ -15,10 +15,12 @@ renamed by rank 0 on close; opening the path again removes the temporaries
 that killed writers left behind (see _remove_stale_temporaries). h5py is
 imported on first use, not with baobab.
 
-Every collective step (set-up included) agrees on success: an error on one
-rank raises on every rank, and a rank that does not arrive within
-BAOBAB_TIMEOUT is named in a TimeoutError (the protocol is _Steps, which
-baobab.checkpoint uses too).
+Every collective step (set-up included) is a collective of the file's own
+baobab.Communicator and agrees on success: an error on one rank raises on
+every rank, a rank that does not arrive within BAOBAB_TIMEOUT is named in a
+TimeoutError, and a rank that raises on its own aborts that communicator so
+that the others raise at once, naming it (see _Steps, which baobab.checkpoint
+uses too).
 """
 import datetime
 import errno
@@ -26,9 +28,11 @@ import functools
 import json
 import math
 import os
+import pickle
 import re
 import socket
 import subprocess
+import threading
 import time
 import warnings
 from math import prod
@@ -195,140 +199,154 @@ def _wait_all(reqs, deadline):
     return True
 
 
-def _dup_comms(base, n, what, limit):
-    """`n` duplicates of `base`, made with non-blocking MPI_Comm_idup so that a
+def _dup_comm(base, what, limit):
+    """A duplicate of `base`, made with a non-blocking MPI_Comm_idup so that a
     rank that never comes holds the others for at most `limit` seconds."""
-    pairs = [base.Idup() for _ in range(n)]
-    if not _wait_all([r for _, r in pairs], time.monotonic() + limit):
-        _STRANDED.extend(pairs)
+    comm, req = base.Idup()
+    if not _wait_all([req], time.monotonic() + limit):
+        _STRANDED.append((comm, req))
         raise TimeoutError(f"{what}: some rank(s) did not arrive within {limit:g} s (BAOBAB_TIMEOUT); which ones "
                            "cannot be told before this object's communicator exists")
-    return [c for c, _ in pairs]
+    return comm
+
+
+def _names(ranks):
+    return ", ".join(map(str, ranks))
+
+
+def _every_rank(e):
+    """Marks an exception that every rank raises together, from what a step
+    agreed on: no rank waits for this one, so nobody needs to be told."""
+    e.baobab_every_rank = True
+    return e
+
+
+def _raised_everywhere(e):
+    return bool(getattr(e, "baobab_every_rank", False))
 
 
 class _Steps:
-    """The collective steps of one object (a File in mode "w", a Checkpointer)
-    over its own control communicator `ctl`.
+    """The collective steps of one object (a File in mode "w", a Checkpointer).
 
-    Every step starts with arrive(what): two non-blocking barriers on `ctl`
-    during which the rank polls for notices. A rank that stops on its own (an
-    exception of its own, or no other rank within `limit` seconds) calls
-    give_up(why), which sends a notice to every rank; the others raise Error
-    naming it at their step instead of waiting in a collective it will never
-    join. The first barrier completes for a rank that arrives after the others
-    gave up (they had joined it), the second cannot, so that rank waits there
-    until their notice reaches it. Data moves on another communicator; the
-    steps here only decide whether every rank is there."""
+    Every step is a baobab collective on the object's own baobab Communicator
+    (created over `base` with the object's deadline), so it inherits the
+    communicator's failure protocol: a rank that does not arrive within
+    `limit` seconds is named in a TimeoutError on the others; a rank that stops
+    on its own (an exception of its own) calls give_up(why), which aborts the
+    communicator, and every other rank raises Error naming it ("rank R gave up
+    (why)") at the step it waits in or at its next one, instead of waiting in
+    a collective it will never join. A rank that arrives after the others gave
+    up on it learns so at that step. Data and HDF5's own collectives use
+    `data`, a duplicate of `base` made after the steps' communicator, so that
+    a step always comes before and after them."""
 
-    def __init__(self, ctl, label, limit):
-        self.ctl = ctl
+    def __init__(self, base, label, limit, what=None):
         self.label = label
         self.limit = limit
-        self.rank = ctl.Get_rank() if ctl is not None else 0
-        self.size = ctl.Get_size() if ctl is not None else 1
-        self.tag = 7301  # until the first step has agreed on a random one (see File._setup)
-        self.step = 0
-        self.pending = None  # an arrival barrier not yet complete
-        self.told = False  # nobody left to tell: a notice came in, or every rank raised together
-        self.gave_up = None  # why this rank stopped; every later step raises at once
-
-    def arrive(self, what):
-        if self.ctl is None:
+        self.comm = None  # the baobab.Communicator of the steps
+        self.data = None  # the object's own duplicate of `base`
+        self.rank, self.size = 0, 1
+        if base is None:
             return
-        if self.gave_up is not None:
-            raise Error(f"{self.label}: {what}: not possible after an earlier step gave up ({self.gave_up})")
-        from mpi4py import MPI
-        self.step += 1
-        limit = self.limit
-        deadline = time.monotonic() + limit
-        for _ in range(2):
-            req = self.ctl.Ibarrier()
-            self.pending = req
-            delay = 1e-5
-            status = MPI.Status()
-            while not req.Test():
-                if self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=self.tag, status=status):
-                    src = status.Get_source()
-                    why = self.ctl.recv(source=src, tag=self.tag)
-                    self.told = True
-                    self.gave_up = f"rank {src} gave up"
-                    raise Error(f"{self.label}: {what}: rank {src} gave up ({why}); every rank stops")
-                if time.monotonic() > deadline:
-                    missing = self.missing(MPI)
-                    if missing:
-                        e = TimeoutError(f"{self.label}: {what}: rank(s) {', '.join(map(str, missing))} did "
-                                         f"not arrive within {limit:g} s (BAOBAB_TIMEOUT)")
-                        e.missing = tuple(missing)
-                    else:
-                        e = TimeoutError(f"{self.label}: {what}: every rank reached this step, but not within "
-                                         f"{limit:g} s of one another (BAOBAB_TIMEOUT)")
-                    e.op = what
-                    self.give_up(f"TimeoutError: {e}"[:200])  # a late rank learns it at this step
-                    raise e
-                time.sleep(delay)
-                delay = min(2 * delay, 1e-3)
-            self.pending = None
+        from .comm import Communicator
+        try:
+            self.comm = Communicator(base, timeout=limit, _p2p=False)
+        except TimeoutError as e:
+            raise self._setup_timeout(e, what) from None
+        self.rank, self.size = self.comm.rank, self.comm.size
+        self._thread = threading.get_ident()
+        try:
+            self.data = _dup_comm(base, what, limit)
+        except BaseException:
+            self.give_up(f"no duplicate of the communicator within {limit:g} s")
+            self.free()
+            raise
 
-    def missing(self, MPI):
-        """After a timeout: the ranks that are waiting too say so to every rank,
-        and those not heard from within a short grace time are the missing ones."""
-        tag = self.tag + 1
-        for r in range(self.size):
-            if r != self.rank:
-                self.ctl.isend((self.rank, self.step), dest=r, tag=tag)
-        heard = {self.rank}
-        end = time.monotonic() + min(2.0, max(0.2, self.limit / 10))
-        status = MPI.Status()
-        while len(heard) < self.size and time.monotonic() < end:
-            if self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
-                rank, step = self.ctl.recv(source=status.Get_source(), tag=tag)
-                if step == self.step:
-                    heard.add(rank)
+    def _setup_timeout(self, e, what):
+        missing = tuple(getattr(e, "missing", ()) or ())
+        if missing:  # this rank came to the set-up after the others had given up
+            out = TimeoutError(f"{self.label}: set-up: rank(s) {_names(missing)} did not arrive within "
+                               f"{self.limit:g} s (BAOBAB_TIMEOUT)")
+        else:
+            out = TimeoutError(f"{what}: some rank(s) did not arrive within {self.limit:g} s (BAOBAB_TIMEOUT); "
+                               "which ones cannot be told before this object's communicator exists")
+        out.op, out.missing = "set-up", missing
+        return out
+
+    def _failed(self, what, e):
+        """The error a failed step raises here: the communicator's, in this object's words."""
+        prefix = f"{self.label}: {what}: "
+        if not isinstance(e, TimeoutError):
+            out = type(e)(prefix + str(e))
+        else:
+            missing = tuple(getattr(e, "missing", ()) or ())
+            if self.rank in missing:
+                out = TimeoutError(f"{prefix}the other ranks gave up ({type(e).__name__}: {e}) before this "
+                                   "rank arrived")
+            elif missing:
+                out = TimeoutError(f"{prefix}rank(s) {_names(missing)} did not arrive within {self.limit:g} s "
+                                   "(BAOBAB_TIMEOUT)")
             else:
-                time.sleep(1e-3)
-        return sorted(set(range(self.size)) - heard)
+                out = TimeoutError(f"{prefix}did not complete within {self.limit:g} s (BAOBAB_TIMEOUT): {e}")
+            out.op, out.seq, out.missing = what, getattr(e, "seq", None), missing
+        return out
 
-    def allgather(self, comm, obj, what):
-        """arrive(what), then an allgather of `obj` on the data communicator `comm`."""
-        if comm is None:
+    def _run(self, what, fn):
+        if self._thread != threading.get_ident():
+            # the object is used from another thread now (one at a time, as with
+            # mpi4py): its communicator's collectives are started from there
+            self.comm.bind_thread()
+            self._thread = threading.get_ident()
+        try:
+            return fn()
+        except Error as e:
+            raise self._failed(what, e) from None
+
+    def barrier(self, what):
+        """Returns once every rank has reached this step."""
+        if self.comm is not None:
+            self._run(what, self.comm.barrier)
+
+    def allgather(self, obj, what):
+        """Every rank's `obj` (pickled), in rank order: two baobab allgathers
+        (the sizes, then the bytes)."""
+        if self.comm is None:
             return [obj]
-        self.arrive(what)
-        return comm.allgather(obj)
+        data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+        out, rows = self._run(what, lambda: self.comm.allgatherv(data))
+        ends = np.cumsum(rows)
+        return [pickle.loads(out[int(e) - int(n):int(e)].tobytes()) for e, n in zip(ends, rows)]
 
-    def bcast(self, comm, obj, what):
-        if comm is None:
-            return obj
-        self.arrive(what)
-        return comm.bcast(obj, root=0)
+    def bcast(self, obj, what):
+        """Rank 0's `obj` on every rank. An allgather (the other ranks add
+        None): no rank leaves a step before every rank has come to it, so the
+        ranks waiting in one step are all in the same collective, and a
+        timeout names the rank that did not come (in a broadcast the other
+        ranks could go on to the next step while the root still waits)."""
+        return self.allgather(obj if self.rank == 0 else None, what)[0]
 
     def give_up(self, why):
-        """This rank stops taking part: every other rank is told (once), unless
-        nobody needs to be (a notice came in, or every rank raised together)."""
-        if self.gave_up is None:
-            self.gave_up = why
-        if self.ctl is None or self.told:
-            return
-        self.told = True
-        for r in range(self.size):
-            if r != self.rank:
-                try:
-                    self.ctl.isend(why, dest=r, tag=self.tag)  # small: delivered eagerly
-                except Exception:  # noqa: BLE001
-                    pass
+        """This rank stops taking part: every other rank is told. A
+        communicator that has failed told them already (aborting it again does
+        nothing); an error every rank raised together needs no notice (see
+        _every_rank), and must not send one: a rank that is still completing
+        the step that agreed on it would raise this notice instead."""
+        if self.comm is not None:
+            self.comm.abort(why)
 
     def free(self):
-        if self.pending is not None:
-            # A barrier some rank never joined: MPI forbids freeing or cancelling
-            # a pending collective request, so the request and its communicator
-            # are kept for the life of the process.
-            _STRANDED.append((self.ctl, self.pending))
-            self.ctl = self.pending = None
-        if self.ctl is not None:
+        if self.comm is not None:
             try:
-                self.ctl.Free()
+                self.comm.free()
             except Exception:  # noqa: BLE001
                 pass
-            self.ctl = None
+            self.comm = None
+        if self.data is not None:
+            try:
+                self.data.Free()
+            except Exception:  # noqa: BLE001
+                pass
+            self.data = None
 
 
 def _agreed_message(errs):
@@ -546,17 +564,16 @@ class File:
             raise InvalidArgument(f"mode must be 'r' or 'w', got {mode!r}")
         limit = _timeout(comm)
         if base is not None:
-            # The data communicator, and a control one that carries the arrival
-            # barriers of the collective steps and the notices of a rank that gave up.
-            self._comm, ctl = _dup_comms(base, 2, f"{self.path}: File(..., 'w')", limit)
-            self._steps = _Steps(ctl, self.path, limit)
+            # the collective steps (a baobab communicator), and the data communicator
+            self._steps = _Steps(base, self.path, limit, f"{self.path}: File(..., 'w')")
+            self._comm = self._steps.data
         self.rank = self._comm.Get_rank() if self._comm is not None else 0
         self.size = self._comm.Get_size() if self._comm is not None else 1
         self.parallel = False
         try:
             self._setup(h5py, attrs, parallel)
         except BaseException as e:
-            self._abort(f"{type(e).__name__}: {e}"[:200])
+            self._abort(f"{type(e).__name__}: {e}"[:200], tell=not _raised_everywhere(e))
             raise
 
     def _setup(self, h5py, attrs, parallel):
@@ -578,25 +595,20 @@ class File:
             raise InvalidArgument(bad_arg)
         payload, err = None, None
         if self.rank == 0:
-            # each file's notices carry their own tag: a notice nobody received
-            # (every rank raised at once) cannot stop a later file whose control
-            # communicator reuses this one's context
-            tag = int.from_bytes(os.urandom(2), "little") % 30000 + 2000
             tmp = _temporary_path(self.path)
             if os.path.abspath(tmp) in _OPEN_TMPS:
                 bad_arg = bad_arg or f"{self.path} is already open for writing in this process"
             try:
-                payload = (tmp, provenance(attrs, comm=self._comm), tag)
+                payload = (tmp, provenance(attrs, comm=self._comm))
             except Exception as e:  # noqa: BLE001  (attrs that cannot be stored)
                 bad_arg = bad_arg or f"attrs: {type(e).__name__}: {e}"
-        got = self._steps.allgather(self._comm, (bad_arg, payload), "set-up")
+        got = self._steps.allgather((bad_arg, payload), "set-up")
         bad = [(r, g[0]) for r, g in enumerate(got) if g[0]]
         if bad:
-            self._steps.told = True  # every rank raises this one: nobody to tell
             if len(bad) == self.size and len({e for _, e in bad}) == 1:
-                raise InvalidArgument(bad[0][1])
-            raise InvalidArgument(f"{self.path}: " + _agreed_message(bad))
-        self.tmp_path, prov, self._steps.tag = got[0][1]
+                raise _every_rank(InvalidArgument(bad[0][1]))
+            raise _every_rank(InvalidArgument(f"{self.path}: " + _agreed_message(bad)))
+        self.tmp_path, prov = got[0][1]
         prov["io_mode"] = "mpio" if self.parallel else "serial"
         if self.rank == 0:
             d = os.path.dirname(os.path.abspath(self.path))
@@ -617,29 +629,27 @@ class File:
 
     # ---- collective helpers ------------------------------------------------
     def _arrive(self, what):
-        self._steps.arrive(what)
+        self._steps.barrier(what)
 
     def _bcast(self, obj, what="bcast"):
-        return self._steps.bcast(self._comm, obj, what)
+        return self._steps.bcast(obj, what)
 
     def _allgather(self, obj, what="allgather"):
-        return self._steps.allgather(self._comm, obj, what)
+        return self._steps.allgather(obj, what)
 
     def _agree(self, err, what, cls=Error, step="set-up"):
         """Every rank raises if any rank failed (errors: None or a message)."""
         errs = self._allgather(err, step)
         bad = [(r, e) for r, e in enumerate(errs) if e]
         if bad:
-            self._steps.told = True  # every rank raises this one: nobody to tell
-            raise cls(f"{what}: " + _agreed_message(bad))
+            raise _every_rank(cls(f"{what}: " + _agreed_message(bad)))
 
     def _write_failed(self, name, bad):
         """Every rank raises after a write that failed on the ranks in `bad`: the
         file cannot be completed any more, and is abandoned (see _abandon)."""
         self._failed = f"writing {name} failed: " + _agreed_message(bad)
-        self._steps.told = True
         self._abandon()
-        raise Error(f"{self.path}: {self._failed}")
+        raise _every_rank(Error(f"{self.path}: {self._failed}"))
 
     def _abandon(self):
         """Prepares a file that will not be kept for a close that cannot fail.
@@ -706,8 +716,8 @@ class File:
             raise InvalidArgument(f"{self.path} is open read-only")
         if self._closed:
             raise InvalidArgument(f"{self.path} is closed")
-        if self._failed:
-            raise Error(f"{self.path}: cannot be written any more: {self._failed}")
+        if self._failed:  # on every rank
+            raise _every_rank(Error(f"{self.path}: cannot be written any more: {self._failed}"))
 
     def _need_handle(self):
         if self._closed:
@@ -760,19 +770,20 @@ class File:
                                  self._room()),
                                 f"write({name!r})")
         if metas[0][3]:
-            raise InvalidArgument(f"{self.path}: {name} already exists")
+            raise _every_rank(InvalidArgument(f"{self.path}: {name} already exists"))
         if any(len(m[0]) == 0 for m in metas):
-            raise InvalidArgument(f"write({name!r}): every rank must pass an array with at least one "
-                                  "dimension; shapes: " + ", ".join(f"rank {r}: {m[0]}" for r, m in enumerate(metas)))
+            raise _every_rank(InvalidArgument(
+                f"write({name!r}): every rank must pass an array with at least one dimension; shapes: "
+                + ", ".join(f"rank {r}: {m[0]}" for r, m in enumerate(metas))))
         ref = metas[0]
         bad = [r for r, m in enumerate(metas) if m[0][1:] != ref[0][1:] or m[1] != ref[1] or m[2] != ref[2]]
         if bad:
-            raise InvalidArgument(
+            raise _every_rank(InvalidArgument(
                 f"write({name!r}): ranks disagree on shape beyond axis 0 or dtype (ranks {bad} differ from rank 0): "
-                + ", ".join(f"rank {r}: shape {m[0]} dtype {m[1]}" for r, m in enumerate(metas)))
-        if local.dtype.kind not in _WRITABLE_KINDS or local.dtype.hasobject:
-            raise InvalidArgument(f"write({name!r}): dtype {local.dtype} cannot be stored in HDF5 by baobab.io "
-                                  f"(kinds {_WRITABLE_KINDS!r} only)")
+                + ", ".join(f"rank {r}: shape {m[0]} dtype {m[1]}" for r, m in enumerate(metas))))
+        if local.dtype.kind not in _WRITABLE_KINDS or local.dtype.hasobject:  # the same dtype on every rank
+            raise _every_rank(InvalidArgument(f"write({name!r}): dtype {local.dtype} cannot be stored in HDF5 by "
+                                              f"baobab.io (kinds {_WRITABLE_KINDS!r} only)"))
         counts = [m[0][0] for m in metas]
         if axis0_counts is not None:
             given = [int(c) for c in axis0_counts]
@@ -781,7 +792,7 @@ class File:
         nbytes = sum(counts) * local.dtype.itemsize * prod(ref[0][1:])
         full = self._no_room(name, nbytes, ref[5])
         if full:  # every rank has rank 0's numbers: all raise, before HDF5 writes anything
-            raise Error(full)
+            raise _every_rank(Error(full))
         self._write_rows(name, local, counts, ref[0][1:], attrs=metas[0][4], checksum=checksum, chunks=chunks)
 
     def _layout(self, name, shape, dtype, checksum, chunks):
@@ -906,9 +917,9 @@ class File:
                     meta = ("array", a.shape, a.dtype, attrs)
         meta = self._bcast(meta, f"write_global({name!r})")
         if meta[0] == "error":
-            raise InvalidArgument(meta[1])
+            raise _every_rank(InvalidArgument(meta[1]))
         if meta[0] == "full":
-            raise Error(meta[1])
+            raise _every_rank(Error(meta[1]))
         if meta[0] in ("str", "scalar"):
             err = None
             if self._writes_here():
@@ -964,9 +975,8 @@ class File:
         bad = [(r if self.parallel else 0, e) for r, e in enumerate(errs) if e]
         if bad:
             self._failed = f"attributes of {name}: " + _agreed_message(bad)
-            self._steps.told = True
             self._abandon()
-            raise Error(f"{self.path}: {self._failed}")
+            raise _every_rank(Error(f"{self.path}: {self._failed}"))
         if name != "/":
             self._names |= _parents(name)
 
@@ -1010,11 +1020,6 @@ class File:
     def _free_comm(self):
         if self.mode == "w":
             self._steps.free()
-            if self._comm is not None:
-                try:
-                    self._comm.Free()
-                except Exception:  # noqa: BLE001
-                    pass
             self._comm = None
             if self.rank == 0 and self.tmp_path:
                 _OPEN_TMPS.discard(os.path.abspath(self.tmp_path))
@@ -1105,15 +1110,15 @@ class File:
         if bad:
             raise Error(f"closing {self.path}: " + _agreed_message(bad))
 
-    def _abort(self, why="an exception"):
+    def _abort(self, why="an exception", tell=True):
         """After an exception: close without renaming; rank 0 removes the temporary file.
-        A rank that raised on its own first tells the others (they may be
-        waiting at a collective step: they raise there and come here too). In
-        mpio mode closing is collective (HDF5's rule), so every rank gets here."""
+        A rank that raised on its own (`tell`) first tells the others (they may
+        be waiting at a collective step: they raise there and come here too).
+        In mpio mode closing is collective (HDF5's rule), so every rank gets here."""
         if self._closed:
             return
         self._closed = True
-        if self.mode == "w":
+        if self.mode == "w" and tell:
             self._steps.give_up(why)
         if self._f is not None:
             self._abandon()
@@ -1133,7 +1138,7 @@ class File:
         if exc_type is None:
             self.close()
         else:
-            self._abort(f"{exc_type.__name__}: {exc}"[:200])
+            self._abort(f"{exc_type.__name__}: {exc}"[:200], tell=not _raised_everywhere(exc))
         return False
 
     def __repr__(self):

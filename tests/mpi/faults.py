@@ -135,6 +135,23 @@ elif scenario == "construct_partial":
         ok = expect(lambda: baobab.Communicator(timeout=2), baobab.TimeoutError, within=6)
     else:
         ok = expect(lambda: baobab.Communicator(timeout=2), baobab.TimeoutError, within=6)
+elif scenario == "construct_late":
+    # As construct_partial, but the early ranks go on inside MPI (a barrier)
+    # after giving up: the late rank's duplication of the data communicator
+    # completes, and its error names the ranks that left.
+    if r == p - 1:
+        time.sleep(5)
+        t0 = time.monotonic()
+        try:
+            baobab.Communicator(timeout=2)
+            say("NO ERROR")
+            ok = False
+        except baobab.TimeoutError as exc:
+            say(f"TimeoutError after {time.monotonic() - t0:.2f} s: {exc} missing={list(exc.missing)}")
+            ok = list(exc.missing) == list(range(p - 1)) and time.monotonic() - t0 < 6
+    else:
+        ok = expect(lambda: baobab.Communicator(timeout=2), baobab.TimeoutError, within=6)
+    world.Barrier()
 elif scenario == "construct_absent":
     # The last rank never creates it.
     if r == p - 1:
@@ -215,6 +232,71 @@ elif scenario == "alltoall_flat":
                                                                              dtype=np.float32).reshape(4, 3)).tolist()
     ok = expect(lambda: comm.alltoall(np.ones(2 * p + 1)), baobab.InvalidArgument) and ok
     comm.barrier()
+elif scenario in ("abort_in_collective", "abort_between"):
+    # The last rank gives up (Communicator.abort) while the others wait in a
+    # collective (a blocking one on rank 0, a non-blocking one waited for on
+    # rank 1 of 3), or while they are between collectives: every other rank
+    # raises baobab.Error naming it and its reason within a second, and so do
+    # their next calls and its own. A second abort changes nothing; abort on a
+    # freed communicator does nothing; a new communicator works.
+    comm = baobab.Communicator(timeout=60)
+    comm.allreduce(np.ones(3))
+    quitter, reason = p - 1, "the test quits on purpose"
+    want = f"rank {quitter} gave up ({reason})"
+
+    def gave_up(fn, within):
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            took = time.monotonic() - t0
+            say(f"{type(exc).__name__} after {took:.2f} s: {exc}")
+            good = type(exc) is baobab.Error and want in str(exc) and took <= within
+            if not good:
+                say(f"WRONG: want baobab.Error with {want!r} within {within} s")
+            return good
+        say("NO ERROR")
+        return False
+
+    world.Barrier()
+    if r == quitter:
+        time.sleep(0.5 if scenario == "abort_in_collective" else 0.0)
+        comm.abort(reason)
+        comm.abort("a second reason")  # idempotent: the first reason stays
+        ok = gave_up(lambda: comm.allreduce(np.ones(3)), within=1.0)
+    else:
+        if scenario == "abort_between":
+            time.sleep(0.5)  # the notice arrives while this rank is outside baobab
+            ok = gave_up(lambda: comm.allreduce(np.ones(3)), within=1.0)
+        elif r == 1:
+            w = comm.iallreduce(np.ones(1000))
+            ok = gave_up(w.wait, within=1.5)
+        else:
+            ok = gave_up(lambda: comm.allreduce(np.ones(1000)), within=1.5)  # the abort comes after 0.5 s
+        ok = gave_up(comm.barrier, within=1.0) and ok  # and every later call
+    comm.free()
+    comm.abort("after free")  # does nothing
+    ok = expect(lambda: comm.allreduce(np.ones(3)), baobab.Error) and ok
+    fresh = baobab.Communicator(timeout=60)
+    ok = ok and fresh.allreduce(np.ones(2)).tolist() == [float(p)] * 2
+    fresh.free()
+elif scenario == "abort_everywhere":
+    # Every rank aborts at once: each one's notices reach ranks that no longer
+    # listen and free the communicator. Later communicators (MPI may give them
+    # the freed one's context) must not take those notices for their own.
+    ok = True
+    for i in range(10):
+        comm = baobab.Communicator(timeout=60)
+        y = comm.allreduce(np.full(4, float(i)))
+        ok = ok and y.tolist() == [float(i * p)] * 4
+        world.Barrier()  # every rank's allreduce has completed: the abort fails nothing in flight
+        comm.abort(f"round {i}")
+        comm.free()
+    comm = baobab.Communicator(timeout=60)
+    for i in range(20):
+        ok = ok and comm.allreduce(np.ones(3)).tolist() == [float(p)] * 3
+    comm.barrier()
+    say(f"after 10 aborted communicators: {'right' if ok else 'WRONG'}")
 elif scenario == "killed_rank":
     # The last rank dies (SIGKILL) in the middle of a stream of collectives:
     # the others must not wait for ever; the launcher or baobab's deadline ends them.

@@ -7,7 +7,8 @@
 // are found over a control channel and named in a TimeoutError. Signatures of
 // every collective (which collective, its sequence number, count, dtype, op,
 // root, algorithm) travel with the first messages and are compared on receipt;
-// a disagreement raises MismatchError on every rank.
+// a disagreement raises MismatchError on every rank. abort() gives up on the
+// communicator on every rank at once.
 #pragma once
 #include <mpi.h>
 
@@ -86,6 +87,16 @@ class Communicator {
   // the creating thread until another calls bind_thread() (refused while an
   // operation is in flight).
   void bind_thread();
+
+  // Gives up on this communicator on every rank: it fails here, and a notice
+  // goes to every other rank over the control channel, so that their
+  // operations in flight and all later ones raise Error("rank R gave up
+  // (reason)") instead of waiting for this rank, as after a mismatch or a
+  // timeout (an operation this rank had completed may still complete on the
+  // others, with its right result). Safe at any time, from any thread; does
+  // nothing once the communicator has failed (the other ranks were told then)
+  // or been freed.
+  void abort(const std::string& reason);
 
   Plan plan(const CollDesc& d, const std::string& algo = "");
   std::string explain(const CollDesc& d, const std::string& algo = "");

@@ -1,0 +1,443 @@
+// The schedule executor: runs a collective's schedule over MPI, lane by lane
+// (a lane is one segment; up to `window` lanes are in flight), round by round.
+// Each round posts its sends and receives at once; lane 0 of a checked
+// collective carries the signature (WireHeader) with its messages (inline with
+// payloads up to kInline bytes), and every header received is compared with
+// this rank's at once. A rank whose part only sends waits for its receivers'
+// acknowledgements. Local copies and reductions run when a round's messages
+// have completed. Everything here polls: nothing blocks inside MPI.
+#include "executor.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <cstring>
+#include <set>
+#include <sstream>
+
+#include "baobab/error.hpp"
+#include "control.hpp"
+#include "diagnosis.hpp"
+#include "transport.hpp"
+
+namespace baobab::runtime {
+
+namespace {
+
+char* resolve(Execution& e, Lane& l, const Ref& r) {
+  if (r.buf == kIn) return const_cast<char*>(e.in) + (r.off + l.shift) * e.es;
+  if (r.buf == kOut) return e.out + (r.off + l.shift) * e.es;
+  return l.scratch[r.buf - kScratch].data() + r.off * e.es;
+}
+
+int lane_tag(const CommState& s, const Execution& e, const Lane& l) {
+  const int lanes = 32;
+  const uint64_t nseq = static_cast<uint64_t>(s.tag_ub + 1) / lanes;
+  return static_cast<int>((e.seq % nseq) * lanes + l.index % static_cast<size_t>(e.window));
+}
+
+void post_round(CommState& s, Execution& e, Lane& l) {
+  const Round& round = l.s->rounds[l.round];
+  const bool hdr = e.check && l.index == 0;
+  const int tag = lane_tag(s, e, l);
+  // Staging sizes first, so that pointers into the arena stay valid.
+  size_t arena = 0;
+  for (const Op& op : round.ops) {
+    if (!hdr || (op.kind != OpKind::send && op.kind != OpKind::recv)) continue;
+    const size_t b = op.count * e.es;
+    arena += b <= kInline ? sizeof(WireHeader) + b : (op.kind == OpKind::recv ? sizeof(WireHeader) : 0);
+  }
+  l.arena.resize(arena);
+  l.reqs.clear();
+  l.posts.clear();
+  size_t at = 0;
+  for (size_t i = 0; i < round.ops.size(); ++i) {
+    const Op& op = round.ops[i];
+    if (op.kind != OpKind::send && op.kind != OpKind::recv) continue;
+    const size_t b = op.count * e.es;
+    const size_t before = l.reqs.size();
+    if (op.kind == OpKind::send) {
+      s.stats.messages_sent++;
+      s.stats.bytes_sent += b;
+      if (hdr && b <= kInline) {
+        char* st = l.arena.data() + at;
+        at += sizeof(WireHeader) + b;
+        std::memcpy(st, &e.hdr, sizeof(WireHeader));
+        if (b) std::memcpy(st + sizeof(WireHeader), resolve(e, l, op.a), b);
+        post_send(s.data, st, sizeof(WireHeader) + b, op.peer, tag, l.reqs);
+        l.posts.push_back({Posted::inl_send, static_cast<int>(i), op.peer, b, st, l.reqs.size() - before});
+        continue;
+      }
+      if (hdr) {
+        post_send(s.data, &e.hdr, sizeof(WireHeader), op.peer, tag, l.reqs);
+        l.posts.push_back({Posted::hdr_send, static_cast<int>(i), op.peer, 0, nullptr, 1});
+      }
+      const size_t b0 = l.reqs.size();
+      post_send(s.data, resolve(e, l, op.a), b, op.peer, tag, l.reqs);
+      l.posts.push_back({Posted::send, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
+    } else {
+      if (hdr && b <= kInline) {
+        char* st = l.arena.data() + at;
+        at += sizeof(WireHeader) + b;
+        post_recv(s.data, st, sizeof(WireHeader) + b, op.peer, tag, l.reqs);
+        l.posts.push_back({Posted::inl_recv, static_cast<int>(i), op.peer, b, st, l.reqs.size() - before});
+        continue;
+      }
+      if (hdr) {
+        char* st = l.arena.data() + at;
+        at += sizeof(WireHeader);
+        post_recv(s.data, st, sizeof(WireHeader), op.peer, tag, l.reqs);
+        l.posts.push_back({Posted::hdr_recv, static_cast<int>(i), op.peer, 0, st, 1});
+      }
+      const size_t b0 = l.reqs.size();
+      post_recv(s.data, resolve(e, l, op.dst), b, op.peer, tag, l.reqs);
+      l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
+    }
+  }
+  if (l.wants_ack)
+    for (const Op& op : round.ops) {
+      if (op.kind != OpKind::send || l.ack_posted >= l.ack_reqs.size()) continue;
+      const size_t k = l.ack_posted++;
+      l.ack_peer[k] = op.peer;
+      check_mpi(MPI_Irecv(&l.ack_buf[k], sizeof(WireHeader), MPI_BYTE, op.peer, tag, s.data, &l.ack_reqs[k]),
+                "MPI_Irecv (acknowledgement)");
+      l.ack_pending++;
+    }
+  const size_t n = l.reqs.size();
+  l.statuses.resize(n);
+  l.req_err.assign(n, MPI_SUCCESS);
+  l.req_post.resize(n);
+  l.idx.resize(n);
+  l.sts.resize(n);
+  for (size_t k = 0, pi = 0; pi < l.posts.size(); ++pi)
+    for (size_t c = 0; c < l.posts[pi].nreq; ++c) l.req_post[k++] = static_cast<int>(pi);
+  l.remaining = n;
+  l.posted = true;
+}
+
+int error_class(int err) {
+  int cls = MPI_SUCCESS;
+  if (err != MPI_SUCCESS) MPI_Error_class(err, &cls);
+  return cls;
+}
+
+// Answers a sending-only peer with this rank's own header (see kMagicAck).
+void send_ack(CommState& s, const Execution& e, int peer, int tag) {
+  auto h = std::make_unique<WireHeader>(e.hdr);
+  h->magic = kMagic;
+  MPI_Request r;
+  check_mpi(MPI_Isend(h.get(), sizeof(WireHeader), MPI_BYTE, peer, tag, s.data, &r), "MPI_Isend (acknowledgement)");
+  s.acks_out.emplace_back(r, std::move(h));
+}
+
+// A header (alone or with an inline payload) has arrived: compare it with ours
+// at once, so that a disagreement is reported even when the rest of the round's
+// messages will never come. Returns false (communicator failed) on mismatch.
+bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status& st, int err, int tag) {
+  const int cls = error_class(err);
+  if (cls != MPI_SUCCESS && cls != MPI_ERR_TRUNCATE) {
+    fail_comm(s, kMPIFail, "receive from rank " + std::to_string(p.peer) + " failed: " + mpi_error_string(err), e.seq,
+              coll_name(e.coll), {}, true);
+    return false;
+  }
+  int got = 0;
+  MPI_Get_count(&st, MPI_BYTE, &got);
+  WireHeader theirs;
+  const bool have = got >= static_cast<int>(sizeof(WireHeader)) || cls == MPI_ERR_TRUNCATE;
+  if (have) std::memcpy(&theirs, p.staging, sizeof theirs);
+  const bool valid = have && header_magic(theirs.magic);
+  if (valid) {
+    std::string diff = header_diff(e.hdr, theirs);
+    if (!diff.empty()) {
+      mismatch(s, e, p.peer, &theirs, diff + " differs");
+      return false;
+    }
+  }
+  const size_t want = sizeof(WireHeader) + (p.kind == Posted::inl_recv ? p.bytes : 0);
+  if (!valid || cls == MPI_ERR_TRUNCATE || static_cast<size_t>(got) != want) {
+    std::ostringstream m;
+    m << "rank " << p.peer << " sent a message of unexpected size: expected " << p.bytes << " bytes of data";
+    if (cls == MPI_ERR_TRUNCATE) m << ", received more";
+    m << "; the ranks disagree on the count or the collective";
+    mismatch(s, e, p.peer, nullptr, m.str());
+    return false;
+  }
+  if (theirs.magic == kMagicAck) send_ack(s, e, p.peer, tag);
+  return true;
+}
+
+// The acknowledgements a sending-only lane waits for. Returns false if the
+// communicator failed (a receiver disagreed, or sent something else).
+bool progress_acks(CommState& s, Execution& e, Lane& l) {
+  while (l.ack_pending > 0) {
+    const int n = static_cast<int>(l.ack_posted);
+    std::vector<int> idx(static_cast<size_t>(n));
+    std::vector<MPI_Status> sts(static_cast<size_t>(n));
+    int outcount = 0;
+    const int rc = MPI_Testsome(n, l.ack_reqs.data(), &outcount, idx.data(), sts.data());
+    if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+      fail_comm(s, kMPIFail, "MPI_Testsome: " + mpi_error_string(rc), e.seq, coll_name(e.coll), {}, true);
+      return false;
+    }
+    if (outcount == 0 || outcount == MPI_UNDEFINED) return true;
+    for (int j = 0; j < outcount; ++j) {
+      const int k = idx[static_cast<size_t>(j)];
+      const int peer = l.ack_peer[static_cast<size_t>(k)];
+      const int err = rc == MPI_ERR_IN_STATUS ? sts[static_cast<size_t>(j)].MPI_ERROR : MPI_SUCCESS;
+      const int cls = error_class(err);
+      if (cls != MPI_SUCCESS && cls != MPI_ERR_TRUNCATE) {
+        fail_comm(s, kMPIFail, "receive from rank " + std::to_string(peer) + " failed: " + mpi_error_string(err),
+                  e.seq, coll_name(e.coll), {}, true);
+        return false;
+      }
+      int got = 0;
+      MPI_Get_count(&sts[static_cast<size_t>(j)], MPI_BYTE, &got);
+      const WireHeader& theirs = l.ack_buf[static_cast<size_t>(k)];
+      const bool have = got >= static_cast<int>(sizeof(WireHeader)) || cls == MPI_ERR_TRUNCATE;
+      if (have && header_magic(theirs.magic)) {
+        std::string diff = header_diff(e.hdr, theirs);
+        if (!diff.empty()) {
+          mismatch(s, e, peer, &theirs, diff + " differs");
+          return false;
+        }
+      }
+      if (!have || !header_magic(theirs.magic) || cls == MPI_ERR_TRUNCATE) {
+        mismatch(s, e, peer, nullptr,
+                 "rank " + std::to_string(peer) + " sent data where an acknowledgement was expected; the ranks "
+                 "disagree on the root or the collective");
+        return false;
+      }
+    }
+    l.ack_pending -= static_cast<size_t>(outcount);
+  }
+  return true;
+}
+
+// Every request of the round completed: verify payload sizes, unpack inline
+// payloads. Returns false (communicator failed) on a mismatch or error.
+bool finish_round_comm(CommState& s, Execution& e, Lane& l) {
+  size_t k = 0;
+  const Round& round = l.s->rounds[l.round];
+  for (const Posted& p : l.posts) {
+    if (p.kind == Posted::inl_recv) {
+      if (p.bytes) std::memcpy(resolve(e, l, round.ops[p.op].dst), p.staging + sizeof(WireHeader), p.bytes);
+    } else if (p.kind == Posted::recv) {
+      size_t total = 0;
+      for (size_t c = 0; c < p.nreq; ++c) {
+        const int err = l.req_err[k + c];
+        const int cls = error_class(err);
+        if (cls == MPI_ERR_TRUNCATE) {
+          mismatch(s, e, p.peer, nullptr,
+                   "rank " + std::to_string(p.peer) + " sent more than the expected " + std::to_string(p.bytes) +
+                       " bytes: the ranks disagree on the count");
+          return false;
+        }
+        if (err != MPI_SUCCESS) {
+          fail_comm(s, kMPIFail, "receive from rank " + std::to_string(p.peer) + " failed: " + mpi_error_string(err),
+                    e.seq, coll_name(e.coll), {}, true);
+          return false;
+        }
+        int got = 0;
+        MPI_Get_count(&l.statuses[k + c], MPI_BYTE, &got);
+        total += static_cast<size_t>(got);
+      }
+      if (total != p.bytes) {
+        mismatch(s, e, p.peer, nullptr,
+                 "rank " + std::to_string(p.peer) + " sent " + std::to_string(total) + " bytes where " +
+                     std::to_string(p.bytes) + " were expected: the ranks disagree on the count");
+        return false;
+      }
+    } else if (p.kind == Posted::send || p.kind == Posted::inl_send || p.kind == Posted::hdr_send) {
+      for (size_t c = 0; c < p.nreq; ++c)
+        if (l.req_err[k + c] != MPI_SUCCESS) {
+          fail_comm(s, kMPIFail,
+                    "send to rank " + std::to_string(p.peer) + " failed: " + mpi_error_string(l.req_err[k + c]), e.seq,
+                    coll_name(e.coll), {}, true);
+          return false;
+        }
+    }
+    k += p.nreq;
+  }
+  return true;
+}
+
+void run_local(Execution& e, Lane& l) {
+  const Round& round = l.s->rounds[l.round];
+  for (const Op& op : round.ops) {
+    if (op.count == 0) continue;
+    if (op.kind == OpKind::copy) {
+      char* d = resolve(e, l, op.dst);
+      const char* a = resolve(e, l, op.a);
+      if (d != a) std::memmove(d, a, op.count * e.es);
+    } else if (op.kind == OpKind::reduce) {
+      e.red(resolve(e, l, op.dst), resolve(e, l, op.a), resolve(e, l, op.b), op.count);
+    }
+  }
+}
+
+// Advances one lane as far as it can without blocking. Returns false if the
+// communicator failed.
+bool step_lane(CommState& s, Execution& e, Lane& l) {
+  if (!l.started) {
+    l.started = true;
+    for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
+    if (l.wants_ack) {
+      size_t sends = 0;
+      for (const Round& r : l.s->rounds)
+        for (const Op& op : r.ops) sends += op.kind == OpKind::send;
+      l.ack_reqs.assign(sends, MPI_REQUEST_NULL);
+      l.ack_peer.assign(sends, -1);
+      l.ack_buf.reset(new WireHeader[sends ? sends : 1]);
+    }
+  }
+  while (l.round < l.s->rounds.size()) {
+    if (!l.posted) post_round(s, e, l);
+    while (l.remaining > 0) {
+      int outcount = 0;
+      const int n = static_cast<int>(l.reqs.size());
+      const int rc = MPI_Testsome(n, l.reqs.data(), &outcount, l.idx.data(), l.sts.data());
+      if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+        fail_comm(s, kMPIFail, "MPI_Testsome: " + mpi_error_string(rc), e.seq, coll_name(e.coll), {}, true);
+        return false;
+      }
+      if (outcount == 0 || outcount == MPI_UNDEFINED) return true;
+      // Headers first: they explain any other failure of the round.
+      for (int pass = 0; pass < 2; ++pass)
+        for (int j = 0; j < outcount; ++j) {
+          const int k = l.idx[j];
+          const Posted& p = l.posts[l.req_post[k]];
+          const bool header = p.kind == Posted::hdr_recv || p.kind == Posted::inl_recv;
+          if (header != (pass == 0)) continue;
+          l.statuses[k] = l.sts[j];
+          l.req_err[k] = rc == MPI_ERR_IN_STATUS ? l.sts[j].MPI_ERROR : MPI_SUCCESS;
+          if (header && !check_header(s, e, p, l.sts[j], l.req_err[k], lane_tag(s, e, l))) return false;
+        }
+      l.remaining -= static_cast<size_t>(outcount);
+    }
+    if (!l.reqs.empty() && !finish_round_comm(s, e, l)) return false;
+    run_local(e, l);
+    l.round++;
+    l.posted = false;
+    l.reqs.clear();
+    l.posts.clear();
+    if (l.ack_pending && !progress_acks(s, e, l)) return false;
+  }
+  if (l.ack_pending) {
+    if (!progress_acks(s, e, l)) return false;
+    if (l.ack_pending) return true;
+  }
+  l.done = true;
+  for (auto& b : l.scratch) s.pool.put(std::move(b));
+  l.scratch.clear();
+  l.arena.clear();
+  return true;
+}
+
+void progress_state(CommState& s) {
+  if (s.freed || s.fail_kind != kNone) return;
+  for (auto it = s.active.begin(); it != s.active.end();) {
+    auto e = *it;  // keep alive
+    if (!progress_exec(s, *e)) return;  // failed: the list was cleared
+    if (e->complete) it = s.active.erase(it);
+    else ++it;
+  }
+}
+
+}  // namespace
+
+// Advances an execution; false if the communicator failed. Segment j starts once
+// segment j - window has finished (they share a tag).
+bool progress_exec(CommState& s, Execution& e) {
+  if (e.complete) return true;
+  const size_t w = static_cast<size_t>(e.window);
+  bool all = true;
+  for (size_t i = 0; i < e.lanes.size(); ++i) {
+    if (i >= e.next) {
+      if (i >= w && !e.lanes[i - w].done) break;
+      e.next = i + 1;
+    }
+    Lane& l = e.lanes[i];
+    if (l.done) continue;
+    if (!step_lane(s, e, l)) return false;
+    if (!l.done) all = false;
+  }
+  if (all && e.next == e.lanes.size()) e.complete = true;
+  return true;
+}
+
+void progress_all_locked() {
+  for (auto& w : g_states)
+    if (auto s = w.lock()) progress_state(*s);
+}
+
+// Waiting: poll flat out for a while (the fastest wake-up when every rank has
+// a core), then yield the CPU, then sleep briefly. When the node's ranks
+// outnumber its usable cores, yield from the first poll: a spinning rank would
+// keep the rank it waits for off the CPU.
+void backoff(int& spins, Clock::time_point since, int spin_limit) {
+  ++spins;
+  if (spins < spin_limit) return;
+  const double waited = seconds_since(since);
+  if (waited < 1e-3) {
+    sched_yield();
+  } else {
+    struct timespec ts {0, waited < 0.1 ? 20000 : 200000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execution>& ep, double deadline_s) {
+  CommState& s = *sp;
+  Execution& e = *ep;
+  int spins = 0;
+  const auto since = Clock::now();
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      if (e.complete) {
+        if (e.cancelled) throw_failure(s);  // the communicator failed while it was in flight
+        return;
+      }
+      if (s.fail_kind != kNone) throw_failure(s);
+      s.waiting_seq = e.seq;
+      progress_all_locked();
+      if ((spins & 63) == 0 || s.fail_kind != kNone) service_control(s);
+      // Completed by its messages: a failure reported for this operation or
+      // an earlier one makes the result suspect, one for a later operation
+      // (a rank that went on and then gave up) does not.
+      if (e.complete && !e.cancelled) {
+        s.waiting_seq = 0;
+        service_control(s);
+        if (s.fail_kind != kNone && s.fail_seq <= e.seq) throw_failure(s);
+        return;
+      }
+      if (s.fail_kind != kNone) {
+        s.waiting_seq = 0;
+        throw_failure(s);
+      }
+      // Compared as seconds, so that an infinite deadline (no BAOBAB_TIMEOUT) never expires.
+      if (const double waited = seconds_since(e.start); waited > deadline_s) timeout(s, e, waited);
+      // A stalled operation: ask where everyone is; a disagreement that no
+      // message revealed (different roots) becomes a MismatchError early.
+      if (!e.stall_checked && !s.diagnosing && seconds_since(e.start) > std::min(10.0, 0.5 * s.cfg.timeout)) {
+        e.stall_checked = true;
+        start_query(s, e);
+      }
+      // A sending-only rank whose acknowledgements are late asks just those
+      // receivers for their signature: two ranks that both believe they are
+      // the root never send to each other, and only this reveals it early.
+      if (!e.acks_checked && !s.diagnosing && seconds_since(e.start) > std::min(0.1, 0.05 * s.cfg.timeout)) {
+        e.acks_checked = true;
+        const std::set<int> late = late_ackers(e);
+        if (!late.empty()) start_query(s, e, &late);
+      }
+      if (s.diagnosing && s.diag_seq == e.seq && query_finished(s)) {
+        s.diagnosing = false;
+        if (signatures_disagree(s, e)) throw_failure(s);
+      }
+    }
+    backoff(spins, since, s.spin_limit);
+  }
+}
+
+}  // namespace baobab::runtime

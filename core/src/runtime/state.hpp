@@ -1,0 +1,151 @@
+// The state behind a Communicator and its Work objects, shared by the pieces
+// of the runtime: the executor (executor.cpp) runs an Execution's lanes, the
+// control channel (control.cpp, diagnosis.cpp) fails a CommState and tells
+// the other ranks, the set-up (setup.cpp) fills a CommState in, and the
+// facade (communicator.cpp) starts Executions.
+//
+// Locking: one mutex (g_mutex) guards every CommState, because progressing
+// one communicator may complete another's operations (progress_all) and Work
+// objects may be waited for from any thread.
+#pragma once
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "baobab/communicator.hpp"
+#include "plan_cache.hpp"
+#include "pool.hpp"
+#include "wire.hpp"
+
+namespace baobab {
+
+namespace runtime {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// One posted message of a round (a payload, a header, or both inline).
+struct Posted {
+  enum Kind : uint8_t { send, recv, inl_send, inl_recv, hdr_send, hdr_recv } kind;
+  int op = -1;        // index in the round
+  int peer = -1;
+  size_t bytes = 0;   // payload bytes
+  char* staging = nullptr;
+  size_t nreq = 1;    // requests this entry owns (chunks)
+};
+
+// One segment of a collective: a schedule run round by round, applied at an
+// offset of the buffers.
+struct Lane {
+  const Schedule* s = nullptr;
+  size_t shift = 0;  // elements, applied to in and out
+  size_t index = 0;
+  size_t round = 0;
+  bool started = false, posted = false, done = false;
+  std::vector<MPI_Request> reqs;
+  std::vector<MPI_Status> statuses;  // per request, valid once it completed
+  std::vector<int> req_err;          // per request: its MPI error code
+  std::vector<int> req_post;         // per request: index into posts
+  std::vector<int> idx;              // scratch for MPI_Testsome
+  std::vector<MPI_Status> sts;       // scratch for MPI_Testsome
+  size_t remaining = 0;              // requests not yet completed
+  std::vector<Posted> posts;
+  std::vector<char> arena;
+  std::vector<PoolBuf> scratch;
+  // Acknowledgements awaited (lane 0 of a sending-only rank, signatures
+  // checked): one per message sent, each the receiver's own header. The lane
+  // is done once all have arrived and agree.
+  bool wants_ack = false;
+  std::vector<MPI_Request> ack_reqs;
+  std::vector<int> ack_peer;
+  std::unique_ptr<WireHeader[]> ack_buf;  // stable addresses for the receives
+  size_t ack_posted = 0, ack_pending = 0;
+};
+
+}  // namespace runtime
+
+// One collective in flight.
+struct Execution {
+  uint64_t seq = 0;
+  Coll coll = Coll::allreduce;
+  std::string algo;
+  runtime::WireHeader hdr;
+  const char* in = nullptr;
+  char* out = nullptr;
+  size_t es = 1;
+  Reduction red;
+  std::vector<runtime::Lane> lanes;
+  size_t next = 0;  // lanes [0, next) have been started
+  int window = 1;
+  runtime::Clock::time_point start;
+  bool complete = false;
+  bool cancelled = false;  // completed by a failure of the communicator, not by its messages
+  bool check = true;
+  bool stall_checked = false;
+  bool acks_checked = false;  // the ranks whose acknowledgement is late were asked for their signature
+  std::shared_ptr<runtime::CachedPlan> plan;  // keeps the schedules alive
+};
+
+struct CommState {
+  MPI_Comm data = MPI_COMM_NULL, ctrl = MPI_COMM_NULL;
+  bool freed = false;
+  int rank = 0, size = 1;
+  int tag_ub = 32767;
+  uint64_t comm_id = 0;  // rank 0's random identity of this communicator (see CtrlMsg)
+  Topology topo;
+  Config cfg;
+  CostModel model;
+  runtime::PlanCache plans;
+  uint64_t started = 0;
+  std::list<std::shared_ptr<Execution>> active;
+  Stats stats;
+  // failure
+  int32_t fail_kind = runtime::kNone;
+  std::string fail_msg;
+  uint64_t fail_seq = 0;
+  std::string fail_op;
+  std::vector<int> fail_missing;
+  // control channel
+  runtime::CtrlMsg ctrl_in;
+  MPI_Request ctrl_req = MPI_REQUEST_NULL;
+  std::list<std::pair<MPI_Request, std::unique_ptr<runtime::CtrlMsg>>> ctrl_out;
+  std::vector<std::vector<char>> graveyard;  // staging of abandoned sends
+  std::vector<runtime::PoolBuf> scratch_graveyard;
+  std::vector<MPI_Request> orphan_sends;  // sends of failed operations, completed by drain()
+  std::list<std::pair<MPI_Request, std::unique_ptr<runtime::WireHeader>>> acks_out;  // acknowledgements in flight
+  std::thread::id owner;                 // the thread that may start operations (see bind_thread)
+  runtime::Pool pool;
+  // diagnosis in progress
+  bool diagnosing = false;
+  uint64_t diag_seq = 0;
+  std::vector<int> answered;        // per rank: -1 none, else 1
+  std::vector<uint64_t> answer_started;
+  std::vector<std::string> answer_text;
+  std::vector<runtime::WireHeader> answer_hdr;
+  std::vector<int> answer_has_hdr;
+  runtime::Clock::time_point diag_start;
+  uint64_t waiting_seq = 0;         // the operation this rank is blocked in (for answers)
+  int spin_limit = 200;             // polls before yielding (0 when ranks outnumber cores)
+  std::deque<runtime::WireHeader> recent;    // signatures of the latest operations started here
+};
+
+namespace runtime {
+
+// Guards every CommState (see the top of this file).
+extern std::mutex g_mutex;
+// Every live communicator of this process (setup.cpp registers them).
+extern std::list<std::weak_ptr<CommState>> g_states;
+
+}  // namespace runtime
+
+}  // namespace baobab
