@@ -30,8 +30,6 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using namespace baobab;
 
-void bind_nbody(nb::module_& m);  // bindings/nbody.cpp
-
 namespace {
 
 // Python exception classes, set by baobab/_errors.py at import.
@@ -735,6 +733,4 @@ NB_MODULE(_core, m) {
   m.def("parse_timeout", [](const std::string& name, const std::string& text) { return parse_timeout(name, text); });
   m.def("check_timeout", [](const std::string& name, double t) { return check_timeout(name, t); });
   m.def("check_environment", &check_environment);
-
-  bind_nbody(m);
 }
