@@ -5,12 +5,12 @@
 //  - add, sub, mul, div, sqrt, inv_sqrt: the IEEE results (bitwise); fma fused
 //    on the x86 tiers (std::fma), a * b + c on baseline; fnma likewise;
 //  - min / max: b when the lanes compare equal or either is NaN;
-//  - lanes_lt, select, fill_below, fill_from, load_n (nothing read past n:
-//    the lanes after it are a guard page's worth of NaN), hsum, neginf_to_zero,
-//    load_i64 / eq_i64;
+//  - load_aligned / store_aligned, lanes_lt, select, fill_below, fill_from,
+//    load_n (nothing read past n: the next page is unreadable), hsum,
+//    neginf_to_zero, load_i64 / eq_i64;
 //  - exp against std::exp: under 1 ulp (float) resp. 4e-16 relative (double)
-//    on [-80, 80] resp. [-700, 700], exactly 0 below ln(min normal) and for
-//    -inf, +inf above ln(max), NaN for NaN;
+//    on [-87, 88] resp. [-700, 700], exactly 0 below ln(min normal) (x86
+//    tiers) and for -inf, +inf above ln(max), NaN for NaN;
 //  - avx2::F32's float16 loads and stores against the F16C-free conversion
 //    of every finite half and a round trip of every float16 bit pattern;
 // and the tier functions: name, tiers() (baseline first, cpu() last),

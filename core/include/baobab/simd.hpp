@@ -26,13 +26,15 @@
 // Vector types. Namespace baobab::simd::<tier> (baseline, avx2, avx512) holds
 // `tier` (its Tier; Tier itself too) and two structs, F32 and F64, of static always-inline
 // functions over the tier's register type V of W lanes of Elem:
-//   zero set1 load store (unaligned)            add sub mul div min max sqrt
+//   zero set1 load store (unaligned), load_aligned store_aligned (p aligned to
+//   the register's size: W * sizeof(Elem) bytes)  add sub mul div min max sqrt
 //   fma(a, b, c) = a b + c   fnma(a, b, c) = c - a b   inv_sqrt = 1 / sqrt
 //   Mask, lanes_lt(t) (lanes [0, t)), select(k, a, b) (b where k, else a),
 //   fill_below / fill_from(x, t, f) (lanes [0, t) / [t, W) set to f),
 //   load_n(p, n) (lanes [0, n) from p, the rest 0, nothing read past p + n),
 //   hsum (sum of the lanes), exp, neginf_to_zero;
-//   F64 also: I64 (int64 lanes), load_i64, eq_i64(I64, x) -> Mask;
+//   F64 also: I64 (int64 lanes), load_i64 (aligned like load_aligned),
+//   eq_i64(I64, x) -> Mask;
 //   avx2::F32 also the bit-level operations (is_nan, eq, bit_and, bit_or,
 //   from_bits) and float16 loads and stores (F16C).
 // Each operation is the IEEE operation of its name, lane by lane (fma fused on
@@ -146,6 +148,8 @@ struct Scalar {
   static BAOBAB_SIMD_INLINE V set1(T x) { return x; }
   static BAOBAB_SIMD_INLINE V load(const T* p) { return *p; }
   static BAOBAB_SIMD_INLINE void store(T* p, V v) { *p = v; }
+  static BAOBAB_SIMD_INLINE V load_aligned(const T* p) { return *p; }
+  static BAOBAB_SIMD_INLINE void store_aligned(T* p, V v) { *p = v; }
   static BAOBAB_SIMD_INLINE V add(V a, V b) { return a + b; }
   static BAOBAB_SIMD_INLINE V sub(V a, V b) { return a - b; }
   static BAOBAB_SIMD_INLINE V mul(V a, V b) { return a * b; }
@@ -194,6 +198,8 @@ struct F32 {
   static BAOBAB_SIMD_INLINE V set1(float x) { return _mm256_set1_ps(x); }
   static BAOBAB_SIMD_INLINE V load(const float* p) { return _mm256_loadu_ps(p); }
   static BAOBAB_SIMD_INLINE void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static BAOBAB_SIMD_INLINE V load_aligned(const float* p) { return _mm256_load_ps(p); }
+  static BAOBAB_SIMD_INLINE void store_aligned(float* p, V v) { _mm256_store_ps(p, v); }
   static BAOBAB_SIMD_INLINE V add(V a, V b) { return _mm256_add_ps(a, b); }
   static BAOBAB_SIMD_INLINE V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static BAOBAB_SIMD_INLINE V mul(V a, V b) { return _mm256_mul_ps(a, b); }
@@ -270,6 +276,8 @@ struct F64 {
   static BAOBAB_SIMD_INLINE V set1(double x) { return _mm256_set1_pd(x); }
   static BAOBAB_SIMD_INLINE V load(const double* p) { return _mm256_loadu_pd(p); }
   static BAOBAB_SIMD_INLINE void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  static BAOBAB_SIMD_INLINE V load_aligned(const double* p) { return _mm256_load_pd(p); }
+  static BAOBAB_SIMD_INLINE void store_aligned(double* p, V v) { _mm256_store_pd(p, v); }
   static BAOBAB_SIMD_INLINE V add(V a, V b) { return _mm256_add_pd(a, b); }
   static BAOBAB_SIMD_INLINE V sub(V a, V b) { return _mm256_sub_pd(a, b); }
   static BAOBAB_SIMD_INLINE V mul(V a, V b) { return _mm256_mul_pd(a, b); }
@@ -324,7 +332,7 @@ struct F64 {
     return _mm256_blendv_pd(y, set1(INFINITY), _mm256_cmp_pd(x, set1(709.782712893384), _CMP_GT_OQ));
   }
   static BAOBAB_SIMD_INLINE I64 load_i64(const int64_t* p) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
   }
   static BAOBAB_SIMD_INLINE Mask eq_i64(I64 a, int64_t x) {
     return _mm256_castsi256_pd(_mm256_cmpeq_epi64(a, _mm256_set1_epi64x(x)));
@@ -351,6 +359,8 @@ struct F32 {
   static BAOBAB_SIMD_INLINE V set1(float x) { return _mm512_set1_ps(x); }
   static BAOBAB_SIMD_INLINE V load(const float* p) { return _mm512_loadu_ps(p); }
   static BAOBAB_SIMD_INLINE void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static BAOBAB_SIMD_INLINE V load_aligned(const float* p) { return _mm512_load_ps(p); }
+  static BAOBAB_SIMD_INLINE void store_aligned(float* p, V v) { _mm512_store_ps(p, v); }
   static BAOBAB_SIMD_INLINE V add(V a, V b) { return _mm512_add_ps(a, b); }
   static BAOBAB_SIMD_INLINE V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static BAOBAB_SIMD_INLINE V mul(V a, V b) { return _mm512_mul_ps(a, b); }
@@ -401,6 +411,8 @@ struct F64 {
   static BAOBAB_SIMD_INLINE V set1(double x) { return _mm512_set1_pd(x); }
   static BAOBAB_SIMD_INLINE V load(const double* p) { return _mm512_loadu_pd(p); }
   static BAOBAB_SIMD_INLINE void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static BAOBAB_SIMD_INLINE V load_aligned(const double* p) { return _mm512_load_pd(p); }
+  static BAOBAB_SIMD_INLINE void store_aligned(double* p, V v) { _mm512_store_pd(p, v); }
   static BAOBAB_SIMD_INLINE V add(V a, V b) { return _mm512_add_pd(a, b); }
   static BAOBAB_SIMD_INLINE V sub(V a, V b) { return _mm512_sub_pd(a, b); }
   static BAOBAB_SIMD_INLINE V mul(V a, V b) { return _mm512_mul_pd(a, b); }
@@ -442,7 +454,7 @@ struct F64 {
     p = fma(p, r, set1(1.0));
     return _mm512_maskz_scalef_pd(_mm512_cmp_pd_mask(x, set1(-708.3964185322641), _CMP_NLT_UQ), p, n);
   }
-  static BAOBAB_SIMD_INLINE I64 load_i64(const int64_t* p) { return _mm512_loadu_si512(p); }
+  static BAOBAB_SIMD_INLINE I64 load_i64(const int64_t* p) { return _mm512_load_si512(p); }
   static BAOBAB_SIMD_INLINE Mask eq_i64(I64 a, int64_t x) { return _mm512_cmpeq_epi64_mask(a, _mm512_set1_epi64(x)); }
 };
 

@@ -20,11 +20,12 @@
 // compiler vectorises for its own SIMD.
 //
 // float16: the AVX2 and AVX-512 tiers use a kernel written with the layer's
-// simd::avx2::F32 (F16C: vcvtph2ps, vcvtps2ph); the baseline converts in software. The software conversion is
-// branch-free and reproduces F16C exactly, NaN payloads included, so results do
-// not depend on the tier. bfloat16 needs only integer shifts and adds. Both
-// 16-bit float types are processed two elements per 32-bit word (see loop), which
-// keeps the vector code free of 16 <-> 32-bit lane shuffles.
+// simd::avx2::F32 (F16C: vcvtph2ps, vcvtps2ph); the baseline converts in
+// software. The software conversion is branch-free and reproduces F16C
+// exactly, NaN payloads included, so results do not depend on the tier.
+// bfloat16 needs only integer shifts and adds. Both 16-bit float types are
+// processed two elements per 32-bit word (see loop), which keeps the vector
+// code free of 16 <-> 32-bit lane shuffles.
 //
 // Floating point: one IEEE operation per element, no reassociation. There is no
 // a*b+c in any kernel, so FMA contraction cannot occur whatever -ffp-contract
