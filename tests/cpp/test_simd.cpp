@@ -67,6 +67,15 @@ std::vector<T> inputs(std::mt19937_64& g) {
   return v;
 }
 
+// The reference decoding of an IEEE binary16.
+[[maybe_unused]] float half_value(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const float s = (h & 0x8000) ? -1.f : 1.f;
+  if (e == 0) return s * std::ldexp(float(m), -24);
+  if (e == 31) return m ? std::numeric_limits<float>::quiet_NaN() : s * std::numeric_limits<float>::infinity();
+  return s * std::ldexp(float(1024 + m), e - 25);
+}
+
 }  // namespace
 
 #define BAOBAB_SIMD_BODY "test_simd.inc"

@@ -8,8 +8,8 @@
 //             for the architecture's base SIMD, SSE2 on x86-64).
 //   avx2      AVX2 + FMA + F16C, 256-bit (Intel Haswell, AMD Zen and later).
 //   avx512    AVX-512 F, DQ, BW, VL and the avx2 set, 512-bit.
-// The x86 tiers are compiled on x86-64 with GCC (BAOBAB_SIMD_X86: they need
-// #pragma GCC target); other compilers and architectures get the baseline.
+// The x86 tiers are compiled on x86-64 with GCC or clang (BAOBAB_SIMD_X86);
+// other compilers and architectures get the baseline.
 //
 // Run-time choice. cpu() is the best tier this build and CPU run (CPUID
 // through __builtin_cpu_supports, which also checks that the OS saves the
@@ -74,15 +74,19 @@
 #define BAOBAB_SIMD_INLINE inline
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BAOBAB_SIMD_X86 1
 // GCC 12 warns "__Y may be used uninitialized" inside the AVX-512 intrinsics that
 // start from _mm512_undefined_*() (a false positive, GCC PR 105593); the warning
 // is attributed to the header's lines, so it is silenced there only.
+#if defined(__clang__)
+#include <immintrin.h>
+#else
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 // The target options of the x86 tiers: each spelled once, here.
@@ -91,13 +95,21 @@
 // A function (template) compiled for a tier.
 #define BAOBAB_SIMD_AVX2_FN __attribute__((target(BAOBAB_SIMD_AVX2_TARGET)))
 #define BAOBAB_SIMD_AVX512_FN __attribute__((target(BAOBAB_SIMD_AVX512_TARGET)))
-// A region of code compiled for a tier (templates defined in it too).
-#define BAOBAB_SIMD_PRAGMA_(x) _Pragma(#x)
-#define BAOBAB_SIMD_PRAGMA(x) BAOBAB_SIMD_PRAGMA_(x)
-#define BAOBAB_SIMD_BEGIN_AVX2 _Pragma("GCC push_options") BAOBAB_SIMD_PRAGMA(GCC target(BAOBAB_SIMD_AVX2_TARGET))
-#define BAOBAB_SIMD_BEGIN_AVX512 \
-  _Pragma("GCC push_options") BAOBAB_SIMD_PRAGMA(GCC target(BAOBAB_SIMD_AVX512_TARGET))
+// A region of code compiled for a tier (templates defined in it too): GCC's
+// target pragma, or clang's attribute pragma giving every function in the
+// region the target attribute.
+#define BAOBAB_SIMD_PRAGMA_(...) _Pragma(#__VA_ARGS__)
+#define BAOBAB_SIMD_PRAGMA(...) BAOBAB_SIMD_PRAGMA_(__VA_ARGS__)
+#if defined(__clang__)
+#define BAOBAB_SIMD_BEGIN_(tgt) \
+  BAOBAB_SIMD_PRAGMA(clang attribute push(__attribute__((target(tgt))), apply_to = function))
+#define BAOBAB_SIMD_END _Pragma("clang attribute pop")
+#else
+#define BAOBAB_SIMD_BEGIN_(tgt) _Pragma("GCC push_options") BAOBAB_SIMD_PRAGMA(GCC target(tgt))
 #define BAOBAB_SIMD_END _Pragma("GCC pop_options")
+#endif
+#define BAOBAB_SIMD_BEGIN_AVX2 BAOBAB_SIMD_BEGIN_(BAOBAB_SIMD_AVX2_TARGET)
+#define BAOBAB_SIMD_BEGIN_AVX512 BAOBAB_SIMD_BEGIN_(BAOBAB_SIMD_AVX512_TARGET)
 
 // Calls `fn(args)` in the namespace tier_<t> that baobab/simd_tiers.hpp made
 // (an expression of fn's type): BAOBAB_SIMD_DISPATCH(t, run(p, threads)).

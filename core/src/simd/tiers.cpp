@@ -1,6 +1,10 @@
 // Run-time SIMD tiers (baobab/simd.hpp): what the CPU runs, the caps.
 #include <cstdlib>
 #include <cstring>
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <cpuid.h>
+#endif
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -13,7 +17,22 @@ extern char** environ;
 namespace baobab::simd {
 
 namespace {
+
 constexpr Tier kAll[] = {Tier::baseline, Tier::avx2, Tier::avx512};
+
+#ifdef BAOBAB_SIMD_X86
+// F16C (clang's __builtin_cpu_supports does not know it; the AVX2 check
+// before it covers the OS's saving of the registers).
+bool has_f16c() {
+#if defined(__clang__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#else
+  return __builtin_cpu_supports("f16c");
+#endif
+}
+#endif
+
 }  // namespace
 
 const char* name(Tier t) {
@@ -25,8 +44,7 @@ Tier cpu() {
   Tier t = Tier::baseline;
 #ifdef BAOBAB_SIMD_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    t = Tier::avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) t = Tier::avx2;
   if (t == Tier::avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     t = Tier::avx512;
