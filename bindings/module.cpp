@@ -31,8 +31,6 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using namespace baobab;
 
-void bind_nbody(nb::module_& m);  // bindings/nbody.cpp
-
 namespace {
 
 // ---- errors ------------------------------------------------------------------------
@@ -750,6 +748,4 @@ NB_MODULE(_core, m) {
   m.def("check_timeout", &check_timeout, "name"_a, "seconds"_a, "zero_ok"_a = false,
         "Seconds of a timeout, checked by the core's one rule; InvalidArgument naming `name` otherwise.");
   m.def("check_environment", &check_environment);
-
-  bind_nbody(m);
 }

@@ -236,7 +236,7 @@ def test_alltoall_splits_a_flat_buffer_evenly(n):
 @pytest.mark.parametrize("var, value", [
     ("BAOBAB_CHECK", "abc"), ("BAOBAB_SPIN", "abc"), ("BAOBAB_SPIN", "-4"), ("BAOBAB_CUDA_AWARE", "maybe"),
     ("BAOBAB_REDUCE_ISA", "avx9000"), ("BAOBAB_ATTENTION_ISA", "sse9"), ("BAOBAB_NBODY_ISA", "x"),
-    ("BAOBAB_NBODY_SPLIT", "sometimes"), ("BAOBAB_WINDOW", "2.5"), ("BAOBAB_WINDOW", "1e20"),
+    ("BAOBAB_ANYAPP_ISA", "avx3"), ("BAOBAB_WINDOW", "2.5"), ("BAOBAB_WINDOW", "1e20"),
     ("BAOBAB_SEGMENT", "1e400"), ("BAOBAB_SEGMENT", "-1M"), ("BAOBAB_TUNING", "/tmp"), ("BAOBAB_PACK", "often"),
     ("BAOBAB_ALGO", "allreduce=nosuch"), ("BAOBAB_TOPOLOGY", "nodes=x")])
 def test_bad_environment_values_are_named(var, value):

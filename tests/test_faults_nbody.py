@@ -221,6 +221,17 @@ def test_bad_parameter_from_the_command_line(tmp_path):
     assert "--threads" in one_error_line(p.stdout), p.stdout
 
 
+@pytest.mark.parametrize("var,value", [("BAOBAB_NBODY_SPLIT", "sometimes"), ("BAOBAB_NBODY_ISA", "avx9")])
+def test_bad_app_variable_is_one_line_and_exit_2(tmp_path, var, value):
+    """The app's own variables (the runtime does not know BAOBAB_NBODY_SPLIT) are
+    checked before the run starts: one line naming the variable, exit 2 on every
+    rank. (The runtime refuses a bad BAOBAB_NBODY_ISA already, as any *_ISA cap,
+    when the communicator is made; the app reports that the same way.)"""
+    p = run_mpi(2, APP / "nbody.py", *SMALL, "--out", tmp_path / "o", env={var: value}, timeout=120, expect_rc=2)
+    line = one_error_line(p.stdout)
+    assert line.startswith("nbody: error: ") and f"{var}='{value}'" in line, line
+
+
 # ---- item 11: non-finite runs stop, and the validator fails on NaN ----------------------------
 
 def test_nonfinite_energy_stops_every_rank(tmp_path):

@@ -168,5 +168,5 @@ def test_nbody_split_kernel_on_and_off_agree(n, k):
         assert np.array_equal(a, c)
         scale = np.abs(b).max()
         assert np.abs(a - b).max() <= 1e-12 * scale, (np.abs(a - b).max(), scale)
-    assert _core.nbody_device_plan(k, n, "auto")["split"]
-    assert not _core.nbody_device_plan(1 << 20, n, "auto")["split"]
+    assert kernels.native().device_plan(k, n, "auto")["split"]
+    assert not kernels.native().device_plan(1 << 20, n, "auto")["split"]

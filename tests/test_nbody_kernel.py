@@ -1,7 +1,8 @@
-"""The N-body force kernel (apps/nbody/kernels.py over _core.nbody_forces and
-_core.nbody_forces_device) against the numpy implementation of the same
-formulas; argument checks; momentum conservation; the device path on cupy
-arrays when a CUDA device is present."""
+"""The N-body application's kernels (apps/nbody/src, its extension module
+baobab_apps._nbody, and apps/nbody/kernels.py over it) against the numpy
+implementation of the same formulas; argument checks; momentum conservation;
+the device path on cupy arrays when a CUDA device is present; the app's module
+apart from the runtime's (import baobab loads no N-body code)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from baobab import _core
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "nbody"))
 import kernels  # noqa: E402
 from conftest import clean_env  # noqa: E402
+
+nb = kernels.native()  # baobab_apps._nbody
 
 try:
     import cupy
@@ -109,8 +112,8 @@ def test_empty():
 
 
 def test_isa():
-    assert _core.nbody_forces_isa() in ("avx512", "avx2", "baseline")
-    assert kernels.forces_isa() == _core.nbody_forces_isa()
+    assert nb.forces_isa() in ("avx512", "avx2", "baseline")
+    assert kernels.forces_isa() == nb.forces_isa()
 
 
 def _args(n=8, ni=4):
@@ -140,13 +143,13 @@ def test_bad_arguments(name, bad):
     a = _args()
     a[name] = bad(a)
     with pytest.raises(baobab.InvalidArgument, match=name):
-        _core.nbody_forces(**a)
+        nb.forces(**a)
 
 
 def test_bad_threads_and_shapes_via_kernels():
     x, v, m, ids = cluster(8, seed=8)
     with pytest.raises(baobab.InvalidArgument):
-        _core.nbody_forces(**dict(_args(), threads=-1))
+        nb.forces(**dict(_args(), threads=-1))
     with pytest.raises(baobab.InvalidArgument):
         kernels.forces(x, v, ids[:3], x, v, m)
 
@@ -155,28 +158,28 @@ def test_device_without_cuda_raises():
     if HAVE_DEVICE:
         pytest.skip("a CUDA device is present")
     with pytest.raises(baobab.Error):
-        _core.nbody_forces_device(0, 0, 0, 1, 0, 0, 0, 1, 0, 0.0, 0, 0, 0, 0)
+        nb.forces_device(0, 0, 0, 1, 0, 0, 0, 1, 0, 0.0, 0, 0, 0, 0)
 
 
 @pytest.mark.skipif(_core.cuda_status().startswith("not compiled"), reason="baobab built without CUDA")
 def test_device_split_plan_and_setting():
     """The j-split's plan (arithmetic, no device needed for 'on' and 'off') and
     BAOBAB_NBODY_SPLIT, read once per process."""
-    p = _core.nbody_device_plan(7, 16384, "on")
+    p = nb.device_plan(7, 16384, "on")
     assert p == {"split": True, "chunk": 256, "chunks": 64, "slab": 7, "work_bytes": 7 * 64 * 7 * 8}
     for ni, n in [(1, 1), (1, 257), (1000, 65536), (1000, 65537), (40000, 10 ** 6), (10 ** 6, 3000)]:
-        p = _core.nbody_device_plan(ni, n, "on")
+        p = nb.device_plan(ni, n, "on")
         assert p["chunk"] % 128 == 0 and p["chunk"] >= 256 and 1 <= p["chunks"] <= 256
         assert (p["chunks"] - 1) * p["chunk"] < n <= p["chunks"] * p["chunk"]
         assert 1 <= p["slab"] <= ni and p["work_bytes"] == p["slab"] * p["chunks"] * 56
         assert p["slab"] == ni or p["work_bytes"] <= 64 << 20
-    assert _core.nbody_device_plan(40000, 10 ** 6, "on")["slab"] < 40000      # several passes
-    assert _core.nbody_device_plan(7, 16384, "off") == {"split": False, "chunk": 0, "chunks": 0, "slab": 0,
+    assert nb.device_plan(40000, 10 ** 6, "on")["slab"] < 40000      # several passes
+    assert nb.device_plan(7, 16384, "off") == {"split": False, "chunk": 0, "chunks": 0, "slab": 0,
                                                         "work_bytes": 0}
-    assert not _core.nbody_device_plan(0, 100, "on")["split"] and not _core.nbody_device_plan(5, 0, "on")["split"]
+    assert not nb.device_plan(0, 100, "on")["split"] and not nb.device_plan(5, 0, "on")["split"]
     with pytest.raises(baobab.InvalidArgument, match="auto, on or off"):
-        _core.nbody_device_plan(1, 10, "sometimes")
-    code = "from baobab import _core; print(_core.nbody_device_split())"
+        nb.device_plan(1, 10, "sometimes")
+    code = "from baobab_apps import _nbody; print(_nbody.device_split())"
     for value, want in [("on", "on"), ("off", "off"), ("auto", "auto"), (None, "auto")]:
         env = clean_env({"BAOBAB_NBODY_SPLIT": value} if value else None)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -203,35 +206,34 @@ def test_device_matches_host(n, ni, eps2):
             assert rel(d, h) < 1e-12
 
 
-def test_predictor_corrector_and_active_set_in_the_core():
-    """The integrator's per-step work in the core: the predictor gives numpy's
-    bits for the same expression; the active set is every body due at the
-    earliest time; the corrector's steps are commensurate powers of two."""
-    from baobab import _core
+def test_predictor_corrector_and_active_set_compiled():
+    """The integrator's per-step work in the app's kernels: the predictor gives
+    numpy's bits for the same expression; the active set is every body due at
+    the earliest time; the corrector's steps are commensurate powers of two."""
     rng = np.random.default_rng(3)
     n = 50
     x, v, a, j = (rng.standard_normal((n, 3)) for _ in range(4))
     t = rng.integers(0, 8, n) * 0.125
     dt = np.full(n, 0.125)
     xp, vp = np.empty((n, 3)), np.empty((n, 3))
-    _core.nbody_predict(x, v, a, j, t, None, 0, n, 1.0, xp, vp)
+    nb.predict(x, v, a, j, t, None, 0, n, 1.0, xp, vp)
     h = (1.0 - t)[:, None]
     assert np.array_equal(xp, ((j * (h * (1 / 3)) + a) * (0.5 * h) + v) * h + x)
     assert np.array_equal(vp, (j * (0.5 * h) + a) * h + v)
     idx = np.array([3, 7, 11], np.int64)
     xs, vs = np.empty((3, 3)), np.empty((3, 3))
-    _core.nbody_predict(x, v, a, j, t, idx, 0, 0, 1.0, xs, vs)
+    nb.predict(x, v, a, j, t, idx, 0, 0, 1.0, xs, vs)
     assert np.array_equal(xs, xp[idx]) and np.array_equal(vs, vp[idx])
     with pytest.raises(baobab.InvalidArgument):
-        _core.nbody_predict(x, v, a, j, t, np.array([n], np.int64), 0, 0, 1.0, xs[:1], vs[:1])
+        nb.predict(x, v, a, j, t, np.array([n], np.int64), 0, 0, 1.0, xs[:1], vs[:1])
     act = np.empty(n, np.int64)
-    t1, k = _core.nbody_active(t, dt, act)
+    t1, k = nb.active(t, dt, act)
     assert t1 == (t + dt).min() and list(act[:k]) == list(np.flatnonzero(t + dt == t1))
     a2 = np.zeros((n, 3))
     pot = np.zeros(n)
     tt, dd = t.copy(), dt.copy()
     acts = act[:k].copy()
-    _core.nbody_correct(acts, xp[acts], vp[acts], a[acts] * 1.01, j[acts], -np.ones(k), t1, 0.02, 0.125, 2.0 ** -30,
+    nb.correct(acts, xp[acts], vp[acts], a[acts] * 1.01, j[acts], -np.ones(k), t1, 0.02, 0.125, 2.0 ** -30,
                         x, v, a, j, a2, pot, tt, dd)
     assert np.all(tt[acts] == t1) and np.all(pot[acts] == -1)
     assert np.all(np.frexp(dd)[0] == 0.5) and np.all(np.fmod(t1, dd[acts]) == 0) and np.all(dd[acts] <= 0.125)
@@ -242,4 +244,46 @@ def test_block_steps_refuse_a_time_that_is_not_finite(t1):
     # A non-finite time has no power-of-two step dividing it: the search used to loop for ever.
     dt = np.zeros(3)
     with pytest.raises(baobab.InvalidArgument, match="not finite"):
-        _core.nbody_block_steps(np.full(3, 0.01), t1, 0.125, 2.0 ** -30, dt)
+        nb.block_steps(np.full(3, 0.01), t1, 0.125, 2.0 ** -30, dt)
+
+
+def test_import_baobab_loads_no_nbody_code():
+    """The runtime holds nothing of the app: importing baobab (and creating a
+    communicator) loads no N-body module, baobab._core has no N-body entry
+    point and its binary names none; the app's module is baobab_apps._nbody."""
+    code = """
+import sys
+import baobab
+from baobab import _core
+c = baobab.Communicator()
+assert not [m for m in sys.modules if "nbody" in m or m.startswith("baobab_apps")], sorted(sys.modules)
+assert not [a for a in dir(_core) if "nbody" in a.lower()]
+assert b"nbody" not in open(_core.__file__, "rb").read().lower()
+from baobab_apps import _nbody
+assert _nbody.__name__ == "baobab_apps._nbody" and "baobab_apps" in _nbody.__file__
+print("APART")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert out.returncode == 0 and "APART" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("var,value", [("BAOBAB_NBODY_SPLIT", "sometimes"), ("BAOBAB_NBODY_ISA", "sse9")])
+def test_app_environment_is_checked_by_the_app(var, value):
+    """The app's variables are the app's to check: check_environment() raises
+    baobab.InvalidArgument naming a bad one (the runtime's environment check
+    covers every BAOBAB_*_ISA cap, but not BAOBAB_NBODY_SPLIT)."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(kernels.__file__).parent)!r})
+import baobab, kernels
+try:
+    kernels.check_environment()
+except baobab.InvalidArgument as e:
+    print("REFUSED", e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=clean_env({var: value}), timeout=60)
+    assert f"REFUSED {var}='{value}'" in out.stdout, (out.stdout, out.stderr)
+    good = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=clean_env({"BAOBAB_NBODY_SPLIT": "off", "BAOBAB_NBODY_ISA": "baseline"}), timeout=60)
+    assert good.returncode == 0 and "REFUSED" not in good.stdout, (good.stdout, good.stderr)

@@ -10,7 +10,7 @@ interactions/s, FLOP rate (60 flops per interaction) and fraction of the card's
 float64 peak (SMs x FP64 FMA/clk/SM x 2 x boost clock), and its difference from
 the host kernel. --device-k: small target sets (k targets among the n
 sources, as in a block step with k active bodies), the one-thread-per-target
-kernel against the j-split, each a bare core call on buffers made once, their
+kernel against the j-split, each a bare kernel call on buffers made once, their
 interactions/s and ratio, and which one the automatic choice takes. Prints one
 table; asserts nothing about time.
 """
@@ -131,11 +131,13 @@ def main():
 
 
 def small_sets(x, v, m, ids, ks, eps2, calls=50):
-    """The two device kernels on k targets among the sources: a bare core call on
+    """The two device kernels on k targets among the sources: a bare kernel call on
     one stream (outputs and scratch made once), the best of 5 rounds of `calls`
     back-to-back calls, launches included; the results of both compared."""
     import cupy
-    from baobab import _core
+
+    from kernels import native
+    ext = native()
     n = len(m)
     stream = cupy.cuda.Stream(non_blocking=True)
     dx, dv, dm = (cupy.asarray(t) for t in (x, v, m))
@@ -150,22 +152,21 @@ def small_sets(x, v, m, ids, ks, eps2, calls=50):
         ti = t.data.ptr
         outs, times = {}, {}
         for mode in ("off", "on"):
-            plan = _core.nbody_device_plan(k, n, mode)
+            plan = ext.device_plan(k, n, mode)
             work = cupy.empty(max(plan["work_bytes"], 1), cupy.uint8)
             out = cupy.empty(7 * k)
             o = out.data.ptr
 
             def call():
-                _core.nbody_forces_device(ti, ti + 24 * k, ti + 48 * k, k, dx.data.ptr, dv.data.ptr, dm.data.ptr, n,
-                                          0, eps2, o, o + 24 * k, o + 48 * k, stream.ptr, mode, work.data.ptr,
-                                          work.nbytes)
+                ext.forces_device(ti, ti + 24 * k, ti + 48 * k, k, dx.data.ptr, dv.data.ptr, dm.data.ptr, n,
+                                  0, eps2, o, o + 24 * k, o + 48 * k, stream.ptr, mode, work.data.ptr, work.nbytes)
 
             call()
             times[mode] = best_time(lambda: [call() for _ in range(calls)], 5, stream.synchronize) / calls
             outs[mode] = cupy.asnumpy(out)
         parts = (slice(0, 3 * k), slice(3 * k, 6 * k), slice(6 * k, 7 * k))  # acc, jerk, pot
         diff = max(float(np.abs(outs["on"][q] - outs["off"][q]).max() / np.abs(outs["off"][q]).max()) for q in parts)
-        auto = "split" if _core.nbody_device_plan(k, n, "auto")["split"] else "1-thread"
+        auto = "split" if ext.device_plan(k, n, "auto")["split"] else "1-thread"
         r1, rs = k * n / times["off"], k * n / times["on"]
         print(f"{k:7d} {times['off'] * 1e6:12.1f} {r1:15.3e} {times['on'] * 1e6:10.1f} {rs:15.3e} "
               f"{rs / r1:14.1f}x {auto:>8s} {diff:13.1e}")

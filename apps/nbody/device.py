@@ -1,7 +1,7 @@
 """Forces on a GPU for the Hermite integrator (hermite.py with device=, nbody.py
 --device), in the NBODY6++GPU style: the integrator's O(N) work (predictor,
-corrector, active set) stays on the host in the core; the direct force sum,
-O(N) per active body, runs on the device.
+corrector, active set) stays on the host (src/hermite.cpp); the direct force
+sum, O(N) per active body, runs on the device.
 
 Device memory, allocated once (the target, result and scratch buffers grow
 when a larger set arrives):
@@ -11,7 +11,7 @@ when a larger set arrives):
   block    a ring block [x | v | m] of another rank (parallel="ring")
   targets  [xi | vi | ids] of the bodies whose forces are summed
   out      [acc | jerk | pot] of those targets
-  work     the j-split kernel's partial sums (core/src/cuda/nbody.cu)
+  work     the j-split kernel's partial sums (src/forces.cu)
 Copies and kernels run in order on one stream; host staging buffers are
 pinned (page-locked), so the copies are DMA transfers. MPI collectives stay on
 host arrays (the MPI library need not be CUDA-aware).
@@ -22,6 +22,7 @@ cannot be).
 import numpy as np
 
 from baobab import _core
+from kernels import native
 
 H2D, D2H = 1, 2  # cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost
 F8 = 8           # bytes per float64 / int64
@@ -159,15 +160,15 @@ class DeviceForces:
         if k == 0:
             return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
         x, v, m, nj, first = self._src
-        need = _core.nbody_device_plan(k, nj, self.split)["work_bytes"]
+        need = native().device_plan(k, nj, self.split)["work_bytes"]
         if need > self._work_bytes:
             self.stream.synchronize()
             self._work_bytes = max(need, 2 * self._work_bytes)
             self._work = self._device("work", (self._work_bytes + F8 - 1) // F8)
         t, o = self._tgt, self._out
-        _core.nbody_forces_device(t, t + 3 * F8 * k, t + 6 * F8 * k, k, x, v, m, nj, first, self.eps2,
-                                  o, o + 3 * F8 * k, o + 6 * F8 * k, self.stream.ptr, self.split,
-                                  self._work, self._work_bytes)
+        native().forces_device(t, t + 3 * F8 * k, t + 6 * F8 * k, k, x, v, m, nj, first, self.eps2,
+                               o, o + 3 * F8 * k, o + 6 * F8 * k, self.stream.ptr, self.split,
+                               self._work, self._work_bytes)
         self._copy(h.ctypes.data, o, 7 * F8 * k, D2H)
         self.stream.synchronize()
         return h[:3 * k].reshape(k, 3), h[3 * k:6 * k].reshape(k, 3), h[6 * k:7 * k]

@@ -46,8 +46,8 @@ import math
 
 import numpy as np
 
-from baobab import _core
 from kernels import forces as _kernel_forces
+from kernels import native
 from snapshot import rows_of, share as _split
 
 
@@ -77,7 +77,7 @@ class Hermite:
                 raise ValueError(f"{name} must be finite and positive, got {val}")
         if not (math.isfinite(eps) and eps >= 0 and math.isfinite(float(eps) ** 2)):
             raise ValueError(f"eps must be finite and non-negative, got {eps}")
-        if not math.isfinite(time):  # (the core's step rounding needs a finite time)
+        if not math.isfinite(time):  # (the compiled step rounding needs a finite time)
             raise ValueError(f"time must be finite, got {time}")
         self.n = n
         self.x = np.array(x, np.float64, order="C")
@@ -210,7 +210,7 @@ class Hermite:
         jn = np.linalg.norm(self.j, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             crit = self.eta_s * an / jn
-        _core.nbody_block_steps(np.ascontiguousarray(crit), self.time, self.dt_max, self.dt_min, self.dt)
+        native().block_steps(np.ascontiguousarray(crit), self.time, self.dt_max, self.dt_min, self.dt)
         if self.shared:
             self.dt[:] = self.dt.min()
         self.t[:] = self.time
@@ -219,7 +219,7 @@ class Hermite:
     def _predict(self, idx, t, out=None):
         """Taylor predictor of positions and velocities at t, for the bodies idx
         (None: all of them; a slice: a range of them, both without gathering
-        copies), by the core: this runs on every body every block step, a serial
+        copies), by the app's compiled kernels: this runs on every body every block step, a serial
         cost next to the parallel force sum."""
         if idx is None:
             lo, hi, ids = 0, self.n, None
@@ -233,12 +233,12 @@ class Hermite:
         else:
             xp, vp = out
         # ((j dt/3 + a) dt/2 + v) dt + x and (j dt/2 + a) dt + v, dt = t - t_i
-        _core.nbody_predict(self.x, self.v, self.a, self.j, self.t, ids, lo, hi, float(t), xp, vp)
+        native().predict(self.x, self.v, self.a, self.j, self.t, ids, lo, hi, float(t), xp, vp)
         return xp, vp
 
     def step(self):
         """One block step; returns the new time."""
-        t1, k = _core.nbody_active(self.t, self.dt, self._act)
+        t1, k = native().active(self.t, self.dt, self._act)
         if not t1 > self.time:  # t + dt rounded back to t: no step would ever advance
             raise IntegrationError(f"the block time no longer advances at t={self.time} (a step of "
                                    f"{float(self.dt.min()):g} is below its resolution)")
@@ -253,10 +253,10 @@ class Hermite:
         a1, j1, pot = self._forces(act, xp, vp)
         if self.finite:  # (a NaN or an infinity in any term makes the sum non-finite)
             self.finite = math.isfinite(float(pot.sum()) + float(a1.sum()) + float(j1.sum()))
-        # corrector, new derivatives and Aarseth steps in the core (baobab/nbody.hpp)
+        # corrector, new derivatives and Aarseth steps, compiled (src/nbody.hpp)
         c = np.ascontiguousarray
-        _core.nbody_correct(act, c(xp[act]), c(vp[act]), c(a1), c(j1), c(pot), t1, self.eta, self.dt_max,
-                            self.dt_min, self.x, self.v, self.a, self.j, self.a2, self.pot, self.t, self.dt)
+        native().correct(act, c(xp[act]), c(vp[act]), c(a1), c(j1), c(pot), t1, self.eta, self.dt_max,
+                         self.dt_min, self.x, self.v, self.a, self.j, self.a2, self.pot, self.t, self.dt)
         if self.shared:  # every body was active: one step for all, the smallest
             self.dt[:] = self.dt.min()
         self.time = t1

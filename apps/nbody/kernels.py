@@ -1,9 +1,10 @@
 """Direct-summation N-body forces: acceleration, jerk and potential.
 
-forces() runs baobab's compiled kernel: numpy arrays on the host
-(_core.nbody_forces, SIMD and threads), cupy arrays on the device
-(_core.nbody_forces_device). forces_numpy() is a plain numpy implementation of
-the same formulas, the reference and the benchmark baseline.
+forces() runs the app's compiled kernel (apps/nbody/src, the extension module
+baobab_apps._nbody that baobab's build installs; native() returns it): numpy
+arrays on the host (forces, SIMD and threads), cupy arrays on the device
+(forces_device). forces_numpy() is a plain numpy implementation of the same
+formulas, the reference and the benchmark baseline.
 
 Sources (j): positions x (n, 3), velocities v (n, 3), masses m (n,); source j
 has the global id first_id + j. Targets (i): xi (ni, 3), vi (ni, 3), ids idi
@@ -12,17 +13,32 @@ r = x_j - x_i, u = v_j - v_i, r2 = |r|^2 + eps2:
     acc  = sum m_j r / r2^{3/2}
     jerk = sum m_j (u / r2^{3/2} - 3 (r.u) r / r2^{5/2})
     pot  = sum -m_j / sqrt(r2)
-This module imports nothing heavy at import time (baobab and cupy are loaded
-on first use).
+This module imports nothing heavy at import time (the extension module, baobab
+and cupy are loaded on first use).
 """
 import numpy as np
 
-__all__ = ["forces", "forces_numpy", "forces_isa"]
+__all__ = ["forces", "forces_numpy", "forces_isa", "native", "check_environment"]
+
+_native = None
 
 
-def _core():
-    from baobab import _core
-    return _core
+def native():
+    """The app's extension module, baobab_apps._nbody (the compiled kernels)."""
+    global _native
+    if _native is None:
+        try:
+            from baobab_apps import _nbody
+        except ImportError as e:
+            raise ImportError("the N-body kernels (baobab_apps._nbody) are not installed: build baobab from this "
+                              "repository (make build, or pip install .) in the environment that runs the app") from e
+        _native = _nbody
+    return _native
+
+
+def check_environment():
+    """Checks BAOBAB_NBODY_ISA and BAOBAB_NBODY_SPLIT (baobab.InvalidArgument naming the first bad one)."""
+    native().check_environment()
 
 
 def _is_cupy(a):
@@ -31,7 +47,7 @@ def _is_cupy(a):
 
 def forces_isa():
     """The instruction-set tier of the host kernel: 'avx512', 'avx2' or 'baseline'."""
-    return _core().nbody_forces_isa()
+    return native().forces_isa()
 
 
 def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None, split=None):
@@ -41,7 +57,7 @@ def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None, split=None)
     on the current device and stream (returns without synchronising; split:
     "auto", "on" (the j-split kernel), "off" (one thread per target) or None,
     BAOBAB_NBODY_SPLIT). Inputs are made C-contiguous float64 (ids int64) if
-    they are not; shapes are checked by the core (baobab.InvalidArgument)."""
+    they are not; shapes are checked by the kernel (baobab.InvalidArgument)."""
     arrays = (xi, vi, idi, x, v, m)
     if any(_is_cupy(a) for a in arrays):
         return _forces_device(*arrays, first_id=first_id, eps2=eps2, split=split)
@@ -52,8 +68,7 @@ def forces(xi, vi, idi, x, v, m, first_id=0, eps2=0.0, threads=None, split=None)
     acc = np.empty((ni, 3))
     jerk = np.empty((ni, 3))
     pot = np.empty(ni)
-    _core().nbody_forces(xi, vi, idi, x, v, m, int(first_id), float(eps2), acc, jerk, pot,
-                         threads=int(threads or 0))
+    native().forces(xi, vi, idi, x, v, m, int(first_id), float(eps2), acc, jerk, pot, threads=int(threads or 0))
     return acc, jerk, pot
 
 
@@ -73,12 +88,12 @@ def _forces_device(xi, vi, idi, x, v, m, first_id, eps2, split=None):
     jerk = cupy.empty((ni, 3), dtype=cupy.float64)
     pot = cupy.empty(ni, dtype=cupy.float64)
     if ni:
-        core = _core()
-        need = core.nbody_device_plan(ni, n, split)["work_bytes"]
+        ext = native()
+        need = ext.device_plan(ni, n, split)["work_bytes"]
         work = cupy.empty(max(need, 1), dtype=cupy.uint8)  # scratch of the j-split, from cupy's pool
-        core.nbody_forces_device(xi.data.ptr, vi.data.ptr, idi.data.ptr, ni, x.data.ptr, v.data.ptr, m.data.ptr, n,
-                                 int(first_id), float(eps2), acc.data.ptr, jerk.data.ptr, pot.data.ptr,
-                                 cupy.cuda.get_current_stream().ptr, split, work.data.ptr, work.nbytes)
+        ext.forces_device(xi.data.ptr, vi.data.ptr, idi.data.ptr, ni, x.data.ptr, v.data.ptr, m.data.ptr, n,
+                          int(first_id), float(eps2), acc.data.ptr, jerk.data.ptr, pot.data.ptr,
+                          cupy.cuda.get_current_stream().ptr, split, work.data.ptr, work.nbytes)
     return acc, jerk, pot
 
 

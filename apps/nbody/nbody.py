@@ -284,6 +284,7 @@ def run(a, comm):
 
     rank = comm.rank
     log = (lambda *s: print(*s, file=sys.stderr, flush=True)) if rank == 0 and not a.quiet else (lambda *s: None)
+    check_app_environment(comm)  # BAOBAB_NBODY_ISA, BAOBAB_NBODY_SPLIT: or ConfigError on every rank
     ic_file = preflight(a, comm)  # --out made and writable, --ic read: or ConfigError on every rank
     threads = a.threads or default_threads(comm)
     gpu = device_for(comm) if a.device else None
@@ -408,6 +409,21 @@ def run(a, comm):
     return 0
 
 
+def check_app_environment(comm):
+    """The app's variables (BAOBAB_NBODY_ISA, BAOBAB_NBODY_SPLIT; the runtime
+    does not know them) checked on every rank, before anything runs: a bad one
+    is a ConfigError on every rank, naming it."""
+    import baobab
+    import kernels
+    why = ""
+    try:
+        kernels.check_environment()
+    except baobab.InvalidArgument as e:
+        why = str(e)
+    if _any(comm, bool(why))[0]:
+        raise ConfigError(why or "another rank has a bad BAOBAB_NBODY_ISA or BAOBAB_NBODY_SPLIT")
+
+
 def device_for(comm):
     """The GPU this rank sums its forces on (local rank mod the visible GPUs), once
     every rank found one; else ConfigError naming what is missing."""
@@ -467,7 +483,12 @@ def main(argv=None):
         return EXIT_BAD_CONFIG
     import baobab
     from hermite import IntegrationError
-    comm = baobab.init()
+    try:
+        comm = baobab.init()
+    except baobab.InvalidArgument as e:  # a bad BAOBAB_* variable, refused on every rank before MPI is used
+        if _launcher_rank() == 0:
+            print(f"nbody: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     try:
         return run(a, comm)
     except ConfigError as e:

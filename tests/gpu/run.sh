@@ -33,6 +33,7 @@ step 300 python -m pip install -q --no-build-isolation --no-deps . || exit 1
 echo "build took ${SECONDS}s"
 python - <<'PY' | tee "$OUT/status.txt"
 import baobab
+from baobab_apps import _nbody  # the N-body app's kernels, built by the same install
 print("cuda:", baobab.cuda_status())
 print("mpi:", baobab.mpi_library_version().splitlines()[0])
 print("cuda-aware:", baobab._core.mpi_cuda_aware())
@@ -48,8 +49,8 @@ fi
 # N-body kernels (one thread per target, j-split): device against the host kernel, batch
 # independence, run-to-run identity, rate, and both kernels timed over the number of targets (appended).
 if want nbody; then
-step 120 nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
-    core/src/runtime/isa.cpp tests/cuda/nbody_check.cu -o /tmp/nbody_check
+step 120 nvcc -std=c++20 -O3 -arch=native -I core/include -I apps/nbody/src apps/nbody/src/forces.cu \
+    apps/nbody/src/forces.cpp core/src/simd/tiers.cpp apps/nbody/tests/nbody_check.cu -o /tmp/nbody_check
 step 60 /tmp/nbody_check | tee -a "$OUT/pack_check.txt"
 fi
 

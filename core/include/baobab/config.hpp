@@ -79,7 +79,7 @@ double check_timeout(const std::string& name, double seconds, bool zero_ok = fal
 // 1/0, on/off, yes/no, true/false (any case); anything else: InvalidArgument naming `name`.
 bool parse_flag(const std::string& name, const std::string& text);
 // Checks every BAOBAB_* variable the core reads (the ones read elsewhere too:
-// BAOBAB_SPIN, BAOBAB_PACK, BAOBAB_CUDA_AWARE, the *_ISA caps, BAOBAB_NBODY_SPLIT);
+// BAOBAB_SPIN, BAOBAB_PACK, BAOBAB_CUDA_AWARE, and every BAOBAB_*_ISA cap);
 // throws InvalidArgument naming the first bad one. Config::from_env calls it.
 void check_environment();
 

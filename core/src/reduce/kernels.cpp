@@ -9,28 +9,27 @@
 // or b; instead the main loop carries an ivdep hint, which is exact here (see
 // loop) and lets GCC vectorise at -O2 as well as -O3.
 //
-// Instruction sets are chosen at run time without ifuncs. On x86-64 each kernel
-// template is instantiated three times: with no target attribute (the x86-64
-// baseline, SSE2), under target("avx2,f16c") and under target("avx512f,bw,dq,vl"
-// + avx2), and reduce_kernel() returns the instantiation of the best tier the
-// CPU supports. The tier is decided once per process (CPUID through
-// __builtin_cpu_supports, which also checks that the OS saves the registers).
-// The environment variable BAOBAB_REDUCE_ISA=baseline|avx2|avx512 caps the tier
-// (it never raises it above what the CPU has); the tests use it to check that
-// every tier gives the same bits, and it is a way to avoid 512-bit vectors on
-// CPUs that downclock for them. Other architectures get the baseline
-// instantiation only, which the compiler vectorises for its own SIMD.
+// Instruction sets come from the SIMD layer (baobab/simd.hpp) and are chosen at
+// run time without ifuncs. On x86-64 each kernel template is instantiated three
+// times: with no target attribute (the x86-64 baseline, SSE2), as
+// BAOBAB_SIMD_AVX2_FN and as BAOBAB_SIMD_AVX512_FN, and reduce_kernel() returns
+// the instantiation of the tier simd::select("BAOBAB_REDUCE_ISA") picks once
+// per process (the best the CPU runs, capped by BAOBAB_REDUCE_ISA=baseline|
+// avx2|avx512); the tests use the cap to check that every tier gives the same
+// bits. Other architectures get the baseline instantiation only, which the
+// compiler vectorises for its own SIMD.
 //
-// float16: the AVX2 and AVX-512 tiers use a hand-written F16C kernel (vcvtph2ps,
-// vcvtps2ph); the baseline converts in software. The software conversion is
-// branch-free and reproduces F16C exactly, NaN payloads included, so results do
-// not depend on the tier. bfloat16 needs only integer shifts and adds. Both
-// 16-bit float types are processed two elements per 32-bit word (see loop), which
-// keeps the vector code free of 16 <-> 32-bit lane shuffles.
+// float16: the AVX2 and AVX-512 tiers use a kernel written with the layer's
+// simd::avx2::F32 (F16C: vcvtph2ps, vcvtps2ph); the baseline converts in
+// software. The software conversion is branch-free and reproduces F16C
+// exactly, NaN payloads included, so results do not depend on the tier.
+// bfloat16 needs only integer shifts and adds. Both 16-bit float types are
+// processed two elements per 32-bit word (see loop), which keeps the vector
+// code free of 16 <-> 32-bit lane shuffles.
 //
 // Floating point: one IEEE operation per element, no reassociation. There is no
 // a*b+c in any kernel, so FMA contraction cannot occur whatever -ffp-contract
-// says (and neither target list enables FMA). -ffast-math would break NaN
+// says (the tiers' target options do enable FMA). -ffast-math would break NaN
 // handling and is rejected at compile time.
 #include <bit>
 #include <cstdint>
@@ -41,8 +40,8 @@
 #include <type_traits>
 
 #include "baobab/error.hpp"
-#include "baobab/isa.hpp"
 #include "baobab/reduce.hpp"
+#include "baobab/simd.hpp"
 
 // Float arithmetic must round to the declared type after every operation (x87
 // excess precision would double-round and break the exactness guarantees).
@@ -52,11 +51,6 @@
 
 #if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
 #error "baobab reduce kernels must not be built with -ffast-math / -ffinite-math-only"
-#endif
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define BAOBAB_X86_DISPATCH 1
-#include <immintrin.h>
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -272,57 +266,44 @@ void k_base(void* dst, const void* a, const void* b, size_t n) {
   loop<E, Op>(dst, a, b, n);
 }
 
-#ifdef BAOBAB_X86_DISPATCH
-// FMA is deliberately absent from both lists (see the header comment).
-#define BAOBAB_AVX2 "avx2,f16c"
-#define BAOBAB_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c"
-
+#ifdef BAOBAB_SIMD_X86
 template <class E, class Op>
-__attribute__((target(BAOBAB_AVX2))) void k_avx2(void* dst, const void* a, const void* b,
-                                                  size_t n) {
+BAOBAB_SIMD_AVX2_FN void k_avx2(void* dst, const void* a, const void* b, size_t n) {
   loop<E, Op>(dst, a, b, n);
 }
 
 template <class E, class Op>
-__attribute__((target(BAOBAB_AVX512))) void k_avx512(void* dst, const void* a, const void* b,
-                                                     size_t n) {
+BAOBAB_SIMD_AVX512_FN void k_avx512(void* dst, const void* a, const void* b, size_t n) {
   loop<E, Op>(dst, a, b, n);
 }
 
 // Eight floats at a time; the same semantics as Op::f<float> lane by lane.
 template <class Op>
-__attribute__((target(BAOBAB_AVX2), always_inline)) inline __m256 vop(__m256 a, __m256 b) {
+BAOBAB_SIMD_AVX2_FN BAOBAB_INLINE simd::avx2::F32::V vop(simd::avx2::F32::V a, simd::avx2::F32::V b) {
+  using F = simd::avx2::F32;
   if constexpr (std::is_same_v<Op, Sum>) {
-    return _mm256_add_ps(a, b);
+    return F::add(a, b);
   } else if constexpr (std::is_same_v<Op, Prod>) {
-    return _mm256_mul_ps(a, b);
+    return F::mul(a, b);
   } else {
-    // float_minmax in SIMD. vminps/vmaxps give the second operand when the two
+    // float_minmax in SIMD. F::min / F::max give the second operand when the two
     // compare equal or are unordered; the tie and NaN cases are then patched.
-    __m256 an = _mm256_cmp_ps(a, a, _CMP_UNORD_Q), bn = _mm256_cmp_ps(b, b, _CMP_UNORD_Q);
-    __m256 eq = _mm256_cmp_ps(a, b, _CMP_EQ_OQ);
-    __m256 quiet = _mm256_castsi256_ps(_mm256_set1_epi32(int(kQuiet<float>)));
-    __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_and_ps(a, an), _mm256_and_ps(b, bn)), quiet);
-    __m256 r = std::is_same_v<Op, Min>
-                   ? _mm256_or_ps(_mm256_min_ps(a, b), _mm256_and_ps(eq, a))         // -0 wins
-                   : _mm256_blendv_ps(_mm256_max_ps(a, b), _mm256_and_ps(a, b), eq);  // +0 wins
-    return _mm256_blendv_ps(r, nan, _mm256_or_ps(an, bn));
+    const F::Mask an = F::is_nan(a), bn = F::is_nan(b), eq = F::eq(a, b);
+    const F::V nan = F::bit_or(F::bit_or(F::bit_and(a, an), F::bit_and(b, bn)), F::from_bits(kQuiet<float>));
+    const F::V r = std::is_same_v<Op, Min> ? F::bit_or(F::min(a, b), F::bit_and(eq, a))        // -0 wins
+                                           : F::select(eq, F::max(a, b), F::bit_and(a, b));  // +0 wins
+    return F::select(F::bit_or(an, bn), r, nan);
   }
 }
 
 template <class Op>
-__attribute__((target(BAOBAB_AVX2), always_inline)) inline void f16c_step(uint16_t* d,
-                                                                          const uint16_t* x,
-                                                                          const uint16_t* y) {
-  __m256 va = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
-  __m256 vb = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y)));
-  __m128i r = _mm256_cvtps_ph(vop<Op>(va, vb), _MM_FROUND_TO_NEAREST_INT);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(d), r);
+BAOBAB_SIMD_AVX2_FN BAOBAB_INLINE void f16c_step(uint16_t* d, const uint16_t* x, const uint16_t* y) {
+  using F = simd::avx2::F32;
+  F::store_f16(d, vop<Op>(F::load_f16(x), F::load_f16(y)));
 }
 
 template <class Op>
-__attribute__((target(BAOBAB_AVX2))) void k_f16c(void* dst, const void* a, const void* b,
-                                                 size_t n) {
+BAOBAB_SIMD_AVX2_FN void k_f16c(void* dst, const void* a, const void* b, size_t n) {
   auto* d = static_cast<uint16_t*>(dst);
   auto* x = static_cast<const uint16_t*>(a);
   auto* y = static_cast<const uint16_t*>(b);
@@ -341,24 +322,20 @@ __attribute__((target(BAOBAB_AVX2))) void k_f16c(void* dst, const void* a, const
     std::memcpy(d + i, td, (n - i) * 2);
   }
 }
-#endif  // BAOBAB_X86_DISPATCH
+#endif  // BAOBAB_SIMD_X86
 
 // ---------------------------------------------------------------- dispatch
 
-using isa::Tier;
+using simd::Tier;
 
 Tier tier() {
-#ifdef BAOBAB_X86_DISPATCH
-  static const Tier t = isa::capped(isa::cpu(isa::Avx2With::f16c), "BAOBAB_REDUCE_ISA");
+  static const Tier t = simd::select("BAOBAB_REDUCE_ISA");
   return t;
-#else
-  return Tier::baseline;
-#endif
 }
 
 template <class E, class Op>
 ReduceKernel pick(Tier t) {
-#ifdef BAOBAB_X86_DISPATCH
+#ifdef BAOBAB_SIMD_X86
   if constexpr (std::is_same_v<E, Half>) {
     if (t >= Tier::avx2) return &k_f16c<Op>;
   } else {

@@ -14,6 +14,7 @@
 
 #include "baobab/algorithms.hpp"
 #include "baobab/error.hpp"
+#include "baobab/simd.hpp"
 #include "baobab/topology.hpp"
 
 namespace baobab {
@@ -161,9 +162,7 @@ void check_environment() {
   if (auto v = env("BAOBAB_SPIN"); !v.empty()) parse_int("BAOBAB_SPIN", v, 0, 1000000000);
   if (auto v = env("BAOBAB_WINDOW"); !v.empty()) parse_int("BAOBAB_WINDOW", v, 1, 32);
   if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) parse_bytes("BAOBAB_SEGMENT", v);
-  for (const char* isa : {"BAOBAB_REDUCE_ISA", "BAOBAB_ATTENTION_ISA", "BAOBAB_NBODY_ISA"})
-    need_choice(isa, {"baseline", "avx2", "avx512"});
-  need_choice("BAOBAB_NBODY_SPLIT", {"auto", "on", "off"});
+  simd::check_caps();  // every BAOBAB_*_ISA: the core's kernels' and the applications'
   need_choice("BAOBAB_PACK", {"auto", "always", "never"});
   if (auto v = env("BAOBAB_TUNING"); !v.empty()) {
     struct stat st {};

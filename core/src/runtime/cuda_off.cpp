@@ -3,7 +3,6 @@
 
 #include "baobab/cuda.hpp"
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
 
 namespace baobab {
 std::string cuda_status() { return "not compiled (no CUDA toolkit at build time, or BAOBAB_CUDA=OFF)"; }
@@ -22,18 +21,4 @@ void* alloc_pinned(size_t) { off(); }
 void free_pinned(void*) { off(); }
 void copy(void*, const void*, size_t, void*) { off(); }
 }  // namespace cuda
-
-// The N-body entry points of baobab/nbody.hpp that core/src/cuda/nbody.cu defines.
-namespace nbody {
-void forces_device(const double*, const double*, const int64_t*, int64_t, const double*, const double*,
-                   const double*, int64_t, int64_t, double, double*, double*, double*, void*) {
-  off();
-}
-void forces_device(const double*, const double*, const int64_t*, int64_t, const double*, const double*,
-                   const double*, int64_t, int64_t, double, double*, double*, double*, void*, DeviceSplit, void*,
-                   size_t) {
-  off();
-}
-DevicePlan device_plan(int64_t, int64_t, DeviceSplit) { off(); }
-}  // namespace nbody
 }  // namespace baobab

@@ -1,4 +1,4 @@
-// Hermite predictor and corrector (baobab/nbody.hpp): they run every block
+// Hermite predictor and corrector (nbody.hpp): they run every block
 // step, so they are kept out of Python. Memory-bound; plain loops the compiler vectorises. No FMA
 // contraction is possible in this translation unit's baseline ISA, so the bits
 // equal numpy's evaluation of the same expression order.
@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
+#include "nbody.hpp"
 
 namespace baobab::nbody {
 

@@ -1,5 +1,5 @@
-// CUDA N-body forces: the device twin of core/src/nbody/forces.cpp (formulas and
-// layout in baobab/nbody.hpp), float64.
+// CUDA N-body forces: the device twin of forces.cpp (formulas and layout in
+// nbody.hpp), float64.
 //
 // Arithmetic per pair (pair() below, shared by both kernels): r, u, r2 by FMAs,
 // 1/sqrt(r2) by CUDA's double rsqrt (max 1 ulp), then mr = m rinv, mr3 = mr
@@ -38,7 +38,7 @@
 // memory bandwidth, plus a second launch (a few us). So the split runs while
 // the one-thread grid has fewer than kSplitCtasPerSm = 2 CTAs per SM: ni <
 // 2 x 128 x SMs (33792 on an H100 or H200 with 132 SMs). nbody_check
-// (tests/cuda) times both kernels over ni to check this choice.
+// (apps/nbody/tests) times both kernels over ni to check this choice.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -48,7 +48,7 @@
 #include <string>
 
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
+#include "nbody.hpp"
 
 namespace baobab::nbody {
 namespace {

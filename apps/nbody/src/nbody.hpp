@@ -1,5 +1,9 @@
-// Direct-summation N-body forces (gravity with Plummer softening): acceleration,
-// jerk and potential of a batch of target particles due to a set of sources.
+// The N-body application's kernels (apps/nbody/src, built into the extension
+// module baobab_apps._nbody): direct-summation forces (gravity with Plummer
+// softening), acceleration, jerk and potential of a batch of target particles
+// due to a set of sources, on the host (forces.cpp, over baobab's SIMD layer)
+// and on a CUDA device (forces.cu); the Hermite integrator's per-step work
+// (hermite.cpp).
 //
 // Layout: float64, row-major AoS as numpy C arrays of shape (n, 3) / (n,).
 //   Sources (j):  x[n][3] positions, v[n][3] velocities, m[n] masses; source j
@@ -36,6 +40,11 @@ void forces(const double* xi, const double* vi, const int64_t* idi, int64_t ni, 
 // best the CPU supports, capped by the environment variable
 // BAOBAB_NBODY_ISA=baseline|avx2|avx512 (read once per process).
 std::string forces_isa();
+
+// Checks the app's environment variables, BAOBAB_NBODY_ISA and
+// BAOBAB_NBODY_SPLIT (InvalidArgument naming the first bad one), which are
+// otherwise read when the kernels first need them.
+void check_environment();
 
 // For tests and benchmarks: the tiers this build and CPU can run (the cap above
 // does not apply), and forces() on a named one (InvalidArgument if unavailable).
@@ -74,7 +83,7 @@ void correct(const int64_t* act, int64_t k, const double* xp, const double* vp, 
              double* a, double* j, double* a2, double* pot, double* t, double* dt);
 
 // CUDA kernels on device pointers (float64, the same layout, formulas and
-// arithmetic per pair). Two of them (core/src/cuda/nbody.cu):
+// arithmetic per pair). Two of them (forces.cu):
 //   off  one thread per target, sources staged through shared memory. A
 //        target's result depends only on itself, the sources and eps2.
 //   on   the j-split: the sources are cut into chunks of consecutive sources,
@@ -113,7 +122,7 @@ DevicePlan device_plan(int64_t ni, int64_t n, DeviceSplit split);
 // Runs on `stream` (a cudaStream_t, 0 = the default stream) and returns without
 // synchronising. `work`: device scratch of work_bytes >= device_plan(...).work_bytes
 // (InvalidArgument if smaller), or null: allocated and freed in stream order.
-// Throws CUDAError when baobab was built without CUDA.
+// Throws CUDAError when the app was built without CUDA (cuda_off.cpp).
 void forces_device(const double* xi, const double* vi, const int64_t* idi, int64_t ni, const double* x,
                    const double* v, const double* m, int64_t n, int64_t first_id, double eps2, double* acc,
                    double* jerk, double* pot, void* stream, DeviceSplit split, void* work, size_t work_bytes);

@@ -1,4 +1,4 @@
-// Tests for the host N-body kernel (core/src/nbody/forces.cpp).
+// Tests for the N-body application's host kernel (apps/nbody/src/forces.cpp).
 //
 // Every result is compared with a long double reference written here. Error
 // measure per target: |a - b| / |b| for pot, and |a - b| / |b| of the 3-vectors
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
+#include "nbody.hpp"
 
 namespace nb = baobab::nbody;
 

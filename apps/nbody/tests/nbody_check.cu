@@ -1,4 +1,4 @@
-// Standalone check and benchmark of the CUDA N-body kernels (core/src/cuda/nbody.cu).
+// Standalone check and benchmark of the CUDA N-body kernels (apps/nbody/src/forces.cu).
 //
 // Compares baobab::nbody::forces_device, one thread per target (split off) and
 // the j-split (split on), with the host kernel (forces, a different code path:
@@ -15,8 +15,8 @@
 // kernels over ni at n = 16384 and 131072, with the automatic choice.
 //
 // Build (on a machine with a GPU):
-//   nvcc -std=c++20 -O3 -arch=native -I core/include core/src/cuda/nbody.cu core/src/nbody/forces.cpp \
-//       core/src/runtime/isa.cpp tests/cuda/nbody_check.cu -o nbody_check
+//   nvcc -std=c++20 -O3 -arch=native -I core/include -I apps/nbody/src apps/nbody/src/forces.cu \
+//       apps/nbody/src/forces.cpp core/src/simd/tiers.cpp apps/nbody/tests/nbody_check.cu -o nbody_check
 // Exit status 0 when every check passes, or when there is no CUDA device.
 #include <cuda_runtime.h>
 
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
+#include "nbody.hpp"
 
 namespace {
 

@@ -1,7 +1,8 @@
-// baobab._core: the N-body kernels (baobab/nbody.hpp). Host arrays arrive as
-// nb::ndarray without conversion and are checked here (float64 / int64,
-// C-contiguous, shapes (n, 3) and (n,)); device arrays arrive as integer
-// pointers, checked by the Python layer (apps/nbody/kernels.py).
+// baobab_apps._nbody: the N-body application's extension module, over its
+// kernels (nbody.hpp). Host arrays arrive as nb::ndarray without conversion and
+// are checked here (float64 / int64, C-contiguous, shapes (n, 3) and (n,));
+// device arrays arrive as integer pointers, checked by the Python layer
+// (apps/nbody/kernels.py). Errors are baobab's exception classes.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -15,8 +16,9 @@
 #include <string>
 #include <type_traits>
 
+#include "app_module.hpp"
 #include "baobab/error.hpp"
-#include "baobab/nbody.hpp"
+#include "nbody.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -31,7 +33,7 @@ using RoArray = nb::ndarray<nb::ro, nb::device::cpu>;
 // rows < 0: any, returned.
 template <class T, class A>
 int64_t check(const A& a, const char* name, int64_t rows, int cols) {
-  const std::string f = std::string("nbody_forces: ") + name;
+  const std::string f = std::string("nbody forces: ") + name;
   const char* tname = std::is_same_v<T, double> ? "float64" : "int64";
   if (a.dtype() != nb::dtype<T>()) throw InvalidArgument(f + " must be " + tname);
   const size_t ndim = cols ? 2 : 1;
@@ -54,9 +56,11 @@ const T* ptr(uintptr_t p) {
 
 }  // namespace
 
-void bind_nbody(nb::module_& m) {
+NB_MODULE(_nbody, m) {
+  m.doc() = "The N-body application's kernels (apps/nbody/src); apps/nbody/kernels.py is their Python face.";
+  baobab::bindings::register_exceptions();
   m.def(
-      "nbody_forces",
+      "forces",
       [](RoArray xi, RoArray vi, RoArray idi, RoArray x, RoArray v, RoArray ms, int64_t first_id, double eps2,
          Array acc, Array jerk, Array pot, int threads) {
         const int64_t ni = check<double>(xi, "xi", -1, 3);
@@ -68,7 +72,7 @@ void bind_nbody(nb::module_& m) {
         check<double>(acc, "acc", ni, 3);
         check<double>(jerk, "jerk", ni, 3);
         check<double>(pot, "pot", ni, 0);
-        if (threads < 0) throw InvalidArgument("nbody_forces: threads must not be negative");
+        if (threads < 0) throw InvalidArgument("nbody forces: threads must not be negative");
         nb::gil_scoped_release nogil;
         baobab::nbody::forces(static_cast<const double*>(xi.data()), static_cast<const double*>(vi.data()),
                               static_cast<const int64_t*>(idi.data()), ni, static_cast<const double*>(x.data()),
@@ -80,9 +84,9 @@ void bind_nbody(nb::module_& m) {
       "m"_a.noconvert(), "first_id"_a, "eps2"_a, "acc"_a.noconvert(), "jerk"_a.noconvert(), "pot"_a.noconvert(),
       "threads"_a = 0,
       "Direct-summation N-body acc, jerk and potential of targets (xi, vi, idi) due to sources (x, v, m) with ids "
-      "first_id + j; outputs overwritten (see baobab/nbody.hpp).");
+      "first_id + j; outputs overwritten (see nbody.hpp).");
   m.def(
-      "nbody_predict",
+      "predict",
       [](RoArray x, RoArray v, RoArray a, RoArray j, RoArray t, nb::object idx, int64_t lo, int64_t hi, double t_now,
          Array xp, Array vp) {
         const int64_t n = check<double>(x, "x", -1, 3);
@@ -98,9 +102,9 @@ void bind_nbody(nb::module_& m) {
           k = check<int64_t>(ia, "idx", -1, 0);
           ids = static_cast<const int64_t*>(ia.data());
           for (int64_t r = 0; r < k; ++r)
-            if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody_predict: index out of range");
+            if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody predict: index out of range");
         } else if (lo < 0 || hi > n || lo > hi) {
-          throw InvalidArgument("nbody_predict: range [lo, hi) outside the bodies");
+          throw InvalidArgument("nbody predict: range [lo, hi) outside the bodies");
         }
         check<double>(xp, "xp", k, 3);
         check<double>(vp, "vp", k, 3);
@@ -112,9 +116,9 @@ void bind_nbody(nb::module_& m) {
       },
       "x"_a.noconvert(), "v"_a.noconvert(), "a"_a.noconvert(), "j"_a.noconvert(), "t"_a.noconvert(),
       "idx"_a.none(), "lo"_a, "hi"_a, "t_now"_a, "xp"_a.noconvert(), "vp"_a.noconvert(),
-      "Hermite predictor of bodies idx (or lo..hi) at t_now into xp, vp (see baobab/nbody.hpp).");
+      "Hermite predictor of bodies idx (or lo..hi) at t_now into xp, vp (see nbody.hpp).");
   m.def(
-      "nbody_correct",
+      "correct",
       [](RoArray act, RoArray xp, RoArray vp, RoArray a1, RoArray j1, RoArray pot1, double t1, double eta,
          double dt_max, double dt_min, Array x, Array v, Array a, Array j, Array a2, Array pot, Array t, Array dt) {
         const int64_t k = check<int64_t>(act, "act", -1, 0);
@@ -125,8 +129,8 @@ void bind_nbody(nb::module_& m) {
         for (auto* q : {&pot, &t, &dt}) check<double>(*q, "pot/t/dt", n, 0);
         const auto* ids = static_cast<const int64_t*>(act.data());
         for (int64_t r = 0; r < k; ++r)
-          if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody_correct: active index out of range");
-        if (!(eta > 0) || !(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody_correct: eta, dt_max, dt_min > 0");
+          if (ids[r] < 0 || ids[r] >= n) throw InvalidArgument("nbody correct: active index out of range");
+        if (!(eta > 0) || !(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody correct: eta, dt_max, dt_min > 0");
         nb::gil_scoped_release nogil;
         auto d = [](const RoArray& q) { return static_cast<const double*>(q.data()); };
         auto w = [](Array& q) { return static_cast<double*>(q.data()); };
@@ -137,9 +141,9 @@ void bind_nbody(nb::module_& m) {
       "pot1"_a.noconvert(), "t1"_a, "eta"_a, "dt_max"_a, "dt_min"_a, "x"_a.noconvert(), "v"_a.noconvert(),
       "a"_a.noconvert(), "j"_a.noconvert(), "a2"_a.noconvert(), "pot"_a.noconvert(), "t"_a.noconvert(),
       "dt"_a.noconvert(),
-      "Hermite corrector and next block steps of the active bodies, in place (see baobab/nbody.hpp).");
+      "Hermite corrector and next block steps of the active bodies, in place (see nbody.hpp).");
   m.def(
-      "nbody_active",
+      "active",
       [](RoArray t, RoArray dt, Array act) {
         const int64_t n = check<double>(t, "t", -1, 0);
         check<double>(dt, "dt", n, 0);
@@ -156,20 +160,23 @@ void bind_nbody(nb::module_& m) {
       "t"_a.noconvert(), "dt"_a.noconvert(), "act"_a.noconvert(),
       "(next block time, number of bodies due then); their indices fill act[:k].");
   m.def(
-      "nbody_block_steps",
+      "block_steps",
       [](RoArray crit, double t1, double dt_max, double dt_min, Array dt) {
         const int64_t n = check<double>(crit, "crit", -1, 0);
         check<double>(dt, "dt", n, 0);
-        if (!(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody_block_steps: dt_max, dt_min > 0");
+        if (!(dt_max > 0) || !(dt_min > 0)) throw InvalidArgument("nbody block_steps: dt_max, dt_min > 0");
         const double* c = static_cast<const double*>(crit.data());
         double* d = static_cast<double*>(dt.data());
         for (int64_t i = 0; i < n; ++i) d[i] = baobab::nbody::block_step(c[i], INFINITY, t1, dt_max, dt_min);
       },
       "crit"_a.noconvert(), "t1"_a, "dt_max"_a, "dt_min"_a, "dt"_a.noconvert(),
-      "Starting block steps from step criteria, into dt (see baobab/nbody.hpp).");
-  m.def("nbody_forces_isa", &baobab::nbody::forces_isa);
+      "Starting block steps from step criteria, into dt (see nbody.hpp).");
+  m.def("forces_isa", &baobab::nbody::forces_isa,
+        "The instruction-set tier of the host kernel: 'avx512', 'avx2' or 'baseline' (BAOBAB_NBODY_ISA caps it).");
+  m.def("check_environment", &baobab::nbody::check_environment,
+        "Checks BAOBAB_NBODY_ISA and BAOBAB_NBODY_SPLIT (baobab.InvalidArgument naming the first bad one).");
   m.def(
-      "nbody_forces_device",
+      "forces_device",
       [](uintptr_t xi, uintptr_t vi, uintptr_t idi, int64_t ni, uintptr_t x, uintptr_t v, uintptr_t ms, int64_t n,
          int64_t first_id, double eps2, uintptr_t acc, uintptr_t jerk, uintptr_t pot, uintptr_t stream,
          std::optional<std::string> split, uintptr_t work, size_t work_bytes) {
@@ -186,9 +193,9 @@ void bind_nbody(nb::module_& m) {
       "work_bytes"_a = 0,
       "The CUDA kernel on device pointers, on `stream`, without synchronising. split: 'auto', 'on' (the j-split), "
       "'off' (one thread per target) or None (BAOBAB_NBODY_SPLIT); work_ptr: device scratch of work_bytes >= "
-      "nbody_device_plan(...)['work_bytes'], or 0 (allocated in stream order). See baobab/nbody.hpp.");
+      "device_plan(...)['work_bytes'], or 0 (allocated in stream order). See nbody.hpp.");
   m.def(
-      "nbody_device_plan",
+      "device_plan",
       [](int64_t ni, int64_t n, std::optional<std::string> split) {
         const auto mode = split ? baobab::nbody::device_split(*split) : baobab::nbody::device_split_default();
         const auto p = baobab::nbody::device_plan(ni, n, mode);
@@ -201,10 +208,10 @@ void bind_nbody(nb::module_& m) {
         return d;
       },
       "ni"_a, "n"_a, "split"_a = nb::none(),
-      "What nbody_forces_device does for ni targets and n sources on the current device: "
+      "What forces_device does for ni targets and n sources on the current device: "
       "{split, chunk, chunks, slab, work_bytes}.");
   m.def(
-      "nbody_device_split",
+      "device_split",
       [] { return std::string(baobab::nbody::device_split_name(baobab::nbody::device_split_default())); },
       "The default device split from BAOBAB_NBODY_SPLIT: 'auto', 'on' or 'off'.");
 }
