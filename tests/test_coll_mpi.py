@@ -109,3 +109,43 @@ def test_sixteen_mib_hierarchical_allreduce_matches_mpi(mpirun):
     """
     out = mpirun(4, code, env={"BAOBAB_TOPOLOGY": "nodes=2"}, timeout=300).stdout
     assert out.count("MATCH") == 4
+
+
+def test_lean_allreduce_path_agrees_with_the_general_path(mpirun):
+    # allreduce of a plain C-contiguous numpy array takes a lean binding; every
+    # dtype/op pair must give the same bytes, or the same exception class, as
+    # the general path, and 0-d, empty, in-place and reshaped-out calls behave.
+    code = """
+        import numpy as np, baobab
+        c = baobab.init()
+        r = c.rank
+        checked = 0
+        for dt in (np.float64, np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.complex128):
+            for op in ("sum", "prod", "max", "min", "band", "bor", "bxor", "land", "lor", "lxor"):
+                x = np.arange(5, dtype=dt) + r
+                got = []
+                for general in (False, True):
+                    try:
+                        y = c._allreduce(True, x, op, None, None) if general else c.allreduce(x, op)
+                        got.append(("ok", y.dtype, y.tobytes()))
+                    except Exception as e:
+                        got.append((type(e).__name__,))
+                assert got[0] == got[1], (np.dtype(dt), op, got)
+                checked += got[0][0] == "ok"
+        assert checked >= 20, checked
+        assert c.allreduce(np.full((), 3.0)).shape == () and float(c.allreduce(np.full((), 3.0))) == 6.0
+        assert c.allreduce(np.zeros(0)).shape == (0,)
+        x = np.ones(4)
+        assert c.allreduce(x, out=x) is x and np.array_equal(x, [2.0] * 4)
+        o = np.zeros((2, 2))
+        assert c.allreduce(np.ones(4), out=o) is o and np.array_equal(o, np.full((2, 2), 2.0))
+        for bad in (dict(x=np.arange(8.0)[::2]), dict(x=np.ones(4), out=np.zeros(3))):
+            try:
+                c.allreduce(**bad)
+            except baobab.InvalidArgument as e:
+                print("REFUSED", e)
+        print("LEAN OK", checked)
+    """
+    out = mpirun(2, code, timeout=120).stdout
+    assert out.count("LEAN OK") == 2 and out.count("REFUSED") == 4, out
+    assert "not C-contiguous" in out

@@ -7,8 +7,13 @@ from . import _args, _loader  # noqa: F401  (_loader checks the MPI library befo
 from ._core import Coll, DType, coll_from_name
 from ._core import Communicator as _CoreComm
 from ._errors import InvalidArgument
-from .dtypes import code_of, op_code
+from .dtypes import OPS as _OP_CODES, _CODES as _DTYPE_CODES, code_of, op_code
 from .topology import Topology
+
+# The lean path of allreduce: dtypes the buffer protocol exports as they are
+# (bfloat16 travels as its 16-bit pattern, by the general path), ops by name.
+_LEAN_DTYPES = {dt: code for dt, code in _DTYPE_CODES.items() if code is not DType.bfloat16}
+_LEAN_OPS = dict(_OP_CODES)
 
 # The core's collectives (baobab::Coll, exported by the extension), by name.
 ALLREDUCE, REDUCE_SCATTER, ALLGATHER = Coll.allreduce, Coll.reduce_scatter, Coll.allgather
@@ -162,6 +167,20 @@ class Communicator:
 
     def allreduce(self, x, op="sum", *, out=None, algo=None):
         """Elementwise reduction over all ranks; every rank gets the result (a new array, or ``out``)."""
+        # The commonest call takes a lean path: a numpy array of a plain dtype,
+        # C-contiguous, an op by name; anything else (and every error) takes
+        # the general path below, with its messages.
+        if algo is None and type(x) is np.ndarray and type(op) is str:
+            code = _LEAN_DTYPES.get(x.dtype)
+            opc = _LEAN_OPS.get(op)
+            if code is not None and opc is not None and x.flags.c_contiguous:
+                if out is None:
+                    out = np.empty_like(x)
+                elif not (type(out) is np.ndarray and out.dtype == x.dtype and out.size == x.size
+                          and out.flags.c_contiguous and out.flags.writeable):
+                    return self._allreduce(True, x, op, out, algo)
+                self._c.allreduce_into(x, out, code, opc)
+                return out
         return self._allreduce(True, x, op, out, algo)
 
     def iallreduce(self, x, op="sum", *, out=None, algo=None):

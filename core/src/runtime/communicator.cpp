@@ -59,7 +59,7 @@ void Work::wait(double timeout) {
 }
 
 bool Work::done() const { return e_->complete; }
-const std::string& Work::algorithm() const { return e_->algo; }
+const std::string& Work::algorithm() const { return *e_->algo; }
 uint64_t Work::seq() const { return e_->seq; }
 
 // ---- Communicator -------------------------------------------------------------------
@@ -132,10 +132,20 @@ void validate(const CommState& s, const CollDesc& d, const Reduction& red) {
 
 }  // namespace
 
-std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, void* out, DType dtype,
-                                          const Reduction& reduction, const std::string& algo) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  CommState& s = *s_;
+namespace {
+
+// The control channel is read at the start and the end of a call at most
+// every 50 us: a failure reported by another rank is then found by the
+// wait loop (every 64 polls) or by the next call, and a loop of tiny
+// collectives does not pay for an MPI_Test of it twice per call.
+void service_control_if_due(CommState& s) {
+  if (seconds_since(s.last_service) > 50e-6) service_control(s);
+}
+
+// Starts a collective (see Communicator::start). `reuse`: take the spare
+// execution of an earlier blocking call, if nobody holds it any more.
+std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const void* in, void* out, DType dtype,
+                                      const Reduction& reduction, const std::string& algo, bool reuse) {
   if (s.freed) throw Error("communicator has been freed");
   if (std::this_thread::get_id() != s.owner)
     throw InvalidArgument(
@@ -144,15 +154,21 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
         "they start them, which two threads cannot keep: a communicator's collectives are started by one thread "
         "(the one that created it, or the last to call bind_thread()). Give each thread its own communicator, or "
         "hand this one over with bind_thread() once its owner has stopped using it");
-  service_control(s);
+  service_control_if_due(s);
   if (s.fail_kind != kNone) throw_failure(s);
   validate(s, d, reduction);
   auto cp = s.plans.get(s.topo, s.cfg, s.model, s.rank, d, algo);
-  auto e = std::make_shared<Execution>();
+  std::shared_ptr<Execution> e;
+  if (reuse && s.spare && s.spare.use_count() == 1) {
+    e = std::move(s.spare);
+    e->reset();
+  } else {
+    e = std::make_shared<Execution>();
+  }
   e->seq = ++s.started;
   s.stats.collectives++;
   e->coll = d.coll;
-  e->algo = cp->plan.algo->name;
+  e->algo = &cp->plan.algo->name;
   e->plan = cp;
   e->in = static_cast<const char*>(in);
   e->out = static_cast<char*>(out);
@@ -189,16 +205,32 @@ std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, voi
     s.active.remove(e);
     // A failure another rank reported for this or an earlier operation makes
     // this result suspect: report it now rather than at the next call.
-    service_control(s);
+    service_control_if_due(s);
     if (s.fail_kind != kNone && s.fail_seq <= e->seq) throw_failure(s);
   }
-  return std::make_shared<Work>(s_, e);
+  return e;
+}
+
+}  // namespace
+
+std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, void* out, DType dtype,
+                                          const Reduction& reduction, const std::string& algo) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return std::make_shared<Work>(s_, start_exec(*s_, d, in, out, dtype, reduction, algo, false));
 }
 
 void Communicator::run(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
                        const std::string& algo) {
-  auto w = start(d, in, out, dtype, reduction, algo);
-  w->wait();
+  std::shared_ptr<Execution> e;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    e = start_exec(*s_, d, in, out, dtype, reduction, algo, true);
+  }
+  if (!e->complete || e->cancelled) wait_exec(s_, e, s_->cfg.timeout);
+  // Completed by its messages (wait_exec throws otherwise): keep it for the next call.
+  std::lock_guard<std::mutex> lock(g_mutex);
+  e->plan.reset();
+  s_->spare = std::move(e);
 }
 
 void Communicator::abort(const std::string& reason) {

@@ -230,6 +230,7 @@ void fail_comm(CommState& s, int32_t kind, const std::string& msg, uint64_t seq,
 
 void service_control(CommState& s) {
   if (s.freed) return;
+  s.last_service = Clock::now();
   for (int guard = 0; guard < 64; ++guard) {
     int flag = 0;
     MPI_Status st;

@@ -401,13 +401,13 @@ void wait_exec(const std::shared_ptr<CommState>& sp, const std::shared_ptr<Execu
       if (s.fail_kind != kNone) throw_failure(s);
       s.waiting_seq = e.seq;
       progress_all_locked();
-      if ((spins & 63) == 0 || s.fail_kind != kNone) service_control(s);
+      if ((spins & 63) == 63 || s.fail_kind != kNone) service_control(s);
       // Completed by its messages: a failure reported for this operation or
       // an earlier one makes the result suspect, one for a later operation
       // (a rank that went on and then gave up) does not.
       if (e.complete && !e.cancelled) {
         s.waiting_seq = 0;
-        service_control(s);
+        if (seconds_since(s.last_service) > 50e-6) service_control(s);
         if (s.fail_kind != kNone && s.fail_seq <= e.seq) throw_failure(s);
         return;
       }

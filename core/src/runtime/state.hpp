@@ -70,6 +70,26 @@ struct Lane {
   std::vector<int> ack_peer;
   std::unique_ptr<WireHeader[]> ack_buf;  // stable addresses for the receives
   size_t ack_posted = 0, ack_pending = 0;
+
+  // Ready for another operation, keeping the vectors' memory (every request
+  // has completed: a lane is reused only after its execution completed).
+  void reset() {
+    s = nullptr;
+    shift = index = round = remaining = 0;
+    started = posted = done = wants_ack = false;
+    reqs.clear();
+    statuses.clear();
+    req_err.clear();
+    req_post.clear();
+    idx.clear();
+    sts.clear();
+    posts.clear();
+    arena.clear();
+    scratch.clear();
+    ack_reqs.clear();
+    ack_peer.clear();
+    ack_posted = ack_pending = 0;
+  }
 };
 
 }  // namespace runtime
@@ -78,7 +98,7 @@ struct Lane {
 struct Execution {
   uint64_t seq = 0;
   Coll coll = Coll::allreduce;
-  std::string algo;
+  const std::string* algo = nullptr;  // the algorithm's name, in the registry
   runtime::WireHeader hdr;
   const char* in = nullptr;
   char* out = nullptr;
@@ -94,6 +114,23 @@ struct Execution {
   bool stall_checked = false;
   bool acks_checked = false;  // the ranks whose acknowledgement is late were asked for their signature
   std::shared_ptr<runtime::CachedPlan> plan;  // keeps the schedules alive
+
+  // Ready for another operation (see CommState::spare), keeping the lanes' memory.
+  void reset() {
+    seq = 0;
+    algo = nullptr;
+    hdr = runtime::WireHeader{};
+    in = nullptr;
+    out = nullptr;
+    es = 1;
+    red = Reduction{};
+    for (auto& l : lanes) l.reset();
+    next = 0;
+    window = 1;
+    complete = cancelled = stall_checked = acks_checked = false;
+    check = true;
+    plan.reset();
+  }
 };
 
 struct CommState {
@@ -137,6 +174,10 @@ struct CommState {
   uint64_t waiting_seq = 0;         // the operation this rank is blocked in (for answers)
   int spin_limit = 200;             // polls before yielding (0 when ranks outnumber cores)
   std::deque<runtime::WireHeader> recent;    // signatures of the latest operations started here
+  // The execution of the last blocking collective, kept for the next one: its
+  // vectors keep their memory, so a small collective allocates nothing.
+  std::shared_ptr<Execution> spare;
+  runtime::Clock::time_point last_service{};  // when the control channel was last read
 };
 
 namespace runtime {
