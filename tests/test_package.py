@@ -149,3 +149,18 @@ def test_the_extension_ships_typed_stubs():
     assert "def coll_from_name(name: str) -> Coll" in text  # the enums are in the signatures
     public = {n for n in dir(_core) if not n.startswith("_")}
     assert not [n for n in public if n not in text], "names of _core missing from the stub"
+
+
+def test_every_application_module_ships_typed_stubs():
+    """Each application's extension module (baobab_apps._<app>) gets its stub
+    from the same build, naming every public function of the module."""
+    apps = sorted(p.parent.parent.name for p in (pathlib.Path(__file__).parents[1] / "apps").glob("*/src/module.cpp"))
+    assert "nbody" in apps
+    for app in apps:
+        mod = importlib.import_module(f"baobab_apps._{app}")
+        stub = pathlib.Path(mod.__file__).parent / f"_{app}.pyi"
+        assert stub.is_file(), f"no {stub}: was the package built with BAOBAB_STUBS=OFF?"
+        text = stub.read_text()
+        ast.parse(text)
+        public = {n for n in dir(mod) if not n.startswith("_")}
+        assert public and not [n for n in public if n not in text], f"names of _{app} missing from its stub"
