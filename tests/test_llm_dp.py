@@ -53,7 +53,7 @@ def test_one_rank_accumulates_and_checks_its_input():
     with pytest.raises(baobab.InvalidArgument, match=r"shape \(3,\), expected \(7,\)"):
         red.add("head.b", np.zeros(3))
     red.add("head.b", np.zeros(7))
-    with pytest.raises(baobab.InvalidArgument, match="never added"):
+    with pytest.raises(baobab.InvalidArgument, match="never declared ready"):
         red.finish()
 
 
@@ -67,8 +67,8 @@ m = MPI.COMM_WORLD
 shapes = {shapes!r}
 P = c.size
 lay = dp.make_layout(shapes, itemsize=8, parts=P, bucket_bytes=8 * 50)
-for mode in ("allreduce", "reduce_scatter"):
-    red = dp.GradReducer(c, lay, np.float64, mode=mode)
+for zero in (0, 1, 2):
+    red = dp.GradReducer(c, lay, np.float64, zero=zero)
     rng = np.random.default_rng(100 + c.rank)
     mine = {{n: np.zeros(s) for n, s in shapes}}
     for micro in range(3):
@@ -90,7 +90,7 @@ for mode in ("allreduce", "reduce_scatter"):
         sl = lay.slots[n]
         off = lay.bucket_offset(sl.bucket) + sl.offset
         flat_want[off:off + sl.size] = want[n].ravel()
-    if mode == "allreduce":
+    if zero < 2:
         assert out is red.flat
         np.testing.assert_array_equal(out, flat_want)
         assert red.bytes_sent == lay.total * 8, red.bytes_sent
@@ -98,6 +98,8 @@ for mode in ("allreduce", "reduce_scatter"):
         ref = np.concatenate([flat_want[lo:hi] for lo, hi in lay.shard_ranges(c.rank)])
         np.testing.assert_array_equal(out, ref)
         assert red.bytes_sent == 3 * lay.total * 8, red.bytes_sent  # every micro-batch
+        assert red.persistent_bytes() == lay.shard_size() * 8 and not red._live
+        assert 0 < red.peak_bucket_bytes <= 3 * max(lay.bucket_sizes) * 8
     assert red.exposed >= 0
 
 # ZeRO: each rank updates its shard, gather() gives everyone the whole update

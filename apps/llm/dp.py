@@ -22,7 +22,17 @@ gradient over the group's micro-batches, as one rank with the whole batch gets.
 ZeRO-2 reduce-scatters on every micro-batch and accumulates into the shard, so
 that no full-size gradient survives a micro-batch (DeepSpeed does the same):
 with accumulation it communicates more than plain DP, in exchange for memory.
+
+Memory per rank for Psi parameter elements (local to the tensor-parallel rank,
+bucket padding included), N ranks in the group, b bytes per element, held
+across steps (the persistent_bytes of each structure; tests check it):
+    ZeRO-0: params Psi + grads Psi + AdamW m, v 2 Psi          = 4 Psi b
+    ZeRO-1: params Psi + grads Psi + m, v 2 Psi/N + master Psi/N = (2 + 3/N) Psi b
+    ZeRO-2: params Psi + grads Psi/N + m, v 2 Psi/N + master Psi/N = (1 + 4/N) Psi b
+plus, under ZeRO-2, at most `max_in_flight` + 1 buckets alive during the
+backward pass (peak_bucket_bytes).
 """
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -101,121 +111,176 @@ def make_layout(shapes, itemsize, parts=1, bucket_bytes=DEFAULT_BUCKET_BYTES):
     return Layout(names, slots, sizes, members, parts)
 
 
+class _LazyBuckets(dict):
+    """ZeRO-2's gradients: each bucket's buffer exists from the first gradient
+    written into it until its reduce-scatter has completed."""
+
+    def __init__(self, red):
+        super().__init__()
+        self.red = red
+
+    def __missing__(self, name):
+        s = self.red.layout.slots.get(name)
+        if s is None:
+            raise KeyError(name)
+        buf = self.red._live.get(s.bucket)
+        if buf is None:
+            buf = self.red._live[s.bucket] = self.red.xp.zeros(self.red.layout.bucket_sizes[s.bucket],
+                                                                self.red.dtype)
+        return buf[s.offset:s.offset + s.size].reshape(s.shape)  # not cached: the bucket is dropped later
+
+
 class GradReducer:
     """Bucketed, overlapped gradient reduction over a data-parallel communicator.
 
     comm: a baobab Communicator of the data-parallel group (None or size 1: no
-    communication). mode: "allreduce" (DP, ZeRO-1) or "reduce_scatter" (ZeRO-2).
-    """
+    communication). zero: 0 or 1 keep a full gradient buffer and all-reduce it
+    (accumulating over micro-batches locally); 2 reduce-scatters each bucket on
+    every micro-batch into this rank's shard, and a bucket's full-size buffer
+    lives only until its reduce-scatter completes (at most `max_in_flight`
+    buckets wait at once).
 
-    def __init__(self, comm, layout, dtype, mode="allreduce", xp=np):
-        if mode not in ("allreduce", "reduce_scatter"):
-            raise InvalidArgument(f"unknown gradient reduction mode {mode!r}")
-        self.comm, self.layout, self.mode, self.xp = comm, layout, mode, xp
+    `grads` maps each parameter name to the array its gradient goes into (the
+    model's backward writes there); `ready(name)` says a gradient is final."""
+
+    def __init__(self, comm, layout, dtype, zero=0, xp=np, max_in_flight=2):
+        if zero not in (0, 1, 2):
+            raise InvalidArgument(f"ZeRO stage must be 0, 1 or 2, got {zero!r}")
+        self.comm, self.layout, self.zero, self.xp = comm, layout, zero, xp
         self.size = 1 if comm is None else comm.size
         self.rank = 0 if comm is None else comm.rank
         if layout.parts != self.size:
             raise InvalidArgument(f"layout made for {layout.parts} parts, group has {self.size} ranks")
         self.dtype = np.dtype(dtype)
-        self.flat = xp.zeros(layout.total, self.dtype)  # full-size buckets
-        self.shard = xp.zeros(layout.shard_size(), self.dtype) if mode == "reduce_scatter" else None
-        self._pending = [0] * len(layout.bucket_sizes)
+        self.max_in_flight = max(1, int(max_in_flight))
+        self._live = {}
+        if zero == 2:
+            self.flat = None
+            self.shard = xp.zeros(layout.shard_size(), self.dtype)
+            self.grads = _LazyBuckets(self)
+        else:
+            self.flat = xp.zeros(layout.total, self.dtype)  # full-size buckets
+            self.shard = None
+            self.grads = {n: self.view(n) for n in layout.names}
+        self._pending = [len(m) for m in layout.bucket_members]
         self._work = []
         self._sync = True
         self._fresh = True
-        self.exposed = 0.0  # seconds waited in finish() (last step)
-        self.bytes_sent = 0  # elements handed to collectives in the last step, times itemsize
+        self.exposed = 0.0  # seconds waited for reductions (this step)
+        self.bytes_sent = 0  # bytes handed to collectives (this step)
+        self.peak_bucket_bytes = 0  # ZeRO-2: the most bucket memory alive at once
 
     def bucket(self, b):
+        if self.zero == 2:
+            return self._live[b]
         off = self.layout.bucket_offset(b)
         return self.flat[off:off + self.layout.bucket_sizes[b]]
 
     def view(self, name):
         """The gradient of `name` inside its bucket (shaped like the parameter)."""
+        if self.zero == 2:
+            return self.grads[name]
         s = self.layout.slots[name]
         off = self.layout.bucket_offset(s.bucket) + s.offset
         return self.flat[off:off + s.size].reshape(s.shape)
 
+    def persistent_bytes(self):
+        """Bytes of gradient storage that live across steps."""
+        return (self.flat if self.flat is not None else self.shard).nbytes
+
     def begin(self, sync):
-        """Starts a micro-batch's backward pass; sync=True on the one that communicates."""
+        """Starts a micro-batch's backward pass; sync=True on the one that communicates
+        (ZeRO-2 communicates on every micro-batch)."""
         if self._work:
             raise InvalidArgument("begin() while reductions are in flight: call finish() first")
-        self._sync = bool(sync) or self.mode == "reduce_scatter"
+        self._sync = bool(sync) or self.zero == 2
         self._pending = [len(m) for m in self.layout.bucket_members]
         if self._fresh:
-            self.flat[...] = 0
-            if self.shard is not None:
+            if self.flat is not None:
+                self.flat[...] = 0
+            else:
                 self.shard[...] = 0
             self.exposed, self.bytes_sent = 0.0, 0
             self._fresh = False
 
-    def add(self, name, grad):
-        """Adds a parameter's gradient (accumulating over micro-batches); starts its bucket's
-        reduction when the bucket is complete on a synchronising micro-batch."""
+    def ready(self, name):
+        """The gradient of `name` is final for this micro-batch; starts its bucket's
+        reduction once the whole bucket is."""
         s = self.layout.slots.get(name)
         if s is None:
+            raise InvalidArgument(f"unknown parameter {name!r}")
+        self._pending[s.bucket] -= 1
+        if self._pending[s.bucket] < 0:
+            raise InvalidArgument(f"gradient of {name!r} declared ready twice in one micro-batch")
+        if self._pending[s.bucket] == 0 and self._sync:
+            self._start(s.bucket)
+        self.poll()
+
+    def add(self, name, grad):
+        """Adds a parameter's gradient into its slot, then ready(name)."""
+        if name not in self.layout.slots:
             raise InvalidArgument(f"unknown parameter {name!r}")
         v = self.view(name)
         if grad.shape != v.shape:
             raise InvalidArgument(f"gradient of {name!r} has shape {grad.shape}, expected {v.shape}")
         v += grad
-        self._pending[s.bucket] -= 1
-        if self._pending[s.bucket] == 0 and self._sync:
-            self._start(s.bucket)
+        self.ready(name)
 
     def _start(self, b):
+        if self.zero == 2 and b not in self._live:  # a bucket no gradient was written into
+            self._live[b] = self.xp.zeros(self.layout.bucket_sizes[b], self.dtype)
         buf = self.bucket(b)
         self.bytes_sent += buf.nbytes
+        if self.zero == 2:
+            self.peak_bucket_bytes = max(self.peak_bucket_bytes, sum(x.nbytes for x in self._live.values()))
         if self.size == 1:
-            if self.mode == "reduce_scatter":
-                lo, hi = self.layout.shard_ranges(0)[b]
-                off = self.layout.bucket_offset(b)
-                self._shard_of(b)[...] += buf[lo - off:hi - off]
-                buf[...] = 0
+            if self.zero == 2:
+                self._shard_of(b)[...] += buf
+                del self._live[b]
             return
-        if self.mode == "allreduce":
-            self._work.append((b, self.comm.iallreduce(buf, out=buf)))
-        else:
-            part = buf.size // self.size
-            out = self.xp.empty(part, self.dtype)
-            self._work.append((b, self.comm.ireduce_scatter(buf, out=out), out))
+        if self.zero < 2:
+            self._work.append((b, self.comm.iallreduce(buf, out=buf), None))
+            return
+        out = self.xp.empty(buf.size // self.size, self.dtype)
+        self._work.append((b, self.comm.ireduce_scatter(buf, out=out), out))
+        while len(self._work) > self.max_in_flight:
+            self._complete(self._work.pop(0))
+
+    def _complete(self, item):
+        b, work, out = item
+        t0 = time.perf_counter()
+        work.wait()
+        self.exposed += time.perf_counter() - t0
+        if out is not None:
+            self._shard_of(b)[...] += out
+            del self._live[b]
 
     def _shard_of(self, b):
         at = sum(n // self.size for n in self.layout.bucket_sizes[:b])
         return self.shard[at:at + self.layout.bucket_sizes[b] // self.size]
 
     def poll(self):
-        """Lets the collectives in flight progress (call between layers)."""
+        """Lets the collectives in flight progress (called from ready())."""
         for w in self._work:
             w[1].test()
 
     def finish(self, last=True):
-        """Completes a micro-batch. On the synchronising one, waits for the reductions and
-        returns the mean gradient: the full flat buffer (allreduce) or this rank's shard
-        (reduce_scatter); on the others returns None."""
+        """Completes a micro-batch. On the last one, returns the mean gradient over the
+        group: the full flat buffer (ZeRO 0/1) or this rank's shard (ZeRO-2)."""
         missing = [b for b, n in enumerate(self._pending) if n]
         if missing:
             names = [m for b in missing for m in self.layout.bucket_members[b]]
-            raise InvalidArgument(f"gradients never added: {names[:5]}")
-        t0 = time.perf_counter()
+            raise InvalidArgument(f"gradients never declared ready: {names[:5]}")
         for item in self._work:
-            item[1].wait()
-            if self.mode == "reduce_scatter":
-                b, out = item[0], item[2]
-                self._shard_of(b)[...] += out
-                self.bucket(b)[...] = 0
+            self._complete(item)
         self._work = []
-        self.exposed += time.perf_counter() - t0
         if not last:
             return None
         self._fresh = True
-        if self.mode == "allreduce":
-            if self.size > 1:
-                self.flat /= self.size
-            return self.flat
+        out = self.flat if self.zero < 2 else self.shard
         if self.size > 1:
-            self.shard /= self.size
-        return self.shard
+            out /= self.size
+        return out
 
 
 class ShardedParams:
@@ -266,3 +331,102 @@ class ShardedParams:
                 works.append(self.comm.iallgather(self.shard[at - n:at], out=bucket.reshape(self.size, n)))
         for w in works:
             w.wait()
+
+    def persistent_bytes(self):
+        """The parameters (full) and this rank's master shard."""
+        return self.flat.nbytes + self.shard.nbytes
+
+
+def flat_per_element(layout, values, dtype=np.float64):
+    """A flat array over the layout holding values[name] on every element of parameter
+    `name` (0 in the padding)."""
+    out = np.zeros(layout.total, dtype)
+    for name in layout.names:
+        s = layout.slots[name]
+        off = layout.bucket_offset(s.bucket) + s.offset
+        out[off:off + s.size] = values[name]
+    return out
+
+
+class ZeroAdamW:
+    """AdamW on this rank's shard of the flat parameters (ZeRO-1 and ZeRO-2): the
+    moments exist for the shard only; after the update the parameters are
+    all-gathered (ShardedParams.gather). The arithmetic is optim.adamw_'s, so a
+    ZeRO run follows the unsharded one to rounding."""
+
+    def __init__(self, sharded, specs, *, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, decay_embeddings=False):
+        import optim
+        self.optim, self.sp = optim, sharded
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        self.eps = float(eps)
+        lay = sharded.layout
+        wd = {n: (float(weight_decay) if optim.decays(specs[n], decay_embeddings) else 0.0) for n in lay.names}
+        dt = sharded.shard.dtype
+        self.wd = sharded.shard_of(sharded.xp.asarray(flat_per_element(lay, wd, dt)))
+        split = {n: 1.0 if specs[n].axis is not None else 0.0 for n in lay.names}
+        self.split = sharded.shard_of(sharded.xp.asarray(flat_per_element(lay, split, np.float64))).astype(bool)
+        self.m = sharded.xp.zeros_like(sharded.shard)
+        self.v = sharded.xp.zeros_like(sharded.shard)
+        self.step = 0
+
+    def persistent_bytes(self):
+        return self.m.nbytes + self.v.nbytes
+
+    def grad_norm(self, grad_shard, data_comm, tp_comm):
+        """The global gradient norm from the shards: squares of tensor-parallel blocks
+        summed over the TP group, replicated parameters counted once."""
+        g = grad_shard.astype(np.float64)
+        sq = np.array([float(g[self.split] @ g[self.split]), float(g[~self.split] @ g[~self.split])])
+        if data_comm is not None and data_comm.size > 1:
+            data_comm.allreduce(sq, out=sq)
+        if tp_comm is not None and tp_comm.size > 1:
+            part = np.array([sq[0]])
+            tp_comm.allreduce(part, out=part)
+            sq[0] = part[0]
+        return math.sqrt(sq[0] + sq[1])
+
+    def update(self, grad_shard, lr, grad_scale=1.0):
+        self.step += 1
+        self.optim.adamw_(self.sp.shard, grad_shard, self.m, self.v, step=self.step, lr=lr, beta1=self.beta1,
+                          beta2=self.beta2, eps=self.eps, wd=self.wd, grad_scale=grad_scale)
+        self.sp.gather()
+
+    def full_moments(self):
+        """{"m": {name: array}, "v": {...}} shaped like the local parameters (all-gathered
+        over the group; collective), for a checkpoint."""
+        out = {}
+        for key, shard in (("m", self.m), ("v", self.v)):
+            flat = gather_flat(self.sp.comm, self.sp.layout, shard, self.sp.xp)
+            out[key] = {n: unflatten(self.sp.layout, flat, n) for n in self.sp.layout.names}
+        return out
+
+    def load_moments(self, moments, step):
+        """Sets this rank's shard of the moments from full local arrays (a checkpoint's)."""
+        for key, shard in (("m", self.m), ("v", self.v)):
+            flat = self.sp.xp.zeros(self.sp.layout.total, shard.dtype)
+            for n in self.sp.layout.names:
+                unflatten(self.sp.layout, flat, n)[...] = moments[key][n]
+            shard[...] = self.sp.shard_of(flat)
+        self.step = int(step)
+
+
+def unflatten(layout, flat, name):
+    s = layout.slots[name]
+    off = layout.bucket_offset(s.bucket) + s.offset
+    return flat[off:off + s.size].reshape(s.shape)
+
+
+def gather_flat(comm, layout, shard, xp=np):
+    """The full flat buffer from every rank's shard (collective)."""
+    size = 1 if comm is None else comm.size
+    flat = xp.zeros(layout.total, shard.dtype)
+    at = 0
+    for b, n in enumerate(layout.bucket_sizes):
+        part = n // size
+        off = layout.bucket_offset(b)
+        if size == 1:
+            flat[off:off + n] = shard[at:at + part]
+        else:
+            comm.allgather(xp.ascontiguousarray(shard[at:at + part]), out=flat[off:off + n].reshape(size, part))
+        at += part
+    return flat
