@@ -194,6 +194,19 @@ def zeros_like_params(params, xp=np):
     return OrderedDict((k, xp.zeros_like(v)) for k, v in params.items())
 
 
+def flat_zeros(params, xp=np):
+    """(flat, views): one zeroed buffer of all the parameters' sizes and a dict of
+    views of it shaped like them, in the parameters' order (a gradient buffer
+    that one collective can reduce)."""
+    first = next(iter(params.values()))
+    flat = xp.zeros(sum(int(v.size) for v in params.values()), first.dtype)
+    views, at = OrderedDict(), 0
+    for k, v in params.items():
+        views[k] = flat[at:at + v.size].reshape(v.shape)
+        at += v.size
+    return flat, views
+
+
 def flops_per_token(cfg, seq_len=None):
     """Model FLOPs per trained token (forward + backward = 3x forward): 6 per
     matmul weight (the head included) plus the causal attention scores and
