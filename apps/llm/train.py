@@ -181,6 +181,26 @@ def set_blas_threads(n):
             pass
 
 
+def keep_freed_memory():
+    """Asks glibc's malloc to keep freed memory for reuse instead of returning it
+    to the kernel: every step allocates and frees the same activations, and
+    fresh pages cost a fault each (about a fifth of a 1-thread step of the 10M
+    model here). Arrays up to 32 MiB come from the heap, which is never
+    trimmed below 2 GiB of free space. Nothing happens on other C libraries."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+    ok &= mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+    ok &= mallopt(M_TOP_PAD, 64 << 20) == 1
+    return bool(ok)
+
+
 class Metrics:
     """The HDF5 time series, kept in memory and rewritten atomically (rank 0)."""
 
@@ -364,6 +384,7 @@ def main(argv=None):
             print(f"llm-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     set_blas_threads(threads_per_rank(a.threads))
+    keep_freed_memory()
     import baobab
     try:
         comm = baobab.init()
