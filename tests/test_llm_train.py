@@ -39,12 +39,12 @@ def test_schedule_warmup_then_cosine():
 
 def test_flat_update_equals_per_parameter_update():
     """adamw_ on one flat buffer (a decay array marking the decayed part) gives
-    the bits of the per-parameter AdamW: a ZeRO slice may run it."""
+    the bits of the per-parameter AdamW (on two threads): a ZeRO slice may run it."""
     cfg = M.Config(vocab=30, context=8, layers=1, width=8, heads=2, dtype="float64")
     specs = M.param_specs(cfg)
     params = M.init_params(cfg, 1)
     rng = np.random.default_rng(2)
-    opt = optim.AdamW(params, specs, weight_decay=0.3, decay_embeddings=True)
+    opt = optim.AdamW(params, specs, weight_decay=0.3, decay_embeddings=True, threads=2)
     flat_p = np.concatenate([p.reshape(-1) for p in params.values()])
     wd = np.concatenate([np.full(p.size, 0.3 if optim.decays(specs[n], True) else 0.0) for n, p in params.items()])
     m, v = np.zeros_like(flat_p), np.zeros_like(flat_p)

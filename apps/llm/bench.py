@@ -16,7 +16,6 @@ part, optimizer).
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -123,7 +122,7 @@ def child(a):
     sampler = data.Sampler(data.split(data.load())[0], a.context, a.batch, seed=1)
     gpt = M.GPT(cfg, threads=threads)
     flat, grads = M.flat_zeros(params)
-    opt = optim.AdamW(params, specs, weight_decay=0.1)
+    opt = optim.AdamW(params, specs, weight_decay=0.1, threads=threads)
     ntok = a.batch * a.context
     timer = _Timer() if a.profile else None
     if timer:

@@ -127,7 +127,7 @@ class AdamW:
     """Per-parameter AdamW over dicts of arrays (state: m, v per parameter)."""
 
     def __init__(self, params, specs, *, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, decay_embeddings=False,
-                 xp=np):
+                 xp=np, threads=1):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise InvalidArgument(f"AdamW betas must lie in [0, 1), got {betas}")
@@ -140,10 +140,22 @@ class AdamW:
         self.m = {n: xp.zeros_like(p) for n, p in params.items()}
         self.v = {n: xp.zeros_like(p) for n, p in params.items()}
         self.step = 0
+        self._pool = None
+        if xp is np and threads and threads > 1:  # numpy's elementwise loops release the GIL
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(int(threads), thread_name_prefix="adamw")
 
     def update(self, params, grads, lr):
-        """One step on every parameter with learning rate lr."""
+        """One step on every parameter with learning rate lr (the parameters
+        spread over the threads; each one's arithmetic is the same)."""
         self.step += 1
-        for n, p in params.items():
-            adamw_(p, grads[n], self.m[n], self.v[n], step=self.step, lr=lr, beta1=self.beta1, beta2=self.beta2,
-                   eps=self.eps, wd=self.wd[n])
+
+        def one(n):
+            adamw_(params[n], grads[n], self.m[n], self.v[n], step=self.step, lr=lr, beta1=self.beta1,
+                   beta2=self.beta2, eps=self.eps, wd=self.wd[n])
+        if self._pool is None:
+            for n in params:
+                one(n)
+        else:
+            for f in [self._pool.submit(one, n) for n in params]:
+                f.result()

@@ -278,7 +278,8 @@ class Trainer:
         self.specs = M.param_specs(cfg)
         self.flat, self.grads = M.flat_zeros(self.params)
         self.opt = optim.AdamW(self.params, self.specs, betas=(a.beta1, a.beta2), eps=a.adam_eps,
-                               weight_decay=a.weight_decay, decay_embeddings=a.decay_embeddings)
+                               weight_decay=a.weight_decay, decay_embeddings=a.decay_embeddings,
+                               threads=self.threads)
         self.global_tokens = a.batch * a.seq_len * a.accum * grid.dp_size
         self.flops_per_token = M.flops_per_token(cfg, a.seq_len)
 
