@@ -119,6 +119,13 @@ def test_backward_accumulates_and_reports_gradients_in_reverse_order():
         assert np.allclose(twice[name], 2 * once[name], rtol=1e-14, atol=0)
     names = list(M.param_specs(cfg))
     assert order == names[::-1] * 2
+    # accumulate=False overwrites whatever the buffers held
+    fresh = {n: np.full_like(g, np.nan) for n, g in once.items()}
+    gpt.backward(params, gpt.forward(params, tokens[:, :6], targets[:, :6]), fresh, accumulate=False)
+    zero = M.zeros_like_params(params)
+    gpt.backward(params, gpt.forward(params, tokens[:, :6], targets[:, :6]), zero)
+    for name in params:
+        assert np.array_equal(fresh[name], zero[name]), name
     # forward without gradients gives the same loss
     c = gpt.forward(params, tokens, targets, grad=False)
     assert abs(c.loss_sum - gpt.forward(params, tokens, targets).loss_sum) < 1e-12 * abs(c.loss_sum)

@@ -50,14 +50,18 @@ def test_flat_update_equals_per_parameter_update():
     m, v = np.zeros_like(flat_p), np.zeros_like(flat_p)
     for step in range(1, 4):
         grads = {n: rng.standard_normal(p.shape) for n, p in params.items()}
-        opt.update(params, grads, lr=0.01)
+        opt.update(params, grads, lr=0.01, grad_scale=0.7)
         g = np.concatenate([x.reshape(-1) for x in grads.values()])
-        optim.adamw_(flat_p, g, m, v, step=step, lr=0.01, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd)
+        optim.adamw_(flat_p, g, m, v, step=step, lr=0.01, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd, grad_scale=0.7)
     assert np.array_equal(flat_p, np.concatenate([p.reshape(-1) for p in params.values()]))
     again = flat_p.copy(), m.copy(), v.copy()  # the block size of the host loop changes no bit
     optim.adamw_(flat_p, g, m, v, step=4, lr=0.02, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd)
     optim.adamw_(again[0], g, again[1], again[2], step=4, lr=0.02, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd, block=7)
     assert np.array_equal(flat_p, again[0]) and np.array_equal(m, again[1]) and np.array_equal(v, again[2])
+    # grad_scale is the gradient scaled beforehand (up to rounding)
+    optim.adamw_(flat_p, g, m, v, step=5, lr=0.02, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd, grad_scale=0.3)
+    optim.adamw_(again[0], g * 0.3, again[1], again[2], step=5, lr=0.02, beta1=0.9, beta2=0.95, eps=1e-8, wd=wd)
+    assert np.allclose(flat_p, again[0], rtol=1e-14, atol=0) and np.allclose(v, again[2], rtol=1e-14, atol=0)
     assert not optim.decays(specs["h0.ln1.w"], True) and not optim.decays(specs["h0.attn.proj.b"], True)
     assert optim.decays(specs["wte"], True) and not optim.decays(specs["wte"], False)
     assert optim.clip_coef(10.0, 1.0) == 1.0 / (10.0 + 1e-6) and optim.clip_coef(0.5, 1.0) == 1.0

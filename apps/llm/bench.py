@@ -134,16 +134,13 @@ def child(a):
 
     def ours(step):
         x, y = sampler.get(step)
-        flat[...] = 0
         c = gpt.forward(params, x, y, loss_scale=1.0 / ntok)
         loss = c.loss_sum / ntok
-        gpt.backward(params, c, grads)
+        gpt.backward(params, c, grads, accumulate=False)
         del c
         t = time.perf_counter()
         coef = optim.clip_coef(optim.global_grad_norm(grads, specs), 1.0)
-        if coef < 1:
-            np.multiply(flat, coef, out=flat)
-        opt.update(params, grads, 1e-3)
+        opt.update(params, grads, 1e-3, grad_scale=coef)
         if timer:
             timer.t["optimizer"] = timer.t.get("optimizer", 0.0) + time.perf_counter() - t
         return loss

@@ -402,9 +402,11 @@ class GPT:
         lc.x = x
         lc.h1, lc.m1, lc.r1 = K.layernorm_forward(x, P("ln1.w"), P("ln1.b"), cfg.ln_eps, threads=th)
         qkv = lc.h1 @ P("attn.qkv.w").reshape(C, 3 * Cl)
-        qkv += P("attn.qkv.b").reshape(-1)
-        # (B, T, 3, Hl, d) -> (3, B, Hl, T, d): q, k, v contiguous blocks of one array
-        lc.qkv = qkv5 = xp.ascontiguousarray(qkv.reshape(B, T, 3, Hl, d).transpose(2, 0, 3, 1, 4))
+        # (B, T, 3, Hl, d) -> (3, B, Hl, T, d), the bias added on the way: q, k, v contiguous blocks of one array
+        lc.qkv = qkv5 = xp.empty((3, B, Hl, T, d), qkv.dtype)
+        xp.add(qkv.reshape(B, T, 3, Hl, d).transpose(2, 0, 3, 1, 4), P("attn.qkv.b").reshape(3, 1, Hl, 1, d),
+               out=qkv5)
+        del qkv
         lc.out, lc.lse = self._attention(qkv5[0], qkv5[1], qkv5[2])
         lc.y = xp.ascontiguousarray(lc.out.transpose(0, 2, 1, 3)).reshape(B * T, Cl)
         a = self.par.tp_allreduce(lc.y @ P("attn.proj.w"))  # g: all-reduce the row-parallel partial sums
@@ -417,11 +419,13 @@ class GPT:
 
     # ---- backward --------------------------------------------------------------------
 
-    def backward(self, params, cache, grads, *, on_grad=None):
+    def backward(self, params, cache, grads, *, on_grad=None, accumulate=True):
         """Adds this rank's gradients of the loss (scaled as in forward) into
-        grads (a dict of arrays of the parameters' local shapes). on_grad(name),
-        if given, is called as each parameter's gradient becomes final, in the
-        reverse of param_specs' order."""
+        grads (a dict of arrays of the parameters' local shapes), or with
+        accumulate=False overwrites them (the first micro-batch of a step: no
+        zeroing, no extra pass). on_grad(name), if given, is called as each
+        parameter's gradient becomes final, in the reverse of param_specs'
+        order."""
         if cache.dlogits is None:
             raise InvalidArgument("backward() needs a forward() with targets and grad=True")
         cfg, xp, th = self.cfg, self.xp, self.threads
@@ -429,11 +433,21 @@ class GPT:
 
         def put(name, g):
             G = grads[name]
-            G += g.reshape(G.shape)
+            if accumulate:
+                G += g.reshape(G.shape)
+            else:
+                G[...] = g.reshape(G.shape)
+
+        def put_mm(name, a, b):  # grads[name] (+)= a.T @ b, straight into it when it may be overwritten
+            G = grads[name]
+            if accumulate or not G.flags.c_contiguous:
+                put(name, a.T @ b)
+            else:
+                xp.matmul(a.T, b, out=G.reshape(a.shape[1], b.shape[1]))
 
         dlog = cache.dlogits
         wte = params["wte"]
-        put("wte", dlog.T @ cache.hf)
+        put_mm("wte", dlog, cache.hf)
         dh = self.par.tp_allreduce(dlog @ wte)  # f: all-reduce in backward
         cache.dlogits = None
         dx, dw, db = K.layernorm_backward(dh, cache.xL, params["lnf.w"], cache.mf, cache.rf, threads=th)
@@ -442,10 +456,12 @@ class GPT:
         put("lnf.w", dw)
         done("lnf.w")
         for i in reversed(range(cfg.layers)):
-            dx = self._block_backward(params, i, cache.layers[i], dx, cache.B, cache.T, put, done)
+            dx = self._block_backward(params, i, cache.layers[i], dx, cache.B, cache.T, put, put_mm, done)
             cache.layers[i] = None
         # Position embedding: this rank's positions are distinct.
         G = grads["wpe"]
+        if not accumulate:
+            G[...] = 0
         G[cache.pos] += dx.reshape(cache.B, cache.T, -1).sum(axis=0)
         done("wpe")
         loc = cache.tok - self.vstart
@@ -456,7 +472,7 @@ class GPT:
             xp.add.at(grads["wte"], loc[mine], dx[mine])
         done("wte")
 
-    def _block_backward(self, params, i, lc, dx2, B, T, put, done):
+    def _block_backward(self, params, i, lc, dx2, B, T, put, put_mm, done):
         cfg, xp, th, par = self.cfg, self.xp, self.threads, self.par
         pre = f"h{i}."
         P = lambda n: params[pre + n]  # noqa: E731
@@ -465,13 +481,17 @@ class GPT:
         def emit(n, g):
             put(pre + n, g)
             done(pre + n)
+
+        def emit_mm(n, a, b):
+            put_mm(pre + n, a, b)
+            done(pre + n)
         # MLP
         emit("mlp.proj.b", K.bias_grad(dx2, threads=th))
-        emit("mlp.proj.w", lc.g.T @ dx2)
+        emit_mm("mlp.proj.w", lc.g, dx2)
         du = K.gelu_backward(dx2 @ P("mlp.proj.w").T, lc.u, threads=th)
         lc.g = lc.u = None
         emit("mlp.fc.b", K.bias_grad(du, threads=th))
-        emit("mlp.fc.w", lc.h2.T @ du)
+        emit_mm("mlp.fc.w", lc.h2, du)
         dh2 = par.tp_allreduce(du @ P("mlp.fc.w").T)
         del du
         dx1, dw, db = K.layernorm_backward(dh2, lc.x1, P("ln2.w"), lc.m2, lc.r2, threads=th)
@@ -480,15 +500,18 @@ class GPT:
         emit("ln2.w", dw)
         # Attention
         emit("attn.proj.b", K.bias_grad(dx1, threads=th))
-        emit("attn.proj.w", lc.y.T @ dx1)
+        emit_mm("attn.proj.w", lc.y, dx1)
         dy = dx1 @ P("attn.proj.w").T
         dout = xp.ascontiguousarray(dy.reshape(B, T, Hl, d).transpose(0, 2, 1, 3))
         q, k, v = lc.qkv[0], lc.qkv[1], lc.qkv[2]
         dq, dk, dv = self._attention_backward(q, k, v, lc.out, lc.lse, dout)
-        dqkv = xp.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B * T, 3 * Cl)
-        dqkv = xp.ascontiguousarray(dqkv)
+        dqkv5 = xp.empty((B, T, 3, Hl, d), dq.dtype)  # (B, Hl, T, d) x 3 -> (B, T, 3, Hl, d), one pass each
+        for j, g in enumerate((dq, dk, dv)):
+            dqkv5[:, :, j] = g.transpose(0, 2, 1, 3)
+        del dq, dk, dv
+        dqkv = dqkv5.reshape(B * T, 3 * Cl)
         emit("attn.qkv.b", K.bias_grad(dqkv, threads=th))
-        emit("attn.qkv.w", lc.h1.T @ dqkv)
+        emit_mm("attn.qkv.w", lc.h1, dqkv)
         dh1 = par.tp_allreduce(dqkv @ P("attn.qkv.w").reshape(C, 3 * Cl).T)
         dx, dw, db = K.layernorm_backward(dh1, lc.x, P("ln1.w"), lc.m1, lc.r1, threads=th)
         dx += dx1

@@ -30,11 +30,12 @@ def lr_at(step, *, lr, warmup, total, min_lr=0.0):
 BLOCK = 1 << 15  # elements per block of the host update: its temporaries stay in the L2 cache
 
 
-def adamw_(p, g, m, v, *, step, lr, beta1, beta2, eps, wd, block=None):
+def adamw_(p, g, m, v, *, step, lr, beta1, beta2, eps, wd, grad_scale=1.0, block=None):
     """One AdamW step in place on flat (or equally shaped, C-contiguous) arrays:
     p parameters, g gradients, m and v the moment estimates; step counts from
     1. wd is the weight decay, a number or an array over p (0 where a parameter
-    is not decayed):
+    is not decayed); the gradient used is grad_scale * g (the clipping factor,
+    applied here instead of in a pass of its own):
         m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2
         p <- p (1 - lr wd) - lr/(1 - beta1^step) m / (sqrt(v)/sqrt(1 - beta2^step) + eps)
     On the host it runs block by block (`block` elements, BLOCK by default), so
@@ -66,11 +67,11 @@ def adamw_(p, g, m, v, *, step, lr, beta1, beta2, eps, wd, block=None):
             T += 1.0
             P *= T
         Mm *= beta1
-        xp.multiply(G, 1.0 - beta1, out=T)
+        xp.multiply(G, (1.0 - beta1) * grad_scale, out=T)
         Mm += T
         V *= beta2
         xp.multiply(G, G, out=T)
-        T *= 1.0 - beta2
+        T *= (1.0 - beta2) * grad_scale * grad_scale
         V += T
         xp.sqrt(V, out=T)
         T *= c2
@@ -87,17 +88,20 @@ def _xp(x):
     return np
 
 
-def sq_sum(arrays, block=1 << 16):
-    """Sum of squares of the arrays, a Python float, accumulated in float64 in a
-    fixed order, block by block (float32 widened in cache; no BLAS call, whose
-    threads cost more than they save on a vector this short)."""
+def sq_sum(arrays, block=8192):
+    """Sum of squares of the arrays, a Python float, in a fixed order: the dot
+    product of each block of `block` elements (in the arrays' dtype; BLAS keeps
+    a vector this short on one thread) added up in float64. Device arrays take
+    one dot product per array."""
     total = 0.0
     for a in arrays:
         a = a.reshape(-1)
+        if _xp(a) is not np:
+            total += float(a @ a)
+            continue
         for i in range(0, a.size, block):
-            c = a[i:i + block].astype(np.float64)
-            c *= c
-            total += float(c.sum())
+            c = a[i:i + block]
+            total += float(c @ c)
     return total
 
 
@@ -145,14 +149,15 @@ class AdamW:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(int(threads), thread_name_prefix="adamw")
 
-    def update(self, params, grads, lr):
-        """One step on every parameter with learning rate lr (the parameters
-        spread over the threads; each one's arithmetic is the same)."""
+    def update(self, params, grads, lr, grad_scale=1.0):
+        """One step on every parameter with learning rate lr and the gradients
+        scaled by grad_scale (the parameters spread over the threads; each
+        one's arithmetic is the same)."""
         self.step += 1
 
         def one(n):
             adamw_(params[n], grads[n], self.m[n], self.v[n], step=self.step, lr=lr, beta1=self.beta1,
-                   beta2=self.beta2, eps=self.eps, wd=self.wd[n])
+                   beta2=self.beta2, eps=self.eps, wd=self.wd[n], grad_scale=grad_scale)
         if self._pool is None:
             for n in params:
                 one(n)

@@ -301,12 +301,11 @@ class Trainer:
         a, np, par = self.a, self.np, self.par
         t0 = time.perf_counter()
         comm0 = par.tp_seconds
-        self.flat[...] = 0
         loss_sum = 0.0
         for micro in range(a.accum):
             x, y = self.sampler.get(step, micro)
             c = self.gpt.forward(self.params, x, y, loss_scale=1.0 / self.global_tokens)
-            self.gpt.backward(self.params, c, self.grads)
+            self.gpt.backward(self.params, c, self.grads, accumulate=micro > 0)
             loss_sum += c.loss_sum
             del c
         t1 = time.perf_counter()
@@ -319,10 +318,8 @@ class Trainer:
             raise Diverged(f"the loss became {loss} at step {step}")
         norm = self.optim.global_grad_norm(self.grads, self.specs, self.grid.tp)
         coef = self.optim.clip_coef(norm, a.clip) if a.clip > 0 else 1.0
-        if coef < 1.0:
-            self.flat *= coef
         lr = self.optim.lr_at(step, lr=a.lr, warmup=a.warmup, total=a.steps, min_lr=a.min_lr)
-        self.opt.update(self.params, self.grads, lr)
+        self.opt.update(self.params, self.grads, lr, grad_scale=coef)
         t3 = time.perf_counter()
         t_step = t3 - t0
         t_comm = (par.tp_seconds - comm0) + (t2 - t1)
