@@ -7,7 +7,8 @@ the same run.
     python apps/llm/bench.py --threads 1 --steps 5 --profile
 
 For each thread count a child process is started with OPENBLAS_NUM_THREADS /
-OMP_NUM_THREADS set before numpy loads (torch.set_num_threads inside it); it
+OMP_NUM_THREADS set before numpy loads, as train.py sets them (and
+OPENBLAS_THREAD_TIMEOUT=4; torch.set_num_threads inside the child); it
 times --steps training steps of each implementation after --warmup untimed
 ones, alternating the two, and prints tokens/s (from the median step). PyTorch
 (a test extra, pip install torch) is needed for the comparison only.
@@ -192,12 +193,16 @@ def child(a):
 
 
 def main(argv=None):
+    from train import set_blas_threads
     a = parse(sys.argv[1:] if argv is None else argv)
     if a.child:
         return child(a)
     results = []
     for t in a.threads:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        env = dict(os.environ)
+        set_blas_threads(t)  # in this process's environment, which the child inherits
+        env.update({k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                               "OPENBLAS_THREAD_TIMEOUT")})
         args = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t)]
         for k in ("layers", "width", "heads", "context", "batch", "dtype", "steps", "warmup"):
             args += [f"--{k}", str(getattr(a, k))]

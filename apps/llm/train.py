@@ -170,9 +170,14 @@ def threads_per_rank(requested):
 
 def set_blas_threads(n):
     """Caps numpy's BLAS at n threads: environment variables before numpy
-    loads, threadpoolctl (when installed) if it has loaded already."""
+    loads, threadpoolctl (when installed) if it has loaded already. OpenBLAS's
+    idle workers are told to sleep at once (OPENBLAS_THREAD_TIMEOUT=4, unless
+    set): by default they spin for about 0.1 s after each call, taking the
+    cores from the attention and kernels' threads that run between matmuls
+    (this halved their speed on 2 threads)."""
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = str(n)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     if "numpy" in sys.modules:
         try:
             import threadpoolctl
