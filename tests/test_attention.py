@@ -111,6 +111,40 @@ def test_backward_matches_dense(dtype, offset):
     assert rel_err(dq, rq) < tol and rel_err(dk, rk) < tol and rel_err(dv, rv) < tol
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lq, lk, offset", [(45, 97, None), (45, 97, 40), (64, 64, 0), (30, 30, -5), (1, 0, 0)])
+def test_public_backward_matches_dense(dtype, lq, lk, offset):
+    """attention.backward (the public API over partial's out and lse) against the dense reference."""
+    d = 24
+    q, k, v = data((2, 3, lq, d), lk, dtype, seed=lq + lk)
+    dout = np.random.default_rng(5).standard_normal(q.shape).astype(dtype)
+    out, lse = attention.partial(q, k, v, causal_offset=offset)
+    dq, dk, dv = attention.backward(q, k, v, out, lse, dout, causal_offset=offset)
+    assert dq.shape == q.shape and dk.shape == k.shape and dv.shape == v.shape
+    assert dq.dtype == dk.dtype == dv.dtype == dtype
+    qpos, kpos = np.arange(lq) + (offset or 0), np.arange(lk)
+    rq, rk, rv = dense_backward(q, k, v, dout, 1 / math.sqrt(d), qpos, kpos, offset is not None)
+    rq = np.nan_to_num(rq)  # a query that sees no key has no gradient
+    tol = TOL[dtype] * (1 if dtype == np.float64 else 10)
+    assert rel_err(dq, rq) < tol and rel_err(dk, rk) < tol and rel_err(dv, rv) < tol
+    # An explicit scale goes to both passes.
+    out2, lse2 = attention.partial(q, k, v, scale=0.3, causal_offset=offset)
+    dq2, _, _ = attention.backward(q, k, v, out2, lse2, dout, scale=0.3, causal_offset=offset, threads=1)
+    rq2, _, _ = dense_backward(q, k, v, dout, 0.3, qpos, kpos, offset is not None)
+    assert rel_err(dq2, np.nan_to_num(rq2)) < tol
+
+
+def test_public_backward_refuses_bad_input():
+    q, k, v = data((1, 2, 4, 8), 6, np.float64)
+    out, lse = attention.partial(q, k, v)
+    with pytest.raises(baobab.InvalidArgument, match="dout"):
+        attention.backward(q, k, v, out, lse, out[:, :, :3])
+    with pytest.raises(baobab.InvalidArgument, match="lse"):
+        attention.backward(q, k, v, out, lse[:, :, :2], out)
+    with pytest.raises(baobab.InvalidArgument, match="dtype"):
+        attention.backward(q, k, v, out, lse, out.astype(np.float32))
+
+
 def test_backward_against_finite_differences():
     rng = np.random.default_rng(3)
     q, k, v = (rng.standard_normal((1, 2, n, 6)) for n in (4, 7, 7))

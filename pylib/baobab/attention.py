@@ -73,6 +73,29 @@ def partial(q, k, v, scale=None, causal_offset=None, *, threads=None):
     return out, lse
 
 
+def backward(q, k, v, out, lse, dout, *, scale=None, causal_offset=None, threads=None):
+    """Gradients (dq, dk, dv) of partial()'s output for one K/V shard, given its
+    out and lse and the output gradient dout (shapes as partial's). The same
+    scale and causal_offset as the forward call; queries that saw no key get
+    zero gradient."""
+    q, k, v = _check_qkv(q, k, v)
+    out, dout = _check4("out", out), _check4("dout", dout)
+    xp = _xp(q)
+    if out.dtype != q.dtype or dout.dtype != q.dtype:
+        raise InvalidArgument(f"out and dout must have q's dtype {q.dtype}, got {out.dtype}, {dout.dtype}")
+    if out.shape != q.shape or dout.shape != q.shape or tuple(lse.shape) != q.shape[:3]:
+        raise InvalidArgument(f"out {out.shape} and dout {dout.shape} must have q's shape {q.shape} and "
+                              f"lse {tuple(lse.shape)} q's shape without d")
+    lse = xp.ascontiguousarray(lse, dtype=q.dtype)
+    d = q.shape[3]
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    off = NO_MASK if causal_offset is None else int(causal_offset)
+    delta = (dout * out).sum(axis=-1)
+    dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
+    _backward(q, k, v, dout, lse, delta, scale, off, dq, dk, dv, threads)
+    return dq, dk, dv
+
+
 def pack_rows(out, lse):
     """(..., d) and (...) -> contiguous (..., d + 1) rows [out, lse], the merge's element."""
     return _xp(out).concatenate([out, lse[..., None]], axis=-1)

@@ -1,0 +1,415 @@
+"""Train a GPT (apps/llm/model.py) on a byte-level text corpus, on a dp x sp x tp
+grid of ranks (grid.py).
+
+    python apps/llm/train.py --steps 200 --out run1                 # 1 rank, default corpus
+    mpiexec -n 2 python apps/llm/train.py --tp 2 --layers 4 --width 256 --heads 4 --out run-tp2
+    mpiexec -n 4 python apps/llm/train.py --sp 4 --seq-len 1000 --context 1024 --out run-sp4
+
+Each step takes --accum micro-batches of --batch sequences per data-parallel
+rank (gradients accumulate locally; one reduction per step over the data
+group), clips the gradient to --clip by global norm, and applies AdamW with a
+linear warm-up over --warmup steps then a cosine decay to --min-lr at --steps.
+
+Outputs in --out: metrics.h5, the per-step time series (group "train": step,
+loss, lr, grad_norm, tokens_per_s, t_step, t_compute, t_comm, t_optim,
+flops_per_s; group "val": step, loss; the configuration as attributes),
+rewritten atomically at each validation and at the end; a progress line per
+--log-every steps on stdout. Time split: t_comm is the time in the model's
+tensor-parallel collectives and the gradient and loss reductions, t_optim the
+clipping and the update, t_compute the rest of the step (ring attention's
+overlapped messages included). Model FLOP/s: model.flops_per_token x tokens
+of the global batch / step time.
+
+Exit status: 0 done, 2 bad configuration (one line on stderr), 4 the loss
+became non-finite, 1 a runtime error (one line on rank 0).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+EXIT_BAD_CONFIG = 2
+EXIT_DIVERGED = 4
+EXIT_RUNTIME = 1
+
+
+class ConfigError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line (main prints it), not the usage block
+        raise ConfigError(message)
+
+
+def parse(argv):
+    p = _Parser(prog="llm-train", description=__doc__.split("\n\n")[0])
+    g = p.add_argument_group("model")
+    g.add_argument("--layers", type=int, default=6)
+    g.add_argument("--width", type=int, default=384)
+    g.add_argument("--heads", type=int, default=6)
+    g.add_argument("--context", type=int, default=256, help="longest sequence (position embedding rows)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None, help="a text file (any file: its bytes are the tokens); "
+                   "default: Python's pydoc_data.topics")
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default --context)")
+    g.add_argument("--batch", type=int, default=8, help="sequences per micro-batch per data-parallel rank")
+    g.add_argument("--accum", type=int, default=1, help="micro-batches per step (gradient accumulation)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=100)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--min-lr", type=float, default=None, help="end of the cosine (default --lr / 10)")
+    g.add_argument("--warmup", type=int, default=10)
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--decay-embeddings", action="store_true", help="apply weight decay to the embeddings too")
+    g.add_argument("--beta1", type=float, default=0.9)
+    g.add_argument("--beta2", type=float, default=0.95)
+    g.add_argument("--adam-eps", type=float, default=1e-8)
+    g.add_argument("--clip", type=float, default=1.0, help="global gradient-norm limit (0: no clipping)")
+    g.add_argument("--seed", type=int, default=1)
+    g = p.add_argument_group("parallelism")
+    g.add_argument("--dp", type=int, default=1, help="data-parallel degree")
+    g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (divides --heads)")
+    g.add_argument("--sp", type=int, default=1, help="sequence-parallel degree (zigzag ring attention)")
+    g.add_argument("--threads", type=int, default=None, help="threads per rank (default: cores / local ranks)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="llm-run", help="output directory")
+    g.add_argument("--eval-every", type=int, default=50, help="steps between validation losses (0: only at the end)")
+    g.add_argument("--eval-batches", type=int, default=4)
+    g.add_argument("--log-every", type=int, default=1)
+    a = p.parse_args(argv)
+    check(a)
+    return a
+
+
+def _finite(name, value, low=None, *, above=None, below=None):
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    if above is not None and value <= above:
+        raise ConfigError(f"{name} must be greater than {above}, got {value}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{name} must be less than {below}, got {value}")
+
+
+def check(a):
+    """ConfigError naming the first bad option (everything the command line alone decides)."""
+    for name in ("layers", "width", "heads", "context", "batch", "accum", "steps", "dp", "tp", "sp",
+                 "eval_batches", "log_every"):
+        v = getattr(a, name)
+        if v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if a.width % a.heads:
+        raise ConfigError(f"--width must be a multiple of --heads ({a.heads}), got {a.width}")
+    if a.heads % a.tp:
+        raise ConfigError(f"--tp must divide --heads ({a.heads}), got {a.tp}")
+    if a.seq_len is None:
+        a.seq_len = a.context
+    if not 1 <= a.seq_len <= a.context:
+        raise ConfigError(f"--seq-len must lie in [1, --context {a.context}], got {a.seq_len}")
+    if a.sp > 1 and a.seq_len < 2 * a.sp:
+        raise ConfigError(f"--seq-len must be at least 2 x --sp ({2 * a.sp}) for the zigzag layout, got {a.seq_len}")
+    _finite("--lr", a.lr, above=0)
+    if a.min_lr is None:
+        a.min_lr = a.lr / 10
+    _finite("--min-lr", a.min_lr, 0)
+    if a.min_lr > a.lr:
+        raise ConfigError(f"--min-lr must not exceed --lr ({a.lr}), got {a.min_lr}")
+    if a.warmup < 0:
+        raise ConfigError(f"--warmup must be non-negative, got {a.warmup}")
+    _finite("--weight-decay", a.weight_decay, 0)
+    _finite("--beta1", a.beta1, 0, below=1)
+    _finite("--beta2", a.beta2, 0, below=1)
+    _finite("--adam-eps", a.adam_eps, above=0)
+    _finite("--clip", a.clip, 0)
+    _finite("--val-fraction", a.val_fraction, above=0, below=1)
+    if a.seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {a.seed}")
+    if a.eval_every < 0:
+        raise ConfigError(f"--eval-every must be non-negative, got {a.eval_every}")
+    if a.threads is not None and not 1 <= a.threads <= 1024:
+        raise ConfigError(f"--threads must lie in [1, 1024], got {a.threads}")
+    if not a.out:
+        raise ConfigError("--out must name a directory, got ''")
+    if a.data is not None and not os.path.isfile(a.data):
+        raise ConfigError(f"--data {a.data!r} is not a readable file")
+
+
+def _launcher_rank():
+    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        v = os.environ.get(k, "")
+        if v.isdigit():
+            return int(v)
+    return 0
+
+
+def _local_ranks():
+    for k in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"):
+        v = os.environ.get(k, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return 1
+
+
+def threads_per_rank(requested):
+    """--threads, or the cores this process may use over the ranks on its node."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // _local_ranks())
+
+
+def set_blas_threads(n):
+    """Caps numpy's BLAS at n threads: environment variables before numpy
+    loads, threadpoolctl (when installed) if it has loaded already. OpenBLAS's
+    idle workers are told to sleep at once (OPENBLAS_THREAD_TIMEOUT=4, unless
+    set): by default they spin for about 0.1 s after each call, taking the
+    cores from the attention and kernels' threads that run between matmuls
+    (this halved their speed on 2 threads)."""
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[k] = str(n)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    if "numpy" in sys.modules:
+        try:
+            import threadpoolctl
+            threadpoolctl.threadpool_limits(n)
+        except ImportError:
+            pass
+
+
+def keep_freed_memory():
+    """Asks glibc's malloc to keep freed memory for reuse instead of returning it
+    to the kernel: every step allocates and frees the same activations, and
+    fresh pages cost a fault each (about a fifth of a 1-thread step of the 10M
+    model here). Arrays up to 32 MiB come from the heap, which is never
+    trimmed below 2 GiB of free space. Nothing happens on other C libraries."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+    ok &= mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+    ok &= mallopt(M_TOP_PAD, 64 << 20) == 1
+    return bool(ok)
+
+
+class Metrics:
+    """The HDF5 time series, kept in memory and rewritten atomically (rank 0)."""
+
+    TRAIN = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "t_step", "t_compute", "t_comm", "t_optim",
+             "flops_per_s")
+
+    def __init__(self, path, attrs):
+        self.path = path
+        self.attrs = attrs
+        self.train = {k: [] for k in self.TRAIN}
+        self.val = {"step": [], "loss": []}
+
+    def add(self, **row):
+        for k in self.TRAIN:
+            self.train[k].append(row[k])
+
+    def add_val(self, step, loss):
+        self.val["step"].append(step)
+        self.val["loss"].append(loss)
+
+    def write(self):
+        import h5py
+        import numpy as np
+        tmp = self.path + ".tmp"
+        with h5py.File(tmp, "w") as f:
+            for k, v in self.attrs.items():
+                f.attrs[k] = v
+            for group, cols in (("train", self.train), ("val", self.val)):
+                g = f.create_group(group)
+                for k, v in cols.items():
+                    g.create_dataset(k, data=np.asarray(v, np.int64 if k == "step" else np.float64))
+        os.replace(tmp, self.path)
+
+
+class Diverged(Exception):
+    pass
+
+
+class Trainer:
+    """The run's state on this rank (grid, model, parameters, optimizer, data)
+    and one training step."""
+
+    def __init__(self, a, comm):
+        import numpy as np
+
+        import data
+        import model as M
+        import optim
+        from baobab import InvalidArgument
+        from grid import Grid
+        self.np, self.M, self.optim = np, M, optim
+        self.a, self.comm = a, comm
+        try:
+            self.grid = grid = Grid(comm, a.dp, a.tp, a.sp)
+        except InvalidArgument as e:
+            raise ConfigError(str(e)) from None
+        self.cfg = cfg = M.Config(vocab=data.VOCAB, context=a.context, layers=a.layers, width=a.width,
+                                  heads=a.heads, dtype=a.dtype)
+        tokens = data.load(a.data)
+        train_tok, val_tok = data.split(tokens, a.val_fraction)
+        try:
+            self.sampler = data.Sampler(train_tok, a.seq_len, a.batch, grid.dp_rank, grid.dp_size, a.seed, a.accum)
+        except InvalidArgument as e:
+            raise ConfigError(f"--data: {e}") from None
+        evals = data.eval_batches(val_tok, a.seq_len, a.batch, a.eval_batches, grid.dp_rank, grid.dp_size)
+        n_eval = int(comm.allreduce(np.array([len(evals)], np.int64), op="min")[0])
+        if n_eval < 1:
+            raise ConfigError(f"--data: the validation split ({len(val_tok)} tokens over {grid.dp_size} "
+                              f"data-parallel ranks) holds no batch of {a.batch} x {a.seq_len + 1} tokens")
+        self.evals = evals[:n_eval]
+        self.threads = threads_per_rank(a.threads)
+        self.par = M.Parallel(grid.tp, grid.sp)
+        self.gpt = M.GPT(cfg, self.par, threads=self.threads)
+        self.params = M.init_params(cfg, a.seed, grid.tp_rank, grid.tp_size)
+        self.specs = M.param_specs(cfg)
+        self.flat, self.grads = M.flat_zeros(self.params)
+        self.opt = optim.AdamW(self.params, self.specs, betas=(a.beta1, a.beta2), eps=a.adam_eps,
+                               weight_decay=a.weight_decay, decay_embeddings=a.decay_embeddings,
+                               threads=self.threads)
+        self.global_tokens = a.batch * a.seq_len * a.accum * grid.dp_size
+        self.flops_per_token = M.flops_per_token(cfg, a.seq_len)
+
+    def data_sum(self, x):
+        """Sum over the data group (dp x sp ranks), in place."""
+        return self.grid.data.allreduce(x, out=x) if self.grid.data is not None else x
+
+    def validate(self):
+        """The mean validation loss over the evaluation batches of every data-parallel rank."""
+        acc = self.np.zeros(2)
+        for x, y in self.evals:
+            c = self.gpt.forward(self.params, x, y, grad=False)
+            acc += (c.loss_sum, c.ntok)
+        acc = self.data_sum(acc)
+        return float(acc[0] / acc[1])
+
+    def step(self, step):
+        """Training step `step` (from 0): returns its metrics row."""
+        a, np, par = self.a, self.np, self.par
+        t0 = time.perf_counter()
+        comm0 = par.tp_seconds
+        loss_sum = 0.0
+        for micro in range(a.accum):
+            x, y = self.sampler.get(step, micro)
+            c = self.gpt.forward(self.params, x, y, loss_scale=1.0 / self.global_tokens)
+            self.gpt.backward(self.params, c, self.grads, accumulate=micro > 0)
+            loss_sum += c.loss_sum
+            del c
+        t1 = time.perf_counter()
+        red = np.array([loss_sum])
+        self.data_sum(self.flat)
+        self.data_sum(red)
+        t2 = time.perf_counter()
+        loss = float(red[0]) / self.global_tokens
+        if not math.isfinite(loss):
+            raise Diverged(f"the loss became {loss} at step {step}")
+        norm = self.optim.global_grad_norm(self.grads, self.specs, self.grid.tp)
+        coef = self.optim.clip_coef(norm, a.clip) if a.clip > 0 else 1.0
+        lr = self.optim.lr_at(step, lr=a.lr, warmup=a.warmup, total=a.steps, min_lr=a.min_lr)
+        self.opt.update(self.params, self.grads, lr, grad_scale=coef)
+        t3 = time.perf_counter()
+        t_step = t3 - t0
+        t_comm = (par.tp_seconds - comm0) + (t2 - t1)
+        t_optim = t3 - t2
+        return dict(step=step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=self.global_tokens / t_step,
+                    t_step=t_step, t_compute=t_step - t_comm - t_optim, t_comm=t_comm, t_optim=t_optim,
+                    flops_per_s=self.flops_per_token * self.global_tokens / t_step)
+
+
+def run(a, comm):
+    import numpy as np
+    problem = ""
+    if comm.rank == 0:
+        try:
+            os.makedirs(a.out, exist_ok=True)
+            with open(os.path.join(a.out, ".write-test"), "w"):
+                pass
+            os.remove(os.path.join(a.out, ".write-test"))
+        except OSError as e:
+            problem = f"--out {a.out!r} is not a writable directory ({e.strerror})"
+    if comm.allreduce(np.array([len(problem)]), op="max")[0]:
+        raise ConfigError(problem or "--out is not writable on rank 0")
+    tr = Trainer(a, comm)
+    metrics = None
+    if comm.rank == 0:
+        n = tr.M.num_params(tr.cfg)
+        attrs = {"config": json.dumps(vars(a), sort_keys=True), "params": n,
+                 "flops_per_token": tr.flops_per_token, "grid": tr.grid.describe(),
+                 "threads_per_rank": tr.threads}
+        metrics = Metrics(os.path.join(a.out, "metrics.h5"), attrs)
+        print(f"llm: {n:,} parameters, {tr.grid.describe()}, {tr.global_tokens} tokens per step, "
+              f"{tr.threads} threads per rank", flush=True)
+    for step in range(a.steps):
+        row = tr.step(step)
+        last = step == a.steps - 1
+        val = tr.validate() if (last or (a.eval_every and (step + 1) % a.eval_every == 0)) else None
+        if metrics is None:
+            continue
+        metrics.add(**row)
+        if val is not None:
+            metrics.add_val(step, val)
+            metrics.write()
+        if (step + 1) % a.log_every == 0 or last:
+            t = row["t_step"]
+            msg = (f"step {step + 1}/{a.steps} loss {row['loss']:.4f} lr {row['lr']:.3g} gnorm {row['grad_norm']:.3g} "
+                   f"{row['tokens_per_s']:,.0f} tok/s {row['flops_per_s'] / 1e9:.2f} GFLOP/s "
+                   f"(compute {row['t_compute'] / t:.0%} comm {row['t_comm'] / t:.0%} optim {row['t_optim'] / t:.0%})")
+            if val is not None:
+                msg += f" val {val:.4f}"
+            print(msg, flush=True)
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        a = parse(argv)
+    except ConfigError as e:  # the same on every rank: rank 0 says it
+        if _launcher_rank() == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    set_blas_threads(threads_per_rank(a.threads))
+    keep_freed_memory()
+    import baobab
+    try:
+        comm = baobab.init()
+    except baobab.InvalidArgument as e:
+        if _launcher_rank() == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        return run(a, comm)
+    except ConfigError as e:
+        if comm.rank == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except Diverged as e:
+        if comm.rank == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except baobab.Error as e:
+        if comm.rank == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Tensor and sequence parallel GPT training (apps/llm) against the 1-rank run
+in float64 (mpi/llm_parallel.py): loss and every gradient of one batch, then
+five training steps' losses and final parameters, to 1e-10.
+
+TP=2 with a vocabulary of 257 (padded to 258, the padding never trained nor in
+the loss) and of 256; SP=2 and SP=4 with the zigzag layout on sequence lengths
+that 2*SP does not divide (13: chunks of 4,3,3,3 and 2,2,2,2,2,1,1,1); TP2 x SP2."""
+import pytest
+
+from conftest import MPI_DIR
+
+
+@pytest.mark.parametrize("n, tp, sp, vocab, seq", [
+    (2, 2, 1, 257, 13),
+    (2, 2, 1, 256, 16),
+    (2, 1, 2, 256, 13),
+    (4, 1, 4, 257, 13),
+    (4, 2, 2, 257, 11),
+])
+def test_parallel_equals_one_rank(mpirun, n, tp, sp, vocab, seq):
+    out = mpirun(n, MPI_DIR / "llm_parallel.py", tp, sp, vocab, seq, timeout=300).stdout
+    assert f"OK llm tp={tp} sp={sp}" in out, out
