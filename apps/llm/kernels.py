@@ -63,10 +63,10 @@ def _bad(fn, msg):
     return InvalidArgument(f"llm {fn}: {msg}")
 
 
-def _module(fn, *arrays):
-    """The array module of the arrays (all from one module); numpy for numpy arrays."""
+def _module(fn, **arrays):
+    """The array module of the named arrays (all from one module; None entries skipped)."""
     first = None
-    for a in arrays:
+    for name, a in arrays.items():
         if a is None:
             continue
         if isinstance(a, np.ndarray):
@@ -77,11 +77,11 @@ def _module(fn, *arrays):
         elif hasattr(a, "__array_namespace__"):
             xp = a.__array_namespace__()
         else:
-            raise _bad(fn, f"expected arrays, got {type(a).__name__}")
+            raise _bad(fn, f"{name} must be an array, got {type(a).__name__}")
         if first is None:
             first = xp
         elif xp is not first:
-            raise _bad(fn, f"arrays from different modules ({first.__name__} and {xp.__name__})")
+            raise _bad(fn, f"{name} is a {xp.__name__} array, the others {first.__name__} arrays")
     return first
 
 
@@ -112,16 +112,16 @@ def _shape(fn, name, a, shape=None, ndim=None):
         raise _bad(fn, f"{name} is not C-contiguous; pass xp.ascontiguousarray({name})")
 
 
-def _targets(fn, t, n, xp, hi=None):
-    """Checks targets: int64 (n,), C-contiguous; on the fallback path also the range [0, hi) (hi None: >= 0).
-    The compiled kernels check the range themselves, in the same pass that reads the targets."""
+def _targets(fn, t, n, ranged, hi=None):
+    """Checks targets: int64 (n,), C-contiguous; with `ranged` (the fallback path) also the range
+    [0, hi) (hi None: >= 0). The compiled kernels check the range themselves while they read them."""
     dt = getattr(t, "dtype", None)
     if dt is None:
         raise _bad(fn, f"targets must be an int64 array, got {type(t).__name__}")
     if dt != np.int64:
         raise _bad(fn, f"targets must be int64, got {dt}")
     _shape(fn, "targets", t, (n,))
-    if xp is not np and n:
+    if ranged and n:
         lo, top = int(t.min()), int(t.max())
         if lo < 0 or (hi is not None and top >= hi):
             bad = lo if lo < 0 else top
@@ -166,7 +166,7 @@ def _quiet(xp):
 
 def _layernorm_forward(x, w, b, eps, threads, compiled):
     fn = "layernorm_forward"
-    xp = _module(fn, x, w, b)
+    xp = _module(fn, x=x, w=w, b=b)
     dt = _float(fn, "x", x, ndim=2)
     n, c = x.shape
     _float(fn, "w", w, (c,), dtype=dt)
@@ -195,7 +195,7 @@ def layernorm_forward(x, w, b, eps=1e-5, *, threads=None):
 
 def _layernorm_backward(dy, x, w, mean, rstd, threads, compiled):
     fn = "layernorm_backward"
-    xp = _module(fn, dy, x, w, mean, rstd)
+    xp = _module(fn, dy=dy, x=x, w=w, mean=mean, rstd=rstd)
     dt = _float(fn, "dy", dy, ndim=2)
     n, c = dy.shape
     _float(fn, "x", x, (n, c), dtype=dt)
@@ -237,7 +237,7 @@ def _gelu_se(xp, u):
 
 def _bias_gelu_forward(h, bias, threads, compiled):
     fn = "bias_gelu_forward"
-    xp = _module(fn, h, bias)
+    xp = _module(fn, h=h, bias=bias)
     dt = _float(fn, "h", h, ndim=2)
     n, c = h.shape
     if bias is not None:
@@ -261,7 +261,7 @@ def bias_gelu_forward(h, bias, *, threads=None):
 
 def _gelu_backward(da, u, threads, compiled):
     fn = "gelu_backward"
-    xp = _module(fn, da, u)
+    xp = _module(fn, da=da, u=u)
     dt = _float(fn, "da", da, ndim=2)
     _float(fn, "u", u, da.shape, dtype=dt)
     th = _threads(fn, threads)
@@ -282,7 +282,7 @@ def gelu_backward(da, u, *, threads=None):
 
 def _bias_residual(h, bias, residual, out, threads, compiled):
     fn = "bias_residual"
-    xp = _module(fn, h, bias, residual, out)
+    xp = _module(fn, h=h, bias=bias, residual=residual, out=out)
     dt = _float(fn, "h", h, ndim=2)
     n, c = h.shape
     if bias is not None:
@@ -311,7 +311,7 @@ def bias_residual(h, bias, residual, out=None, *, threads=None):
 
 def _bias_grad(dy, threads, compiled):
     fn = "bias_grad"
-    xp = _module(fn, dy)
+    xp = _module(fn, dy=dy)
     dt = _float(fn, "dy", dy, ndim=2)
     th = _threads(fn, threads)
     if compiled and xp is np:
@@ -328,8 +328,8 @@ def bias_grad(dy, *, threads=None):
 
 # ---------------------------------------------------------------- cross-entropy
 
-def _xent_args(fn, logits, targets, arrays=(), writable=False):
-    xp = _module(fn, logits, targets, *arrays)
+def _xent_args(fn, logits, targets, arrays=None, writable=False):
+    xp = _module(fn, logits=logits, targets=targets, **(arrays or {}))
     dt = _float(fn, "logits", logits, ndim=2, writable=writable)
     return xp, dt, logits.shape
 
@@ -340,7 +340,7 @@ def _xent_forward_backward(logits, targets, scale, valid, threads, compiled):
     valid = _valid(fn, valid, v)
     scale = _real(fn, "scale", scale)
     th = _threads(fn, threads)
-    _targets(fn, targets, n, xp, valid)
+    _targets(fn, targets, n, not (compiled and xp is np), valid)
     if compiled and xp is np:
         losses = np.empty(n, dt)
         native().xent_forward_backward(logits, targets, scale, valid, losses, th)
@@ -369,7 +369,7 @@ def xent_forward_backward(logits, targets, scale, valid=None, *, threads=None):
 
 def _xent_local_max(logits, valid, threads, compiled):
     fn = "xent_local_max"
-    xp = _module(fn, logits)
+    xp = _module(fn, logits=logits)
     dt = _float(fn, "logits", logits, ndim=2)
     n, v = logits.shape
     valid = _valid(fn, valid, v)
@@ -396,12 +396,12 @@ def _shard_target(xp, targets, vocab_start, valid):
 
 def _xent_local_sumexp(logits, targets, vocab_start, gmax, valid, threads, compiled):
     fn = "xent_local_sumexp"
-    xp, dt, (n, v) = _xent_args(fn, logits, targets, (gmax,))
+    xp, dt, (n, v) = _xent_args(fn, logits, targets, {"gmax": gmax})
     vocab_start = _int(fn, "vocab_start", vocab_start, 0)
     _float(fn, "gmax", gmax, (n,), dtype=dt)
     valid = _valid(fn, valid, v)
     th = _threads(fn, threads)
-    _targets(fn, targets, n, xp)
+    _targets(fn, targets, n, not (compiled and xp is np))
     if compiled and xp is np:
         sumexp = np.empty(n, dt)
         tl = np.empty(n, dt)
@@ -425,13 +425,13 @@ def xent_local_sumexp(logits, targets, vocab_start, gmax, valid=None, *, threads
 
 def _xent_grad_(logits, targets, vocab_start, lse, scale, valid, threads, compiled):
     fn = "xent_grad_"
-    xp, dt, (n, v) = _xent_args(fn, logits, targets, (lse,), writable=True)
+    xp, dt, (n, v) = _xent_args(fn, logits, targets, {"lse": lse}, writable=True)
     vocab_start = _int(fn, "vocab_start", vocab_start, 0)
     _float(fn, "lse", lse, (n,), dtype=dt)
     scale = _real(fn, "scale", scale)
     valid = _valid(fn, valid, v)
     th = _threads(fn, threads)
-    _targets(fn, targets, n, xp)
+    _targets(fn, targets, n, not (compiled and xp is np))
     if compiled and xp is np:
         native().xent_grad(logits, targets, vocab_start, lse, scale, valid, th)
         return None
@@ -460,7 +460,7 @@ def _bfloat16():
 
 def _to_bfloat16(x, threads, compiled):
     fn = "to_bfloat16"
-    xp = _module(fn, x)
+    xp = _module(fn, x=x)
     dt = _float(fn, "x", x)
     th = _threads(fn, threads)
     if compiled and xp is np:
@@ -489,7 +489,7 @@ def to_bfloat16(x, *, threads=None):
 
 def _from_bfloat16(x, dtype, threads, compiled):
     fn = "from_bfloat16"
-    xp = _module(fn, x)
+    xp = _module(fn, x=x)
     dt = getattr(x, "dtype", None)
     if dt is None:
         raise _bad(fn, f"x must be an array, got {type(x).__name__}")
@@ -506,7 +506,10 @@ def _from_bfloat16(x, dtype, threads, compiled):
         native().from_bfloat16(bits.reshape(-1), out, th)
         return out.reshape(x.shape)
     f = (bits.astype(np.uint32) << 16).view(np.float32)
-    return f if dtype == np.float32 else f.astype(dtype)
+    if dtype == np.float32:
+        return f
+    with _quiet(xp):  # signalling NaNs
+        return f.astype(dtype)
 
 
 def from_bfloat16(x, dtype=np.float32, *, threads=None):
