@@ -496,9 +496,13 @@ def _from_bfloat16(x, dtype, threads, compiled):
     if dt != np.uint16 and not (xp is np and dt == _bfloat16()):
         raise _bad(fn, f"x must be bfloat16 (or its uint16 bits), got {dt}")
     _shape(fn, "x", x)
-    if dtype not in (np.float32, np.float64) and np.dtype(dtype) not in (np.float32, np.float64):
+    try:
+        want = np.dtype(dtype)
+    except TypeError:
+        want = None
+    if want not in (np.float32, np.float64):
         raise _bad(fn, f"dtype must be float32 or float64, got {dtype!r}")
-    dtype = np.dtype(dtype)
+    dtype = want
     th = _threads(fn, threads)
     bits = x.view(np.uint16)
     if compiled and xp is np:

@@ -49,10 +49,12 @@ namespace {
 
 using simd::Tier;
 
-// Below this many elements per thread, starting a thread costs more than it
-// saves (measured: a thread start and join is ~30 us, a LayerNorm row of 384
-// floats ~0.1 us).
-constexpr int64_t kMinPerThread = 1 << 16;
+// Elements of work per thread, at least: parallel::run starts its threads for
+// each call, ~25 us per thread here (measured: bias_grad of 64 x 2048 floats
+// takes 18 us on one thread, 36 us on two), while a memory-bound kernel does
+// about 8 elements per ns; 2^18 elements (~35 us) make a second thread pay.
+// Compute-bound kernels count their elements several times (weights below).
+constexpr int64_t kMinPerThread = 1 << 18;
 // Elements per work item handed to a thread.
 constexpr int64_t kItem = 1 << 14;
 
@@ -159,8 +161,8 @@ void bias_gelu_forward(const T* h, const T* bias, int64_t n, int64_t c, T* u, T*
   need(a, n * c, "bias_gelu_forward", "a");
   if (bias) need(u, n * c, "bias_gelu_forward", "u");
   const Tier t = tier();
-  // the GELU is compute bound (an exp and a division per element): threads pay off sooner
-  over_rows(n, rows_per_item(c), plan_threads(8 * n * c, threads), [&](int64_t r0, int64_t r1) {
+  // the GELU is compute bound (an exp and a division per element): ~2x the time of a copy
+  over_rows(n, rows_per_item(c), plan_threads(2 * n * c, threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::bias_gelu(h, bias, c, u, a, r0, r1));
   });
 }
@@ -172,7 +174,7 @@ void gelu_backward(const T* da, const T* u, int64_t count, T* du, int threads) {
   need(u, count, "gelu_backward", "u");
   need(du, count, "gelu_backward", "du");
   const Tier t = tier();
-  over_rows(count, kItem, plan_threads(8 * count, threads), [&](int64_t i0, int64_t i1) {
+  over_rows(count, kItem, plan_threads(2 * count, threads), [&](int64_t i0, int64_t i1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::gelu_back(da, u, du, i0, i1));
   });
 }
@@ -213,7 +215,7 @@ void xent_forward_backward(T* logits, const int64_t* targets, int64_t n, int64_t
       throw InvalidArgument("llm xent_forward_backward: targets[" + std::to_string(i) + "] = " +
                             std::to_string(targets[i]) + " is outside [0, " + std::to_string(valid) + ")");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(4 * n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_fused(logits, targets, v, valid, scale, losses, r0, r1));
   });
 }
@@ -243,7 +245,7 @@ void xent_local_sumexp(const T* logits, const int64_t* targets, int64_t n, int64
     if (targets[i] < 0)
       throw InvalidArgument("llm xent_local_sumexp: targets[" + std::to_string(i) + "] is negative");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(4 * n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_sumexp(logits, targets, v, valid, vocab_start, gmax, sumexp,
                                                  target_logit, r0, r1));
   });
@@ -260,7 +262,7 @@ void xent_grad(T* logits, const int64_t* targets, int64_t n, int64_t v, int64_t 
   for (int64_t i = 0; i < n; ++i)
     if (targets[i] < 0) throw InvalidArgument("llm xent_grad: targets[" + std::to_string(i) + "] is negative");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(4 * n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_grad(logits, targets, v, valid, vocab_start, lse, scale, r0, r1));
   });
 }
