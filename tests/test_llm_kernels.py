@@ -122,6 +122,35 @@ def test_bias_gelu(torch, impl, dtype, n, c):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_far_out(torch, impl, dtype):
+    """Far from 0 the kernel takes the limits: gelu and its slope are exactly 0 at u <= -u0
+    (-10 float32, -20 float64; the true values are below 1e-37 resp. 1e-260 there), u and 1 at
+    u >= u0; between, PyTorch's value to the tolerance, up to PyTorch's own rounding of
+    1 + tanh(z) (|u| 2^-52: it returns 0 where the true value is 1e-33); nothing overflows into
+    inf or NaN; NaN stays NaN."""
+    K_ = IMPLS[impl]
+    big = 1e30 if dtype == np.float32 else 1e150
+    u0 = 10 if dtype == np.float32 else 20
+    u = np.array([[-big, -1e12, -1e4, -30, -20.5, -20, -19.5, -12, -10.5, -10, -9.5, -5, 0, 5, 9.5, 10, 10.5, 12,
+                   19.5, 20, 20.5, 30, 1e4, 1e12, big]], dtype=dtype)
+    a = K_.bias_gelu_forward(u, None)[1]
+    du = K_.gelu_backward(np.ones_like(u), u)
+    U = t64(torch, u, True)
+    A = torch.nn.functional.gelu(U, approximate="tanh")
+    A.sum().backward()
+    for got, ref in ((a, A.detach().numpy()), (du, U.grad.numpy())):
+        assert np.all(np.isfinite(got))
+        assert np.all(np.abs(got - ref) <= TOL[dtype] * np.abs(ref) + np.abs(u) * 2.0 ** -52), (got, ref)
+    low, high = u <= -u0, u >= u0
+    assert np.all(a[low] == 0) and np.all(du[low] == 0)
+    assert np.array_equal(a[high], u[high]) and np.all(du[high] == 1)
+    nan = np.array([[np.nan, 1.0]], dtype=dtype)
+    assert np.isnan(K_.bias_gelu_forward(nan, None)[1][0, 0])
+    assert np.isnan(K_.gelu_backward(np.ones_like(nan), nan)[0, 0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_residual(impl, dtype):
     K_ = IMPLS[impl]
     rng = np.random.default_rng(4)

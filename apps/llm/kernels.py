@@ -221,18 +221,23 @@ def layernorm_backward(dy, x, w, mean, rstd, *, threads=None):
     return _layernorm_backward(dy, x, w, mean, rstd, threads, True)
 
 
-# gelu_tanh(u) = u / (1 + e), e = exp(-2 z), z = sqrt(2/pi) (u + 0.044715 u^3): the same function as
-# 0.5 u (1 + tanh z) without its cancellation for u << 0. e is capped at exp(cap), where gelu and its
-# slope are below 1e-34 (float32) resp. 1e-300 (float64) of u.
+# gelu_tanh(u) = u s, s = 1 / (1 + e), e = exp(-2 z), z = sqrt(2/pi) (u + 0.044715 u^3): the same
+# function as 0.5 u (1 + tanh z) without its cancellation for u << 0. As in the compiled kernel
+# (kernels.inc, Gelu): for u <= -u0 gelu and its slope are taken as their limit 0 (they are below
+# 1e-37 resp. 1e-260 there; the factor m), e is capped to stay finite, and the slope's second term
+# is evaluated at u clamped to [-u0, u0] (it is 0 beyond u0), so that nothing overflows into NaN.
 _K = math.sqrt(2 / math.pi)
 _C = 0.044715
 
 
-def _gelu_se(xp, u):
-    cap = 80.0 if u.dtype == np.float32 else 700.0
+def _gelu_parts(xp, u):
+    """(s, e, m, u0) of u."""
+    f4 = u.dtype == np.float32
+    u0, cap = (10.0, 88.0) if f4 else (20.0, 700.0)
     z = _K * (u + _C * u * u * u)
     e = xp.exp(xp.minimum(-2 * z, u.dtype.type(cap)))
-    return 1 / (1 + e), e
+    m = xp.clip((u + u0) * 2.0 ** 100, 0, 1)
+    return 1 / (1 + e), e, m, u0
 
 
 def _bias_gelu_forward(h, bias, threads, compiled):
@@ -250,8 +255,8 @@ def _bias_gelu_forward(h, bias, threads, compiled):
         return (h if u is None else u), a
     with _quiet(xp):
         u = h if bias is None else h + bias
-        s, _ = _gelu_se(xp, u)
-        return u, u * s
+        s, _, m, _ = _gelu_parts(xp, u)
+        return u, u * (s * m)
 
 
 def bias_gelu_forward(h, bias, *, threads=None):
@@ -270,9 +275,10 @@ def _gelu_backward(da, u, threads, compiled):
         native().gelu_backward(da, u, du, th)
         return du
     with _quiet(xp):
-        s, e = _gelu_se(xp, u)
-        dz = _K * (1 + 3 * _C * u * u)
-        return da * (s + 2 * u * dz * (e * s) * s)
+        s, e, m, u0 = _gelu_parts(xp, u)
+        uc = xp.clip(u, -u0, u0)
+        dz = _K * (1 + 3 * _C * uc * uc)
+        return da * ((s + 2 * uc * dz * ((e * s) * s)) * m)
 
 
 def gelu_backward(da, u, *, threads=None):

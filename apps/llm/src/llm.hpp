@@ -44,7 +44,9 @@ void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, cons
 
 // u = h + bias (bias null: u is not written; the GELU reads h), a = gelu(u)
 // with gelu(u) = 0.5 u (1 + tanh(z)), z = sqrt(2/pi) (u + 0.044715 u^3),
-// evaluated as u / (1 + exp(-2 z)) (no cancellation for u << 0).
+// evaluated as u / (1 + exp(-2 z)) (no cancellation for u << 0); for u <= -10
+// (float) resp. -20 (double), where gelu and its slope are below 1e-37 resp.
+// 1e-260, both are their limit 0 (kernels.inc, Gelu).
 template <class T>
 void bias_gelu_forward(const T* h, const T* bias, int64_t n, int64_t c, T* u, T* a, int threads);
 
