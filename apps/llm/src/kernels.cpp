@@ -94,7 +94,8 @@ void blocked_col_sums(int64_t n, int64_t c, int threads, const std::vector<T*>& 
     block(b * kRowBlock, std::min(n, (b + 1) * kRowBlock), p + b * k * c);
   });
   const Tier t = tier();
-  for (int64_t q = 0; q < k; ++q) BAOBAB_SIMD_DISPATCH(t, Kern<T>::col_sum(p + q * c, k * c, c, outs[size_t(q)], 0, blocks));
+  for (int64_t q = 0; q < k; ++q)
+    BAOBAB_SIMD_DISPATCH(t, Kern<T>::col_sum(p + q * c, k * c, c, outs[size_t(q)], 0, blocks));
 }
 
 template <class T>
