@@ -8,7 +8,9 @@ without the extension), and the equivalent PyTorch eager ops on 1 and 2
 threads when torch is importable (native_layer_norm and its backward, add +
 gelu(approximate='tanh'), gelu_backward, adds, sum, cross_entropy forward and
 backward, .to(bfloat16)). Shapes: (rows, cols) for the row kernels, (rows,
-vocab) for the cross-entropy. Each time is the best of --reps calls; the table
+vocab) for the cross-entropy. The candidates of a kernel are timed in turn,
+round after round, and each keeps its best of --reps calls, so that load from
+other processes on a shared machine falls on all of them alike; the table
 gives microseconds per call, the compiled kernel's memory rate on one thread
 (bytes read and written by the kernel itself / time) and its speed-up over numpy
 and over PyTorch on the same thread count. Asserts nothing about time; bad
@@ -31,13 +33,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def best_time(fn, reps):
-    fn()  # warm-up (first-touch of outputs, thread start-up paths)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+def best_times(fns, reps):
+    """Best time of each (setup, fn) pair, timed in turn for `reps` rounds (setup untimed)."""
+    best = [float("inf")] * len(fns)
+    for r in range(reps + 1):  # round 0: warm-up (first touch of outputs, thread start-up paths)
+        for i, (setup, fn) in enumerate(fns):
+            setup()
+            t0 = time.perf_counter()
+            fn()
+            if r:
+                best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
@@ -131,16 +136,15 @@ def main(argv=None):
             f" {'torch1 us':>10} {'torch2 us':>10} {'x torch1':>9} {'x torch2':>9}")
     print(head)
     print("-" * len(head))
+    none = lambda: None  # noqa: E731
     for name, nbytes, kern, fb, tf in rows:
-        t1 = best_time(lambda: kern(1), a.reps)
-        t2 = best_time(lambda: kern(2), a.reps)
-        tn = best_time(fb, max(3, a.reps // 3))
-        line = f"{name:22} {t1 * 1e6:8.1f} {t2 * 1e6:8.1f} {nbytes / t1 / 1e9:8.2f} {tn * 1e6:9.1f} {tn / t1:8.1f}"
+        fns = [(none, lambda: kern(1)), (none, lambda: kern(2)), (none, fb)]
         if tf is not None:
-            torch.set_num_threads(1)
-            p1 = best_time(tf, a.reps)
-            torch.set_num_threads(2)
-            p2 = best_time(tf, a.reps)
+            fns += [(lambda: torch.set_num_threads(1), tf), (lambda: torch.set_num_threads(2), tf)]
+        t1, t2, tn, *pt = best_times(fns, a.reps)
+        line = f"{name:22} {t1 * 1e6:8.1f} {t2 * 1e6:8.1f} {nbytes / t1 / 1e9:8.2f} {tn * 1e6:9.1f} {tn / t1:8.1f}"
+        if pt:
+            p1, p2 = pt
             line += f" {p1 * 1e6:10.1f} {p2 * 1e6:10.1f} {p1 / t1:9.2f} {p2 / t2:9.2f}"
         print(line, flush=True)
 
