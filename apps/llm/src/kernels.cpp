@@ -49,12 +49,14 @@ namespace {
 
 using simd::Tier;
 
-// Elements of work per thread, at least: parallel::run starts its threads for
-// each call, ~25 us per thread here (measured: bias_grad of 64 x 2048 floats
-// takes 18 us on one thread, 36 us on two), while a memory-bound kernel does
-// about 8 elements per ns; 2^18 elements (~35 us) make a second thread pay.
-// Compute-bound kernels count their elements several times (weights below).
-constexpr int64_t kMinPerThread = 1 << 18;
+// Work per thread, at least, in bytes a kernel streams (compute-bound kernels
+// count theirs several times, see work()): parallel::run starts its threads for
+// each call, ~28 us per extra thread here (an empty run on 2 threads), and a
+// second core reads the data from L3, not from the first core's L2. Measured
+// (2048 x 384 float32): bias_grad, 3 MB read, 93 us on one thread and no faster
+// on two; bias_residual (9 MB) 1.6x faster on two. 2 MiB (~80 us on a core)
+// per thread keeps bias_grad of that size on one thread and splits the rest.
+constexpr int64_t kMinWorkPerThread = int64_t(2) << 20;
 // Elements per work item handed to a thread.
 constexpr int64_t kItem = 1 << 14;
 
@@ -76,6 +78,14 @@ void over_rows(int64_t n, int64_t per, int threads, const F& fn) {
 
 // Rows per item for rows of c elements.
 int64_t rows_per_item(int64_t c) { return std::max<int64_t>(1, kItem / std::max<int64_t>(c, 1)); }
+
+// The work of a kernel over `elements` elements of T for plan_threads: the bytes
+// it streams (`passes` arrays of the size), times `weight` for the compute-bound
+// ones (measured time per byte against a streaming kernel's).
+template <class T>
+int64_t work(int64_t elements, int passes, int weight = 1) {
+  return elements * int64_t(sizeof(T)) * passes * weight;
+}
 
 // Column sums over row blocks: block(r0, r1, slot) fills a slot of k vectors
 // of c (k = outs.size()) from rows [r0, r1); then vector q of every slot is
@@ -112,9 +122,9 @@ void check_vocab(int64_t n, int64_t v, int64_t valid, const char* fn) {
 
 }  // namespace
 
-int plan_threads(int64_t elements, int threads) {
+int plan_threads(int64_t work, int threads) {
   const int64_t want = threads > 0 ? threads : parallel::usable_cpus();
-  const int64_t cap = std::max<int64_t>(1, elements / kMinPerThread);
+  const int64_t cap = std::max<int64_t>(1, work / kMinWorkPerThread);
   return int(std::max<int64_t>(1, std::min(want, cap)));
 }
 
@@ -131,7 +141,7 @@ void layernorm_forward(const T* x, const T* w, const T* b, int64_t n, int64_t c,
   need(mean, n, "layernorm_forward", "mean");
   need(rstd, n, "layernorm_forward", "rstd");
   const Tier t = tier();
-  over_rows(n, rows_per_item(c), plan_threads(n * c, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(c), plan_threads(work<T>(n * c, 2), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::ln_forward(x, w, b, c, eps, y, mean, rstd, r0, r1));
   });
 }
@@ -150,7 +160,7 @@ void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, cons
   need(db, c, "layernorm_backward", "db");
   if (c == 0) return;
   const Tier t = tier();
-  blocked_col_sums<T>(n, c, plan_threads(2 * n * c, threads), {dw, db}, [&](int64_t r0, int64_t r1, T* slot) {
+  blocked_col_sums<T>(n, c, plan_threads(work<T>(n * c, 3), threads), {dw, db}, [&](int64_t r0, int64_t r1, T* slot) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::ln_backward(dy, x, w, mean, rstd, c, dx, slot, slot + c, r0, r1));
   });
 }
@@ -162,8 +172,7 @@ void bias_gelu_forward(const T* h, const T* bias, int64_t n, int64_t c, T* u, T*
   need(a, n * c, "bias_gelu_forward", "a");
   if (bias) need(u, n * c, "bias_gelu_forward", "u");
   const Tier t = tier();
-  // the GELU is compute bound (an exp and a division per element): ~2x the time of a copy
-  over_rows(n, rows_per_item(c), plan_threads(2 * n * c, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(c), plan_threads(work<T>(n * c, 3, 4), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::bias_gelu(h, bias, c, u, a, r0, r1));
   });
 }
@@ -175,7 +184,7 @@ void gelu_backward(const T* da, const T* u, int64_t count, T* du, int threads) {
   need(u, count, "gelu_backward", "u");
   need(du, count, "gelu_backward", "du");
   const Tier t = tier();
-  over_rows(count, kItem, plan_threads(2 * count, threads), [&](int64_t i0, int64_t i1) {
+  over_rows(count, kItem, plan_threads(work<T>(count, 3, 4), threads), [&](int64_t i0, int64_t i1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::gelu_back(da, u, du, i0, i1));
   });
 }
@@ -187,7 +196,7 @@ void bias_residual(const T* h, const T* bias, const T* res, int64_t n, int64_t c
   need(res, n * c, "bias_residual", "residual");
   need(out, n * c, "bias_residual", "out");
   const Tier t = tier();
-  over_rows(n, rows_per_item(c), plan_threads(n * c, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(c), plan_threads(work<T>(n * c, 3), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::bias_res(h, bias, res, c, out, r0, r1));
   });
 }
@@ -199,7 +208,7 @@ void bias_grad(const T* dy, int64_t n, int64_t c, T* db, int threads) {
   need(db, c, "bias_grad", "db");
   if (c == 0) return;
   const Tier t = tier();
-  blocked_col_sums<T>(n, c, plan_threads(n * c, threads), {db}, [&](int64_t r0, int64_t r1, T* slot) {
+  blocked_col_sums<T>(n, c, plan_threads(work<T>(n * c, 1), threads), {db}, [&](int64_t r0, int64_t r1, T* slot) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::col_sum(dy, c, c, slot, r0, r1));
   });
 }
@@ -216,7 +225,7 @@ void xent_forward_backward(T* logits, const int64_t* targets, int64_t n, int64_t
       throw InvalidArgument("llm xent_forward_backward: targets[" + std::to_string(i) + "] = " +
                             std::to_string(targets[i]) + " is outside [0, " + std::to_string(valid) + ")");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(work<T>(n * v, 2, 2), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_fused(logits, targets, v, valid, scale, losses, r0, r1));
   });
 }
@@ -227,7 +236,7 @@ void xent_local_max(const T* logits, int64_t n, int64_t v, int64_t valid, T* row
   need(logits, n * v, "xent_local_max", "logits");
   need(rowmax, n, "xent_local_max", "rowmax");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(work<T>(n * v, 1), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_max(logits, v, valid, rowmax, r0, r1));
   });
 }
@@ -246,7 +255,7 @@ void xent_local_sumexp(const T* logits, const int64_t* targets, int64_t n, int64
     if (targets[i] < 0)
       throw InvalidArgument("llm xent_local_sumexp: targets[" + std::to_string(i) + "] is negative");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(work<T>(n * v, 1, 3), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_sumexp(logits, targets, v, valid, vocab_start, gmax, sumexp,
                                                  target_logit, r0, r1));
   });
@@ -263,7 +272,7 @@ void xent_grad(T* logits, const int64_t* targets, int64_t n, int64_t v, int64_t 
   for (int64_t i = 0; i < n; ++i)
     if (targets[i] < 0) throw InvalidArgument("llm xent_grad: targets[" + std::to_string(i) + "] is negative");
   const Tier t = tier();
-  over_rows(n, rows_per_item(v), plan_threads(n * v, threads), [&](int64_t r0, int64_t r1) {
+  over_rows(n, rows_per_item(v), plan_threads(work<T>(n * v, 2, 2), threads), [&](int64_t r0, int64_t r1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::xent_grad(logits, targets, v, valid, vocab_start, lse, scale, r0, r1));
   });
 }
@@ -276,7 +285,7 @@ void to_bf16_any(const T* x, int64_t count, uint16_t* out, int threads) {
   need(x, count, "to_bfloat16", "x");
   need(out, count, "to_bfloat16", "out");
   const Tier t = tier();
-  over_rows(count, kItem, plan_threads(count, threads), [&](int64_t i0, int64_t i1) {
+  over_rows(count, kItem, plan_threads(count * int64_t(sizeof(T) + 2), threads), [&](int64_t i0, int64_t i1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::to_bf16(x, out, i0, i1));
   });
 }
@@ -287,7 +296,7 @@ void from_bf16_any(const uint16_t* x, int64_t count, T* out, int threads) {
   need(x, count, "from_bfloat16", "x");
   need(out, count, "from_bfloat16", "out");
   const Tier t = tier();
-  over_rows(count, kItem, plan_threads(count, threads), [&](int64_t i0, int64_t i1) {
+  over_rows(count, kItem, plan_threads(count * int64_t(sizeof(T) + 2), threads), [&](int64_t i0, int64_t i1) {
     BAOBAB_SIMD_DISPATCH(t, Kern<T>::from_bf16(x, out, i0, i1));
   });
 }

@@ -93,9 +93,10 @@ void to_bfloat16(const double* x, int64_t count, uint16_t* out, int threads);
 void from_bfloat16(const uint16_t* x, int64_t count, float* out, int threads);
 void from_bfloat16(const uint16_t* x, int64_t count, double* out, int threads);
 
-// The threads a kernel uses for `elements` elements of work when asked for
-// `threads` (0 = all usable cores).
-int plan_threads(int64_t elements, int threads);
+// The threads a kernel uses for `work` (the bytes it streams, weighted up for
+// compute-bound kernels; at least 2 MiB per thread) when asked for `threads`
+// (0 = all usable cores).
+int plan_threads(int64_t work, int threads);
 
 // The instruction-set tier: "avx512", "avx2" or "baseline", the best the CPU
 // runs, capped by BAOBAB_LLM_ISA=baseline|avx2|avx512 (read once per process;

@@ -372,8 +372,9 @@ NB_MODULE(_llm, m) {
       },
       "x"_a.noconvert(), "out"_a.noconvert(), "threads"_a = 0,
       "float32/float64 values (out, 1-d) of bfloat16 bits x (uint16, 1-d), exact.");
-  m.def("plan_threads", &baobab::llm::plan_threads, "elements"_a, "threads"_a = 0,
-        "The threads a kernel runs for `elements` elements of work when asked for `threads` (0: all cores).");
+  m.def("plan_threads", &baobab::llm::plan_threads, "work"_a, "threads"_a = 0,
+        "The threads a kernel runs for `work` (bytes streamed, weighted for compute) when asked for `threads` "
+        "(0: all cores); bias_grad's work is the bytes of dy.");
   m.def("isa", &baobab::llm::isa,
         "The instruction-set tier of the kernels: 'avx512', 'avx2' or 'baseline' (BAOBAB_LLM_ISA caps it).");
   m.def("tiers", &baobab::llm::tiers, "The tiers this build and CPU can run.");
