@@ -11,8 +11,10 @@ xp fallback written below over the array's module. `fallback` holds the same
 functions forced onto that fallback for any array type, numpy included: the
 reference of the kernel tests and the benchmark's baseline.
 
-Arguments are checked once, here, for both paths; a bad one raises
-baobab.InvalidArgument naming it. Column sums (dw, db, bias_grad) give the same
+Arguments are checked once per call, here, for both paths; a bad one raises
+baobab.InvalidArgument naming it (the extension module checks dtypes, shapes
+and layouts again, in O(1), so that it stays memory-safe when called directly;
+the compiled kernels check the targets' range in their own pass). Column sums (dw, db, bias_grad) give the same
 bits for any thread count. `threads` (keyword): None or 0 = all usable cores,
 n = at most n (fewer when the work is too small to pay for a thread); the
 fallback ignores it.
