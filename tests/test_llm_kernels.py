@@ -1,5 +1,5 @@
 """The LLM application's kernels (apps/llm/src, the extension module
-baobab_apps._llm, and apps/llm/kernels.py over it with its xp fallback) against
+baobab_apps._llm, and apps/llm/ops.py over it with its xp fallback) against
 PyTorch in float64 (layer_norm, gelu(approximate='tanh'), cross_entropy, and
 autograd for every gradient); the padded vocabulary and the vocabulary-parallel
 pieces against the fused kernel; the same bits for 1, 2 and 3 threads; every
@@ -29,8 +29,8 @@ LLM = Path(__file__).resolve().parents[1] / "apps" / "llm"
 
 
 def _load():
-    # by path, under a name of its own (apps/nbody has a kernels.py too)
-    spec = importlib.util.spec_from_file_location("llm_kernels", LLM / "kernels.py")
+    # by path, under a name of its own (apps/nbody has a ops.py too)
+    spec = importlib.util.spec_from_file_location("llm_kernels", LLM / "ops.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -329,14 +329,14 @@ def test_every_tier(tier):
     if tier not in K.native().tiers():
         pytest.skip(f"this CPU does not run {tier}")
     env = dict(os.environ, BAOBAB_LLM_ISA=tier)
-    p = subprocess.run([sys.executable, "-c", TIER_SCRIPT, str(LLM / "kernels.py"), tier], env=env,
+    p = subprocess.run([sys.executable, "-c", TIER_SCRIPT, str(LLM / "ops.py"), tier], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
 
 
 def test_bad_isa_cap():
     env = dict(os.environ, BAOBAB_LLM_ISA="sse9")
-    p = subprocess.run([sys.executable, "-c", TIER_SCRIPT, str(LLM / "kernels.py"), "x"], env=env,
+    p = subprocess.run([sys.executable, "-c", TIER_SCRIPT, str(LLM / "ops.py"), "x"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "BAOBAB_LLM_ISA" in p.stderr
 
@@ -475,7 +475,7 @@ def test_overlapping_out_refused():
 
 
 def test_module_checks_on_its_own():
-    """The extension module refuses bad arrays itself (it is callable without kernels.py)."""
+    """The extension module refuses bad arrays itself (it is callable without ops.py)."""
     nb = K.native()
     x = np.ones((3, 4), np.float32)
     with pytest.raises(baobab.InvalidArgument, match="w must be float32"):

@@ -1,5 +1,5 @@
 """Training throughput on one rank: this app's GPT (numpy BLAS, baobab
-attention, kernels.py) against PyTorch eager training the identical model
+attention, ops.py) against PyTorch eager training the identical model
 (same weights, batches, AdamW and clipping), with the same thread count, in
 the same run.
 
@@ -111,7 +111,7 @@ def child(a):
     import numpy as np
 
     import data
-    import kernels as K
+    import ops as K
     import model as M
     import optim
 

@@ -1,8 +1,8 @@
 """Time of the LLM kernels against their numpy fallback and PyTorch, in one run.
 
-    python apps/llm/bench_kernels.py [--rows 2048] [--cols 384] [--vocab 256] [--dtype float32] [--reps 30]
+    python apps/llm/bench_ops.py [--rows 2048] [--cols 384] [--vocab 256] [--dtype float32] [--reps 30]
 
-For each kernel of apps/llm/kernels.py: the compiled kernel on 1 and 2
+For each kernel of apps/llm/ops.py: the compiled kernel on 1 and 2
 threads, the numpy fallback (kernels.fallback, what the model would run
 without the extension), and the equivalent PyTorch eager ops on 1 and 2
 threads when torch is importable (native_layer_norm and its backward, add +
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import kernels as K  # noqa: E402
+import ops as K  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ multi-head attention, then a GELU(tanh) MLP of 4x width, each added to the
 residual stream), a final LayerNorm, and an output head tied to the token
 embedding. Attention goes through baobab.attention (partial/backward on one
 rank, the zigzag ring over the sequence-parallel group); LayerNorm, GELU,
-bias/residual and cross-entropy through kernels.py; matmuls are `@` on xp.
+bias/residual and cross-entropy through ops.py; matmuls are `@` on xp.
 
 Parallelism (a Parallel object says which):
 - tensor parallel (Megatron): the fused qkv and MLP fc are column-parallel
@@ -42,7 +42,7 @@ import numpy as np
 from baobab import InvalidArgument
 from baobab import attention as battn
 
-import kernels as K
+import ops as K
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -3,7 +3,7 @@
 // backward pass that numpy would run as several passes with temporaries --
 // LayerNorm, bias + GELU (tanh), bias + residual, bias gradients, and the
 // softmax cross-entropy, whole or split over vocabulary shards -- and the
-// float32 <-> bfloat16 conversions. apps/llm/kernels.py is their Python face.
+// float32 <-> bfloat16 conversions. apps/llm/ops.py is their Python face.
 //
 // Layout: T is float or double; matrices are row-major (n rows, c columns),
 // dense (row stride c); vectors have c (per column) or n (per row) elements.

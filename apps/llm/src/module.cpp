@@ -1,6 +1,6 @@
 // baobab_apps._llm: the LLM application's extension module, over its kernels
 // (llm.hpp). Arrays arrive as nb::ndarray without conversion; outputs are
-// allocated by the caller (apps/llm/kernels.py, which also checks the
+// allocated by the caller (apps/llm/ops.py, which also checks the
 // arguments for users and names them). The checks here keep the module
 // memory-safe on its own: dtypes (float32 or float64, all alike; targets
 // int64; bfloat16 as uint16), shapes and C order. Errors are baobab's
@@ -245,7 +245,7 @@ void xent_grad(const Arr& logits, const RoArr& targets, int64_t vocab_start, con
 }  // namespace
 
 NB_MODULE(_llm, m) {
-  m.doc() = "The LLM application's kernels (apps/llm/src); apps/llm/kernels.py is their Python face.";
+  m.doc() = "The LLM application's kernels (apps/llm/src); apps/llm/ops.py (its kernels) is their Python face.";
   baobab::bindings::register_exceptions();
 
   m.def(
