@@ -20,3 +20,20 @@ from conftest import MPI_DIR
 def test_parallel_equals_one_rank(mpirun, n, tp, sp, vocab, seq):
     out = mpirun(n, MPI_DIR / "llm_parallel.py", tp, sp, vocab, seq, timeout=300).stdout
     assert f"OK llm tp={tp} sp={sp}" in out, out
+
+
+@pytest.mark.parametrize("n, dp, tp, sp, zero, accum", [
+    (2, 2, 1, 1, 0, 2),
+    (4, 4, 1, 1, 0, 1),
+    (2, 2, 1, 1, 1, 2),
+    (2, 2, 1, 1, 2, 2),
+    (3, 3, 1, 1, 2, 1),
+    (4, 2, 2, 1, 1, 2),
+    (4, 2, 1, 2, 2, 2),
+])
+def test_data_parallel_and_zero_equal_one_rank(mpirun, n, dp, tp, sp, zero, accum):
+    """DP (buckets reduced during the backward pass), ZeRO-1/2, DP2xTP2 and DP2xSP2
+    (mpi/llm_dp.py): five steps' losses, gradient norms and final parameters equal
+    the 1-rank run on the same global batch to 1e-10; memory per rank = the formula."""
+    out = mpirun(n, MPI_DIR / "llm_dp.py", dp, tp, sp, zero, accum, 0.002, timeout=300).stdout
+    assert f"OK llm dp={dp} tp={tp} sp={sp} zero={zero}" in out, out

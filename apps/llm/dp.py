@@ -143,7 +143,7 @@ class GradReducer:
     `grads` maps each parameter name to the array its gradient goes into (the
     model's backward writes there); `ready(name)` says a gradient is final."""
 
-    def __init__(self, comm, layout, dtype, zero=0, xp=np, max_in_flight=2):
+    def __init__(self, comm, layout, dtype, zero=0, xp=np, max_in_flight=2, average=True):
         if zero not in (0, 1, 2):
             raise InvalidArgument(f"ZeRO stage must be 0, 1 or 2, got {zero!r}")
         self.comm, self.layout, self.zero, self.xp = comm, layout, zero, xp
@@ -153,6 +153,7 @@ class GradReducer:
             raise InvalidArgument(f"layout made for {layout.parts} parts, group has {self.size} ranks")
         self.dtype = np.dtype(dtype)
         self.max_in_flight = max(1, int(max_in_flight))
+        self.average = bool(average)  # False: the sum over the group (the loss was scaled for it)
         self._live = {}
         if zero == 2:
             self.flat = None
@@ -188,16 +189,18 @@ class GradReducer:
         """Bytes of gradient storage that live across steps."""
         return (self.flat if self.flat is not None else self.shard).nbytes
 
-    def begin(self, sync):
+    def begin(self, sync, overwrite=False):
         """Starts a micro-batch's backward pass; sync=True on the one that communicates
-        (ZeRO-2 communicates on every micro-batch)."""
+        (ZeRO-2 communicates on every micro-batch). overwrite=True: the backward pass
+        writes every gradient (does not add), so the buffer need not be zeroed."""
         if self._work:
             raise InvalidArgument("begin() while reductions are in flight: call finish() first")
         self._sync = bool(sync) or self.zero == 2
         self._pending = [len(m) for m in self.layout.bucket_members]
         if self._fresh:
             if self.flat is not None:
-                self.flat[...] = 0
+                if not overwrite:
+                    self.flat[...] = 0
             else:
                 self.shard[...] = 0
             self.exposed, self.bytes_sent = 0.0, 0
@@ -266,7 +269,8 @@ class GradReducer:
 
     def finish(self, last=True):
         """Completes a micro-batch. On the last one, returns the mean gradient over the
-        group: the full flat buffer (ZeRO 0/1) or this rank's shard (ZeRO-2)."""
+        group (the sum if average=False): the full flat buffer (ZeRO 0/1) or this
+        rank's shard (ZeRO-2)."""
         missing = [b for b, n in enumerate(self._pending) if n]
         if missing:
             names = [m for b in missing for m in self.layout.bucket_members[b]]
@@ -278,7 +282,7 @@ class GradReducer:
             return None
         self._fresh = True
         out = self.flat if self.zero < 2 else self.shard
-        if self.size > 1:
+        if self.size > 1 and self.average:
             out /= self.size
         return out
 

@@ -80,11 +80,19 @@ def parse(argv):
     g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (divides --heads)")
     g.add_argument("--sp", type=int, default=1, help="sequence-parallel degree (zigzag ring attention)")
     g.add_argument("--threads", type=int, default=None, help="threads per rank (default: cores / local ranks)")
+    g.add_argument("--zero", type=int, default=0, choices=[0, 1, 2],
+                   help="ZeRO stage over the data-parallel ranks: 1 shards the optimizer state, 2 the gradients too")
+    g.add_argument("--bucket-mb", type=float, default=25.0,
+                   help="gradient bucket size in MB (reduced while the backward pass goes on)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="llm-run", help="output directory")
     g.add_argument("--eval-every", type=int, default=50, help="steps between validation losses (0: only at the end)")
     g.add_argument("--eval-batches", type=int, default=4)
     g.add_argument("--log-every", type=int, default=1)
+    g.add_argument("--ckpt-every", type=int, default=0,
+                   help="steps between checkpoints in --out/ckpt (0: only at the end and when preempted)")
+    g.add_argument("--no-ckpt", action="store_true", help="write no checkpoint, resume from none")
+    g.add_argument("--keep", type=int, default=2, help="checkpoints kept")
     a = p.parse_args(argv)
     check(a)
     return a
@@ -136,6 +144,11 @@ def check(a):
         raise ConfigError(f"--seed must be non-negative, got {a.seed}")
     if a.eval_every < 0:
         raise ConfigError(f"--eval-every must be non-negative, got {a.eval_every}")
+    if a.ckpt_every < 0:
+        raise ConfigError(f"--ckpt-every must be non-negative, got {a.ckpt_every}")
+    if a.keep < 1:
+        raise ConfigError(f"--keep must be at least 1, got {a.keep}")
+    _finite("--bucket-mb", a.bucket_mb, above=0)
     if a.threads is not None and not 1 <= a.threads <= 1024:
         raise ConfigError(f"--threads must lie in [1, 1024], got {a.threads}")
     if not a.out:
@@ -210,7 +223,7 @@ class Metrics:
     """The HDF5 time series, kept in memory and rewritten atomically (rank 0)."""
 
     TRAIN = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "t_step", "t_compute", "t_comm", "t_optim",
-             "flops_per_s")
+             "flops_per_s", "mfu", "comm_bytes")
 
     def __init__(self, path, attrs):
         self.path = path
@@ -221,6 +234,23 @@ class Metrics:
     def add(self, **row):
         for k in self.TRAIN:
             self.train[k].append(row[k])
+
+    def resume(self, before):
+        """Keeps the rows of an earlier run in this file for steps < before (a resumed run)."""
+        import h5py
+        try:
+            with h5py.File(self.path, "r") as f:
+                old = {g: {k: f[g][k][()].tolist() for k in f[g]} for g in ("train", "val") if g in f}
+        except (OSError, KeyError):
+            return
+        for group, cols in (("train", self.train), ("val", self.val)):
+            rows = old.get(group, {})
+            keep = [i for i, st in enumerate(rows.get("step", [])) if st < before]
+            for k in cols:
+                if k in rows:
+                    cols[k].extend(rows[k][i] for i in keep)
+                else:
+                    cols[k].extend(float("nan") for _ in keep)
 
     def add_val(self, step, loss):
         self.val["step"].append(step)
@@ -281,10 +311,23 @@ class Trainer:
         self.gpt = M.GPT(cfg, self.par, threads=self.threads)
         self.params = M.init_params(cfg, a.seed, grid.tp_rank, grid.tp_size)
         self.specs = M.param_specs(cfg)
-        self.flat, self.grads = M.flat_zeros(self.params)
-        self.opt = optim.AdamW(self.params, self.specs, betas=(a.beta1, a.beta2), eps=a.adam_eps,
-                               weight_decay=a.weight_decay, decay_embeddings=a.decay_embeddings,
-                               threads=self.threads)
+        # Gradients in buckets in the order backward() finishes them, reduced over the
+        # data group (dp x sp) while it goes on; ZeRO shards over the same group.
+        import dp
+        self.dp = dp
+        order = list(reversed(list(self.specs)))
+        self.layout = dp.make_layout([(n, self.params[n].shape) for n in order], cfg.np_dtype.itemsize,
+                                     parts=grid.data_size, bucket_bytes=int(a.bucket_mb * 1e6))
+        self.reducer = dp.GradReducer(grid.data, self.layout, cfg.np_dtype, zero=a.zero, average=False)
+        self.grads = self.reducer.grads
+        hyper = dict(betas=(a.beta1, a.beta2), eps=a.adam_eps, weight_decay=a.weight_decay,
+                     decay_embeddings=a.decay_embeddings)
+        if a.zero:
+            self.sharded = dp.ShardedParams(grid.data, self.layout, self.params)  # params become views of it
+            self.opt = dp.ZeroAdamW(self.sharded, self.specs, **hyper)
+        else:
+            self.sharded = None
+            self.opt = optim.AdamW(self.params, self.specs, threads=self.threads, **hyper)
         self.global_tokens = a.batch * a.seq_len * a.accum * grid.dp_size
         self.flops_per_token = M.flops_per_token(cfg, a.seq_len)
 
@@ -303,39 +346,113 @@ class Trainer:
 
     def step(self, step):
         """Training step `step` (from 0): returns its metrics row."""
-        a, np, par = self.a, self.np, self.par
+        a, np, par, red = self.a, self.np, self.par, self.reducer
         t0 = time.perf_counter()
         comm0 = par.tp_seconds
         loss_sum = 0.0
         for micro in range(a.accum):
+            last = micro == a.accum - 1
             x, y = self.sampler.get(step, micro)
             c = self.gpt.forward(self.params, x, y, loss_scale=1.0 / self.global_tokens)
-            self.gpt.backward(self.params, c, self.grads, accumulate=micro > 0)
+            # ZeRO-2 reduce-scatters every micro-batch, so each one starts afresh.
+            overwrite = micro == 0 or a.zero == 2
+            red.begin(sync=last, overwrite=overwrite)
+            self.gpt.backward(self.params, c, self.grads, on_grad=red.ready, accumulate=not overwrite)
+            g = red.finish(last=last)
             loss_sum += c.loss_sum
             del c
         t1 = time.perf_counter()
-        red = np.array([loss_sum])
-        self.data_sum(self.flat)
-        self.data_sum(red)
+        lossv = np.array([loss_sum])
+        self.data_sum(lossv)
         t2 = time.perf_counter()
-        loss = float(red[0]) / self.global_tokens
+        loss = float(lossv[0]) / self.global_tokens
         if not math.isfinite(loss):
             raise Diverged(f"the loss became {loss} at step {step}")
-        norm = self.optim.global_grad_norm(self.grads, self.specs, self.grid.tp)
-        coef = self.optim.clip_coef(norm, a.clip) if a.clip > 0 else 1.0
         lr = self.optim.lr_at(step, lr=a.lr, warmup=a.warmup, total=a.steps, min_lr=a.min_lr)
-        self.opt.update(self.params, self.grads, lr, grad_scale=coef)
+        if a.zero:
+            shard = g if a.zero == 2 else self.sharded.shard_of(g)
+            norm = self.opt.grad_norm(shard, self.grid.data, self.grid.tp)
+            coef = self.optim.clip_coef(norm, a.clip) if a.clip > 0 else 1.0
+            self.opt.update(shard, lr, grad_scale=coef)
+        else:
+            norm = self.optim.global_grad_norm(self.grads, self.specs, self.grid.tp)
+            coef = self.optim.clip_coef(norm, a.clip) if a.clip > 0 else 1.0
+            self.opt.update(self.params, self.grads, lr, grad_scale=coef)
         t3 = time.perf_counter()
         t_step = t3 - t0
-        t_comm = (par.tp_seconds - comm0) + (t2 - t1)
+        # exposed communication: the model's TP collectives, the waits for gradient buckets
+        # still in flight after the backward pass, and the loss's reduction
+        t_comm = (par.tp_seconds - comm0) + red.exposed + (t2 - t1)
         t_optim = t3 - t2
         return dict(step=step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=self.global_tokens / t_step,
                     t_step=t_step, t_compute=t_step - t_comm - t_optim, t_comm=t_comm, t_optim=t_optim,
-                    flops_per_s=self.flops_per_token * self.global_tokens / t_step)
+                    flops_per_s=self.flops_per_token * self.global_tokens / t_step,
+                    comm_bytes=red.bytes_sent)
+
+    # ---- memory, checkpoints ---------------------------------------------------------------
+
+    def memory(self):
+        """Bytes this rank holds across steps: parameters, gradients, optimizer state,
+        and what the ZeRO formula predicts for them (dp.py's docstring)."""
+        b = self.cfg.np_dtype.itemsize
+        if self.a.zero:
+            params = self.sharded.persistent_bytes()  # the full parameters and the master shard
+        else:
+            params = sum(p.nbytes for p in self.params.values())
+        grads = self.reducer.persistent_bytes()
+        opt = self.opt.persistent_bytes() if self.a.zero else sum(x.nbytes for x in (*self.opt.m.values(),
+                                                                                    *self.opt.v.values()))
+        psi, n = self.layout.total, self.grid.data_size
+        formula = {0: 4 * psi, 1: 2 * psi + 3 * (psi // n), 2: psi + 4 * (psi // n)}[self.a.zero] * b  # psi % n == 0
+        return dict(params=params, grads=grads, optimizer=opt, total=params + grads + opt, formula=formula,
+                    zero=self.a.zero, group=n)
+
+    def moments(self):
+        """{"m": {...}, "v": {...}} shaped like this rank's parameters (collective under ZeRO)."""
+        if self.a.zero:
+            return self.opt.full_moments()
+        return {"m": self.opt.m, "v": self.opt.v}
+
+    def save(self, ck, step):
+        """Checkpoint after `step` steps (collective); written in the background."""
+        import ckpt
+        return ckpt.save(ck, step, self.cfg, self.grid, self.params, self.moments(),
+                         {"opt_step": self.opt.step, "seed": self.a.seed, "steps": self.a.steps})
+
+    def restore(self, loaded):
+        """Takes a checkpoint's parameters and moments (ckpt.load for this grid)."""
+        for n, p in self.params.items():
+            p[...] = loaded.params[n]
+        if self.a.zero:
+            self.sharded.shard[...] = self.sharded.shard_of(self.sharded.flat)
+            if loaded.moments is not None:
+                self.opt.load_moments(loaded.moments, loaded.extra["opt_step"])
+        elif loaded.moments is not None:
+            for n in self.params:
+                self.opt.m[n][...] = loaded.moments["m"][n]
+                self.opt.v[n][...] = loaded.moments["v"][n]
+            self.opt.step = int(loaded.extra["opt_step"])
+
+
+def matmul_rate(dtype, threads, seconds=0.3):
+    """This rank's measured matmul rate (FLOP/s) on the model's typical shape, the
+    denominator of the model FLOP/s utilisation."""
+    import numpy as np
+    a = np.ones((1024, 384), dtype)
+    b = np.ones((384, 1536), dtype)
+    c = np.empty((1024, 1536), dtype)
+    np.matmul(a, b, out=c)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.matmul(a, b, out=c)
+        n += 1
+    return 2.0 * 1024 * 384 * 1536 * n / (time.perf_counter() - t0)
 
 
 def run(a, comm):
     import numpy as np
+
+    import baobab
     problem = ""
     if comm.rank == 0:
         try:
@@ -348,33 +465,72 @@ def run(a, comm):
     if comm.allreduce(np.array([len(problem)]), op="max")[0]:
         raise ConfigError(problem or "--out is not writable on rank 0")
     tr = Trainer(a, comm)
+    stop = baobab.slurm.on_preempt()
+    ck, start = None, 0
+    if not a.no_ckpt:
+        import ckpt
+        ck = ckpt.open_checkpointer(os.path.join(a.out, "ckpt"), comm, keep=a.keep)
+        if ck.latest() is not None:
+            try:
+                loaded = ckpt.load(ck, tr.cfg, tr.grid)
+            except baobab.InvalidArgument as e:
+                raise ConfigError(f"--out {a.out!r} holds a checkpoint of another model: {e}") from None
+            tr.restore(loaded)
+            start = loaded.step
+    rate = matmul_rate(tr.cfg.np_dtype, tr.threads)
+    peak = float(comm.allreduce(np.array([rate]))[0])  # the job's matmul rate
+    mem = tr.memory()
     metrics = None
     if comm.rank == 0:
         n = tr.M.num_params(tr.cfg)
         attrs = {"config": json.dumps(vars(a), sort_keys=True), "params": n,
                  "flops_per_token": tr.flops_per_token, "grid": tr.grid.describe(),
-                 "threads_per_rank": tr.threads}
+                 "threads_per_rank": tr.threads, "matmul_flops_per_s": peak,
+                 "memory_bytes": json.dumps(mem), "resumed_from": start}
         metrics = Metrics(os.path.join(a.out, "metrics.h5"), attrs)
+        if start:
+            metrics.resume(start)
         print(f"llm: {n:,} parameters, {tr.grid.describe()}, {tr.global_tokens} tokens per step, "
               f"{tr.threads} threads per rank", flush=True)
-    for step in range(a.steps):
+        print(f"llm: memory per rank {mem['total'] / 2**20:.1f} MiB (params {mem['params'] / 2**20:.1f}, grads "
+              f"{mem['grads'] / 2**20:.1f}, optimizer {mem['optimizer'] / 2**20:.1f}; ZeRO-{a.zero} formula "
+              f"{mem['formula'] / 2**20:.1f}); matmul rate {peak / 1e9:.1f} GFLOP/s"
+              + (f"; resumed at step {start}" if start else ""), flush=True)
+    if start >= a.steps and comm.rank == 0:
+        print(f"llm: the checkpoint is at step {start}, --steps is {a.steps}: nothing to do", flush=True)
+    for step in range(start, a.steps):
         row = tr.step(step)
+        row["mfu"] = row["flops_per_s"] / peak
         last = step == a.steps - 1
         val = tr.validate() if (last or (a.eval_every and (step + 1) % a.eval_every == 0)) else None
-        if metrics is None:
-            continue
-        metrics.add(**row)
-        if val is not None:
-            metrics.add_val(step, val)
-            metrics.write()
-        if (step + 1) % a.log_every == 0 or last:
-            t = row["t_step"]
-            msg = (f"step {step + 1}/{a.steps} loss {row['loss']:.4f} lr {row['lr']:.3g} gnorm {row['grad_norm']:.3g} "
-                   f"{row['tokens_per_s']:,.0f} tok/s {row['flops_per_s'] / 1e9:.2f} GFLOP/s "
-                   f"(compute {row['t_compute'] / t:.0%} comm {row['t_comm'] / t:.0%} optim {row['t_optim'] / t:.0%})")
+        preempted = stop.agreed(comm)
+        if ck is not None and (preempted or last or (a.ckpt_every and (step + 1) % a.ckpt_every == 0)):
+            tr.save(ck, step + 1)
+        if metrics is not None:
+            metrics.add(**row)
             if val is not None:
-                msg += f" val {val:.4f}"
-            print(msg, flush=True)
+                metrics.add_val(step, val)
+            if val is not None or preempted:
+                metrics.write()
+            if (step + 1) % a.log_every == 0 or last:
+                t = row["t_step"]
+                msg = (f"step {step + 1}/{a.steps} loss {row['loss']:.4f} lr {row['lr']:.3g} "
+                       f"gnorm {row['grad_norm']:.3g} {row['tokens_per_s']:,.0f} tok/s "
+                       f"{row['flops_per_s'] / 1e9:.2f} GFLOP/s ({row['mfu']:.0%} of matmul) "
+                       f"(compute {row['t_compute'] / t:.0%} comm {row['t_comm'] / t:.0%} "
+                       f"optim {row['t_optim'] / t:.0%})")
+                if val is not None:
+                    msg += f" val {val:.4f}"
+                print(msg, flush=True)
+        if preempted:
+            if ck is not None:
+                ck.close()
+            if comm.rank == 0:
+                print(f"llm: {stop.signal_name} received: checkpoint at step {step + 1} written, exiting for "
+                      "requeue", flush=True)
+            return stop.exit_code
+    if ck is not None:
+        ck.close()
     return 0
 
 
