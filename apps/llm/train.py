@@ -2,26 +2,43 @@
 grid of ranks (grid.py).
 
     python apps/llm/train.py --steps 200 --out run1                 # 1 rank, default corpus
+    mpiexec -n 2 python apps/llm/train.py --dp 2 --zero 1 --out run-dp2
     mpiexec -n 2 python apps/llm/train.py --tp 2 --layers 4 --width 256 --heads 4 --out run-tp2
     mpiexec -n 4 python apps/llm/train.py --sp 4 --seq-len 1000 --context 1024 --out run-sp4
 
 Each step takes --accum micro-batches of --batch sequences per data-parallel
-rank (gradients accumulate locally; one reduction per step over the data
-group), clips the gradient to --clip by global norm, and applies AdamW with a
+rank, clips the gradient to --clip by global norm, and applies AdamW with a
 linear warm-up over --warmup steps then a cosine decay to --min-lr at --steps.
+Gradients accumulate locally over the micro-batches; on the last one they are
+reduced over the data group (dp x sp ranks) in buckets of --bucket-mb, each
+started with a non-blocking collective as soon as the backward pass has
+finished its parameters (dp.py). --zero 1 shards the optimizer state over the
+data group, --zero 2 the gradients too.
 
 Outputs in --out: metrics.h5, the per-step time series (group "train": step,
 loss, lr, grad_norm, tokens_per_s, t_step, t_compute, t_comm, t_optim,
-flops_per_s; group "val": step, loss; the configuration as attributes),
-rewritten atomically at each validation and at the end; a progress line per
---log-every steps on stdout. Time split: t_comm is the time in the model's
-tensor-parallel collectives and the gradient and loss reductions, t_optim the
-clipping and the update, t_compute the rest of the step (ring attention's
-overlapped messages included). Model FLOP/s: model.flops_per_token x tokens
-of the global batch / step time.
+flops_per_s, mfu, comm_bytes; group "val": step, loss; the configuration, the
+memory per rank and the measured matmul rate as attributes), rewritten
+atomically at each validation and at the end; a progress line per --log-every
+steps on stdout. Time split: t_comm is the EXPOSED communication (the model's
+tensor-parallel collectives, the wait for gradient buckets still in flight
+after the backward pass, the loss's reduction), t_optim the clipping and the
+update (with ZeRO, the parameters' all-gather), t_compute the rest of the step
+(ring attention's overlapped messages included). Model FLOP/s:
+model.flops_per_token x tokens of the global batch / step time; mfu, that
+over the matmul rate measured at start summed over the ranks.
 
-Exit status: 0 done, 2 bad configuration (one line on stderr), 4 the loss
-became non-finite, 1 a runtime error (one line on rank 0).
+Checkpoints (ckpt.py) go to --out/ckpt every --ckpt-every steps, at the end,
+after --stop-after steps and on preemption, written in the background while
+training goes on. A run whose --out holds a checkpoint resumes from it, in any
+layout (--dp/--tp/--sp/--zero may differ; the model may not). On SIGUSR1 or
+SIGTERM (Slurm's warning before the time limit, or preemption) the ranks
+finish the step, write a checkpoint and exit with status 3 (slurm/llm.sbatch
+requeues on it). In the same layout a resumed run continues bit for bit.
+
+Exit status: 0 done, 2 bad configuration (one line on stderr), 3 stopped on a
+signal with a checkpoint, 4 the loss became non-finite, 1 a runtime error (one
+line on rank 0).
 """
 import argparse
 import json
@@ -93,6 +110,9 @@ def parse(argv):
                    help="steps between checkpoints in --out/ckpt (0: only at the end and when preempted)")
     g.add_argument("--no-ckpt", action="store_true", help="write no checkpoint, resume from none")
     g.add_argument("--keep", type=int, default=2, help="checkpoints kept")
+    g.add_argument("--stop-after", type=int, default=0,
+                   help="stop after this many steps of this invocation with a checkpoint (0: run to --steps); "
+                        "the same command resumes")
     a = p.parse_args(argv)
     check(a)
     return a
@@ -148,6 +168,10 @@ def check(a):
         raise ConfigError(f"--ckpt-every must be non-negative, got {a.ckpt_every}")
     if a.keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {a.keep}")
+    if a.stop_after < 0:
+        raise ConfigError(f"--stop-after must be non-negative, got {a.stop_after}")
+    if a.stop_after and a.no_ckpt:
+        raise ConfigError("--stop-after needs checkpoints (it cannot be used with --no-ckpt)")
     _finite("--bucket-mb", a.bucket_mb, above=0)
     if a.threads is not None and not 1 <= a.threads <= 1024:
         raise ConfigError(f"--threads must lie in [1, 1024], got {a.threads}")
@@ -434,7 +458,7 @@ class Trainer:
             self.opt.step = int(loaded.extra["opt_step"])
 
 
-def matmul_rate(dtype, threads, seconds=0.3):
+def matmul_rate(dtype, threads, seconds=0.2):
     """This rank's measured matmul rate (FLOP/s) on the model's typical shape, the
     denominator of the model FLOP/s utilisation."""
     import numpy as np
@@ -504,13 +528,14 @@ def run(a, comm):
         last = step == a.steps - 1
         val = tr.validate() if (last or (a.eval_every and (step + 1) % a.eval_every == 0)) else None
         preempted = stop.agreed(comm)
-        if ck is not None and (preempted or last or (a.ckpt_every and (step + 1) % a.ckpt_every == 0)):
+        pause = bool(a.stop_after) and step + 1 - start >= a.stop_after and not last
+        if ck is not None and (preempted or pause or last or (a.ckpt_every and (step + 1) % a.ckpt_every == 0)):
             tr.save(ck, step + 1)
         if metrics is not None:
             metrics.add(**row)
             if val is not None:
                 metrics.add_val(step, val)
-            if val is not None or preempted:
+            if val is not None or preempted or pause:
                 metrics.write()
             if (step + 1) % a.log_every == 0 or last:
                 t = row["t_step"]
@@ -529,6 +554,12 @@ def run(a, comm):
                 print(f"llm: {stop.signal_name} received: checkpoint at step {step + 1} written, exiting for "
                       "requeue", flush=True)
             return stop.exit_code
+        if pause:
+            ck.close()
+            if comm.rank == 0:
+                print(f"llm: stopped after {a.stop_after} steps: checkpoint at step {step + 1} written; the same "
+                      "command resumes", flush=True)
+            return 0
     if ck is not None:
         ck.close()
     return 0
