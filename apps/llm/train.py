@@ -298,6 +298,34 @@ class Diverged(Exception):
     pass
 
 
+def agree_on_configuration(a, comm):
+    """Every rank must run the same configuration (the options but --threads): one
+    allgather of the options, and a MismatchError on every rank naming the first
+    option that differs and the ranks that differ, before any rank builds a model
+    or a process grid the others do not share."""
+    import hashlib
+
+    import numpy as np
+
+    from baobab import MismatchError
+    mine = {k: v for k, v in vars(a).items() if k != "threads"}
+    text = json.dumps(mine, sort_keys=True).encode()
+    if len(text) > 4000:  # a very long --data path: compare its digest
+        mine["data"] = hashlib.sha256(str(mine["data"]).encode()).hexdigest()
+        text = json.dumps(mine, sort_keys=True).encode()
+    buf = np.zeros(4096, np.uint8)
+    buf[:len(text)] = np.frombuffer(text, np.uint8)
+    rows = comm.allgather(buf).reshape(comm.size, -1)
+    configs = [json.loads(bytes(r).rstrip(b"\0")) for r in rows]
+    for k in sorted(configs[0]):
+        values = [c.get(k) for c in configs]
+        if any(v != values[0] for v in values):
+            other = [r for r, v in enumerate(values) if v != values[0]]
+            raise MismatchError(f"the ranks run different configurations: --{k.replace('_', '-')} is "
+                                f"{values[0]!r} on rank 0 but {values[other[0]]!r} on rank(s) "
+                                f"{', '.join(map(str, other[:8]))}")
+
+
 class Trainer:
     """The run's state on this rank (grid, model, parameters, optimizer, data)
     and one training step."""
@@ -312,6 +340,7 @@ class Trainer:
         from grid import Grid
         self.np, self.M, self.optim = np, M, optim
         self.a, self.comm = a, comm
+        agree_on_configuration(a, comm)
         try:
             self.grid = grid = Grid(comm, a.dp, a.tp, a.sp)
         except InvalidArgument as e:
@@ -585,6 +614,10 @@ def main(argv=None):
     try:
         return run(a, comm)
     except ConfigError as e:
+        if comm.rank == 0:
+            print(f"llm-train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except baobab.MismatchError as e:  # a configuration that differs between the ranks
         if comm.rank == 0:
             print(f"llm-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
