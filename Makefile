@@ -31,7 +31,12 @@ cpp-test: venv
 	cmake --build build/cpp
 	ctest --test-dir build/cpp --output-on-failure
 
-test: build cpp-test
+# PyTorch (CPU) is the LLM app's reference in the tests only, never a dependency of baobab
+$(VENV)/.torch: $(VENV)/.deps
+	$(PIP) install -q torch==2.13.0
+	touch $@
+
+test: build cpp-test $(VENV)/.torch
 	$(PY) -m pytest -q tests
 
 # The second MPI stack: Debian's Open MPI (apt-get install libopenmpi-dev openmpi-bin),
@@ -59,7 +64,8 @@ test-openmpi: $(OMPI_VENV)/.deps
 	    tests/test_nonblocking_mpi.py tests/test_import.py tests/test_cli.py tests/test_datatype.py \
 	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
 	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py \
-	    tests/test_faults_core.py tests/test_faults_cli.py tests/test_faults_io.py tests/test_faults_nbody.py
+	    tests/test_faults_core.py tests/test_faults_cli.py tests/test_faults_io.py tests/test_faults_nbody.py \
+	    tests/test_faults_llm.py tests/test_llm_dp.py
 
 clean:
 	rm -rf build dist *.egg-info
