@@ -167,6 +167,58 @@ def test_nbody_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
         assert a["Header"].attrs["Time"] == 1.0
 
 
+def test_llm_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
+    """slurm/llm.sbatch on 2 ranks (--dp 2 --zero 1): `scancel --signal=USR1`
+    mid-run makes the ranks finish the step, write a checkpoint and exit with
+    status 3; a resubmitted job resumes from it and ends with the same losses and
+    the same final parameters and optimizer state, bit for bit, as an
+    uninterrupted job."""
+    import h5py
+    import numpy as np
+    env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"), "LLM_REQUEUE": "0",
+                      "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
+    script = REPO / "slurm" / "llm.sbatch"
+    args = ["--dp", "2", "--zero", "1", "--layers", "2", "--width", "24", "--heads", "3", "--context", "16",
+            "--batch", "2", "--dtype", "float64", "--threads", "1", "--steps", "400", "--eval-every", "5",
+            "--eval-batches", "1", "--warmup", "5"]
+    sb = ["sbatch", "-N", "1", "-n", "2", f"--output={tmp_path}/%x-%j.out", "--chdir", str(tmp_path)]
+
+    run = tmp_path / "run"
+    out = sh(*sb, script, *args, "--out", run, env=env)
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    log = tmp_path / f"baobab-llm-{job}.out"
+    deadline = time.time() + 300
+    while not (run / "metrics.h5").exists():  # written at the first validation (step 5)
+        assert time.time() < deadline and not _job_done(job, env), log.read_text() if log.exists() else job
+        time.sleep(0.2)
+    sh("scancel", "--signal=USR1", job, env=env)
+    while not _job_done(job, env):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    first = log.read_text()
+    assert "llm: exit status 3" in first and "SIGUSR1 received: checkpoint at step" in first, first
+    assert "step 400/400" not in first, "the job finished before the signal: make it longer"
+    assert list((run / "ckpt").glob("llm-*.h5"))
+
+    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
+    job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    second = (tmp_path / f"baobab-llm-{job2}.out").read_text()
+    assert "resumed at step" in second and "llm: exit status 0" in second, second
+
+    ref = tmp_path / "ref"
+    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
+    with h5py.File(run / "metrics.h5", "r") as a, h5py.File(ref / "metrics.h5", "r") as b:
+        assert np.array_equal(a["train/step"][()], np.arange(400))
+        assert np.array_equal(a["train/loss"][()], b["train/loss"][()])
+    (fa,), (fb,) = sorted((run / "ckpt").glob("llm-*.h5"))[-1:], sorted((ref / "ckpt").glob("llm-*.h5"))[-1:]
+    with h5py.File(fa, "r") as a, h5py.File(fb, "r") as b:
+        assert a.attrs["step"] == b.attrs["step"] == 400
+        names = list(b["distributed"])
+        assert any(n.startswith("v.") for n in names)
+        for n in names:
+            assert np.array_equal(a["distributed"][n][()], b["distributed"][n][()]), n
+
+
 def launch(nsrsh, hostspec, n, *cmd, timeout=300, env=None):
     """mpiexec from host1's namespace over the given hosts, as a real multi-host run."""
     envs = " ".join(f"{k}={v}" for k, v in (env or {}).items())
