@@ -19,7 +19,8 @@ import train
 rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0")))
 argv = {base!r} + ["--out", {out!r}] + ({odd!r} if rank == 1 else {even!r})
 rc = train.main(argv)
-print("RC", rank, rc, flush=True)
+sys.stdout.write(f"RC {{rank}} {{rc}}\\n")  # one write: lines of two ranks may interleave
+sys.stdout.flush()
 sys.exit(rc)
 """
 

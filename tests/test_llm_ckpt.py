@@ -46,7 +46,7 @@ try:
 except baobab.InvalidArgument as e:
     print("REFUSED", e)
 ck.close()
-print("SAVED", world.rank)
+print(f"SAVED {{world.rank}}")
 """
 
 ONE = COMMON + """

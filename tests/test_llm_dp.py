@@ -116,7 +116,7 @@ for n, s in shapes:
     sl = lay.slots[n]
     off = lay.bucket_offset(sl.bucket) + sl.offset
     np.testing.assert_array_equal(params[n].ravel(), 1.0 + owner[off:off + sl.size])
-print("DP OK", c.rank)
+print(f"DP OK {{c.rank}}")
 """
 
 

@@ -53,7 +53,7 @@ def plot(run_dirs, out=None):
     a1.grid(True, alpha=0.3)
     a1.legend(fontsize=8)
     tr = runs[0][1]["train"]
-    parts = [(k, tr[k]) for k in ("t_compute", "t_comm", "t_optim") if k in tr]
+    parts = [(k, tr[k]) for k in ("t_compute", "t_comm", "t_imbalance", "t_optim") if k in tr]
     if parts:
         a2.stackplot(tr["step"], *[v for _, v in parts], labels=[k[2:] for k, _ in parts])
         a2.legend(fontsize=8, loc="upper right")

@@ -233,9 +233,10 @@ class GradReducer:
         if self.zero == 2 and b not in self._live:  # a bucket no gradient was written into
             self._live[b] = self.xp.zeros(self.layout.bucket_sizes[b], self.dtype)
         buf = self.bucket(b)
-        self.bytes_sent += buf.nbytes
         if self.zero == 2:
             self.peak_bucket_bytes = max(self.peak_bucket_bytes, sum(x.nbytes for x in self._live.values()))
+        if self.size > 1:
+            self.bytes_sent += buf.nbytes
         if self.size == 1:
             if self.zero == 2:
                 self._shard_of(b)[...] += buf

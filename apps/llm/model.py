@@ -231,6 +231,7 @@ class Parallel:
         self.sp_size = self.sp.size if self.sp else 1
         self.sp_rank = self.sp.rank if self.sp else 0
         self.tp_seconds = 0.0
+        self.tp_bytes = 0  # bytes handed to the TP all-reduces
         self.ring_seconds = 0.0
 
     def tp_allreduce(self, x, op="sum"):
@@ -238,6 +239,7 @@ class Parallel:
         if self.tp is not None:
             t = time.perf_counter()
             self.tp.allreduce(x, op=op, out=x)
+            self.tp_bytes += x.nbytes
             self.tp_seconds += time.perf_counter() - t
         return x
 

@@ -17,12 +17,16 @@ data group, --zero 2 the gradients too.
 
 Outputs in --out: metrics.h5, the per-step time series (group "train": step,
 loss, lr, grad_norm, tokens_per_s, t_step, t_compute, t_comm, t_optim,
-flops_per_s, mfu, comm_bytes; group "val": step, loss; the configuration, the
+flops_per_s, mfu, comm_bytes (bytes this rank handed to collectives: gradient
+buckets and TP all-reduces); group "val": step, loss; the configuration, the
 memory per rank and the measured matmul rate as attributes), rewritten
 atomically at each validation and at the end; a progress line per --log-every
-steps on stdout. Time split: t_comm is the EXPOSED communication (the model's
-tensor-parallel collectives, the wait for gradient buckets still in flight
-after the backward pass, the loss's reduction), t_optim the clipping and the
+steps on stdout. Time split: the waits in the model's tensor-parallel
+collectives, for gradient buckets still in flight after the backward pass, and
+in the loss's reduction are split into t_imbalance (waiting for the slowest
+rank of the data group to finish its forward and backward passes, known from
+one more small reduction) and t_comm, the EXPOSED communication; t_optim the
+clipping and the
 update (with ZeRO, the parameters' all-gather), t_compute the rest of the step
 (ring attention's overlapped messages included). Model FLOP/s:
 model.flops_per_token x tokens of the global batch / step time; mfu, that
@@ -246,8 +250,8 @@ def keep_freed_memory():
 class Metrics:
     """The HDF5 time series, kept in memory and rewritten atomically (rank 0)."""
 
-    TRAIN = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "t_step", "t_compute", "t_comm", "t_optim",
-             "flops_per_s", "mfu", "comm_bytes")
+    TRAIN = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "t_step", "t_compute", "t_comm", "t_imbalance",
+             "t_optim", "flops_per_s", "mfu", "comm_bytes")
 
     def __init__(self, path, attrs):
         self.path = path
@@ -401,7 +405,7 @@ class Trainer:
         """Training step `step` (from 0): returns its metrics row."""
         a, np, par, red = self.a, self.np, self.par, self.reducer
         t0 = time.perf_counter()
-        comm0 = par.tp_seconds
+        comm0, bytes0 = par.tp_seconds, par.tp_bytes
         loss_sum = 0.0
         for micro in range(a.accum):
             last = micro == a.accum - 1
@@ -411,12 +415,18 @@ class Trainer:
             overwrite = micro == 0 or a.zero == 2
             red.begin(sync=last, overwrite=overwrite)
             self.gpt.backward(self.params, c, self.grads, on_grad=red.ready, accumulate=not overwrite)
+            if last:
+                t_work = time.perf_counter() - t0  # this rank's forward and backward passes
             g = red.finish(last=last)
             loss_sum += c.loss_sum
             del c
         t1 = time.perf_counter()
-        lossv = np.array([loss_sum])
-        self.data_sum(lossv)
+        # the loss, and the slowest rank's forward + backward time: the waits above and
+        # here are partly for a slower rank (imbalance), the rest is communication
+        lossv = np.array([loss_sum, t_work])
+        if self.grid.data is not None:
+            self.grid.data.allreduce(lossv[:1], out=lossv[:1])
+            self.grid.data.allreduce(lossv[1:], op="max", out=lossv[1:])
         t2 = time.perf_counter()
         loss = float(lossv[0]) / self.global_tokens
         if not math.isfinite(loss):
@@ -435,12 +445,16 @@ class Trainer:
         t_step = t3 - t0
         # exposed communication: the model's TP collectives, the waits for gradient buckets
         # still in flight after the backward pass, and the loss's reduction
-        t_comm = (par.tp_seconds - comm0) + red.exposed + (t2 - t1)
+        waited = (par.tp_seconds - comm0) + red.exposed + (t2 - t1)
+        t_imbalance = min(waited, max(0.0, float(lossv[1]) - t_work))
+        t_comm = waited - t_imbalance
         t_optim = t3 - t2
         return dict(step=step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=self.global_tokens / t_step,
-                    t_step=t_step, t_compute=t_step - t_comm - t_optim, t_comm=t_comm, t_optim=t_optim,
+                    t_step=t_step, t_compute=t_step - waited - t_optim, t_comm=t_comm, t_optim=t_optim,
+                    t_imbalance=t_imbalance,
                     flops_per_s=self.flops_per_token * self.global_tokens / t_step,
-                    comm_bytes=red.bytes_sent)
+                    comm_bytes=red.bytes_sent + par.tp_bytes - bytes0, grad_bytes=red.bytes_sent,
+                    tp_bytes=par.tp_bytes - bytes0)
 
     # ---- memory, checkpoints ---------------------------------------------------------------
 
@@ -572,6 +586,7 @@ def run(a, comm):
                        f"gnorm {row['grad_norm']:.3g} {row['tokens_per_s']:,.0f} tok/s "
                        f"{row['flops_per_s'] / 1e9:.2f} GFLOP/s ({row['mfu']:.0%} of matmul) "
                        f"(compute {row['t_compute'] / t:.0%} comm {row['t_comm'] / t:.0%} "
+                       f"imbalance {row['t_imbalance'] / t:.0%} "
                        f"optim {row['t_optim'] / t:.0%})")
                 if val is not None:
                     msg += f" val {val:.4f}"
