@@ -4,8 +4,10 @@ parallel (--sp 2), one thread per rank, the ~10M GPT of bench.py by default.
 
     mpiexec -n 2 python apps/llm/bench_parallel.py [--steps 3] [--json out.json]
 
-First rank 0 trains alone (train.Trainer on a one-rank communicator, one
-thread) while rank 1 sleeps; then both ranks train each layout. For each:
+Rank 0 trains alone (train.Trainer on a one-rank communicator, one thread)
+while rank 1 sleeps, then both ranks train each layout, one step each, round
+after round (a slow spell of the machine falls on all alike); the medians of
+the timed rounds are compared. For each layout:
 tokens/s (median step) and its ratio to the one rank, the exposed
 communication's share of the step (t_comm: the waits for gradient buckets
 after the backward pass, the TP all-reduces, the loss's reduction, less the
@@ -60,28 +62,34 @@ def main(argv=None):
     base = ["--layers", str(a.layers), "--width", str(a.width), "--heads", str(a.heads), "--context", str(a.context),
             "--batch", str(a.batch), "--steps", str(a.steps + 1), "--threads", "1", "--no-ckpt", "--warmup", "1"]
 
-    def measure(tr):
-        rows = [tr.step(s) for s in range(a.steps + 1)][1:]
-        med = sorted(rows, key=lambda r: r["t_step"])[len(rows) // 2]
-        return med
-
-    results = {}
-    # one rank, the other asleep
-    if world.rank == 0:
-        one = train.Trainer(train.parse(base), baobab.Communicator(MPI.COMM_SELF))
-        results["1 rank"] = measure(one)
-        del one
-    req = world.mpi_comm.Ibarrier()
-    while not req.Test():
-        time.sleep(0.01)
     layouts = {"dp 2": ["--dp", "2"], "dp 2 zero 1": ["--dp", "2", "--zero", "1"],
                "tp 2": ["--tp", "2"], "sp 2": ["--sp", "2"]}
-    for name, extra in layouts.items():
-        # the 1-rank baseline's batch per data-parallel rank: dp 2 trains twice the tokens per step
-        tr = train.Trainer(train.parse(base + extra), world)
-        results[name] = measure(tr)
-        results[name]["psi_bytes"] = tr.layout.total * tr.cfg.np_dtype.itemsize
-        del tr
+    one = train.Trainer(train.parse(base), baobab.Communicator(MPI.COMM_SELF)) if world.rank == 0 else None
+    trainers = {name: train.Trainer(train.parse(base + extra), world) for name, extra in layouts.items()}
+    rows = {name: [] for name in ["1 rank", *layouts]}
+
+    def sleep_until_rank0_is_done():  # rank 1 waits without taking a core
+        req = world.mpi_comm.Ibarrier()
+        while not req.Test():
+            time.sleep(0.005)
+
+    # Rounds alternate the layouts step by step, so that a slow spell of this
+    # machine falls on all of them alike; the first round is not timed.
+    for step in range(a.steps + 1):
+        if world.rank == 0:
+            rows["1 rank"].append(one.step(step))
+        sleep_until_rank0_is_done()
+        for name, tr in trainers.items():
+            rows[name].append(tr.step(step))
+    results = {}
+    for name, rs in rows.items():
+        if not rs:
+            continue
+        rs = sorted(rs[1:], key=lambda r: r["t_step"])
+        results[name] = rs[len(rs) // 2]
+        if name in trainers:
+            tr = trainers[name]
+            results[name]["psi_bytes"] = tr.layout.total * tr.cfg.np_dtype.itemsize
     if world.rank != 0:
         return 0
     C, L, T = a.width, a.layers, a.context
