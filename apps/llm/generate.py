@@ -151,16 +151,8 @@ def generate(ck_dir, world, prompt_tokens, n_tokens, *, temperature=1.0, top_k=0
     return out
 
 
-def _launcher_rank():
-    """This process's rank as the launcher tells it (before MPI starts), else 0."""
-    for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        v = os.environ.get(k, "")
-        if v.isdigit():
-            return int(v)
-    return 0
-
-
 def main(argv=None):
+    from train import _launcher_rank  # the rank the launcher gives, before MPI starts
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
     except UsageError as e:  # the same on every rank: rank 0 says it
