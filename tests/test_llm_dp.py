@@ -124,3 +124,45 @@ print(f"DP OK {{c.rank}}")
 def test_bucketed_reduction_and_zero_shards_match_the_mean_over_ranks(mpirun, n):
     out = mpirun(n, SCRIPT.format(app=str(APP), shapes=SHAPES), timeout=120).stdout
     assert out.count("DP OK") == n, out
+
+
+BF16 = """
+import sys, numpy as np
+sys.path.insert(0, {app!r})
+import dp, baobab, ml_dtypes
+from mpi4py import MPI
+c = baobab.init()
+m = MPI.COMM_WORLD
+shapes = {shapes!r}
+bf = ml_dtypes.bfloat16
+lay = dp.make_layout(shapes, itemsize=4, parts=2, bucket_bytes=4 * 50)
+for zero in (0, 2):
+    red = dp.GradReducer(c, lay, np.float32, zero=zero, average=False, comm_dtype="bfloat16")
+    rng = np.random.default_rng(7 + c.rank)
+    mine = {{n: rng.standard_normal(s).astype(np.float32) for n, s in shapes}}
+    red.begin(sync=True)
+    for n, s in shapes:
+        red.add(n, mine[n])
+    out = red.finish()
+    flat_want = np.zeros(lay.total, np.float32)
+    for n, s in shapes:
+        allg = np.empty((2,) + tuple(s), np.float32)
+        m.Allgather(mine[n], allg)
+        # each rank's values rounded to bfloat16 once, added in float32, the sum rounded to bfloat16
+        want = (allg[0].astype(bf).astype(np.float32) + allg[1].astype(bf).astype(np.float32)).astype(bf)
+        sl = lay.slots[n]
+        off = lay.bucket_offset(sl.bucket) + sl.offset
+        flat_want[off:off + sl.size] = want.astype(np.float32).ravel()
+    if zero == 2:
+        flat_want = np.concatenate([flat_want[lo:hi] for lo, hi in lay.shard_ranges(c.rank)])
+    np.testing.assert_array_equal(out, flat_want)
+    assert red.bytes_sent == lay.total * 2, (red.bytes_sent, lay.total)  # half of float32's bytes
+print(f"BF16 OK {{c.rank}}")
+"""
+
+
+def test_bfloat16_on_the_wire_rounds_once_and_halves_the_bytes(mpirun):
+    out = mpirun(2, BF16.format(app=str(APP), shapes=SHAPES), timeout=120).stdout
+    assert out.count("BF16 OK") == 2, out
+    with pytest.raises(baobab.InvalidArgument, match="bfloat16"):
+        dp.GradReducer(None, dp.make_layout(SHAPES, 4), np.float32, comm_dtype="float16")

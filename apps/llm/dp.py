@@ -143,9 +143,15 @@ class GradReducer:
     `grads` maps each parameter name to the array its gradient goes into (the
     model's backward writes there); `ready(name)` says a gradient is final."""
 
-    def __init__(self, comm, layout, dtype, zero=0, xp=np, max_in_flight=2, average=True):
+    def __init__(self, comm, layout, dtype, zero=0, xp=np, max_in_flight=2, average=True, comm_dtype=None):
         if zero not in (0, 1, 2):
             raise InvalidArgument(f"ZeRO stage must be 0, 1 or 2, got {zero!r}")
+        if comm_dtype not in (None, "bfloat16"):
+            raise InvalidArgument(f"gradients travel in their own dtype or bfloat16, got {comm_dtype!r}")
+        # bfloat16 on the wire: each bucket is rounded once (to nearest even) when it
+        # starts and the reduced values are widened back; accumulation over
+        # micro-batches and the optimizer stay in the gradients' own dtype.
+        self.comm_dtype = comm_dtype
         self.comm, self.layout, self.zero, self.xp = comm, layout, zero, xp
         self.size = 1 if comm is None else comm.size
         self.rank = 0 if comm is None else comm.rank
@@ -242,11 +248,17 @@ class GradReducer:
                 self._shard_of(b)[...] += buf
                 del self._live[b]
             return
+        if self.comm_dtype is not None:
+            import ops
+            wire = ops.to_bfloat16(buf)
+            self.bytes_sent += wire.nbytes - buf.nbytes
+        else:
+            wire = buf
         if self.zero < 2:
-            self._work.append((b, self.comm.iallreduce(buf, out=buf), None))
+            self._work.append((b, self.comm.iallreduce(wire, out=wire), wire))
             return
-        out = self.xp.empty(buf.size // self.size, self.dtype)
-        self._work.append((b, self.comm.ireduce_scatter(buf, out=out), out))
+        out = self.xp.empty(buf.size // self.size, wire.dtype)
+        self._work.append((b, self.comm.ireduce_scatter(wire, out=out), out))
         while len(self._work) > self.max_in_flight:
             self._complete(self._work.pop(0))
 
@@ -255,9 +267,14 @@ class GradReducer:
         t0 = time.perf_counter()
         work.wait()
         self.exposed += time.perf_counter() - t0
-        if out is not None:
+        if self.comm_dtype is not None:
+            import ops
+            out = ops.from_bfloat16(out, self.dtype)
+        if self.zero == 2:
             self._shard_of(b)[...] += out
             del self._live[b]
+        elif self.comm_dtype is not None:
+            self.bucket(b)[...] = out
 
     def _shard_of(self, b):
         at = sum(n // self.size for n in self.layout.bucket_sizes[:b])

@@ -105,6 +105,9 @@ def parse(argv):
                    help="ZeRO stage over the data-parallel ranks: 1 shards the optimizer state, 2 the gradients too")
     g.add_argument("--bucket-mb", type=float, default=25.0,
                    help="gradient bucket size in MB (reduced while the backward pass goes on)")
+    g.add_argument("--grad-comm", default="same", choices=["same", "bfloat16"],
+                   help="dtype the gradient buckets travel in: the model's, or bfloat16 (half the bytes; "
+                        "accumulation and the optimizer stay in the model's dtype)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="llm-run", help="output directory")
     g.add_argument("--eval-every", type=int, default=50, help="steps between validation losses (0: only at the end)")
@@ -375,7 +378,8 @@ class Trainer:
         order = list(reversed(list(self.specs)))
         self.layout = dp.make_layout([(n, self.params[n].shape) for n in order], cfg.np_dtype.itemsize,
                                      parts=grid.data_size, bucket_bytes=int(a.bucket_mb * 1e6))
-        self.reducer = dp.GradReducer(grid.data, self.layout, cfg.np_dtype, zero=a.zero, average=False)
+        self.reducer = dp.GradReducer(grid.data, self.layout, cfg.np_dtype, zero=a.zero, average=False,
+                                      comm_dtype=None if a.grad_comm == "same" else a.grad_comm)
         self.grads = self.reducer.grads
         hyper = dict(betas=(a.beta1, a.beta2), eps=a.adam_eps, weight_decay=a.weight_decay,
                      decay_embeddings=a.decay_embeddings)
