@@ -8,6 +8,7 @@ import shutil
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import HERE
 
@@ -28,9 +29,10 @@ def final(run):
         return {k: f["distributed"][k][()] for k in f["distributed"]}
 
 
-def test_stopped_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(mpirun, tmp_path):
+@pytest.mark.parametrize("mode", ["async", "collective"])
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(mpirun, tmp_path, mode):
     a, b = tmp_path / "a", tmp_path / "b"
-    args = TINY + ["--dp", "2", "--steps", "6", "--accum", "2"]
+    args = TINY + ["--dp", "2", "--steps", "6", "--accum", "2", "--ckpt-mode", mode]
     mpirun(2, TRAIN, *args, "--out", a, timeout=180)
     out = mpirun(2, TRAIN, *args, "--out", b, "--stop-after", "3", timeout=180).stdout
     assert "stopped after 3 steps: checkpoint at step 3" in out, out

@@ -117,6 +117,10 @@ def parse(argv):
                    help="steps between checkpoints in --out/ckpt (0: only at the end and when preempted)")
     g.add_argument("--no-ckpt", action="store_true", help="write no checkpoint, resume from none")
     g.add_argument("--keep", type=int, default=2, help="checkpoints kept")
+    g.add_argument("--ckpt-mode", default="async", choices=["async", "collective"],
+                   help="async: gathered to rank 0 and written by a background thread while training goes on; "
+                        "collective: every rank writes its rows of every tensor into the file (MPI-IO where h5py "
+                        "has it) before training goes on")
     g.add_argument("--stop-after", type=int, default=0,
                    help="stop after this many steps of this invocation with a checkpoint (0: run to --steps); "
                         "the same command resumes")
@@ -540,7 +544,8 @@ def run(a, comm):
     ck, start = None, 0
     if not a.no_ckpt:
         import ckpt
-        ck = ckpt.open_checkpointer(os.path.join(a.out, "ckpt"), comm, keep=a.keep)
+        ck = ckpt.open_checkpointer(os.path.join(a.out, "ckpt"), comm, keep=a.keep,
+                                    asynchronous=a.ckpt_mode == "async")
         if ck.latest() is not None:
             try:
                 loaded = ckpt.load(ck, tr.cfg, tr.grid)
