@@ -604,8 +604,8 @@ def run(a, comm):
             if ck is not None:
                 ck.close()
             if comm.rank == 0:
-                print(f"llm: {stop.signal_name} received: checkpoint at step {step + 1} written, exiting for "
-                      "requeue", flush=True)
+                got = stop.signal_name or "a stop signal (on another rank)"
+                print(f"llm: {got} received: checkpoint at step {step + 1} written, exiting for requeue", flush=True)
             return stop.exit_code
         if pause:
             ck.close()
