@@ -738,6 +738,40 @@ NB_MODULE(_core, m) {
           },
           "input"_a, "output"_a, "dtype"_a, "op"_a)
       .def(
+          "bcast_into",
+          // The lean path of a bcast of a C-contiguous buffer (as allreduce_into).
+          [](Communicator& c, nb::handle buf, DType dtype, int root) {
+            Buffer b(buf, true, "bcast buffer");
+            CollDesc d;
+            d.coll = Coll::bcast;
+            d.elem_size = dtype_size(dtype);
+            if (b.v.itemsize != static_cast<Py_ssize_t>(d.elem_size))
+              throw InvalidArgument("bcast: the buffer's items are not " + std::string(dtype_name(dtype)));
+            d.count = static_cast<size_t>(b.v.len) / d.elem_size;
+            d.root = root;
+            nb::gil_scoped_release nogil;
+            c.run(d, b.v.buf, b.v.buf, dtype, Reduction{}, std::string());
+          },
+          "buffer"_a, "dtype"_a, "root"_a)
+      .def(
+          "allgather_into",
+          // The lean path of an allgather of C-contiguous buffers (as allreduce_into).
+          [](Communicator& c, nb::handle in, nb::handle out, DType dtype) {
+            Buffer bi(in, false, "input"), bo(out, true, "output");
+            CollDesc d;
+            d.coll = Coll::allgather;
+            d.elem_size = dtype_size(dtype);
+            const size_t p = static_cast<size_t>(c.size());
+            if (bi.v.itemsize != static_cast<Py_ssize_t>(d.elem_size) ||
+                static_cast<size_t>(bo.v.len) != p * static_cast<size_t>(bi.v.len))
+              throw InvalidArgument("allgather: the output must hold size x the input's " +
+                                    std::string(dtype_name(dtype)) + " items");
+            d.counts.assign(p, static_cast<size_t>(bi.v.len) / d.elem_size);
+            nb::gil_scoped_release nogil;
+            c.run(d, bi.v.buf, bo.v.buf, dtype, Reduction{}, std::string());
+          },
+          "input"_a, "output"_a, "dtype"_a)
+      .def(
           "start",
           [](Communicator& c, Coll coll, RoArray in, Array out, DType dtype, RedOp op, size_t count,
              const std::vector<size_t>& counts, int root, const std::string& algo) {

@@ -149,3 +149,44 @@ def test_lean_allreduce_path_agrees_with_the_general_path(mpirun):
     out = mpirun(2, code, timeout=120).stdout
     assert out.count("LEAN OK") == 2 and out.count("REFUSED") == 4, out
     assert "not C-contiguous" in out
+
+
+def test_lean_bcast_and_allgather_agree_with_the_general_path(mpirun):
+    # bcast and allgather of plain C-contiguous numpy arrays take lean bindings
+    # too: the same bytes as the general path for every dtype, root and shape,
+    # and anything unusual (read-only, strided, a wrong out) gets the general
+    # path's error.
+    code = """
+        import numpy as np, baobab
+        c = baobab.init()
+        r, p = c.rank, c.size
+        for dt in (np.float64, np.float32, np.float16, np.int8, np.int64, np.uint16):
+            for shape in ((), (0,), (5,), (2, 3)):
+                for root in range(p):
+                    src = (np.arange(int(np.prod(shape))) * (root + 2)).astype(dt).reshape(shape)
+                    a = src.copy() if r == root else np.zeros(shape, dt)
+                    b = a.copy()
+                    assert c.bcast(a, root) is a
+                    c._bcast(True, b, root, None)
+                    assert a.tobytes() == b.tobytes() == src.tobytes(), (dt, shape, root)
+                x = (np.arange(int(np.prod(shape))) + 10 * r).astype(dt).reshape(shape)
+                g = c.allgather(x)
+                assert g.shape == (p,) + shape and g.tobytes() == c._allgather(True, x, None, None).tobytes()
+                for q in range(p):
+                    assert np.array_equal(g[q], (np.arange(int(np.prod(shape))) + 10 * q).astype(dt).reshape(shape))
+        o = np.zeros(p * 4)
+        assert c.allgather(np.ones(4), out=o) is o and (o == 1).all()
+        bad = [lambda: c.bcast(np.zeros(4)[::2]), lambda: c.allgather(np.ones(4), out=np.zeros(3)),
+               lambda: c.bcast(np.frombuffer(b"12345678", np.uint8)), lambda: c.bcast(np.zeros(2), root=p),
+               lambda: c.allgather(np.ones(8)[::2]), lambda: c.bcast(np.zeros(2, np.complex128)),
+               lambda: c.allgather(np.zeros(2, np.complex128))]
+        for f in bad:
+            try:
+                f()
+            except baobab.InvalidArgument as e:
+                print("REFUSED", e)
+        print("LEAN2 OK")
+    """
+    out = mpirun(2, code, timeout=120).stdout
+    assert out.count("LEAN2 OK") == 2 and out.count("REFUSED") == 14, out
+    assert "read-only" in out and "not C-contiguous" in out

@@ -219,6 +219,16 @@ class Communicator:
 
     def allgather(self, x, *, out=None, algo=None):
         """Gathers equal-shaped arrays from all ranks; the result has shape (size,) + x.shape."""
+        if algo is None and type(x) is np.ndarray and x.flags.c_contiguous:  # the lean path, as allreduce's
+            code = _LEAN_DTYPES.get(x.dtype)
+            if code is not None:
+                if out is None:
+                    out = np.empty((self.size,) + x.shape, x.dtype)
+                elif not (type(out) is np.ndarray and out.dtype == x.dtype and out.size == self.size * x.size
+                          and out.flags.c_contiguous and out.flags.writeable):
+                    return self._allgather(True, x, out, algo)
+                self._c.allgather_into(x, out, code)
+                return out
         return self._allgather(True, x, out, algo)
 
     def iallgather(self, x, *, out=None, algo=None):
@@ -257,6 +267,12 @@ class Communicator:
 
     def bcast(self, x, root=0, *, algo=None):
         """Broadcasts root's array into ``x`` on every rank (in place); returns ``x``."""
+        if (algo is None and type(x) is np.ndarray and type(root) is int and 0 <= root < self.size
+                and x.flags.c_contiguous and x.flags.writeable):  # the lean path, as allreduce's
+            code = _LEAN_DTYPES.get(x.dtype)
+            if code is not None:
+                self._c.bcast_into(x, code, root)
+                return x
         return self._bcast(True, x, root, algo)
 
     def ibcast(self, x, root=0, *, algo=None):
