@@ -74,7 +74,7 @@ def test_ten_adamw_steps_equal_torch():
     warm-up + cosine, decoupled weight decay on the matrices only) against the
     torch GPT of test_llm_model trained by torch.optim.AdamW with
     clip_grad_norm_ and LambdaLR, from the same weights and batches, float64."""
-    torch = pytest.importorskip("torch")
+    import torch  # noqa: F401
     from test_llm_model import torch_gpt
     steps, warmup, lr, min_lr, wd, clip = 10, 3, 3e-3, 3e-4, 0.1, 1.6
     a = train.parse(TINY + ["--dtype", "float64", "--accum", "2", "--steps", str(steps), "--warmup", str(warmup),
@@ -180,7 +180,7 @@ def run_cli(args, n=None, timeout=120):
 
 
 def test_cli_tiny_run_writes_metrics(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py
     out = tmp_path / "run"
     p = run_cli(TINY + ["--steps", "4", "--warmup", "2", "--eval-every", "2", "--eval-batches", "2",
                         "--out", out, "--threads", "1"], n=1)
