@@ -191,3 +191,12 @@ def test_distributed_serial(tmp_path):
 def test_distributed_multi_rank(mpirun, tmp_path, n, mode):
     out = mpirun(n, MPI_DIR / "checkpoint_mpi.py", tmp_path, mode, timeout=120).stdout
     assert f"OK checkpoint p={n} async={mode == 'async'}" in out, out
+
+
+def test_load_without_distributed_arrays_reads_the_replicated_state_only(tmp_path):
+    from baobab.checkpoint import Checkpointer
+    ck = Checkpointer(tmp_path / "ck")
+    ck.save(1, {"step": 1}, distributed={"x": np.arange(6.0)})
+    assert set(ck.load()) == {"step", "x"}
+    assert ck.load(distributed=False) == {"step": 1}
+    ck.close()

@@ -88,7 +88,7 @@ def load(ck, cfg, grid, path=None):
     (or `path`) for THIS rank's blocks in this run's grid; collective. cfg None:
     the model the checkpoint holds."""
     import h5py
-    state = ck.load(path)
+    state = ck.load(path, distributed=False)  # the tensors: each rank reads its own blocks below
     if path is None:
         path = ck.path_of(ck.loaded_step)
     meta = state["llm"]

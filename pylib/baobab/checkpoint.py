@@ -542,11 +542,13 @@ class Checkpointer:
             raise CheckpointError(f"cannot list the checkpoints in {self.directory}: rank 0: {err}")
         return found
 
-    def load(self, path=None):
+    def load(self, path=None, *, distributed=True):
         """The state dict of the newest valid checkpoint (or of `path`, validated).
         Distributed arrays come back under their names: this rank's rows when the
         number of ranks is the one that saved, an even share of axis 0 otherwise,
-        the whole array without a communicator."""
+        the whole array without a communicator. distributed=False reads the
+        replicated state only (a caller that reads its own slices of the
+        distributed arrays)."""
         import h5py
         if path is None:
             path = self.latest()
@@ -563,7 +565,7 @@ class Checkpointer:
         try:  # every rank reads its share: they agree on the outcome
             with h5py.File(path, "r") as h5:
                 state = self._read_group(h5["/state"]) if "/state" in h5 else {}
-                for n, dset in (h5["/distributed"].items() if "/distributed" in h5 else ()):
+                for n, dset in (h5["/distributed"].items() if distributed and "/distributed" in h5 else ()):
                     counts = [int(c) for c in dset.attrs["counts"]]
                     if self._comm is None:
                         state[n] = dset[()]
