@@ -13,7 +13,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q mpich mpi4py numpy h5py matplotlib ml_dtypes nanobind scikit-build-core cmake ninja \
-	    pytest pytest-timeout hypothesis yt
+	    pytest pytest-timeout hypothesis yt scipy networkx
 	touch $@
 
 venv: $(VENV)/.deps
