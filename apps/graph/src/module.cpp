@@ -51,6 +51,10 @@ int64_t len(const A& a) {
 
 }  // namespace
 
+// Bindings of the other kernel families, each in its own file.
+void bind_sssp(nb::module_& m);       // sssp.cpp
+void bind_analytics(nb::module_& m);  // analytics.cpp
+
 NB_MODULE(_graph, m) {
   m.doc() = "The graph application's kernels (apps/graph/src); apps/graph/gkernels.py is their Python face.";
   baobab::bindings::register_exceptions();
@@ -214,4 +218,6 @@ NB_MODULE(_graph, m) {
       },
       "parent"_a.noconvert(), "level"_a.noconvert(), "src"_a.noconvert(), "dst"_a.noconvert(), "tree"_a.noconvert(),
       "Graph500 edge checks; marks tree edges; '' or the first violation.");
+  bind_sssp(m);
+  bind_analytics(m);
 }
