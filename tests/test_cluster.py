@@ -219,6 +219,39 @@ def test_llm_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
             assert np.array_equal(a["distributed"][n][()], b["distributed"][n][()]), n
 
 
+def test_graph500_job_on_two_nodes_prints_the_block_and_writes_results(slurm, tmp_path):
+    """slurm/graph.sbatch on 2 virtual nodes x 2 ranks: the Graph500 statistics
+    block in the job's output (validated searches), the results file, and levels
+    equal to scipy's for every key."""
+    import h5py
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import shortest_path
+    sys.path.insert(0, str(REPO / "apps" / "graph"))
+    import graph500
+    import kronecker
+    env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"),
+                      "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
+    out = sh("sbatch", "--wait", "-N", "2", "--ntasks-per-node=2", f"--output={tmp_path}/%x-%j.out", "--chdir",
+             str(tmp_path), REPO / "slurm" / "graph.sbatch", "--scale", "11", "--nbfs", "4", "--no-sssp",
+             env=env, timeout=300)
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    text = (tmp_path / f"baobab-graph-{job}.out").read_text()
+    assert "graph: exit status 0" in text, text
+    st = graph500.parse_block(text)
+    assert st["SCALE"] == 11 and st["NBFS"] == 4 and st["num_mpi_processes"] == 4, text
+    assert st["bfs harmonic_mean_TEPS"] > 0 and st["bfs max_validate"] > 0, text
+    with h5py.File(tmp_path / f"graph500-{job}.h5") as f:
+        keys, parents = f["keys"][()], f["bfs/parent"][()]
+    s, d, _ = kronecker.kronecker_slice(11, 16, 2, 0, 16 << 11, weights=False)
+    A = sp.coo_matrix((np.ones(s.size), (s, d)), shape=(2048, 2048)).tocsr()
+    for i, k in enumerate(keys):
+        ref = shortest_path(A + A.T, indices=int(k), unweighted=True)
+        lv = np.full(2048, -1, np.int64)
+        assert kronecker.K.bfs_levels(np.ascontiguousarray(parents[:, i]), int(k), lv) == ""
+        assert np.array_equal(lv, np.where(np.isinf(ref), -1, ref).astype(np.int64))
+
+
 def launch(nsrsh, hostspec, n, *cmd, timeout=300, env=None):
     """mpiexec from host1's namespace over the given hosts, as a real multi-host run."""
     envs = " ".join(f"{k}={v}" for k, v in (env or {}).items())
