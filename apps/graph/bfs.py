@@ -42,22 +42,21 @@ def bfs(g, root, *, alpha=15.0, beta=18.0, stats=None, direction="auto"):
     comm, n, nl = g.comm, g.n, g.nlocal
     root = int(root)
     parent = np.full(g.nrows, -1, np.int64)
-    root_is_hub = g.nhubs and g.is_hub[root]
-    if root_is_hub:
+    if g.nhubs and g.is_hub[root]:
         parent[g.hub_rows(root)] = root
     if g.lo <= root < g.hi:
         parent[root - g.lo] = root
     coff = crow = None
-    rowlen = np.diff(g.off)
-    words = (n + 63) >> 6
-    bits = np.zeros(words, np.uint64)
+    rowlen = g.rowlen
+    bits = np.zeros((n + 63) >> 6, np.uint64)
+    seg_words = (np.diff(g.bounds) + 63) >> 6
+    seg = np.zeros(int(seg_words[comm.rank]), np.uint64)
     fids = np.array([root], np.int64)
     nf = 1
     have_bits = False
-    mu = g.total_entries()  # entries not yet explored (both directions of every edge)
+    mu = g.total  # entries not yet explored (both directions of every edge)
     td = direction != "bottom-up"
-    hub_lo = nl
-    counts = np.zeros(3, np.int64)
+    meta = np.zeros(3 + g.nhubs, np.int64)
     while nf > 0:
         if stats is not None:
             stats.directions.append("td" if td else "bu")
@@ -72,27 +71,33 @@ def bfs(g, root, *, alpha=15.0, beta=18.0, stats=None, direction="auto"):
             if not have_bits:
                 K.ids_to_bitmap(fids, n, bits)
             new, scanned = K.bfs_bottom_up(g.off, g.cols, bits, parent)
-        new_owned = new[new < hub_lo]
-        mf = int(rowlen[new].sum()) if new.size else 0
-        if g.nhubs:  # agree on the hubs' parents: the smallest candidate wins
-            hp = parent[hub_lo:]
+        new_owned = new[new < nl]
+        # one allgather per level: this rank's new frontier size, its edges, the entries scanned
+        # and its hub candidates (the smallest wins); hubs join the frontier on every rank at once
+        meta[0] = new_owned.size
+        meta[1] = rowlen[new_owned].sum() if new_owned.size else 0
+        meta[2] = scanned
+        newly = None
+        if g.nhubs:
+            hp = parent[nl:]
             found_here = np.zeros(g.nhubs, bool)
-            found_here[new[new >= hub_lo] - hub_lo] = True
+            found_here[new[new >= nl] - nl] = True
             unvisited_before = (hp == -1) | found_here
-            agreed = comm.allreduce(np.where(hp >= 0, hp, NONE), op="min")
-            newly = (agreed != NONE) & unvisited_before
-            mf += int(rowlen[hub_lo:][newly & ~found_here].sum())  # this rank's share of their edges
-            parent[hub_lo:] = np.where(agreed != NONE, agreed, -1)
-            hub_ids = g.hubs[newly]
-            mine = hub_ids[(hub_ids >= g.lo) & (hub_ids < g.hi)]
-            if mine.size:
-                parent[mine - g.lo] = agreed[np.searchsorted(g.hubs, mine)]
-                new_owned = np.concatenate([new_owned, mine - g.lo])
-        counts[0] = new_owned.size
-        counts[1] = mf
-        counts[2] = scanned
-        tot = comm.allreduce(counts)
+            meta[3:] = np.where(hp >= 0, hp, NONE)
+        allm = comm.allgather(meta)
+        tot = allm[:, :3].sum(axis=0)
         nf_next, mf_next = int(tot[0]), int(tot[1])
+        hub_ids = None
+        if g.nhubs:
+            agreed = allm[:, 3:].min(axis=0)
+            newly = (agreed != NONE) & unvisited_before
+            parent[nl:] = np.where(agreed != NONE, agreed, -1)
+            hub_ids = g.hubs[newly]
+            if hub_ids.size:
+                nf_next += hub_ids.size
+                mf_next += int(g.hub_degree[newly].sum())
+                mine = hub_ids[(hub_ids >= g.lo) & (hub_ids < g.hi)]
+                parent[mine - g.lo] = agreed[np.searchsorted(g.hubs, mine)]
         if stats is not None:
             stats.scanned += int(tot[2])
         if nf_next == 0:
@@ -106,19 +111,19 @@ def bfs(g, root, *, alpha=15.0, beta=18.0, stats=None, direction="auto"):
         nf = nf_next
         # exchange the new frontier, as ids or as bitmap words, whichever is smaller
         if g.aligned and nf * 64 > n:
-            seg = np.zeros(((g.hi - g.lo) + 63) >> 6, np.uint64)
-            if new_owned.size:
-                K.ids_to_bitmap(np.ascontiguousarray(new_owned), g.hi - g.lo, seg)
-            words_per = (np.diff(g.bounds) + 63) >> 6
-            allw, _ = comm.allgatherv(seg, rows=words_per)
-            bits[:] = 0
+            K.ids_to_bitmap(np.ascontiguousarray(new_owned), g.nlocal, seg)
+            allw, _ = comm.allgatherv(seg, rows=seg_words)
             bits[:allw.size] = allw  # aligned boundaries: segments concatenate
+            bits[allw.size:] = 0
+            if hub_ids is not None and hub_ids.size:
+                np.bitwise_or.at(bits, hub_ids >> 6, np.left_shift(np.uint64(1), (hub_ids & 63).astype(np.uint64)))
             have_bits, fids = True, None
             if stats is not None:
                 stats.bytes += allw.nbytes
         else:
-            ids = np.sort(new_owned) + g.lo
-            fids, _ = comm.allgatherv(ids)
+            fids, _ = comm.allgatherv(new_owned + g.lo, rows=allm[:, 0])
+            if hub_ids is not None and hub_ids.size:
+                fids = np.concatenate([fids, hub_ids])
             have_bits = False
             if stats is not None:
                 stats.bytes += fids.nbytes

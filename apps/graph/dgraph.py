@@ -78,6 +78,11 @@ class DistGraph:
         self.aligned = bool(np.all(bounds[:-1] % 64 == 0))
         self._t = None
         self._is_hub = None
+        self.rowlen = np.diff(off)
+        self.total = int(comm.allreduce(np.array([self.entries], np.int64))[0])
+        # every hub's degree (its delegate rows summed over the ranks), known to all
+        self.hub_degree = comm.allreduce(self.rowlen[self.nlocal:].copy()) if self.nhubs else \
+            np.zeros(0, np.int64)
 
     # ---- layout ---------------------------------------------------------------
 
@@ -114,7 +119,8 @@ class DistGraph:
         return float(e.max() / mean) if mean > 0 else 1.0
 
     def total_entries(self):
-        return int(self.comm.allreduce(np.array([self.entries], np.int64))[0])
+        """Stored entries over all ranks (each undirected edge twice)."""
+        return self.total
 
     def out_degree(self):
         """Distinct out-neighbours of every vertex (global array; undirected: the degree

@@ -109,7 +109,7 @@ Gd = nx.gnp_random_graph(200, 0.02, seed=4, directed=True)
 check("directed gnp", *edges_of(Gd), directed=True, roots=[0, 7, 33], modes=modes)
 Gd = nx.gnp_random_graph(200, 0.02, seed=4, directed=True)
 check("directed gnp hubs", *edges_of(Gd), directed=True, roots=[0, 7], delegate_degree=3)
-for scale, dd in ((10, None), (10, 16), (13, None)):
+for scale, dd in ((10, None), (10, 16), (13, None), (13, 64)):
     s, d, _ = kronecker.kronecker_slice(scale, 16, 2, 0, 16 << scale, weights=False)
     g = check(f"kronecker {scale} dd={dd}", 1 << scale, s, d, delegate_degree=dd, modes=("auto", "bottom-up"))
     if dd is not None and P > 1 and g.nhubs == 0:
