@@ -210,18 +210,8 @@ def build(comm, n, src, dst, weight=None, *, directed=False, delegate_degree=Non
     w_in = weight if weight is not None else np.zeros(0, np.float32)
     packed = K.route_entries(src, dst, w_in, undirected, bounds, is_hub, counts)
     recv, _ = comm.alltoallv(packed.reshape(-1, 3), counts)
-    rows_g = np.ascontiguousarray(recv[:, 0])
-    cols_in = np.ascontiguousarray(recv[:, 1])
-    w_recv = np.ascontiguousarray(recv[:, 2]).astype(np.uint32).view(np.float32)
+    del packed
     lo, hi = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
-    nlocal = hi - lo
-    if hubs.size:
-        hub_row = is_hub[rows_g] == 1
-        local = np.where(hub_row, nlocal + np.searchsorted(hubs, rows_g), rows_g - lo)
-    else:
-        local = rows_g - lo
-    self_ids = np.concatenate([np.arange(lo, hi, dtype=np.int64), hubs])
-    raw = np.zeros(nlocal + hubs.size, np.int64)
-    off, cols, w = K.build_rows(nlocal + hubs.size, np.ascontiguousarray(local, np.int64), cols_in,
-                                w_recv, self_ids, raw)
+    raw = np.zeros(hi - lo + hubs.size, np.int64)
+    off, cols, w = K.build_rows_packed(lo, hi - lo, is_hub, hubs, n, recv.reshape(-1), raw)
     return DistGraph(comm, n, directed, bounds, hubs, off, cols, w, raw, deg, src, dst, weight)

@@ -108,6 +108,65 @@ void build_rows(int64_t nrows, const int64_t* row, const int64_t* col, const flo
   }
 }
 
+void build_rows_packed(int64_t lo, int64_t nlocal, const uint8_t* is_hub, const int64_t* hubs, int64_t nhubs,
+                       int64_t n, const int64_t* packed, int64_t k, std::vector<int64_t>& offsets,
+                       std::vector<int64_t>& cols, std::vector<float>& weights, int64_t* raw) {
+  const int64_t nrows = nlocal + nhubs;
+  std::vector<int64_t> row(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t r = packed[3 * i];
+    row[i] = (is_hub && is_hub[r]) ? nlocal + (std::lower_bound(hubs, hubs + nhubs, r) - hubs) : r - lo;
+  }
+  // pass 1: order of the entries by column (stable)
+  std::vector<int64_t> by_col(static_cast<size_t>(k));
+  {
+    std::vector<int64_t> c(size_t(n) + 1, 0);
+    for (int64_t i = 0; i < k; ++i) ++c[size_t(packed[3 * i + 1]) + 1];
+    for (int64_t v = 0; v < n; ++v) c[v + 1] += c[v];
+    for (int64_t i = 0; i < k; ++i) by_col[size_t(c[packed[3 * i + 1]]++)] = i;
+  }
+  // pass 2: by row, stable, so each row's entries keep ascending columns
+  std::vector<int64_t> start(size_t(nrows) + 1, 0);
+  for (int64_t i = 0; i < k; ++i) ++start[size_t(row[i]) + 1];
+  for (int64_t r = 0; r < nrows; ++r) {
+    raw[r] = start[r + 1];
+    start[r + 1] += start[r];
+  }
+  std::vector<int64_t> order(static_cast<size_t>(k));
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t i = by_col[j];
+      order[size_t(fill[row[i]]++)] = i;
+    }
+  }
+  std::vector<int64_t>().swap(by_col);
+  offsets.assign(size_t(nrows) + 1, 0);
+  cols.clear();
+  weights.clear();
+  cols.reserve(size_t(k));
+  weights.reserve(size_t(k));
+  for (int64_t r = 0; r < nrows; ++r) {
+    const int64_t me = r < nlocal ? lo + r : hubs[r - nlocal];
+    const int64_t first = int64_t(cols.size());
+    for (int64_t j = start[r]; j < start[r + 1]; ++j) {
+      const int64_t* e = packed + 3 * order[j];
+      const int64_t c = e[1];
+      if (c == me) continue;
+      float w;
+      const uint32_t bits = uint32_t(e[2]);
+      std::memcpy(&w, &bits, 4);
+      if (int64_t(cols.size()) > first && cols.back() == c) {
+        if (w < weights.back()) weights.back() = w;
+        continue;
+      }
+      cols.push_back(c);
+      weights.push_back(w);
+    }
+    offsets[r + 1] = int64_t(cols.size());
+  }
+}
+
 void transpose(int64_t nrows, const int64_t* off, const int64_t* cols, const float* w, int64_t n,
                std::vector<int64_t>& coff, std::vector<int64_t>& crow, std::vector<float>& cw) {
   const int64_t nnz = off[nrows];

@@ -65,6 +65,15 @@ void build_rows(int64_t nrows, const int64_t* row, const int64_t* col, const flo
                 const int64_t* self, std::vector<int64_t>& offsets, std::vector<int64_t>& cols,
                 std::vector<float>& weights, int64_t* raw);
 
+// The same from the packed triples that route_entries made and the
+// all-to-all delivered (global row, col, weight bits): rows in [lo, lo + nlocal)
+// are local rows row - lo, a hub's (is_hub[row], hubs sorted) its delegate row
+// nlocal + position. Two stable counting sorts (by column, then by row), so a
+// row's columns come out sorted without a comparison sort.
+void build_rows_packed(int64_t lo, int64_t nlocal, const uint8_t* is_hub, const int64_t* hubs, int64_t nhubs,
+                       int64_t n, const int64_t* packed, int64_t k, std::vector<int64_t>& offsets,
+                       std::vector<int64_t>& cols, std::vector<float>& weights, int64_t* raw);
+
 // The transpose of the rows over n global columns: coff[n + 1], crow[nnz]
 // (local rows, ascending within a column), cw[nnz] their weights.
 void transpose(int64_t nrows, const int64_t* off, const int64_t* cols, const float* w, int64_t n,

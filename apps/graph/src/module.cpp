@@ -135,6 +135,33 @@ NB_MODULE(_graph, m) {
       "nrows"_a, "row"_a.noconvert(), "col"_a.noconvert(), "w"_a.noconvert(), "self"_a.noconvert(),
       "raw"_a.noconvert(), "(offsets, cols, weights) of the rows (graph.hpp).");
   m.def(
+      "build_rows_packed",
+      [](int64_t lo, int64_t nlocal, In<uint8_t> is_hub, In<int64_t> hubs, int64_t n, In<int64_t> packed,
+         Out<int64_t> raw) {
+        const int64_t nhubs = len(hubs), k = len(packed) / 3;
+        need(len(packed) % 3 == 0, "packed entries come in triples");
+        need(lo >= 0 && nlocal >= 0 && lo + nlocal <= n, "rows outside [0, n)");
+        need(nhubs == 0 || len(is_hub) == n, "is_hub must have n entries when there are hubs");
+        need(len(raw) == nlocal + nhubs, "raw needs one entry per row");
+        const int64_t* p = packed.data();
+        for (int64_t i = 0; i < k; ++i) {
+          const int64_t r = p[3 * i], c = p[3 * i + 1];
+          need(c >= 0 && c < n, "an entry's column is not a vertex");
+          const bool hub = nhubs && is_hub.data()[r >= 0 && r < n ? r : 0] && r >= 0 && r < n;
+          need(hub || (r >= lo && r < lo + nlocal), "an entry's row is neither local nor a hub");
+        }
+        std::vector<int64_t> off, cols;
+        std::vector<float> wts;
+        {
+          nb::gil_scoped_release rel;
+          g::build_rows_packed(lo, nlocal, nhubs ? is_hub.data() : nullptr, hubs.data(), nhubs, n, p, k, off, cols,
+                               wts, raw.data());
+        }
+        return std::make_tuple(to_numpy(std::move(off)), to_numpy(std::move(cols)), to_numpy(std::move(wts)));
+      },
+      "lo"_a, "nlocal"_a, "is_hub"_a.noconvert(), "hubs"_a.noconvert(), "n"_a, "packed"_a.noconvert(),
+      "raw"_a.noconvert(), "(offsets, cols, weights) from route_entries' triples (graph.hpp).");
+  m.def(
       "transpose",
       [](In<int64_t> off, In<int64_t> cols, In<float> w, int64_t n) {
         const int64_t nrows = len(off) - 1;
