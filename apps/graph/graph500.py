@@ -206,11 +206,24 @@ def main(argv=None):
     comm = baobab.Communicator(MPI.COMM_WORLD)
     try:
         return _run(comm, args)
-    except (InvalidArgument, ValidationError) as e:
+    except (InvalidArgument, ValidationError) as e:  # raised on every rank alike
         _fail(str(e), comm)
+    except baobab.Error as e:  # a timeout, a mismatch, a failed file: every rank says what it saw
+        print(f"graph500: rank {comm.rank}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def _run(comm, args):
+    """Opens the results file first (an unusable path fails before any work), then runs."""
+    out = args.out if args.out is not None else Path("graph500.h5")
+    if str(out) == "-":
+        return _bench(comm, args, None)
+    from baobab import io
+    with io.File(out, "w", comm) as f:
+        return _bench(comm, args, f)
+
+
+def _bench(comm, args, f):
     rank, P = comm.rank, comm.size
     t0 = time.perf_counter()
     if args.edges is not None:
@@ -289,29 +302,27 @@ def _run(comm, args):
         print(block, flush=True)
         print(f"{'edge_imbalance:':<31} {imbalance:.4f}", flush=True)
         print(f"{'delegates:':<31} {g.nhubs}", flush=True)
-    out = args.out if args.out is not None else Path("graph500.h5")
-    if str(out) != "-":
-        _write(comm, out, head, kern, keys, res, parents, dists, imbalance, g, block)
+    if f is not None:
+        _write(f, head, kern, keys, res, parents, dists, imbalance, g, block)
+        if rank == 0:
+            print(f"{'results:':<31} {f.path}", flush=True)
     return 0
 
 
-def _write(comm, path, head, kern, keys, res, parents, dists, imbalance, g, block):
-    from baobab import io
+def _write(f, head, kern, keys, res, parents, dists, imbalance, g, block):
     attrs = {k: (v if v is not None else -1) for k, v in head.items()}
     attrs.update(edge_imbalance=imbalance, delegates=g.nhubs, vertices=g.n, entries=g.total_entries())
-    with io.File(path, "w", comm, attrs=attrs) as f:
-        f.write_global("keys", keys)
-        for k, v in res.items():
-            f.write_global(k.replace("_", "/", 1), v)
-        for prefix, st, _ in kern:
-            f.set_attrs(f"/{prefix}", {k: float(v) for k, v in st.items()})
-        f.write_global("statistics", block)
-        if parents is not None:
-            f.write("bfs/parent", parents, attrs={"layout": "row v, column i: parent of v in the search from keys[i]"})
-        if dists is not None:
-            f.write("sssp/dist", dists, attrs={"layout": "row v, column i: distance of v from keys[i]"})
-    if comm.rank == 0:
-        print(f"{'results:':<31} {path}", flush=True)
+    f.set_attrs("/", attrs)
+    f.write_global("keys", keys)
+    for k, v in res.items():
+        f.write_global(k.replace("_", "/", 1), v)
+    for prefix, st, _ in kern:
+        f.set_attrs(f"/{prefix}", {k: float(v) for k, v in st.items()})
+    f.write_global("statistics", block)
+    if parents is not None:
+        f.write("bfs/parent", parents, attrs={"layout": "row v, column i: parent of v in the search from keys[i]"})
+    if dists is not None:
+        f.write("sssp/dist", dists, attrs={"layout": "row v, column i: distance of v from keys[i]"})
 
 
 if __name__ == "__main__":
