@@ -48,7 +48,7 @@ $(OMPI_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(OMPI_VENV)
 	$(OMPI_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OMPI_VENV)/bin/python -m pip install -q mpi4py numpy ml_dtypes matplotlib nanobind scikit-build-core cmake ninja \
-	    pytest pytest-timeout hypothesis yt "Cython>=3" pkgconfig "setuptools>=77"
+	    pytest pytest-timeout hypothesis yt scipy networkx "Cython>=3" pkgconfig "setuptools>=77"
 	# parallel h5py against Debian's libhdf5-openmpi-dev (never the serial PyPI wheel here);
 	# no build isolation: with it, h5py's backend pulls a source-only mpi4py and hangs
 	CC=/usr/bin/mpicc HDF5_MPI=ON HDF5_DIR=$(HDF5_OPENMPI_DIR) \
@@ -65,7 +65,7 @@ test-openmpi: $(OMPI_VENV)/.deps
 	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
 	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py \
 	    tests/test_faults_core.py tests/test_faults_cli.py tests/test_faults_io.py tests/test_faults_nbody.py \
-	    tests/test_faults_llm.py tests/test_llm_dp.py
+	    tests/test_faults_llm.py tests/test_llm_dp.py tests/test_graph_bfs.py tests/test_faults_graph.py
 
 clean:
 	rm -rf build dist *.egg-info
