@@ -1,0 +1,252 @@
+"""Distributed single-source shortest paths by delta-stepping (Meyer & Sanders)
+over a DistGraph, and the Graph500 SSSP validation.
+
+Buckets. A vertex whose tentative distance d has changed since its edges were
+last relaxed is pending, in bucket floor(d / delta). The search takes the
+smallest bucket i pending on any rank (one allreduce min); then, while any
+rank has pending vertices in bucket i, their light edges (weight <= delta) are
+relaxed (one phase each: vertices improved into bucket i become pending again
+and go round once more); when bucket i stays empty, the heavy edges (weight >
+delta) of every vertex taken from it are relaxed once, in one phase. Relaxing
+keeps strictly shorter distances only, so the result is the fixed point of
+d[v] = min over edges u -> v of d[u] + w (float64 sums of the float32
+weights), whatever the order: the distances do not depend on the rank count;
+parents may differ between paths of equal length.
+
+Exchange. Each phase all-gathers the active vertices' (id, distance) pairs and
+each rank relaxes them through its transpose (the local rows listing them), as
+bfs.py does with its frontier. Rows hold in-neighbours, so the owner of u does
+not know u's out-edges in a directed graph, nor which ranks hold them;
+gathering needs no routing and sends every active vertex once, not once per
+edge, and the transpose lookup skips the vertices a rank has no row for.
+
+Hubs. A hub's distance and parent are replicated: after each phase one
+allreduce min agrees on the distances and a second on the parents among the
+ranks whose candidate has the agreed distance (as bfs.py agrees hub parents);
+every rank then takes the same hubs from the same buckets and relaxes them
+itself, without sending them.
+
+delta. By default, DELTA_SCALE times the mean weight over the mean degree of
+the vertices with edges: for uniform random weights this is the Theta(1 / d)
+width Meyer and Sanders analyse, with enough light edges per bucket to keep
+the phases few."""
+import operator
+
+import numpy as np
+
+from baobab import InvalidArgument
+from baobab_apps import _graph as K
+from dgraph import agree
+
+NONE = np.iinfo(np.int64).max
+DELTA_SCALE = 4.0
+LIGHT, HEAVY, ALL = 0, 1, 2
+
+
+class ValidationError(Exception):
+    """A shortest-path result that breaks a Graph500 SSSP rule (the same one-line
+    message on every rank)."""
+
+
+class SSSPStats:
+    """Per-search record: delta, buckets processed, light and heavy phases, entries
+    scanned and distances improved (summed over ranks), pairs exchanged."""
+
+    def __init__(self):
+        self.delta = None
+        self.buckets = 0
+        self.light_phases = 0
+        self.heavy_phases = 0
+        self.scanned = 0
+        self.improved = 0
+        self.pairs = 0
+
+    @property
+    def phases(self):
+        return self.light_phases + self.heavy_phases
+
+
+def weight_summary(g):
+    """(mean weight, max weight, mean degree of the vertices with edges) over the whole graph."""
+    s = g.comm.allreduce(np.array([float(g.w.sum(dtype=np.float64)), float(g.entries)]))
+    wmax = float(g.comm.allreduce(np.array([float(g.w.max()) if g.w.size else 0.0]), op="max")[0])
+    active = max(int(np.count_nonzero(g.deg)), 1)
+    mean_w = s[0] / s[1] if s[1] else 0.0
+    return mean_w, wmax, s[1] / active
+
+
+def default_delta(g):
+    """DELTA_SCALE * mean weight / mean degree (see the module docstring); 1 for a graph
+    without positive weights."""
+    mean_w, _, mean_deg = weight_summary(g)
+    if not mean_w > 0:
+        return 1.0
+    return DELTA_SCALE * mean_w / max(mean_deg, 1.0)
+
+
+def sssp(g, root, *, delta=None, stats=None):
+    """Shortest distances (float64) and parents of this rank's owned vertices from
+    global vertex ``root`` over DistGraph ``g`` (edge weights g.w; directed graphs
+    follow their edges' direction). Unreached: distance inf, parent -1; the root:
+    0 and itself. ``delta``: the bucket width (default ``default_delta``);
+    ``stats``: an SSSPStats to fill."""
+    comm, n, nl = g.comm, g.n, g.nlocal
+    err = None
+    try:
+        root = operator.index(root)
+        if not 0 <= root < n:
+            raise InvalidArgument(f"root {root} is not a vertex of a graph of {n} (ids 0..{n - 1})")
+        if delta is not None:
+            delta = float(delta)
+            if not (delta > 0 and np.isfinite(delta)):
+                raise InvalidArgument(f"delta must be a positive finite bucket width, got {delta}")
+    except TypeError:
+        err = f"root must be an integer vertex id, got {root!r}"
+    except (InvalidArgument, ValueError) as e:
+        err = str(e)
+    agree(comm, err)
+    _, wmax, _ = weight_summary(g)
+    if delta is None:
+        delta = default_delta(g)
+    all_light = wmax <= delta
+    coff, crow, cw = g.transpose()
+    st = K.Stepper(nl, g.lo, g.hubs, delta, coff, crow, cw)
+    nh = g.nhubs
+    if nh and g.is_hub[root]:
+        st.set(int(g.hub_rows(root)), 0.0, root)
+    elif g.lo <= root < g.hi:
+        st.set(root - g.lo, 0.0, root)
+    dist_rows, parent_rows = st.dist(), st.parent()
+    counts = np.zeros(2, np.int64)
+    red = np.empty(nh + 1, np.float64)
+    nstats = [0, 0, 0, 0]  # buckets, light phases, heavy phases, pairs
+
+    def exchange(owned, hub_pairs):
+        """All active pairs: every rank's owned ones, then the (replicated) hubs'."""
+        got, rows = comm.allgatherv(owned.reshape(-1, 2))
+        total = int(rows.sum()) + hub_pairs.size // 2
+        nstats[3] += total
+        if hub_pairs.size:
+            return np.concatenate([got.reshape(-1), hub_pairs]), total
+        return got.reshape(-1), total
+
+    def relax(pairs, mode):
+        s, i = st.relax(pairs, mode)
+        counts[0] += s
+        counts[1] += i
+
+    def agree_parents(agreed):
+        mine = np.where(dist_rows[nl:] == agreed, parent_rows[nl:], NONE)
+        st.agree_hubs(agreed, comm.allreduce(mine, op="min"))
+
+    while True:
+        # the next bucket, with the hubs' agreement after the last heavy phase
+        red[nh] = float(st.min_bucket())
+        if nh:
+            red[:nh] = dist_rows[nl:]
+        red_all = comm.allreduce(red, op="min")
+        if nh:
+            agree_parents(np.ascontiguousarray(red_all[:nh]))
+        if red_all[nh] >= float(NONE):
+            break
+        i = int(red_all[nh])
+        nstats[0] += 1
+        while True:
+            pairs, total = exchange(*st.take(i))
+            if total == 0:
+                break
+            nstats[1] += 1
+            relax(pairs, ALL if all_light else LIGHT)
+            if nh:
+                agreed = comm.allreduce(np.ascontiguousarray(dist_rows[nl:]), op="min")
+                agree_parents(agreed)
+        owned, hub_pairs = st.take_heavy()
+        if not all_light:
+            pairs, total = exchange(owned, hub_pairs)
+            if total:
+                nstats[2] += 1
+                relax(pairs, HEAVY)
+    dist = dist_rows[:nl].copy()
+    parent = parent_rows[:nl].copy()
+    if nh:
+        mine = (g.hubs >= g.lo) & (g.hubs < g.hi)
+        dist[g.hubs[mine] - g.lo] = dist_rows[nl:][mine]
+        parent[g.hubs[mine] - g.lo] = parent_rows[nl:][mine]
+    if stats is not None:
+        tot = comm.allreduce(counts)
+        stats.delta = delta
+        stats.buckets, stats.light_phases, stats.heavy_phases, stats.pairs = nstats
+        stats.scanned, stats.improved = int(tot[0]), int(tot[1])
+    return dist, parent
+
+
+def _agree_valid(comm, error):
+    """As dgraph.agree, raising ValidationError."""
+    try:
+        agree(comm, error)
+    except InvalidArgument as e:
+        raise ValidationError(str(e)) from None
+
+
+def _check_vertices(dist, parent, root):
+    """The per-vertex rules (the same on every rank): '' or what is wrong."""
+    if dist[root] != 0:
+        return f"the root {root} has distance {dist[root]}, not 0"
+    reached = parent != -1
+    bad = np.flatnonzero(reached != np.isfinite(dist))
+    if bad.size:
+        v = int(bad[0])
+        what = "is reached (parent {}) but has distance {}" if reached[v] else "has no parent but distance {1}"
+        return f"vertex {v} " + what.format(parent[v], dist[v])
+    neg = np.flatnonzero(reached & (dist < 0))
+    if neg.size:
+        return f"vertex {int(neg[0])} has negative distance {dist[neg[0]]}"
+    level = np.empty(parent.size, np.int64)
+    return K.bfs_levels(parent, root, level)
+
+
+def validate(g, dist, parent, root, *, tol=1e-6):
+    """Graph500 SSSP validation of the global ``dist`` and ``parent`` arrays (as
+    ``g.gather`` makes them) from ``root``: the root has distance 0 and is its own
+    parent; the parents form a tree reaching the root; every input edge of this
+    rank's slice (g.src, g.dst, g.weight) joins two reached vertices or two
+    unreached ones (directed: leaves no reached vertex for an unreached one) and
+    shortens no distance (relative tolerance ``tol``); every reached vertex but the
+    root has its tree edge (parent, v) among the input edges, with weight
+    dist[v] - dist[parent] (within tol). Raises ValidationError naming the first
+    violation, the same on every rank; returns None when the result is valid."""
+    comm, n = g.comm, g.n
+    err = None
+    try:
+        root = operator.index(root)
+        dist = np.ascontiguousarray(dist, np.float64).reshape(-1)
+        parent = np.ascontiguousarray(parent, np.int64).reshape(-1)
+        if dist.size != n or parent.size != n:
+            raise InvalidArgument(f"dist and parent need {n} entries (the global arrays), got {dist.size} and "
+                                  f"{parent.size}")
+        if not 0 <= root < n:
+            raise InvalidArgument(f"root {root} is not a vertex of a graph of {n} (ids 0..{n - 1})")
+    except TypeError:
+        err = f"root must be an integer vertex id, got {root!r}"
+    except (InvalidArgument, ValueError) as e:
+        err = str(e)
+    agree(comm, err)
+    err = _check_vertices(dist, parent, root) or None
+    tree = np.zeros(n, np.uint8)
+    if err is None:
+        w = g.weight if g.weight is not None else np.zeros(0, np.float32)
+        err = K.sssp_check_edges(dist, parent, root, g.src, g.dst, w, g.directed, float(tol), tree) or None
+    _agree_valid(comm, err)
+    tree = comm.allreduce(tree, op="max")
+    need = parent != -1
+    need[root] = False
+    bad = np.flatnonzero(need & (tree < 2))
+    if bad.size:
+        v = int(bad[0])
+        p = int(parent[v])
+        if tree[v] == 0:
+            err = f"the tree edge ({p}, {v}) of vertex {v} is not an input edge"
+        else:
+            err = (f"the tree edge ({p}, {v}) has no input edge of weight dist[{v}] - dist[{p}] = "
+                   f"{dist[v] - dist[p]}")
+    _agree_valid(comm, err)
