@@ -31,6 +31,7 @@ the vertices with edges: for uniform random weights this is the Theta(1 / d)
 width Meyer and Sanders analyse, with enough light edges per bucket to keep
 the phases few."""
 import operator
+import weakref
 
 import numpy as np
 
@@ -39,8 +40,9 @@ from baobab_apps import _graph as K
 from dgraph import agree
 
 NONE = np.iinfo(np.int64).max
-DELTA_SCALE = 4.0
+DELTA_SCALE = 2.0
 LIGHT, HEAVY, ALL = 0, 1, 2
+_splits = weakref.WeakKeyDictionary()  # DistGraph -> its last K.Split (transpose split by weight)
 
 
 class ValidationError(Exception):
@@ -84,6 +86,17 @@ def default_delta(g):
     return DELTA_SCALE * mean_w / max(mean_deg, 1.0)
 
 
+def split_transpose(g, delta):
+    """g's transpose with each column's light entries (weight <= delta) before its heavy
+    ones (a K.Split); kept for the next search with the same delta."""
+    sp = _splits.get(g)
+    if sp is None or sp.delta != delta:
+        coff, crow, cw = g.transpose()
+        sp = K.Split(coff, crow, cw, g.nrows, float(delta))
+        _splits[g] = sp
+    return sp
+
+
 def sssp(g, root, *, delta=None, stats=None):
     """Shortest distances (float64) and parents of this rank's owned vertices from
     global vertex ``root`` over DistGraph ``g`` (edge weights g.w; directed graphs
@@ -109,8 +122,7 @@ def sssp(g, root, *, delta=None, stats=None):
     if delta is None:
         delta = default_delta(g)
     all_light = wmax <= delta
-    coff, crow, cw = g.transpose()
-    st = K.Stepper(nl, g.lo, g.hubs, delta, coff, crow, cw)
+    st = K.Stepper(nl, g.lo, g.hubs, split_transpose(g, delta))
     nh = g.nhubs
     if nh and g.is_hub[root]:
         st.set(int(g.hub_rows(root)), 0.0, root)

@@ -36,27 +36,48 @@ namespace baobab::graph {
 
 constexpr int64_t kNoBucket = std::numeric_limits<int64_t>::max();
 
+// The transpose with each column's entries split by weight: light ones (w <=
+// delta) in [off[u], mid[u]), heavy ones in [mid[u], off[u + 1]), each part
+// in the transpose's order; an entry is (local row, weight) in 8 bytes.
+struct Split {
+  struct Entry {
+    uint32_t row;
+    float w;
+  };
+  Split(int64_t n, int64_t nrows, const int64_t* coff, const int64_t* crow, const float* cw, double delta)
+      : n(n), nrows(nrows), delta(delta), off(coff, coff + n + 1), mid(size_t(n)), e(size_t(coff[n])) {
+    for (int64_t u = 0; u < n; ++u) {
+      int64_t a = coff[u];
+      for (int64_t j = coff[u]; j < coff[u + 1]; ++j)
+        if (double(cw[j]) <= delta) e[size_t(a++)] = {uint32_t(crow[j]), cw[j]};
+      mid[size_t(u)] = a;
+      for (int64_t j = coff[u]; j < coff[u + 1]; ++j)
+        if (double(cw[j]) > delta) e[size_t(a++)] = {uint32_t(crow[j]), cw[j]};
+    }
+  }
+  int64_t n, nrows;
+  double delta;
+  std::vector<int64_t> off, mid;
+  std::vector<Entry> e;
+};
+
 class Stepper {
  public:
-  // The rank's rows: nlocal owned from vertex lo, then one per hub; the
-  // transpose (coff over n vertices, crow local rows, cw weights) is read, not copied.
-  Stepper(int64_t nlocal, int64_t lo, std::vector<int64_t> hubs, double delta, int64_t n, const int64_t* coff,
-          const int64_t* crow, const float* cw)
-      : n_(n),
-        coff_(coff),
-        crow_(crow),
-        cw_(cw),
+  // The rank's rows: nlocal owned from vertex lo, then one per hub; the split
+  // transpose (read, not copied) gives delta.
+  Stepper(int64_t nlocal, int64_t lo, std::vector<int64_t> hubs, const Split& split)
+      : split_(split),
         nlocal_(nlocal),
         lo_(lo),
         hubs_(std::move(hubs)),
-        delta_(delta),
+        delta_(split.delta),
         dist_(size_t(nlocal + int64_t(hubs_.size())), std::numeric_limits<double>::infinity()),
         parent_(dist_.size(), -1),
         where_(dist_.size(), -1),
         heavy_(dist_.size(), 0) {}
 
   int64_t nrows() const { return int64_t(dist_.size()); }
-  int64_t n() const { return n_; }
+  int64_t n() const { return split_.n; }
   double delta() const { return delta_; }
   double* dist() { return dist_.data(); }
   int64_t* parent() { return parent_.data(); }
@@ -135,20 +156,19 @@ class Stepper {
   // A strictly shorter distance replaces the row's and makes it pending.
   // Returns (entries scanned, distances improved).
   std::pair<int64_t, int64_t> relax(const int64_t* pairs, int64_t k, int mode) {
-    const int64_t *coff = coff_, *crow = crow_;
-    const float* cw = cw_;
+    const int64_t* off = split_.off.data();
+    const int64_t* mid = split_.mid.data();
+    const Split::Entry* ent = split_.e.data();
     int64_t scanned = 0, improved = 0;
     for (int64_t i = 0; i < k; ++i) {
       const int64_t u = pairs[2 * i];
       double du;
       std::memcpy(&du, &pairs[2 * i + 1], 8);
-      const int64_t b = coff[u], e = coff[u + 1];
+      const int64_t b = mode == 1 ? mid[u] : off[u], e = mode == 0 ? mid[u] : off[u + 1];
       scanned += e - b;
       for (int64_t j = b; j < e; ++j) {
-        const double w = cw[j];
-        if ((mode == 0 && w > delta_) || (mode == 1 && w <= delta_)) continue;
-        const int64_t r = crow[j];
-        const double nd = du + w;
+        const int64_t r = ent[j].row;
+        const double nd = du + double(ent[j].w);
         if (nd < dist_[r]) {
           dist_[r] = nd;
           parent_[r] = u;
@@ -214,9 +234,7 @@ class Stepper {
     out.push_back(bits);
   }
 
-  int64_t n_;
-  const int64_t *coff_, *crow_;
-  const float* cw_;
+  const Split& split_;
   int64_t nlocal_, lo_;
   std::vector<int64_t> hubs_;
   double delta_;
@@ -301,8 +319,8 @@ NpArr<T> to_numpy(std::vector<T>&& v) {
   return NpArr<T>(heap->data(), {heap->size()}, owner);
 }
 
-void need(bool ok, const std::string& what) {
-  if (!ok) throw InvalidArgument("graph kernel: " + what);
+void need(bool ok, const char* what) {
+  if (!ok) throw InvalidArgument(std::string("graph kernel: ") + what);
 }
 
 template <class A>
@@ -310,44 +328,43 @@ int64_t len(const A& a) {
   return int64_t(a.shape(0));
 }
 
-// The bound Stepper keeps the transpose arrays it reads alive.
-struct BoundStepper : g::Stepper {
-  BoundStepper(int64_t nlocal, int64_t lo, std::vector<int64_t> hubs, double delta, In<int64_t> coff,
-               In<int64_t> crow, In<float> cw)
-      : g::Stepper(nlocal, lo, std::move(hubs), delta, len(coff) - 1, coff.data(), crow.data(), cw.data()),
-        coff_keep(coff),
-        crow_keep(crow),
-        cw_keep(cw) {}
-  In<int64_t> coff_keep, crow_keep;
-  In<float> cw_keep;
-};
-
 }  // namespace
 
 void bind_sssp(nb::module_& m) {
-  nb::class_<BoundStepper>(m, "Stepper",
-                           "One rank's delta-stepping state: distances, parents and buckets of its rows (sssp.cpp).")
+  nb::class_<g::Split>(m, "Split", "The transpose split into light and heavy entries per column (sssp.cpp).")
       .def(
           "__init__",
-          [](BoundStepper* self, int64_t nlocal, int64_t lo, In<int64_t> hubs, double delta, In<int64_t> coff,
-             In<int64_t> crow, In<float> cw) {
-            need(nlocal >= 0 && lo >= 0, "nlocal and lo must be non-negative");
+          [](g::Split* self, In<int64_t> coff, In<int64_t> crow, In<float> cw, int64_t nrows, double delta) {
             need(delta > 0 && std::isfinite(delta), "delta must be positive and finite");
+            need(nrows >= 0 && nrows < (int64_t(1) << 32), "rows must number under 2^32");
             const int64_t n = len(coff) - 1;
-            need(n >= 0 && len(crow) == coff.data()[n] && len(cw) == len(crow), "transpose arrays disagree");
-            for (int64_t u = 0; u < n; ++u) need(coff.data()[u] <= coff.data()[u + 1], "column offsets decrease");
-            const int64_t nrows = nlocal + len(hubs);
-            for (int64_t j = 0; j < len(crow); ++j)
-              need(crow.data()[j] >= 0 && crow.data()[j] < nrows, "transpose row out of range");
-            new (self) BoundStepper(nlocal, lo, std::vector<int64_t>(hubs.data(), hubs.data() + len(hubs)), delta,
-                                    coff, crow, cw);
+            need(n >= 0 && coff.data()[0] == 0 && len(crow) == coff.data()[n] && len(cw) == len(crow),
+                 "transpose arrays disagree");
+            bool ok = true;
+            for (int64_t u = 0; u < n; ++u) ok &= coff.data()[u] <= coff.data()[u + 1];
+            need(ok, "column offsets decrease");
+            for (int64_t j = 0; j < len(crow); ++j) ok &= crow.data()[j] >= 0 && crow.data()[j] < nrows;
+            need(ok, "transpose row out of range");
+            nb::gil_scoped_release rel;
+            new (self) g::Split(n, nrows, coff.data(), crow.data(), cw.data(), delta);
           },
-          "nlocal"_a, "lo"_a, "hubs"_a.noconvert(), "delta"_a, "coff"_a.noconvert(), "crow"_a.noconvert(),
-          "cw"_a.noconvert())
+          "coff"_a.noconvert(), "crow"_a.noconvert(), "cw"_a.noconvert(), "nrows"_a, "delta"_a)
+      .def_ro("delta", &g::Split::delta);
+  nb::class_<g::Stepper>(m, "Stepper",
+                         "One rank's delta-stepping state: distances, parents and buckets of its rows (sssp.cpp).")
+      .def(
+          "__init__",
+          [](g::Stepper* self, int64_t nlocal, int64_t lo, In<int64_t> hubs, const g::Split& split) {
+            need(nlocal >= 0 && lo >= 0, "nlocal and lo must be non-negative");
+            need(nlocal + len(hubs) == split.nrows, "the split transpose has other rows than nlocal + hubs");
+            new (self) g::Stepper(nlocal, lo, std::vector<int64_t>(hubs.data(), hubs.data() + len(hubs)), split);
+          },
+          "nlocal"_a, "lo"_a, "hubs"_a.noconvert(), "split"_a, nb::keep_alive<1, 5>(),
+          "State for rows nlocal owned from vertex lo then one per hub; split's rows must number nlocal + hubs.")
       .def_prop_ro("delta", &g::Stepper::delta)
       .def(
           "set",
-          [](BoundStepper& s, int64_t row, double d, int64_t p) {
+          [](g::Stepper& s, int64_t row, double d, int64_t p) {
             need(row >= 0 && row < s.nrows(), "row out of range");
             s.set(row, d, p);
           },
@@ -355,7 +372,7 @@ void bind_sssp(nb::module_& m) {
       .def("min_bucket", &g::Stepper::min_bucket, "The smallest bucket holding a pending row, or 2^63 - 1.")
       .def(
           "take",
-          [](BoundStepper& s, int64_t i) {
+          [](g::Stepper& s, int64_t i) {
             std::vector<int64_t> owned, hubs;
             {
               nb::gil_scoped_release rel;
@@ -367,7 +384,7 @@ void bind_sssp(nb::module_& m) {
           "Takes bucket i's pending rows: (owned (vertex, dist bits) pairs flat, hub pairs flat); marks them heavy.")
       .def(
           "take_heavy",
-          [](BoundStepper& s) {
+          [](g::Stepper& s) {
             std::vector<int64_t> owned, hubs;
             {
               nb::gil_scoped_release rel;
@@ -378,12 +395,13 @@ void bind_sssp(nb::module_& m) {
           "The rows marked heavy since the last call, as take's pairs; marks cleared.")
       .def(
           "relax",
-          [](BoundStepper& s, In<int64_t> pairs, int mode) {
+          [](g::Stepper& s, In<int64_t> pairs, int mode) {
             need(len(pairs) % 2 == 0, "pairs must hold (vertex, dist bits) pairs");
             need(mode >= 0 && mode <= 2, "mode must be 0 (light), 1 (heavy) or 2 (all)");
             const int64_t k = len(pairs) / 2, n = s.n();
-            for (int64_t i = 0; i < k; ++i)
-              need(pairs.data()[2 * i] >= 0 && pairs.data()[2 * i] < n, "vertex out of range");
+            bool ok = true;
+            for (int64_t i = 0; i < k; ++i) ok &= pairs.data()[2 * i] >= 0 && pairs.data()[2 * i] < n;
+            need(ok, "vertex out of range");
             nb::gil_scoped_release rel;
             return s.relax(pairs.data(), k, mode);
           },
@@ -391,18 +409,18 @@ void bind_sssp(nb::module_& m) {
           "Relaxes the pairs' edges into the local rows: (entries scanned, distances improved).")
       .def(
           "agree_hubs",
-          [](BoundStepper& s, In<double> d, In<int64_t> p) {
+          [](g::Stepper& s, In<double> d, In<int64_t> p) {
             need(len(d) == len(p) && len(d) <= s.nrows(), "one distance and one parent per hub");
             s.agree_hubs(d.data(), p.data());
           },
           "dist"_a.noconvert(), "parent"_a.noconvert(), "Hub rows take the agreed distances and parents.")
       .def(
           "dist",
-          [](BoundStepper& s) { return NpArr<double>(s.dist(), {size_t(s.nrows())}, nb::handle()); },
+          [](g::Stepper& s) { return NpArr<double>(s.dist(), {size_t(s.nrows())}, nb::handle()); },
           nb::rv_policy::reference_internal, "The rows' distances (a view).")
       .def(
           "parent",
-          [](BoundStepper& s) { return NpArr<int64_t>(s.parent(), {size_t(s.nrows())}, nb::handle()); },
+          [](g::Stepper& s) { return NpArr<int64_t>(s.parent(), {size_t(s.nrows())}, nb::handle()); },
           nb::rv_policy::reference_internal, "The rows' parents (a view).");
 
   m.def(
