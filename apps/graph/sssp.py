@@ -3,11 +3,15 @@ over a DistGraph, and the Graph500 SSSP validation.
 
 Buckets. A vertex whose tentative distance d has changed since its edges were
 last relaxed is pending, in bucket floor(d / delta). The search takes the
-smallest bucket i pending on any rank (one allreduce min); then, while any
-rank has pending vertices in bucket i, their light edges (weight <= delta) are
-relaxed (one phase each: vertices improved into bucket i become pending again
-and go round once more); when bucket i stays empty, the heavy edges (weight >
-delta) of every vertex taken from it are relaxed once, in one phase. Relaxing
+smallest bucket i pending on any rank; then, while any rank has pending
+vertices in bucket i, their light edges (weight <= delta) are relaxed (one
+phase each: vertices improved into bucket i become pending again and go round
+once more); when bucket i stays empty, the heavy edges (weight > delta) of
+every vertex taken from it are relaxed once, in one phase. Each phase starts
+with one allgather of a 3-integer header per rank (its smallest pending
+bucket, its vertices there, its vertices awaiting the heavy pass), which
+chooses the bucket (the minimum), tells when it is empty and gives the row
+counts of the phase's allgatherv. Relaxing
 keeps strictly shorter distances only, so the result is the fixed point of
 d[v] = min over edges u -> v of d[u] + w (float64 sums of the float32
 weights), whatever the order: the distances do not depend on the rank count;
@@ -145,54 +149,49 @@ def sssp(g, root, *, delta=None, stats=None):
         st.set(root - g.lo, 0.0, root)
     dist_rows, parent_rows = st.dist(), st.parent()
     counts = np.zeros(2, np.int64)
-    red = np.empty(nh + 1, np.float64)
+    header = np.zeros(3, np.int64)
     nstats = [0, 0, 0, 0]  # buckets, light phases, heavy phases, pairs
 
-    def exchange(owned, hub_pairs):
-        """All active pairs: every rank's owned ones, then the (replicated) hubs'."""
-        got, rows = comm.allgatherv(owned.reshape(-1, 2))
-        total = int(rows.sum()) + hub_pairs.size // 2
-        nstats[3] += total
+    def exchange(owned, hub_pairs, rows):
+        """All active pairs: every rank's owned ones (``rows`` per rank), then the hubs'."""
+        got, _ = comm.allgatherv(owned.reshape(-1, 2), rows=rows)
+        nstats[3] += got.shape[0] + hub_pairs.size // 2
         if hub_pairs.size:
-            return np.concatenate([got.reshape(-1), hub_pairs]), total
-        return got.reshape(-1), total
+            return np.concatenate([got.reshape(-1), hub_pairs])
+        return got.reshape(-1)
 
     def relax(pairs, mode):
         s, i = st.relax(pairs, mode)
         counts[0] += s
         counts[1] += i
+        if nh:  # agree on the hubs: smallest distance, then smallest parent among those with it
+            agreed = comm.allreduce(np.ascontiguousarray(dist_rows[nl:]), op="min")
+            mine = np.where(dist_rows[nl:] == agreed, parent_rows[nl:], NONE)
+            st.agree_hubs(agreed, comm.allreduce(mine, op="min"))
 
-    def agree_parents(agreed):
-        mine = np.where(dist_rows[nl:] == agreed, parent_rows[nl:], NONE)
-        st.agree_hubs(agreed, comm.allreduce(mine, op="min"))
-
+    i = None  # the bucket being emptied
     while True:
-        # the next bucket, with the hubs' agreement after the last heavy phase
-        red[nh] = float(st.min_bucket())
-        if nh:
-            red[:nh] = dist_rows[nl:]
-        red_all = comm.allreduce(red, op="min")
-        if nh:
-            agree_parents(np.ascontiguousarray(red_all[:nh]))
-        if red_all[nh] >= float(NONE):
-            break
-        i = int(red_all[nh])
-        nstats[0] += 1
-        while True:
-            pairs, total = exchange(*st.take(i))
-            if total == 0:
-                break
-            nstats[1] += 1
-            relax(pairs, ALL if all_light else LIGHT)
-            if nh:
-                agreed = comm.allreduce(np.ascontiguousarray(dist_rows[nl:]), op="min")
-                agree_parents(agreed)
-        owned, hub_pairs = st.take_heavy()
-        if not all_light:
-            pairs, total = exchange(owned, hub_pairs)
-            if total:
+        # one header per phase: this rank's smallest pending bucket, its owned rows there,
+        # its owned rows marked heavy
+        b = st.min_bucket()
+        header[0], header[1], header[2] = b, st.count(b) if b != NONE else 0, st.heavy_count()
+        h = comm.allgather(header)
+        gmin = int(h[:, 0].min())
+        if i is not None and gmin != i:  # bucket i is empty everywhere: its heavy pass
+            i = None
+            owned, hub_pairs = st.take_heavy()
+            if not all_light and (h[:, 2].any() or hub_pairs.size):
                 nstats[2] += 1
-                relax(pairs, HEAVY)
+                relax(exchange(owned, hub_pairs, h[:, 2]), HEAVY)
+                continue
+        if gmin == NONE:
+            break
+        if i is None:
+            i = gmin
+            nstats[0] += 1
+        nstats[1] += 1
+        owned, hub_pairs = st.take(i)
+        relax(exchange(owned, hub_pairs, np.where(h[:, 0] == i, h[:, 1], 0)), ALL if all_light else LIGHT)
     dist = dist_rows[:nl].copy()
     parent = parent_rows[:nl].copy()
     if nh:

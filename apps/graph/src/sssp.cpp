@@ -142,6 +142,19 @@ class Stepper {
     }
   }
 
+  // Owned (not hub) pending rows in bucket i (min_bucket() first, so that i's
+  // lists are current).
+  int64_t count(int64_t i) const {
+    int64_t c = 0;
+    if (i >= base_ && i - base_ < int64_t(near_.size()))
+      for (int64_t r : near_[size_t(i - base_)]) c += where_[r] == i && r < nlocal_;
+    for (const auto& e : far_) c += e.second == i && where_[e.first] == i && e.first < nlocal_;
+    return c;
+  }
+
+  // Owned rows marked for the heavy pass.
+  int64_t heavy_count() const { return heavy_owned_; }
+
   // The rows marked since the last call (the heavy pass), marks cleared.
   void take_heavy(std::vector<int64_t>& owned, std::vector<int64_t>& hubs) {
     for (int64_t r : heavy_list_) {
@@ -149,6 +162,7 @@ class Stepper {
       append(r, owned, hubs);
     }
     heavy_list_.clear();
+    heavy_owned_ = 0;
   }
 
   // Relaxes, for each (u, dist bits) pair, the edges u -> r of the local rows r
@@ -198,6 +212,7 @@ class Stepper {
 
   void push(int64_t r) {
     const int64_t k = key(dist_[r]);
+    if (where_[r] == k) return;  // already listed there: bucket lists hold each pending row once
     where_[r] = k;
     place(r, k);
   }
@@ -222,6 +237,7 @@ class Stepper {
     if (!heavy_[r]) {
       heavy_[r] = 1;
       heavy_list_.push_back(r);
+      heavy_owned_ += r < nlocal_;
     }
     append(r, owned, hubs);
   }
@@ -243,6 +259,7 @@ class Stepper {
   std::vector<int64_t> where_;
   std::vector<uint8_t> heavy_;
   std::vector<int64_t> heavy_list_;
+  int64_t heavy_owned_ = 0;
   int64_t base_ = 0;
   std::deque<std::vector<int64_t>> near_;
   std::vector<std::pair<int64_t, int64_t>> far_;
@@ -370,6 +387,8 @@ void bind_sssp(nb::module_& m) {
           },
           "row"_a, "dist"_a, "parent"_a, "Row gets (dist, parent) and becomes pending.")
       .def("min_bucket", &g::Stepper::min_bucket, "The smallest bucket holding a pending row, or 2^63 - 1.")
+      .def("count", &g::Stepper::count, "bucket"_a, "Owned pending rows in the bucket (after min_bucket).")
+      .def("heavy_count", &g::Stepper::heavy_count, "Owned rows marked for the heavy pass.")
       .def(
           "take",
           [](g::Stepper& s, int64_t i) {
