@@ -11,11 +11,11 @@ every vertex taken from it are relaxed once, in one phase. Each phase starts
 with one allgather of a 3-integer header per rank (its smallest pending
 bucket, its vertices there, its vertices awaiting the heavy pass), which
 chooses the bucket (the minimum), tells when it is empty and gives the row
-counts of the phase's allgatherv. Relaxing
-keeps strictly shorter distances only, so the result is the fixed point of
-d[v] = min over edges u -> v of d[u] + w (float64 sums of the float32
-weights), whatever the order: the distances do not depend on the rank count;
-parents may differ between paths of equal length.
+counts of the phase's allgatherv. Relaxing keeps strictly shorter distances
+only, so the result is the fixed point of d[v] = min over edges u -> v of
+d[u] + w (float64 sums of the float32 weights), whatever the order: the
+distances do not depend on the rank count; parents may differ between paths
+of equal length.
 
 Exchange. Each phase all-gathers the active vertices' (id, distance) pairs and
 each rank relaxes them through its transpose (the local rows listing them), as
@@ -116,6 +116,16 @@ def split_transpose(g, delta):
     return sp
 
 
+def _root(root, n):
+    try:
+        root = operator.index(root)
+    except TypeError:
+        raise InvalidArgument(f"root must be an integer vertex id, got {root!r}") from None
+    if not 0 <= root < n:
+        raise InvalidArgument(f"root {root} is not a vertex of a graph of {n} (ids 0..{n - 1})")
+    return root
+
+
 def sssp(g, root, *, delta=None, stats=None):
     """Shortest distances (float64) and parents of this rank's owned vertices from
     global vertex ``root`` over DistGraph ``g`` (edge weights g.w; directed graphs
@@ -125,16 +135,15 @@ def sssp(g, root, *, delta=None, stats=None):
     comm, n, nl = g.comm, g.n, g.nlocal
     err = None
     try:
-        root = operator.index(root)
-        if not 0 <= root < n:
-            raise InvalidArgument(f"root {root} is not a vertex of a graph of {n} (ids 0..{n - 1})")
+        root = _root(root, n)
         if delta is not None:
-            delta = float(delta)
+            try:
+                delta = float(delta)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"delta must be a number, got {delta!r}") from None
             if not (delta > 0 and np.isfinite(delta)):
                 raise InvalidArgument(f"delta must be a positive finite bucket width, got {delta}")
-    except TypeError:
-        err = f"root must be an integer vertex id, got {root!r}"
-    except (InvalidArgument, ValueError) as e:
+    except InvalidArgument as e:
         err = str(e)
     agree(comm, err)
     _, wmax, _ = weight_summary(g)
@@ -244,17 +253,15 @@ def validate(g, dist, parent, root, *, tol=1e-6):
     comm, n = g.comm, g.n
     err = None
     try:
-        root = operator.index(root)
+        root = _root(root, n)
         dist = np.ascontiguousarray(dist, np.float64).reshape(-1)
         parent = np.ascontiguousarray(parent, np.int64).reshape(-1)
         if dist.size != n or parent.size != n:
             raise InvalidArgument(f"dist and parent need {n} entries (the global arrays), got {dist.size} and "
                                   f"{parent.size}")
-        if not 0 <= root < n:
-            raise InvalidArgument(f"root {root} is not a vertex of a graph of {n} (ids 0..{n - 1})")
-    except TypeError:
-        err = f"root must be an integer vertex id, got {root!r}"
-    except (InvalidArgument, ValueError) as e:
+    except (TypeError, ValueError):
+        err = "dist and parent must be numeric arrays (the global float distances and integer parents)"
+    except InvalidArgument as e:
         err = str(e)
     agree(comm, err)
     err = _check_vertices(dist, parent, root) or None

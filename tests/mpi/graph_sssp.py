@@ -158,13 +158,17 @@ def corruptions(g, dist, parent, root, u, v):
 
 
 def bad_input(g):
-    for kw in ({"root": g.n}, {"root": 0, "delta": 0.0}, {"root": 0, "delta": float("nan")}):
+    calls = [(sssp.sssp, {"root": g.n}, "not a vertex"), (sssp.sssp, {"root": "0"}, "integer"),
+             (sssp.sssp, {"root": 0, "delta": 0.0}, "delta"), (sssp.sssp, {"root": 0, "delta": float("nan")}, "delta"),
+             (sssp.validate, {"dist": np.zeros(g.n - 1), "parent": np.zeros(g.n, np.int64), "root": 0}, "entries")]
+    for fn, kw, word in calls:
         try:
-            sssp.sssp(g, **kw)
+            fn(g, **kw)
         except baobab.InvalidArgument as e:
             msg = str(e)
         else:
-            raise AssertionError(f"sssp accepted {kw}")
+            raise AssertionError(f"{fn.__name__} accepted {kw}")
+        assert word in msg, msg
         h = comm.allgather(np.array([zlib.crc32(msg.encode())], np.int64)).reshape(-1)
         assert (h == h[0]).all(), "ranks disagree on the message"
 
