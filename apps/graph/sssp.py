@@ -259,10 +259,10 @@ def validate(g, dist, parent, root, *, tol=1e-6):
         if dist.size != n or parent.size != n:
             raise InvalidArgument(f"dist and parent need {n} entries (the global arrays), got {dist.size} and "
                                   f"{parent.size}")
-    except (TypeError, ValueError):
-        err = "dist and parent must be numeric arrays (the global float distances and integer parents)"
     except InvalidArgument as e:
         err = str(e)
+    except (TypeError, ValueError):
+        err = "dist and parent must be numeric arrays (the global float distances and integer parents)"
     agree(comm, err)
     err = _check_vertices(dist, parent, root) or None
     tree = np.zeros(n, np.uint8)
