@@ -2,6 +2,8 @@
 // bindings (called from module.cpp). apps/graph/sssp.py runs the phase loop
 // over baobab's collectives; these are one rank's loops.
 //
+// Split is the rank's transpose with each column's light entries (weight <=
+// delta) before its heavy ones, so that a phase scans only what it relaxes.
 // Stepper holds one rank's search state: the tentative distance (float64) and
 // parent of every local row (owned rows, then hub delegate rows, whose values
 // sssp.py keeps equal on every rank), and the buckets. Row r is "pending" when
@@ -10,7 +12,7 @@
 // bucket lists are lazy (an entry r in bucket k counts only while where[r] ==
 // k). Buckets near the smallest live one are a deque indexed by bucket number;
 // those more than kNear beyond it wait in a flat list (only reached when the
-// weights span many bucket widths).
+// weights span many bucket widths). A pending row is listed once in its bucket.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
