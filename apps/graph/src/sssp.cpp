@@ -175,14 +175,21 @@ class Stepper {
     const int64_t* off = split_.off.data();
     const int64_t* mid = split_.mid.data();
     const Split::Entry* ent = split_.e.data();
+    const int64_t nent = int64_t(split_.e.size());
+    constexpr int64_t kAhead = 16;
     int64_t scanned = 0, improved = 0;
     for (int64_t i = 0; i < k; ++i) {
+      if (i + 8 < k) {
+        __builtin_prefetch(&off[pairs[2 * (i + 8)]]);
+        __builtin_prefetch(&mid[pairs[2 * (i + 8)]]);
+      }
       const int64_t u = pairs[2 * i];
       double du;
       std::memcpy(&du, &pairs[2 * i + 1], 8);
       const int64_t b = mode == 1 ? mid[u] : off[u], e = mode == 0 ? mid[u] : off[u + 1];
       scanned += e - b;
       for (int64_t j = b; j < e; ++j) {
+        if (j + kAhead < nent) __builtin_prefetch(&dist_[ent[j + kAhead].row]);
         const int64_t r = ent[j].row;
         const double nd = du + double(ent[j].w);
         if (nd < dist_[r]) {
