@@ -10,7 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.sparse.csgraph import shortest_path
+from scipy.sparse.csgraph import dijkstra, shortest_path
 from scipy.stats import hmean
 
 from conftest import HERE, MPI_DIR, clean_env
@@ -115,6 +115,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, text, words):
     assert all(w in lines[0] for w in words), p.stderr
 
 
+def _min_weight_matrix(n, s, d, w):
+    """The undirected graph as scipy sees it: self-loops dropped, the lightest of duplicate edges kept."""
+    keep = s != d
+    u, v, ww = np.minimum(s, d)[keep], np.maximum(s, d)[keep], w[keep].astype(np.float64)
+    order = np.lexsort((ww, v, u))
+    u, v, ww = u[order], v[order], ww[order]
+    first = np.ones(u.size, bool)
+    first[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+    return sp.coo_matrix((ww[first], (u[first], v[first])), shape=(n, n)).tocsr()
+
+
 def _levels(n, s, d, root):
     A = sp.coo_matrix((np.ones(s.size), (s, d)), shape=(n, n)).tocsr()
     ref = shortest_path(A + A.T, indices=int(root), unweighted=True)
@@ -130,14 +141,16 @@ def test_benchmark_on_two_ranks_writes_the_block_and_hdf5(mpirun, tmp_path):
     assert st["edge_imbalance"] <= 1.05
     dump = subprocess.run(["h5dump", "-H", str(out)], capture_output=True, text=True, timeout=60)
     assert dump.returncode == 0, dump.stderr
-    for name in ("keys", "parent", "time", "nedge", "statistics"):
+    for name in ("keys", "parent", "time", "nedge", "statistics", "dist"):
         assert name in dump.stdout
-    s, d, _ = kronecker.kronecker_slice(12, 16, 2, 0, 16 << 12, weights=False)
+    assert st["sssp harmonic_mean_TEPS"] > 0 and st["sssp max_validate"] > 0
+    s, d, w = kronecker.kronecker_slice(12, 16, 2, 0, 16 << 12)
     with h5py.File(out) as f:
         keys = f["keys"][()]
         times = f["bfs/time"][()]
         nedge = f["bfs/nedge"][()]
         parents = f["bfs/parent"][()]
+        dist = f["sssp/dist"][()]
         assert f.attrs["SCALE"] == 12 and f.attrs["num_mpi_processes"] == 2
     assert keys.size == 5 and parents.shape == (4096, 5)
     assert st["bfs harmonic_mean_TEPS"] == pytest.approx(hmean(nedge / times), rel=1e-9)
@@ -147,6 +160,12 @@ def test_benchmark_on_two_ranks_writes_the_block_and_hdf5(mpirun, tmp_path):
         assert np.array_equal(lv, _levels(4096, s, d, k))
         reached = lv >= 0
         assert nedge[i] == np.count_nonzero(reached[s] & reached[d])  # Graph500's count: input edges inside
+    M = _min_weight_matrix(4096, s, d, w)
+    for i, k in enumerate(keys):
+        ref = dijkstra(M, directed=False, indices=int(k))
+        assert np.array_equal(np.isinf(ref), np.isinf(dist[:, i]))
+        fin = ~np.isinf(ref)
+        assert np.allclose(dist[fin, i], ref[fin], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("fmt", ["txt", "h5"])

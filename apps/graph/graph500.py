@@ -29,12 +29,10 @@ from baobab_apps import _graph as K  # noqa: E402
 import bfs as bfs_mod  # noqa: E402
 import dgraph  # noqa: E402
 import kronecker  # noqa: E402
+import sssp as sssp_mod  # noqa: E402
 
-MSG = 1024
-
-
-class ValidationError(Exception):
-    """A search result that breaks the Graph500 rules; the same on every rank."""
+# A search result that breaks the Graph500 rules (BFS or SSSP); the same on every rank.
+ValidationError = sssp_mod.ValidationError
 
 
 def _agree_validation(comm, err):
@@ -248,11 +246,6 @@ def _bench(comm, args, f):
     if keys.size == 0:
         raise InvalidArgument("the graph has no vertex of degree >= 1 to search from")
     run_sssp = not args.no_sssp
-    if run_sssp:
-        try:
-            import sssp as sssp_mod
-        except ImportError:
-            run_sssp = False
     validate = not args.no_validate and not args.directed
     nk = keys.size
     res = {"bfs_time": np.zeros(nk), "bfs_nedge": np.zeros(nk, np.int64), "bfs_validate_time": np.zeros(nk),

@@ -40,8 +40,9 @@ NpArr<T> to_numpy(std::vector<T>&& v) {
   return NpArr<T>(heap->data(), {heap->size()}, owner);
 }
 
-void need(bool ok, const std::string& what) {
-  if (!ok) throw InvalidArgument("graph kernel: " + what);
+// A check in a per-element loop: the message is a literal, made into a string only on failure.
+inline void need(bool ok, const char* what) {
+  if (!ok) throw InvalidArgument(std::string("graph kernel: ") + what);
 }
 
 template <class A>
