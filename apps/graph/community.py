@@ -121,7 +121,8 @@ def _degrees(g, rows):
     return g.gather(np.ascontiguousarray(d[:g.nlocal]), hub)
 
 
-def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=40, parallel_min_entries=1 << 16, stats=None):
+def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_min_entries=1 << 16, buckets=4,
+            alternate=False, independent=False, stats=None):
     """(labels int64[nlocal], modularity): Louvain communities (module docstring),
     each labelled by its smallest vertex id, and the partition's modularity."""
     _need_undirected(g, "Louvain")
@@ -138,7 +139,8 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=40, parallel_m
     m = float(k.sum()) / 2
     C = np.arange(n, dtype=np.int64)
     if m > 0 and g.total_entries() >= parallel_min_entries:
-        C = _parallel_level(g, rows, k, m, gamma, threshold, int(max_sweeps), stats)
+        C = _parallel_level(g, rows, k, m, gamma, threshold, int(max_sweeps), int(seed) & (2**64 - 1), int(buckets),
+                            alternate, independent, stats)
     dense, kc = _dense(C)
     ab, x = rows.coarse_entries(dense, kc)
     if comm.size > 1:
@@ -155,7 +157,7 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=40, parallel_m
     return labels[g.lo:g.hi].copy(), float(q)
 
 
-def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, stats):
+def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, seed, nb, alternate, independent, stats):
     """Level one: synchronous local moving sweeps on the distributed graph; the best
     community array found (int64[n], on every rank)."""
     comm, n, nl = g.comm, g.n, g.nlocal
@@ -165,8 +167,8 @@ def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, stats):
     out = np.empty(nl, np.int64)
     best_c, best_q, stale = C, -np.inf, 0
     for s in range(max_sweeps + 1):
-        direction = -1 if s % 2 == 0 else 1
-        intra, hp, hw = rows.louvain_move(C, k, tot, m, gamma, direction, out)
+        direction = (-1 if (s // nb) % 2 == 0 else 1) if alternate else 0
+        intra, hp, hw = rows.louvain_move(C, k, tot, m, gamma, direction, seed, nb, s, independent, out)
         if comm.size > 1:
             intra = float(comm.allreduce(np.array([intra]))[0])
         q = intra / (2 * m) - gamma * float(np.sum((tot / (2 * m)) ** 2))
@@ -179,14 +181,14 @@ def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, stats):
             stale += 1
             if q > best_q:
                 best_c, best_q = C, q
-        if stale >= 2 or s == max_sweeps:
+        if stale >= 2 * nb or s == max_sweeps:
             break
         hub_c = None
         if g.nhubs:
             allp, _ = comm.allgatherv(hp.reshape(-1, 2))
             allw, _ = comm.allgatherv(hw)
             hub_c = K.louvain_hubs(np.ascontiguousarray(allp.reshape(-1)), allw, g.hubs, C, k, tot, m, gamma,
-                                   direction)
+                                   direction, seed, nb, s)
             out[g.hubs[own_hubs] - g.lo] = hub_c[own_hubs]
         C = g.gather(out, hub_c)
         tot = np.bincount(C, weights=k, minlength=n)

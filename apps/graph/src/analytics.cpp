@@ -143,6 +143,17 @@ int64_t louvain_decide(int64_t a, double kv, const int64_t* cs, const double* ws
   return best;
 }
 
+// Which vertices may move in Louvain sweep `sweep`: those whose seeded hash
+// priority for the sweep is 0 modulo nb ("active"), about 1/nb of them, fewer
+// conflicting simultaneous moves; with `independent`, only those whose priority
+// also exceeds every active neighbour's (an independent set: simultaneous moves
+// then act as sequential ones, but for the degree sums of a community joined by
+// several at once; slower to converge).
+uint64_t louvain_priority(int64_t v, uint64_t seed, int64_t sweep) {
+  return mix64(seed ^ mix64(uint64_t(v) ^ (uint64_t(sweep) << 40)));
+}
+bool louvain_active(uint64_t prio, int64_t nb) { return nb <= 1 || prio % uint64_t(nb) == 0; }
+
 // Label propagation choice: the label of largest count, ties to the smallest
 // key (the label itself, or its seeded hash), then the smallest label.
 struct LabelChoice {
@@ -465,7 +476,7 @@ void bind_analytics(nb::module_& m) {
       .def(
           "louvain_move",
           [](const Rows& r, In<int64_t> comm, In<double> kdeg, In<double> tot, double mtot, double gamma, int dir,
-             Out<int64_t> out) {
+             uint64_t seed, int64_t nb, int64_t sweep, bool independent, Out<int64_t> out) {
             need(len(comm) == r.n && len(kdeg) == r.n && len(tot) == r.n && len(out) == r.nlocal,
                  "louvain_move: comm, k, tot need n entries, out nlocal");
             need_ids(comm, r.n, "a community");
@@ -480,14 +491,29 @@ void bind_analytics(nb::module_& m) {
               r.visit([&](const auto* cols) {
                 for (int64_t i = 0; i < r.nrows; ++i) {
                   const int64_t v = r.vert[size_t(i)], a = C[v];
-                  for (int64_t e = r.off[size_t(i)]; e < r.off[size_t(i) + 1]; ++e) t.add(C[cols[e]], r.wt(e));
+                  const uint64_t pv = louvain_priority(v, seed, sweep);
+                  bool blocked = !louvain_active(pv, nb);
+                  for (int64_t e = r.off[size_t(i)]; e < r.off[size_t(i) + 1]; ++e) {
+                    const int64_t u = cols[e];
+                    t.add(C[u], r.wt(e));
+                    if (independent && !blocked) {
+                      const uint64_t pu = louvain_priority(u, seed, sweep);
+                      blocked = louvain_active(pu, nb) && (pu > pv || (pu == pv && u > v));
+                    }
+                  }
                   if (t.slot[size_t(a)] >= 0) intra += t.acc[size_t(a)];
                   if (i < r.nlocal) {
                     ws.resize(t.ids.size());
                     for (size_t j = 0; j < t.ids.size(); ++j) ws[j] = t.acc[size_t(t.ids[j])];
-                    out.data()[i] = louvain_decide(a, kdeg.data()[v], t.ids.data(), ws.data(), int64_t(t.ids.size()),
-                                                   tot.data(), mtot, gamma, dir);
+                    out.data()[i] = blocked ? a
+                                            : louvain_decide(a, kdeg.data()[v], t.ids.data(), ws.data(),
+                                                             int64_t(t.ids.size()), tot.data(), mtot, gamma, dir);
                   } else {
+                    if (blocked) {
+                      hub.push_back(i - r.nlocal);
+                      hub.push_back(-1);
+                      hubw.push_back(0.0);
+                    }
                     for (int64_t c : t.ids) {
                       hub.push_back(i - r.nlocal);
                       hub.push_back(c);
@@ -501,10 +527,11 @@ void bind_analytics(nb::module_& m) {
             }
             return std::make_tuple(intra, to_numpy(std::move(hub)), to_numpy(std::move(hubw)));
           },
-          "comm"_a.noconvert(), "k"_a.noconvert(), "tot"_a.noconvert(), "m"_a, "gamma"_a, "dir"_a,
-          "out"_a.noconvert(),
-          "One synchronous Louvain sweep from the state comm: each owned vertex's best community (out); "
-          "returns (entry weight inside communities, the hub rows' (hub, community) pairs flat, their weights).")
+          "comm"_a.noconvert(), "k"_a.noconvert(), "tot"_a.noconvert(), "m"_a, "gamma"_a, "dir"_a, "seed"_a,
+          "nb"_a, "sweep"_a, "independent"_a, "out"_a.noconvert(),
+          "One synchronous Louvain sweep from the state comm: each owned vertex's best community (out; moving "
+          "only when active and not blocked by an active neighbour); returns (entry weight inside communities, "
+          "the hub rows' (hub, community) pairs flat, community -1 when a neighbour blocks the hub, their weights).")
       .def(
           "coarse_entries",
           [](const Rows& r, In<int64_t> comm, int64_t k) {
@@ -592,7 +619,7 @@ void bind_analytics(nb::module_& m) {
   m.def(
       "louvain_hubs",
       [](In<int64_t> pairs, In<double> wts, In<int64_t> hubs, In<int64_t> comm, In<double> kdeg, In<double> tot,
-         double mtot, double gamma, int dir) {
+         double mtot, double gamma, int dir, uint64_t seed, int64_t nb, int64_t sweep) {
         const int64_t nh = len(hubs), k = len(wts), n = len(comm);
         need(len(pairs) == 2 * k && len(kdeg) == n && len(tot) == n, "louvain_hubs: sizes disagree");
         need_ids(hubs, n, "a hub");
@@ -600,7 +627,7 @@ void bind_analytics(nb::module_& m) {
         std::vector<std::tuple<int64_t, int64_t, double>> e(static_cast<size_t>(k));
         for (int64_t i = 0; i < k; ++i) {
           const int64_t j = pairs.data()[2 * i], c = pairs.data()[2 * i + 1];
-          need(j >= 0 && j < nh && c >= 0 && c < n, "louvain_hubs: pair out of range");
+          need(j >= 0 && j < nh && c >= -1 && c < n, "louvain_hubs: pair out of range");
           e[size_t(i)] = {j, c, wts.data()[i]};
         }
         std::sort(e.begin(), e.end());
@@ -611,6 +638,9 @@ void bind_analytics(nb::module_& m) {
         for (int64_t j = 0; j < nh; ++j) {
           cs.clear();
           ws.clear();
+          const int64_t v = hubs.data()[j];
+          bool blocked = !louvain_active(louvain_priority(v, seed, sweep), nb);
+          for (; i < e.size() && std::get<0>(e[i]) == j && std::get<1>(e[i]) < 0; ++i) blocked = true;
           while (i < e.size() && std::get<0>(e[i]) == j) {
             const int64_t c = std::get<1>(e[i]);
             double s = 0;
@@ -618,14 +648,14 @@ void bind_analytics(nb::module_& m) {
             cs.push_back(c);
             ws.push_back(s);
           }
-          const int64_t v = hubs.data()[j];
-          out[size_t(j)] = louvain_decide(comm.data()[v], kdeg.data()[v], cs.data(), ws.data(), int64_t(cs.size()),
-                                          tot.data(), mtot, gamma, dir);
+          out[size_t(j)] = blocked ? comm.data()[v]
+                                   : louvain_decide(comm.data()[v], kdeg.data()[v], cs.data(), ws.data(),
+                                                    int64_t(cs.size()), tot.data(), mtot, gamma, dir);
         }
         return to_numpy(std::move(out));
       },
       "pairs"_a.noconvert(), "wts"_a.noconvert(), "hubs"_a.noconvert(), "comm"_a.noconvert(), "k"_a.noconvert(),
-      "tot"_a.noconvert(), "m"_a, "gamma"_a, "dir"_a,
+      "tot"_a.noconvert(), "m"_a, "gamma"_a, "dir"_a, "seed"_a, "nb"_a, "sweep"_a,
       "The hubs' Louvain moves from every rank's (hub, community) partial weights.");
   m.def(
       "louvain_sequential",
