@@ -9,7 +9,7 @@ never on the partition.
 Label propagation (synchronous). Each step every vertex takes the label most
 frequent among its neighbours and itself (its own label counted once, which
 stops the two-colour oscillation of plain synchronous updates), ties to the
-smallest label (or, with a seed, the smallest seeded hash of the label); one
+label of smallest seeded hash (seed=None: the smallest label); one
 allgatherv of the owned labels per step; stop when no label changes or after
 max_iter steps. Counts are unweighted. A hub's counts come from its delegate
 rows on every rank: one allgatherv of (hub, label, count) triples.
@@ -83,9 +83,13 @@ def modularity(g, labels_local, resolution=1.0):
     return float(intra / total - resolution * np.sum((deg / total) ** 2))
 
 
-def label_propagation(g, max_iter=100, seed=None, stats=None):
+def label_propagation(g, max_iter=100, seed=0, self_count=True, keep_own=False, stats=None):
     """Community labels (int64[nlocal]) by synchronous label propagation (module
-    docstring); ``stats``: a list that receives the number of labels changed per step."""
+    docstring). Ties: to the label with the smallest seeded hash (``seed``), or with
+    seed=None to the smallest label (which floods the smallest ids: a poor default).
+    ``self_count``: a vertex's own label counts once among its neighbours' (stops the
+    two-step oscillation); ``keep_own``: a vertex keeps its label when it ties for the
+    largest count. ``stats``: a list that receives the number of labels changed per step."""
     _need_undirected(g, "label propagation")
     agree(g.comm, None if isinstance(max_iter, (int, np.integer)) and max_iter >= 0 else
           f"max_iter must be a non-negative integer, got {max_iter!r}")
@@ -97,12 +101,12 @@ def label_propagation(g, max_iter=100, seed=None, stats=None):
     own_hubs = np.flatnonzero((g.hubs >= g.lo) & (g.hubs < g.hi)) if g.nhubs else None
     out = np.empty(nl, np.int64)
     for _ in range(int(max_iter)):
-        _, hub = rows.lpa_step(lab, key, seeded, out)
+        _, hub = rows.lpa_step(lab, key, seeded, self_count, keep_own, out)
         hub_lab = None
         if g.nhubs:
             allt, _ = comm.allgatherv(hub.reshape(-1, 3))
             hub_lab = K.lpa_hubs(np.ascontiguousarray(allt.reshape(-1)), np.ascontiguousarray(lab[g.hubs]), key,
-                                 seeded)
+                                 seeded, self_count, keep_own)
             out[g.hubs[own_hubs] - g.lo] = hub_lab[own_hubs]
         new = g.gather(out, hub_lab)
         changed = int(np.count_nonzero(new != lab))
@@ -122,7 +126,7 @@ def _degrees(g, rows):
 
 
 def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_min_entries=1 << 16, buckets=4,
-            alternate=False, independent=False, stats=None):
+            alternate=False, independent=False, refine=True, stats=None):
     """(labels int64[nlocal], modularity): Louvain communities (module docstring),
     each labelled by its smallest vertex id, and the partition's modularity."""
     _need_undirected(g, "Louvain")
@@ -150,6 +154,11 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_
     member, q, levels = K.louvain_sequential(kc, np.ascontiguousarray(ab.reshape(-1)), np.ascontiguousarray(x),
                                              kdeg, gamma, int(seed) & (2**64 - 1), float(threshold))
     labels = _canonical(member[dense])
+    if refine and m > 0:
+        labels = _parallel_level(g, rows, k, m, gamma, threshold, int(max_sweeps), int(seed) & (2**64 - 1),
+                                 int(buckets), alternate, independent, None, start=labels)
+        labels = _canonical(labels)
+        q = modularity(g, labels[g.lo:g.hi], resolution)
     if stats is not None:
         stats.coarse_nodes = kc
         stats.levels = levels
@@ -157,13 +166,15 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_
     return labels[g.lo:g.hi].copy(), float(q)
 
 
-def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, seed, nb, alternate, independent, stats):
-    """Level one: synchronous local moving sweeps on the distributed graph; the best
-    community array found (int64[n], on every rank)."""
+def _parallel_level(g, rows, k, m, gamma, threshold, max_sweeps, seed, nb, alternate, independent, stats,
+                    start=None):
+    """Level one: synchronous local moving sweeps on the distributed graph from the
+    partition ``start`` (community ids that are vertex ids; default singletons); the
+    best community array found (int64[n], on every rank)."""
     comm, n, nl = g.comm, g.n, g.nlocal
     own_hubs = np.flatnonzero((g.hubs >= g.lo) & (g.hubs < g.hi)) if g.nhubs else None
-    C = np.arange(n, dtype=np.int64)
-    tot = k.copy()
+    C = np.arange(n, dtype=np.int64) if start is None else start
+    tot = np.bincount(C, weights=k, minlength=n)
     out = np.empty(nl, np.int64)
     best_c, best_q, stale = C, -np.inf, 0
     for s in range(max_sweeps + 1):

@@ -165,6 +165,23 @@ struct LabelChoice {
     const uint64_t k = key(l), bk = key(bl);
     return k != bk ? k < bk : l < bl;
   }
+  // The new label of a vertex with label `own` among neighbour labels ls with
+  // counts cs (own's count: that of own among them, plus one with self_count);
+  // with keep_own, own stays when it ties for the largest count.
+  int64_t choose(int64_t own, const int64_t* ls, const double* cs, int64_t cnt, bool self_count, bool keep_own) const {
+    double oc = self_count ? 1.0 : 0.0;
+    for (int64_t i = 0; i < cnt; ++i)
+      if (ls[i] == own) oc += cs[i];
+    int64_t best = own;
+    double bc = oc;
+    for (int64_t i = 0; i < cnt; ++i) {
+      const int64_t c = ls[i];
+      if (c == own) continue;
+      if (cs[i] > bc || (cs[i] == bc && !(keep_own && best == own) && better(c, cs[i], best, bc)))
+        best = c, bc = cs[i];
+    }
+    return best;
+  }
 };
 
 // ---- sequential Louvain on a replicated (coarse) graph --------------------------
@@ -401,7 +418,8 @@ void bind_analytics(nb::module_& m) {
           "lowered to the smaller root; returns how many times a proposal was lowered.")
       .def(
           "lpa_step",
-          [](const Rows& r, In<int64_t> lab, uint64_t seed, bool seeded, Out<int64_t> out) {
+          [](const Rows& r, In<int64_t> lab, uint64_t seed, bool seeded, bool self_count, bool keep_own,
+             Out<int64_t> out) {
             need(len(lab) == r.n && len(out) == r.nlocal, "lpa_step: lab needs n entries, out nlocal");
             need_ids(lab, r.n, "a label");
             std::vector<int64_t> hub;  // (hub index, label, count) triples
@@ -411,16 +429,16 @@ void bind_analytics(nb::module_& m) {
               const int64_t* L = lab.data();
               const LabelChoice ch{seeded, seed};
               Tally t(r.n);
+              std::vector<double> cs;
               r.visit([&](const auto* cols) {
                 for (int64_t i = 0; i < r.nrows; ++i) {
                   for (int64_t k = r.off[size_t(i)]; k < r.off[size_t(i) + 1]; ++k) t.add(L[cols[k]], 1.0);
                   if (i < r.nlocal) {
                     const int64_t own = L[r.vert[size_t(i)]];
-                    t.add(own, 1.0);
-                    int64_t best = own;
-                    double bc = t.acc[size_t(own)];
-                    for (int64_t c : t.ids)
-                      if (ch.better(c, t.acc[size_t(c)], best, bc)) best = c, bc = t.acc[size_t(c)];
+                    cs.resize(t.ids.size());
+                    for (size_t j = 0; j < t.ids.size(); ++j) cs[j] = t.acc[size_t(t.ids[j])];
+                    const int64_t best =
+                        ch.choose(own, t.ids.data(), cs.data(), int64_t(t.ids.size()), self_count, keep_own);
                     out.data()[i] = best;
                     changed += best != own;
                   } else {
@@ -437,7 +455,7 @@ void bind_analytics(nb::module_& m) {
             }
             return std::make_tuple(changed, to_numpy(std::move(hub)));
           },
-          "lab"_a.noconvert(), "seed"_a, "seeded"_a, "out"_a.noconvert(),
+          "lab"_a.noconvert(), "seed"_a, "seeded"_a, "self_count"_a, "keep_own"_a, "out"_a.noconvert(),
           "One synchronous label propagation step over the owned rows (own label counted once); returns "
           "(owned labels changed, the hub rows' (hub, label, count) triples, flat).")
       .def(
@@ -591,7 +609,7 @@ void bind_analytics(nb::module_& m) {
       "roots hooked.");
   m.def(
       "lpa_hubs",
-      [](In<int64_t> triples, In<int64_t> current, uint64_t seed, bool seeded) {
+      [](In<int64_t> triples, In<int64_t> current, uint64_t seed, bool seeded, bool self_count, bool keep_own) {
         const int64_t nh = len(current), k = len(triples) / 3;
         need(len(triples) % 3 == 0, "lpa_hubs: triples come in threes");
         for (int64_t i = 0; i < k; ++i)
@@ -599,23 +617,27 @@ void bind_analytics(nb::module_& m) {
         std::vector<std::tuple<int64_t, int64_t, int64_t>> e(static_cast<size_t>(k));
         for (int64_t i = 0; i < k; ++i)
           e[size_t(i)] = {triples.data()[3 * i], triples.data()[3 * i + 1], triples.data()[3 * i + 2]};
-        for (int64_t j = 0; j < nh; ++j) e.emplace_back(j, current.data()[j], 1);
         std::sort(e.begin(), e.end());
         const LabelChoice ch{seeded, seed};
-        std::vector<int64_t> best(size_t(nh), -1);
-        std::vector<double> bc(size_t(nh), -1.0);
-        for (size_t i = 0; i < e.size();) {
-          const auto [j, l, c0] = e[i];
-          int64_t c = 0;
-          for (; i < e.size() && std::get<0>(e[i]) == j && std::get<1>(e[i]) == l; ++i) c += std::get<2>(e[i]);
-          (void)c0;
-          if (best[size_t(j)] < 0 || ch.better(l, double(c), best[size_t(j)], bc[size_t(j)]))
-            best[size_t(j)] = l, bc[size_t(j)] = double(c);
+        std::vector<int64_t> best(static_cast<size_t>(nh)), ls;
+        std::vector<double> cs;
+        size_t i = 0;
+        for (int64_t j = 0; j < nh; ++j) {
+          ls.clear();
+          cs.clear();
+          while (i < e.size() && std::get<0>(e[i]) == j) {
+            const int64_t l = std::get<1>(e[i]);
+            int64_t c = 0;
+            for (; i < e.size() && std::get<0>(e[i]) == j && std::get<1>(e[i]) == l; ++i) c += std::get<2>(e[i]);
+            ls.push_back(l);
+            cs.push_back(double(c));
+          }
+          best[size_t(j)] = ch.choose(current.data()[j], ls.data(), cs.data(), int64_t(ls.size()), self_count, keep_own);
         }
         return to_numpy(std::move(best));
       },
-      "triples"_a.noconvert(), "current"_a.noconvert(), "seed"_a, "seeded"_a,
-      "The hubs' new labels from every rank's (hub, label, count) triples, each hub's own label counted once.");
+      "triples"_a.noconvert(), "current"_a.noconvert(), "seed"_a, "seeded"_a, "self_count"_a, "keep_own"_a,
+      "The hubs' new labels from every rank's (hub, label, count) triples (the rule of lpa_step).");
   m.def(
       "louvain_hubs",
       [](In<int64_t> pairs, In<double> wts, In<int64_t> hubs, In<int64_t> comm, In<double> kdeg, In<double> tot,
