@@ -81,11 +81,11 @@ def pagerank(g, damping=0.85, tol=1e-10, max_iter=100, stats=None):
     inv = np.zeros(n)
     np.divide(1.0, outdeg, out=inv, where=outdeg > 0)
     inv_local = np.ascontiguousarray(inv[g.lo:g.hi])
-    dangling_local = np.ascontiguousarray(outdeg[g.lo:g.hi] == 0)
     counts = np.diff(g.bounds)
     hub_owned = np.flatnonzero((g.hubs >= g.lo) & (g.hubs < g.hi)) if nh else np.zeros(0, np.int64)
     hub_pos = g.hubs[hub_owned] - g.lo
     x = np.full(nl, 1.0 / n)
+    mine = np.empty(nl)
     y = np.empty(g.nrows)
     red = np.zeros(nh + 1)
     if stats is not None:
@@ -94,17 +94,17 @@ def pagerank(g, damping=0.85, tol=1e-10, max_iter=100, stats=None):
     base = (1.0 - d) / n
     for _ in range(int(max_iter)):
         t0 = time.perf_counter()
-        contrib, _ = comm.allgatherv(x * inv_local, rows=counts)
+        dangling = K.pr_contrib(x, inv_local, mine)
+        contrib, _ = comm.allgatherv(mine, rows=counts) if comm.size > 1 else (mine, None)
         rows.spmv(contrib, y)
         red[:nh] = y[nl:]
-        red[nh] = x[dangling_local].sum()
+        red[nh] = dangling
         tot = comm.allreduce(red) if comm.size > 1 else red
-        s = y[:nl]
         if nh:
-            s[hub_pos] = tot[hub_owned]
-        new = base + d * (s + tot[nh] / n)
-        change = comm.allreduce(np.array([np.abs(new - x).sum()]))[0] if comm.size > 1 else np.abs(new - x).sum()
-        x = new
+            y[hub_pos] = tot[hub_owned]
+        change = K.pr_update(y, x, base, d, tot[nh] / n)
+        if comm.size > 1:
+            change = comm.allreduce(np.array([change]))[0]
         if stats is not None:
             stats.times.append(time.perf_counter() - t0)
         if change < n * tol:

@@ -83,6 +83,39 @@ struct Rows {
   std::vector<int32_t> c32;
   std::vector<int64_t> c64;
   std::vector<float> w;  // empty: unit weights
+  // For spmv: the columns renumbered by falling frequency in these rows (pcol),
+  // colmap[j] the global id of local column j, xl the gathered x: the entries of
+  // the most frequent columns share few cache lines.
+  std::vector<int32_t> pcol;
+  std::vector<int64_t> colmap;
+  std::vector<double> xl;
+
+  void prepare_spmv() {
+    if (!colmap.empty() || nnz() == 0) return;
+    std::vector<int64_t> count(size_t(n), 0);
+    auto tally = [&](const auto* cols) {
+      for (int64_t k = 0; k < nnz(); ++k) ++count[size_t(cols[k])];
+    };
+    if (wide)
+      tally(c64.data());
+    else
+      tally(c32.data());
+    for (int64_t v = 0; v < n; ++v)
+      if (count[size_t(v)]) colmap.push_back(v);
+    std::stable_sort(colmap.begin(), colmap.end(),
+                     [&](int64_t a, int64_t b) { return count[size_t(a)] > count[size_t(b)]; });
+    std::vector<int32_t> local(size_t(n), -1);
+    for (size_t j = 0; j < colmap.size(); ++j) local[size_t(colmap[j])] = int32_t(j);
+    pcol.resize(size_t(nnz()));
+    auto renumber = [&](const auto* cols) {
+      for (int64_t k = 0; k < nnz(); ++k) pcol[size_t(k)] = local[size_t(cols[k])];
+    };
+    if (wide)
+      renumber(c64.data());
+    else
+      renumber(c32.data());
+    xl.resize(colmap.size());
+  }
 
   template <class F>
   auto visit(F&& f) const {
@@ -372,12 +405,25 @@ void bind_analytics(nb::module_& m) {
           "Per row: the sum of its weights (float64).")
       .def(
           "spmv",
-          [](const Rows& r, In<double> x, Out<double> y) {
+          [](Rows& r, In<double> x, Out<double> y) {
             need(len(x) == r.n && len(y) == r.nrows, "spmv: x needs n entries, y one per row");
             nb::gil_scoped_release rel;
             const int64_t* off = r.off.data();
             const double* xv = x.data();
             double* yv = y.data();
+            if (r.nnz() > 0 && r.nnz() < std::numeric_limits<int32_t>::max()) {
+              r.prepare_spmv();
+              double* xl = r.xl.data();
+              const int64_t* cm = r.colmap.data();
+              for (size_t j = 0; j < r.colmap.size(); ++j) xl[j] = xv[cm[j]];
+              const int32_t* pc = r.pcol.data();
+              for (int64_t i = 0; i < r.nrows; ++i) {
+                double s = 0;
+                for (int64_t k = off[i]; k < off[i + 1]; ++k) s += xl[pc[k]];
+                yv[i] = s;
+              }
+              return;
+            }
             r.visit([&](const auto* cols) {
               for (int64_t i = 0; i < r.nrows; ++i) {
                 double s = 0;
@@ -589,6 +635,38 @@ void bind_analytics(nb::module_& m) {
           "This rank's entries summed per (community of row vertex, community of column): ((a, b) pairs flat, "
           "weights).");
 
+  m.def(
+      "pr_contrib",
+      [](In<double> x, In<double> inv, Out<double> out) {
+        const int64_t k = len(x);
+        need(len(inv) == k && len(out) == k, "pr_contrib: x, inv and out differ in length");
+        nb::gil_scoped_release rel;
+        double dangling = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double v = x.data()[i], f = inv.data()[i];
+          out.data()[i] = v * f;
+          if (f == 0) dangling += v;
+        }
+        return dangling;
+      },
+      "x"_a.noconvert(), "inv"_a.noconvert(), "out"_a.noconvert(),
+      "out = x * inv (the PageRank contributions); returns the sum of x where inv is 0 (dangling mass).");
+  m.def(
+      "pr_update",
+      [](In<double> s, Out<double> x, double base, double d, double add) {
+        const int64_t k = len(x);
+        need(len(s) >= k, "pr_update: s shorter than x");
+        nb::gil_scoped_release rel;
+        double change = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double v = base + d * (s.data()[i] + add);
+          change += std::fabs(v - x.data()[i]);
+          x.data()[i] = v;
+        }
+        return change;
+      },
+      "s"_a.noconvert(), "x"_a.noconvert(), "base"_a, "d"_a, "add"_a,
+      "x = base + d * (s + add) in place (the first len(x) entries of s); returns the L1 change.");
   m.def(
       "cc_apply",
       [](Out<int64_t> lab, In<int64_t> prop) {
