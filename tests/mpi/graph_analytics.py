@@ -6,7 +6,8 @@
 
 Graphs: karate club, les miserables (weighted), networkx atlas graphs (with
 isolated vertices), a random gnp graph, a planted-partition graph, a graph of
-many small components and isolated vertices, a directed random graph, a
+many small components and isolated vertices, an edgeless graph, one edge (fewer
+vertices than ranks), a directed random graph, a
 Kronecker SCALE 10 graph; each built with the default delegate degree and with
 delegate_degree=4 (hubs, on P > 1). Every rank also builds the graph on
 COMM_SELF (the 1-rank run) as the reference for the same-answer checks.
@@ -81,6 +82,8 @@ def graphs():
     yield "gnp", nx.gnp_random_graph(150, 0.04, seed=3), False, False, None
     yield "planted", nx.planted_partition_graph(6, 30, 0.35, 0.02, seed=5), False, False, 0.98
     yield "pieces", many_components(), False, False, None
+    yield "edgeless", nx.empty_graph(5), False, False, None
+    yield "one edge", nx.path_graph(2), False, False, None  # fewer vertices than ranks
     yield "digraph", nx.gnp_random_graph(120, 0.04, seed=9, directed=True), False, True, None
     yield "kron10", None, False, False, 0.95
 
@@ -201,6 +204,10 @@ for name, G, weighted, directed, forced in graphs():
         check(np.array_equal(r["lpa"], ref[dd]["lpa"]), f"{tag}: label propagation differs from the 1-rank run")
         check(np.array_equal(r["lv"], ref[dd]["lv"]) and r["lvq"] == ref[dd]["lvq"],
               f"{tag}: Louvain differs from the 1-rank run")
+        if G.number_of_edges() == 0:
+            check(r["lvq"] == 0 and r["mod_lv"] == 0 and r["mod_rnd"] == 0 and np.array_equal(r["lv"], np.arange(n)),
+                  f"{tag}: an edgeless graph has singleton communities and modularity 0")
+            continue
         nxq_lv = nx.community.modularity(G, partition(r["lv"]), weight=wt)
         check(abs(r["lvq"] - nxq_lv) <= 1e-12, f"{tag}: Louvain's modularity {r['lvq']} but networkx {nxq_lv}")
         for key, labels, res in (("mod_lv", r["lvp"] if forced is not None else r["lv"], 1.0),
