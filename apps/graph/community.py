@@ -16,17 +16,27 @@ rows on every rank: one allgatherv of (hub, label, count) triples.
 
 Louvain. Level one on the distributed graph: synchronous sweeps of local
 moving, each vertex moving to the community of best modularity gain under the
-state of the previous sweep (community ids are vertex ids; degree sums per
-community are computed on every rank from the replicated ids), in odd sweeps
-only to a smaller community id, in even sweeps only to a larger one, so two
-vertices never swap; sweeps stop when modularity stops rising (the best state
-kept) or after max_sweeps. Then the community graph (each rank's entries summed
-per community pair, one allgatherv; small) is built on every rank and the
-remaining levels run there, sequentially in C++ with a seeded fixed vertex
-order (networkx's louvain_communities procedure: levels until the gain in
-modularity is at most threshold). Graphs with fewer stored entries than
-``parallel_min_entries`` skip the parallel level (the whole graph is the first
-community graph). Labels: the smallest vertex id of each community."""
+state of the previous sweep (community ids are vertex ids; the degree sums per
+community are computed on every rank from the replicated ids). To keep
+simultaneous moves from undoing one another, a sweep lets only about a quarter
+of the vertices move (``buckets``: a seeded hash of (vertex, sweep) decides);
+options: ``independent`` (only vertices of largest hash among their moving
+neighbours: an independent set, near-sequential moves but slow to converge)
+and ``alternate`` (moves only to smaller community ids in one round of sweeps,
+only to larger in the next). Sweeps stop when modularity has not risen by
+``threshold`` for 2 * buckets sweeps or after ``max_sweeps``; the best state
+is kept. Then the community graph (each rank's entries summed per community
+pair, one allgatherv; small) is built on every rank and the remaining levels
+run there, sequentially in C++ with a seeded fixed vertex order (networkx's
+louvain_communities procedure: levels until the gain in modularity is at most
+``threshold``). Last, ``refine``: the same parallel sweeps over the original
+vertices, starting from the final partition (single vertices move between
+the final communities; the best state kept). Graphs with fewer stored entries
+than ``parallel_min_entries`` skip the parallel first level (the whole graph
+is the first community graph). Labels: the smallest vertex id of each
+community."""
+import time
+
 import numpy as np
 
 from baobab_apps import _graph as K
@@ -37,10 +47,13 @@ from pagerank import rows_of
 
 class LouvainStats:
     """Per-run record: parallel sweeps, modularity after each, communities after the
-    parallel level, sequential levels, final modularity."""
+    parallel level, sequential levels, refinement sweeps, final modularity, the
+    time of each phase (s)."""
 
     def __init__(self):
         self.sweeps = 0
+        self.refine_sweeps = 0
+        self.times = {}
         self.sweep_modularity = []
         self.coarse_nodes = 0
         self.levels = 0
@@ -125,7 +138,7 @@ def _degrees(g, rows):
     return g.gather(np.ascontiguousarray(d[:g.nlocal]), hub)
 
 
-def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_min_entries=1 << 16, buckets=4,
+def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=50, parallel_min_entries=1 << 16, buckets=4,
             alternate=False, independent=False, refine=True, stats=None):
     """(labels int64[nlocal], modularity): Louvain communities (module docstring),
     each labelled by its smallest vertex id, and the partition's modularity."""
@@ -135,6 +148,8 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_
         err = f"resolution must be a positive number, got {resolution!r}"
     elif not (isinstance(max_sweeps, (int, np.integer)) and max_sweeps >= 0):
         err = f"max_sweeps must be a non-negative integer, got {max_sweeps!r}"
+    elif not (isinstance(buckets, (int, np.integer)) and buckets >= 1):
+        err = f"buckets must be a positive integer, got {buckets!r}"
     agree(g.comm, err)
     comm, n, nl = g.comm, g.n, g.nlocal
     gamma = float(resolution)
@@ -142,9 +157,11 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_
     k = _degrees(g, rows)
     m = float(k.sum()) / 2
     C = np.arange(n, dtype=np.int64)
+    t0 = time.perf_counter()
     if m > 0 and g.total_entries() >= parallel_min_entries:
         C = _parallel_level(g, rows, k, m, gamma, threshold, int(max_sweeps), int(seed) & (2**64 - 1), int(buckets),
                             alternate, independent, stats)
+    t1 = time.perf_counter()
     dense, kc = _dense(C)
     ab, x = rows.coarse_entries(dense, kc)
     if comm.size > 1:
@@ -154,15 +171,21 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=100, parallel_
     member, q, levels = K.louvain_sequential(kc, np.ascontiguousarray(ab.reshape(-1)), np.ascontiguousarray(x),
                                              kdeg, gamma, int(seed) & (2**64 - 1), float(threshold))
     labels = _canonical(member[dense])
+    t2 = time.perf_counter()
     if refine and m > 0:
+        rst = LouvainStats()
         labels = _parallel_level(g, rows, k, m, gamma, threshold, int(max_sweeps), int(seed) & (2**64 - 1),
-                                 int(buckets), alternate, independent, None, start=labels)
+                                 int(buckets), alternate, independent, rst, start=labels)
         labels = _canonical(labels)
         q = modularity(g, labels[g.lo:g.hi], resolution)
+        if stats is not None:
+            stats.refine_sweeps = rst.sweeps
     if stats is not None:
         stats.coarse_nodes = kc
         stats.levels = levels
         stats.modularity = q
+        stats.times = {"parallel level": t1 - t0, "community graph and sequential levels": t2 - t1,
+                       "refinement": time.perf_counter() - t2}
     return labels[g.lo:g.hi].copy(), float(q)
 
 

@@ -556,7 +556,15 @@ void bind_analytics(nb::module_& m) {
                 for (int64_t i = 0; i < r.nrows; ++i) {
                   const int64_t v = r.vert[size_t(i)], a = C[v];
                   const uint64_t pv = louvain_priority(v, seed, sweep);
-                  bool blocked = !louvain_active(pv, nb);
+                  if (!louvain_active(pv, nb)) {  // stays: only its share of the weight inside communities
+                    double in = 0;
+                    for (int64_t e = r.off[size_t(i)]; e < r.off[size_t(i) + 1]; ++e)
+                      if (C[cols[e]] == a) in += r.wt(e);
+                    intra += in;
+                    if (i < r.nlocal) out.data()[i] = a;
+                    continue;
+                  }
+                  bool blocked = false;
                   for (int64_t e = r.off[size_t(i)]; e < r.off[size_t(i) + 1]; ++e) {
                     const int64_t u = cols[e];
                     t.add(C[u], r.wt(e));
