@@ -120,6 +120,9 @@ def run_all(comm, G, n, E, W, directed, forced):
             lab, q = community.louvain(g, seed=0)
             r["lv"], r["lvq"] = g.gather(lab), q
             if forced:
+                lab2, q2 = community.louvain(g, seed=3, parallel_min_entries=0, alternate=True, independent=True,
+                                             buckets=2, max_sweeps=20)
+                r["lvo"], r["lvoq"] = g.gather(lab2), q2
                 lab, q = community.louvain(g, seed=0, parallel_min_entries=0)
                 r["lvp"], r["lvpq"] = g.gather(lab), q
             r["mod_lv"] = community.modularity(g, lab)
@@ -222,6 +225,8 @@ for name, G, weighted, directed, forced in graphs():
             if forced:
                 check(np.array_equal(r["lvp"], ref[dd]["lvp"]) and r["lvpq"] == ref[dd]["lvpq"],
                       f"{tag}: Louvain (parallel level) differs from the 1-rank run")
+                check(np.array_equal(r["lvo"], ref[dd]["lvo"]) and r["lvoq"] == ref[dd]["lvoq"],
+                      f"{tag}: Louvain (alternating, independent sets) differs from the 1-rank run")
                 check(r["lvpq"] >= 0.98 * nxq,
                       f"{tag}: Louvain (parallel level) modularity {r['lvpq']} < 0.98 x networkx's {nxq}")
                 line.append(f"parallel_ratio={r['lvpq'] / nxq:.3f}")
