@@ -94,7 +94,8 @@ def main():
     _, q = community.louvain(g, seed=0, stats=lst)
     t_lv = time.perf_counter() - t0
     say(comm, f"louvain SCALE {scale} P={P}: {t_lv:.2f} s, modularity {q:.4f}, parallel sweeps {lst.sweeps}, "
-              f"{lst.coarse_nodes} coarse nodes, {lst.levels} sequential levels, {lst.refine_sweeps} refinement sweeps; "
+              f"{lst.coarse_nodes} coarse nodes, {lst.levels} sequential levels, "
+              f"{lst.refine_sweeps} refinement sweeps; "
               + ", ".join(f"{k} {v:.2f} s" for k, v in lst.times.items()))
     t0 = time.perf_counter()
     lp = community.label_propagation(g, max_iter=30)

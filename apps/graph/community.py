@@ -151,7 +151,7 @@ def louvain(g, resolution=1.0, seed=0, threshold=1e-7, max_sweeps=50, parallel_m
     elif not (isinstance(buckets, (int, np.integer)) and buckets >= 1):
         err = f"buckets must be a positive integer, got {buckets!r}"
     agree(g.comm, err)
-    comm, n, nl = g.comm, g.n, g.nlocal
+    comm, n = g.comm, g.n
     gamma = float(resolution)
     rows = rows_of(g)
     k = _degrees(g, rows)

@@ -64,7 +64,8 @@ template <class A>
 void need_ids(const A& a, int64_t n, const char* what) {
   const auto* p = a.data();
   for (int64_t i = 0; i < len(a); ++i)
-    if (p[i] < 0 || p[i] >= n) throw InvalidArgument(std::string("graph analytics kernel: ") + what + " outside [0, n)");
+    if (p[i] < 0 || p[i] >= n)
+      throw InvalidArgument(std::string("graph analytics kernel: ") + what + " outside [0, n)");
 }
 
 uint64_t mix64(uint64_t x) {
@@ -276,7 +277,10 @@ double coarse_modularity(const Coarse& g, const std::vector<int64_t>& comm, doub
       if (comm[size_t(g.adj[size_t(p)])] == c) in[size_t(c)] += g.w[size_t(p)];
   }
   double q = 0;
-  for (int64_t c = 0; c < g.n; ++c) q += in[size_t(c)] / (2 * m) - gamma * (tot[size_t(c)] / (2 * m)) * (tot[size_t(c)] / (2 * m));
+  for (int64_t c = 0; c < g.n; ++c) {
+    const double f = tot[size_t(c)] / (2 * m);
+    q += in[size_t(c)] / (2 * m) - gamma * f * f;
+  }
   return q;
 }
 
@@ -288,7 +292,8 @@ bool one_level(const Coarse& g, double m, double gamma, uint64_t seed, int64_t l
   std::iota(comm.begin(), comm.end(), 0);
   std::vector<double> tot(g.k);
   std::vector<std::pair<uint64_t, int64_t>> ord(static_cast<size_t>(n));
-  for (int64_t v = 0; v < n; ++v) ord[size_t(v)] = {mix64(seed ^ mix64(uint64_t(level) * 0x100000001ull + uint64_t(v))), v};
+  for (int64_t v = 0; v < n; ++v)
+    ord[size_t(v)] = {mix64(seed ^ mix64(uint64_t(level) * 0x100000001ull + uint64_t(v))), v};
   std::sort(ord.begin(), ord.end());
   Tally t(n);
   bool improved = false;
@@ -718,7 +723,8 @@ void bind_analytics(nb::module_& m) {
             ls.push_back(l);
             cs.push_back(double(c));
           }
-          best[size_t(j)] = ch.choose(current.data()[j], ls.data(), cs.data(), int64_t(ls.size()), self_count, keep_own);
+          best[size_t(j)] =
+              ch.choose(current.data()[j], ls.data(), cs.data(), int64_t(ls.size()), self_count, keep_own);
         }
         return to_numpy(std::move(best));
       },
