@@ -7,9 +7,9 @@
 Graphs: karate club, les miserables (weighted), networkx atlas graphs (with
 isolated vertices), a random gnp graph, a planted-partition graph, a graph of
 many small components and isolated vertices, an edgeless graph, one edge (fewer
-vertices than ranks), a directed random graph, a
-Kronecker SCALE 10 graph; each built with the default delegate degree and with
-delegate_degree=4 (hubs, on P > 1). Every rank also builds the graph on
+vertices than ranks), a directed random graph, a Kronecker SCALE 10 graph
+unweighted and with the generator's weights; each built with the default
+delegate degree and with delegate_degree=4 (hubs, on P > 1). Every rank also builds the graph on
 COMM_SELF (the 1-rank run) as the reference for the same-answer checks.
 Checks: PageRank = networkx.pagerank (unweighted, tol 1e-13) to 1e-10 and the
 1-rank run to 1e-12; component labels = the smallest vertex id of the scipy
@@ -51,14 +51,27 @@ def check(ok, what):
         world_mpi.Abort(1)
 
 
-def kron_graph():
+def kron_graph(weighted):
+    """The Kronecker SCALE 10 graph as networkx builds it from the generator's list
+    (self-loops dropped, duplicates merged keeping the smallest weight, as the rows
+    do), and the list itself (src, dst, weight or None)."""
     n = 1 << 10
     m = 16 * n
-    s, d, _ = kronecker.kronecker_slice(10, 16, 7, 0, m, weights=False)
+    s, d, w = kronecker.kronecker_slice(10, 16, 7, 0, m, weights=weighted)
     G = nx.Graph()
     G.add_nodes_from(range(n))
-    G.add_edges_from((a, b) for a, b in zip(s.tolist(), d.tolist()) if a != b)
-    return G, s, d
+    keep = s != d
+    a, b = np.minimum(s, d)[keep], np.maximum(s, d)[keep]
+    if weighted:
+        x = w[keep].astype(np.float64)
+        order = np.lexsort((x, b, a))
+        a, b, x = a[order], b[order], x[order]
+        first = np.ones(a.size, bool)
+        first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        G.add_weighted_edges_from(zip(a[first].tolist(), b[first].tolist(), x[first].tolist()))
+    else:
+        G.add_edges_from(zip(a.tolist(), b.tolist()))
+    return G, s, d, w
 
 
 def many_components():
@@ -86,6 +99,7 @@ def graphs():
     yield "one edge", nx.path_graph(2), False, False, False  # fewer vertices than ranks
     yield "digraph", nx.gnp_random_graph(120, 0.04, seed=9, directed=True), False, True, False
     yield "kron10", None, False, False, True
+    yield "kron10w", None, True, False, True  # generator weights: 24-bit float32 in [0, 1)
 
 
 def edges_of(G, weighted):
@@ -172,11 +186,10 @@ if len(sys.argv) > 1 and sys.argv[1] == "errors":
     sys.exit(0)
 
 for name, G, weighted, directed, forced in graphs():
-    if name == "kron10":
-        G, ks, kd = kron_graph()
+    if name.startswith("kron10"):
+        G, ks, kd, W = kron_graph(weighted)
         n = G.number_of_nodes()
         E = np.stack([ks, kd], 1)  # the generator's list, self-loops and duplicates included
-        W = None
     else:
         n = G.number_of_nodes()
         E, W = edges_of(G, weighted)
