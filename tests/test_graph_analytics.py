@@ -6,7 +6,8 @@ identical to the 1-rank run, Louvain's modularity >= 0.98 of networkx's
 louvain_communities (mean over seeds 0..2); modularity() equals networkx's to
 1e-12; each on karate, les miserables (weighted), atlas graphs, random,
 planted-partition, many-component, edgeless, directed and Kronecker SCALE 10
-(unweighted and weighted) graphs, with and without hubs. Bad input: the same InvalidArgument on every rank."""
+(unweighted and weighted) graphs, with and without hubs. Bad input: the same
+InvalidArgument on every rank."""
 import pytest
 
 from conftest import MPI_DIR
