@@ -88,8 +88,9 @@ def pagerank(g, damping=0.85, tol=1e-10, max_iter=100, stats=None):
     mine = np.empty(nl)
     y = np.empty(g.nrows)
     red = np.zeros(nh + 1)
+    entries = g.total_entries()  # a collective: called on every rank, stats or not
     if stats is not None:
-        stats.entries = g.total_entries()
+        stats.entries = entries
     d = float(damping)
     base = (1.0 - d) / n
     for _ in range(int(max_iter)):
