@@ -412,12 +412,13 @@ void bind_analytics(nb::module_& m) {
           "spmv",
           [](Rows& r, In<double> x, Out<double> y) {
             need(len(x) == r.n && len(y) == r.nrows, "spmv: x needs n entries, y one per row");
+            const bool local = !r.wide && r.nnz() > 0;
+            if (local) r.prepare_spmv();
             nb::gil_scoped_release rel;
             const int64_t* off = r.off.data();
             const double* xv = x.data();
             double* yv = y.data();
-            if (r.nnz() > 0 && r.nnz() < std::numeric_limits<int32_t>::max()) {
-              r.prepare_spmv();
+            if (local) {
               double* xl = r.xl.data();
               const int64_t* cm = r.colmap.data();
               for (size_t j = 0; j < r.colmap.size(); ++j) xl[j] = xv[cm[j]];
@@ -438,7 +439,9 @@ void bind_analytics(nb::module_& m) {
               return 0;
             });
           },
-          "x"_a.noconvert(), "y"_a.noconvert(), "y[row] = sum of x over the row's columns (unweighted).")
+          "x"_a.noconvert(), "y"_a.noconvert(),
+          "y[row] = sum of x over the row's columns (unweighted). The first call renumbers the columns; calls on "
+          "one AnalyticsRows share a scratch vector: one at a time.")
       .def(
           "cc_hook",
           [](const Rows& r, In<int64_t> lab, Out<int64_t> prop) {
