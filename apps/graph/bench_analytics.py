@@ -3,9 +3,11 @@
     mpiexec -n P python apps/graph/bench_analytics.py [--scales 18 20] [--cc-louvain-scale 18]
 
 PageRank: edges per second per iteration (stored entries / median iteration
-time, the exchange included) against scipy's sparse matrix-vector product on
-one core (A.T @ x over the same deduplicated, loop-free adjacency, made and
-timed on rank 0 in the same run), printed as a ratio. Then the times of
+time, the exchange included; the best of --runs runs) against scipy's sparse
+matrix-vector product on one core (A.T @ x over the same deduplicated,
+loop-free adjacency, made and timed on rank 0 in the same run; the fastest of
+--reps products), printed as a ratio. Best-of figures, because the machine may
+be shared. Then the times of
 connected components and Louvain (with its modularity) at one scale."""
 import argparse
 import sys
@@ -50,7 +52,7 @@ def scipy_rate(scale, edgefactor, seed, reps):
         t0 = time.perf_counter()
         AT @ x
         times.append(time.perf_counter() - t0)
-    return A.nnz, float(np.median(times))
+    return A.nnz, float(np.min(times))
 
 
 def main():
@@ -59,7 +61,8 @@ def main():
     ap.add_argument("--cc-louvain-scale", type=int, default=18)
     ap.add_argument("--edgefactor", type=int, default=16)
     ap.add_argument("--seed", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     comm = baobab.init()
     P = comm.size
@@ -67,15 +70,20 @@ def main():
         n, s, d, _ = kronecker.kronecker(comm, scale, args.edgefactor, args.seed, weights=False)
         g = dgraph.build(comm, n, s, d)
         del s, d
-        st = pagerank.PageRankStats()
-        pagerank.pagerank(g, tol=1e-10, max_iter=200, stats=st)
+        best = None
+        for _ in range(args.runs):
+            st = pagerank.PageRankStats()
+            pagerank.pagerank(g, tol=1e-10, max_iter=200, stats=st)
+            if best is None or st.edges_per_second() > best.edges_per_second():
+                best = st
+        st = best
         rate = st.edges_per_second()
         if comm.rank == 0:
             nnz, t = scipy_rate(scale, args.edgefactor, args.seed, args.reps)
             ratio = rate / (nnz / t)
             say(comm, f"pagerank SCALE {scale} P={P}: {st.entries} entries, {st.iterations} iterations, "
                       f"median {np.median(st.times) * 1e3:.1f} ms/iteration, {rate / 1e6:.1f} M edges/s; "
-                      f"scipy A.T@x one core: {t * 1e3:.1f} ms, {nnz / t / 1e6:.1f} M edges/s; ratio {ratio:.2f}")
+                      f"scipy A.T@x one core (fastest): {t * 1e3:.1f} ms, {nnz / t / 1e6:.1f} M edges/s; ratio {ratio:.2f}")
         comm.barrier()
         del g
     scale = args.cc_louvain_scale
