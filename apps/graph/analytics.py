@@ -79,11 +79,16 @@ def main(argv=None):
         from baobab import io
         with io.File(a.out, "w", comm) as f:
             return _run(comm, a, f)
-    except InvalidArgument as e:
+    except (InvalidArgument, pagerank_not_converged()) as e:
         _fail(str(e), comm)
     except baobab.Error as e:
         print(f"analytics: rank {comm.rank}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def pagerank_not_converged():
+    import pagerank
+    return pagerank.PageRankNotConverged
 
 
 def _say(comm, text):
@@ -107,11 +112,11 @@ def _run(comm, a, f):
     results = {}
     if a.pagerank:
         import pagerank
-        st = {}
+        st = pagerank.PageRankStats()
         t = time.perf_counter()
         pr = pagerank.pagerank(g, damping=a.damping, tol=a.tol, max_iter=a.max_iter, stats=st)
         attrs["pagerank_time"] = time.perf_counter() - t
-        attrs["pagerank_iterations"] = int(st.get("iterations", -1))
+        attrs["pagerank_iterations"] = st.iterations
         results["pagerank"] = pr
         _say(comm, f"pagerank: {attrs['pagerank_iterations']} iterations in {attrs['pagerank_time']:.3f} s")
     if a.components:
@@ -119,8 +124,7 @@ def _run(comm, a, f):
         t = time.perf_counter()
         cc = components.connected_components(g)
         attrs["components_time"] = time.perf_counter() - t
-        attrs["components"] = int(comm.allreduce(np.array([np.count_nonzero(
-            cc == np.arange(g.lo, g.hi))], np.int64))[0])
+        attrs["components"] = components.count_components(g, cc)
         results["component"] = cc
         _say(comm, f"components: {attrs['components']} in {attrs['components_time']:.3f} s")
     if a.lp:
