@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "baobab/error.hpp"
+#include "bind.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -37,23 +38,7 @@ using baobab::InvalidArgument;
 
 namespace {
 
-template <class T>
-using In = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-template <class T>
-using Out = nb::ndarray<T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-template <class T>
-using NpArr = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
-
-template <class T>
-NpArr<T> to_numpy(std::vector<T>&& v) {
-  auto* heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-  return NpArr<T>(heap->data(), {heap->size()}, owner);
-}
-
-void need(bool ok, const std::string& what) {
-  if (!ok) throw InvalidArgument("graph analytics kernel: " + what);
-}
+using namespace baobab::graph::bind;
 
 template <class A>
 int64_t len(const A& a) {

@@ -75,39 +75,6 @@ void route_entries(const int64_t* src, const int64_t* dst, const float* w, int64
   }
 }
 
-void build_rows(int64_t nrows, const int64_t* row, const int64_t* col, const float* w, int64_t k,
-                const int64_t* self, std::vector<int64_t>& offsets, std::vector<int64_t>& cols,
-                std::vector<float>& weights, int64_t* raw) {
-  std::vector<int64_t> start(size_t(nrows) + 1, 0);
-  for (int64_t i = 0; i < k; ++i) ++start[size_t(row[i]) + 1];
-  for (int64_t r = 0; r < nrows; ++r) {
-    raw[r] = start[r + 1];
-    start[r + 1] += start[r];
-  }
-  std::vector<std::pair<int64_t, float>> ent(static_cast<size_t>(k));
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t i = 0; i < k; ++i) ent[size_t(fill[row[i]]++)] = {col[i], w ? w[i] : 1.0f};
-  }
-  offsets.assign(size_t(nrows) + 1, 0);
-  cols.clear();
-  weights.clear();
-  cols.reserve(size_t(k));
-  weights.reserve(size_t(k));
-  for (int64_t r = 0; r < nrows; ++r) {
-    auto b = ent.begin() + start[r], e = ent.begin() + start[r + 1];
-    std::sort(b, e);  // by column, then weight: the first of a run is the lightest
-    const int64_t me = self[r];
-    for (auto it = b; it != e; ++it) {
-      if (it->first == me) continue;
-      if (!cols.empty() && int64_t(cols.size()) > offsets[r] && cols.back() == it->first) continue;
-      cols.push_back(it->first);
-      weights.push_back(it->second);
-    }
-    offsets[r + 1] = int64_t(cols.size());
-  }
-}
-
 void build_rows_packed(int64_t lo, int64_t nlocal, const uint8_t* is_hub, const int64_t* hubs, int64_t nhubs,
                        int64_t n, const int64_t* packed, int64_t k, std::vector<int64_t>& offsets,
                        std::vector<int64_t>& cols, std::vector<float>& weights, int64_t* raw) {

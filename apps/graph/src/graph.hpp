@@ -57,17 +57,12 @@ void route_entries(const int64_t* src, const int64_t* dst, const float* w, int64
                    const int64_t* bounds, int nranks, const uint8_t* is_hub, int64_t n, std::vector<int64_t>& packed,
                    int64_t* counts);
 
-// CSR of `nrows` rows from `k` entries (local row, col, weight): each row's
-// columns sorted, duplicates merged (the smallest weight kept), self-loops
-// (col == self[row]) dropped. offsets[nrows + 1]; raw[row] = entries before
-// merging (input multiplicity, self-loops included: the Graph500 edge count).
-void build_rows(int64_t nrows, const int64_t* row, const int64_t* col, const float* w, int64_t k,
-                const int64_t* self, std::vector<int64_t>& offsets, std::vector<int64_t>& cols,
-                std::vector<float>& weights, int64_t* raw);
-
-// The same from the packed triples that route_entries made and the
-// all-to-all delivered (global row, col, weight bits): rows in [lo, lo + nlocal)
-// are local rows row - lo, a hub's (is_hub[row], hubs sorted) its delegate row
+// The rows in CSR from the packed triples that route_entries made and the
+// all-to-all delivered (global row, col, weight bits): each row's columns
+// sorted, duplicates merged (the smallest weight kept), self-loops dropped;
+// offsets[nrows + 1]; raw[row] = entries before merging (input multiplicity,
+// self-loops included: the Graph500 edge count). Rows in [lo, lo + nlocal) are
+// local rows row - lo, a hub's (is_hub[row], hubs sorted) its delegate row
 // nlocal + position. Two stable counting sorts (by column, then by row), so a
 // row's columns come out sorted without a comparison sort.
 void build_rows_packed(int64_t lo, int64_t nlocal, const uint8_t* is_hub, const int64_t* hubs, int64_t nhubs,

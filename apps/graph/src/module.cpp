@@ -16,6 +16,7 @@
 
 #include "app_module.hpp"
 #include "baobab/error.hpp"
+#include "bind.hpp"
 #include "graph.hpp"
 
 namespace nb = nanobind;
@@ -25,25 +26,7 @@ namespace g = baobab::graph;
 
 namespace {
 
-template <class T>
-using In = nb::ndarray<const T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-template <class T>
-using Out = nb::ndarray<T, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-template <class T>
-using NpArr = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
-
-// A numpy array owning the vector's storage.
-template <class T>
-NpArr<T> to_numpy(std::vector<T>&& v) {
-  auto* heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-  return NpArr<T>(heap->data(), {heap->size()}, owner);
-}
-
-// A check in a per-element loop: the message is a literal, made into a string only on failure.
-inline void need(bool ok, const char* what) {
-  if (!ok) throw InvalidArgument(std::string("graph kernel: ") + what);
-}
+using namespace baobab::graph::bind;
 
 template <class A>
 int64_t len(const A& a) {
@@ -118,23 +101,6 @@ NB_MODULE(_graph, m) {
       "src"_a.noconvert(), "dst"_a.noconvert(), "w"_a.noconvert(), "undirected"_a, "bounds"_a.noconvert(),
       "is_hub"_a.noconvert(), "counts"_a.noconvert(),
       "Entries (row, col, weight bits) as int64 triples grouped by destination rank (graph.hpp).");
-  m.def(
-      "build_rows",
-      [](int64_t nrows, In<int64_t> row, In<int64_t> col, In<float> w, In<int64_t> self, Out<int64_t> raw) {
-        need(len(row) == len(col) && (len(w) == 0 || len(w) == len(row)), "row, col, w differ in length");
-        need(len(self) == nrows && len(raw) == nrows, "self and raw need nrows entries");
-        for (int64_t i = 0; i < len(row); ++i) need(row.data()[i] >= 0 && row.data()[i] < nrows, "row out of range");
-        std::vector<int64_t> off, cols;
-        std::vector<float> wts;
-        {
-          nb::gil_scoped_release rel;
-          g::build_rows(nrows, row.data(), col.data(), len(w) ? w.data() : nullptr, len(row), self.data(), off, cols,
-                        wts, raw.data());
-        }
-        return std::make_tuple(to_numpy(std::move(off)), to_numpy(std::move(cols)), to_numpy(std::move(wts)));
-      },
-      "nrows"_a, "row"_a.noconvert(), "col"_a.noconvert(), "w"_a.noconvert(), "self"_a.noconvert(),
-      "raw"_a.noconvert(), "(offsets, cols, weights) of the rows (graph.hpp).");
   m.def(
       "build_rows_packed",
       [](int64_t lo, int64_t nlocal, In<uint8_t> is_hub, In<int64_t> hubs, int64_t n, In<int64_t> packed,
