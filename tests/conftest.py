@@ -83,3 +83,24 @@ def run_mpi(n, script, *args, env=None, timeout=120, expect_rc=0):
 @pytest.fixture
 def mpirun():
     return run_mpi
+
+
+def _app_lines(text):
+    """The application's own lines: Open MPI's mpiexec adds a notice framed by
+    dashed lines when a rank exits with a non-zero status; that is the
+    launcher speaking, not the app."""
+    out, inside = [], False
+    for ln in text.strip().splitlines():
+        if len(ln.strip()) >= 20 and set(ln.strip()) == {"-"}:
+            inside = not inside
+            continue
+        if not inside and ln.strip():
+            out.append(ln)
+    return out
+
+
+def one_error_line(text):
+    """The single line of an error exit, after checking that it is the only one."""
+    lines = _app_lines(text)
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]

@@ -13,7 +13,7 @@ import pytest
 
 import h5py  # noqa: E402  (a test dependency)
 
-from conftest import HERE, clean_env, run_mpi  # noqa: E402
+from conftest import HERE, clean_env, one_error_line, run_mpi  # noqa: E402
 
 APP = HERE.parent / "apps" / "nbody"
 sys.path.insert(0, str(APP))
@@ -22,27 +22,6 @@ import ics  # noqa: E402
 
 # every run here is small: a run that should have been refused must not take long either
 SMALL = ["--n", "16", "--t-end", "0", "--threads", "1", "--no-core", "--quiet"]
-
-
-def _app_lines(text):
-    """The application's own lines: Open MPI's mpiexec adds a notice framed by
-    dashed lines when a rank exits with a non-zero status; that is the
-    launcher speaking, not the app."""
-    out, inside = [], False
-    for ln in text.strip().splitlines():
-        if len(ln.strip()) >= 20 and set(ln.strip()) == {"-"}:
-            inside = not inside
-            continue
-        if not inside and ln.strip():
-            out.append(ln)
-    return out
-
-
-def one_error_line(text):
-    """The single line of an error exit, after checking that it is the only one."""
-    lines = _app_lines(text)
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 def write_ic(path, x, v, m, ids=None, time=0.0, **extra):
