@@ -4,9 +4,11 @@ bottom-up switching) over a DistGraph.
 Per level: each rank advances its own rows -- top-down from the global frontier
 list through the transpose (rows that list a frontier vertex), or bottom-up
 (each unvisited row scans its list for a frontier vertex in the global bitmap)
--- then one allreduce agrees on the counts (new frontier size, its edges,
-entries scanned) and the hubs' parents, and one allgatherv exchanges the new
-frontier: as a sparse id list or as bitmap words, whichever is smaller. The
+-- then one allgather shares every rank's counts (new frontier size, its
+edges, entries scanned) and hub candidates (the smallest parent wins; newly
+reached hubs join the frontier on every rank), and one allgatherv exchanges
+the new frontier: as a sparse id list or as bitmap words, whichever is
+smaller. The
 direction for the next level follows Beamer et al.: top-down -> bottom-up when
 the frontier's edges exceed the unexplored edges / alpha (alpha = 15) and
 bottom-up -> top-down when the frontier falls below n / beta (beta = 18).
