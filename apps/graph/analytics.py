@@ -27,14 +27,8 @@ import kronecker  # noqa: E402
 
 def _parser():
     p = argparse.ArgumentParser(prog="analytics.py", description="graph analytics over baobab")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--scale", "-s", type=int, default=None, help="Kronecker SCALE (default 16)")
-    src.add_argument("--edges", type=Path, help="edge list (text 'u v [w]' or HDF5 'edges')")
-    p.add_argument("--edgefactor", "-e", type=int, default=16)
-    p.add_argument("--seed", type=int, default=2)
-    p.add_argument("--nvertices", type=int, default=None, help="declared vertex count of --edges")
-    p.add_argument("--directed", action="store_true", help="--edges is directed (PageRank follows out-edges; "
-                   "components are weak; community detection needs undirected)")
+    kronecker.add_input_arguments(p, "--edges is directed (PageRank follows out-edges; components are weak; "
+                                     "community detection needs undirected)")
     p.add_argument("--pagerank", action="store_true")
     p.add_argument("--components", action="store_true")
     p.add_argument("--lp", action="store_true", help="label propagation communities")
@@ -58,8 +52,8 @@ def _fail(msg, comm=None):
 
 def main(argv=None):
     a = _parser().parse_args(argv)
-    if a.scale is not None and a.scale < 1:
-        _fail(f"SCALE must be a positive integer, got {a.scale}")
+    if kronecker.input_error(a):
+        _fail(kronecker.input_error(a))
     if not 0 < a.damping < 1:
         _fail(f"--damping must be in (0, 1), got {a.damping}")
     if not a.tol > 0 or a.max_iter < 1 or a.lp_iter < 1:
@@ -97,10 +91,7 @@ def _say(comm, text):
 
 
 def _run(comm, a, f):
-    if a.edges is not None:
-        n, src, dst, w = kronecker.read_edges(a.edges, comm, a.nvertices)
-    else:
-        n, src, dst, w = kronecker.kronecker(comm, 16 if a.scale is None else a.scale, a.edgefactor, a.seed)
+    n, src, dst, w = kronecker.load_input(comm, a)[:4]
     if a.unweighted:
         w = None
     t = time.perf_counter()

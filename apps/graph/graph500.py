@@ -35,14 +35,6 @@ import sssp as sssp_mod  # noqa: E402
 ValidationError = sssp_mod.ValidationError
 
 
-def _agree_validation(comm, err):
-    """Like dgraph.agree, raising ValidationError."""
-    try:
-        dgraph.agree(comm, err)
-    except InvalidArgument as e:
-        raise ValidationError(str(e)) from None
-
-
 def validate_bfs(g, parent, root):
     """Checks the global parent array of a BFS from ``root`` against this rank's
     slice of the input edges (g.src, g.dst), with the marks of tree edges OR-ed
@@ -56,15 +48,15 @@ def validate_bfs(g, parent, root):
         err = f"the parent array has shape {parent.shape}, expected ({n},)"
     else:
         err = K.bfs_levels(parent, int(root), level) or None
-    _agree_validation(comm, err)
+    sssp_mod.agree_valid(comm, err)
     tree = np.zeros(n, np.uint8)
     err = K.bfs_check_edges(parent, level, g.src, g.dst, tree) or None
-    _agree_validation(comm, err)
+    sssp_mod.agree_valid(comm, err)
     tree = comm.allreduce(tree, op="max")
     missing = np.flatnonzero((parent >= 0) & (tree == 0) & (np.arange(n) != root))
     if missing.size:
         v = int(missing[0])
-        _agree_validation(comm, f"vertex {v}'s tree edge ({int(parent[v])}, {v}) is not an input edge"
+        sssp_mod.agree_valid(comm, f"vertex {v}'s tree edge ({int(parent[v])}, {v}) is not an input edge"
                           + (f" ({missing.size} such vertices)" if missing.size > 1 else ""))
     return level
 
@@ -166,13 +158,7 @@ def parse_block(text):
 
 def _parser():
     p = argparse.ArgumentParser(prog="graph500.py", description="Graph500 BFS and SSSP over baobab")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--scale", "-s", type=int, default=None, help="Kronecker SCALE (default 16)")
-    src.add_argument("--edges", type=Path, help="edge list (text 'u v [w]' or HDF5 'edges') instead of Kronecker")
-    p.add_argument("--edgefactor", "-e", type=int, default=16)
-    p.add_argument("--seed", type=int, default=2, help="generator seed (keys use seed + 1)")
-    p.add_argument("--nvertices", type=int, default=None, help="declared vertex count of --edges")
-    p.add_argument("--directed", action="store_true", help="--edges is directed (BFS follows out-edges)")
+    kronecker.add_input_arguments(p, "--edges is directed (BFS follows out-edges)")
     p.add_argument("--nbfs", "-n", type=int, default=64, help="search keys (default 64)")
     p.add_argument("--no-validate", action="store_true", help="skip validation (timing runs)")
     p.add_argument("--no-sssp", action="store_true", help="BFS only")
@@ -192,10 +178,8 @@ def _fail(msg, comm=None):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.scale is not None and args.scale < 1:
-        _fail(f"SCALE must be a positive integer, got {args.scale}")
-    if args.edgefactor < 1:
-        _fail(f"edgefactor must be a positive integer, got {args.edgefactor}")
+    if kronecker.input_error(args):
+        _fail(kronecker.input_error(args))
     if args.nbfs < 1:
         _fail(f"--nbfs must be at least 1, got {args.nbfs}")
     from mpi4py import MPI
@@ -224,14 +208,7 @@ def _run(comm, args):
 def _bench(comm, args, f):
     rank, P = comm.rank, comm.size
     t0 = time.perf_counter()
-    if args.edges is not None:
-        n, src, dst, w = kronecker.read_edges(args.edges, comm, args.nvertices)
-        scale = int(math.ceil(math.log2(max(n, 2))))
-        edgefactor = None
-    else:
-        scale = 16 if args.scale is None else args.scale
-        edgefactor = args.edgefactor
-        n, src, dst, w = kronecker.kronecker(comm, scale, edgefactor, args.seed)
+    n, src, dst, w, scale, edgefactor = kronecker.load_input(comm, args)
     if w is None:
         w = np.ones(src.size, np.float32)
     gen_time = time.perf_counter() - t0

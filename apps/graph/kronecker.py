@@ -7,6 +7,7 @@ A, B, C = 0.57, 0.19, 0.19 (D = 0.05), every vertex id permuted and the edge
 list shuffled, float32 weights uniform on [0, 1), all drawn from a counter-based
 generator keyed by the seed (src/generator.cpp), so edge k is the same whoever
 makes it. Search keys: ``search_keys``."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def read_text(path, comm, n=None, weighted=None):
     more than three, or a field that is not a number is an InvalidArgument naming
     the file and line. Returns (n, src, dst, weight or None)."""
     from dgraph import agree
-    err, n_local, src, dst, w, has_w = None, 0, None, None, None, False
+    err, src, dst, w, has_w = None, None, None, None, False
     try:
         lines = Path(path).read_text().splitlines()
         first, last = len(lines) * comm.rank // comm.size, len(lines) * (comm.rank + 1) // comm.size
@@ -108,17 +109,14 @@ def read_text(path, comm, n=None, weighted=None):
         src = np.array(us, np.int64)
         dst = np.array(vs, np.int64)
         w = np.array(ws, np.float32)
-        n_local = int(max(src.max(initial=-1), dst.max(initial=-1))) + 1
         has_w = kind == 3
     except OSError as e:
         err = f"cannot read edge list {path}: {e.strerror or e}"
     except InvalidArgument as e:
         err = str(e)
     agree(comm, err)
-    if n is None:
-        n = int(comm.allreduce(np.array([n_local], np.int64), op="max")[0])
     any_w = int(comm.allreduce(np.array([1 if has_w else 0], np.int64), op="max")[0])
-    return max(int(n), 1), src, dst, (w if any_w else None)
+    return _vertex_count(comm, n, src, dst), src, dst, (w if any_w else None)
 
 
 def read_hdf5(path, comm, n=None, dataset="edges"):
@@ -154,10 +152,15 @@ def read_hdf5(path, comm, n=None, dataset="edges"):
     except InvalidArgument as e:
         err = str(e)
     agree(comm, err)
+    return _vertex_count(comm, n, src, dst), src, dst, w
+
+
+def _vertex_count(comm, n, src, dst):
+    """The declared count n, or else the largest id on any rank + 1 (at least 1)."""
     if n is None:
         top = max(int(src.max(initial=-1)), int(dst.max(initial=-1))) + 1
         n = int(comm.allreduce(np.array([top], np.int64), op="max")[0])
-    return max(int(n), 1), src, dst, w
+    return max(int(n), 1)
 
 
 def read_edges(path, comm, n=None):
@@ -165,3 +168,37 @@ def read_edges(path, comm, n=None):
     if str(path).endswith((".h5", ".hdf5")):
         return read_hdf5(path, comm, n)
     return read_text(path, comm, n)
+
+
+# ---- the command lines' graph source ------------------------------------------------
+
+def add_input_arguments(p, directed_help):
+    """The graph source options of graph500.py and analytics.py: --scale or --edges,
+    --edgefactor, --seed, --nvertices, --directed."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scale", "-s", type=int, default=None, help="Kronecker SCALE (default 16)")
+    src.add_argument("--edges", type=Path, help="edge list (text 'u v [w]' or HDF5 'edges') instead of Kronecker")
+    p.add_argument("--edgefactor", "-e", type=int, default=16)
+    p.add_argument("--seed", type=int, default=2, help="generator seed (graph500.py's keys use seed + 1)")
+    p.add_argument("--nvertices", type=int, default=None, help="declared vertex count of --edges")
+    p.add_argument("--directed", action="store_true", help=directed_help)
+
+
+def input_error(args):
+    """What is wrong with those options (checked before MPI starts), or None."""
+    if args.scale is not None and args.scale < 1:
+        return f"SCALE must be a positive integer, got {args.scale}"
+    if args.edgefactor < 1:
+        return f"edgefactor must be a positive integer, got {args.edgefactor}"
+    return None
+
+
+def load_input(comm, args):
+    """This rank's part of the graph the options name: (n, src, dst, weight or None,
+    scale, edgefactor); for an edge list, scale = ceil(log2 n) and edgefactor None."""
+    if args.edges is not None:
+        n, src, dst, w = read_edges(args.edges, comm, args.nvertices)
+        return n, src, dst, w, int(math.ceil(math.log2(max(n, 2)))), None
+    scale = 16 if args.scale is None else args.scale
+    n, src, dst, w = kronecker(comm, scale, args.edgefactor, args.seed)
+    return n, src, dst, w, scale, args.edgefactor

@@ -215,8 +215,8 @@ def sssp(g, root, *, delta=None, stats=None):
     return dist, parent
 
 
-def _agree_valid(comm, error):
-    """As dgraph.agree, raising ValidationError."""
+def agree_valid(comm, error):
+    """As dgraph.agree, raising ValidationError (graph500.py's BFS checks use it too)."""
     try:
         agree(comm, error)
     except InvalidArgument as e:
@@ -269,7 +269,7 @@ def validate(g, dist, parent, root, *, tol=1e-6):
     if err is None:
         w = g.weight if g.weight is not None else np.zeros(0, np.float32)
         err = K.sssp_check_edges(dist, parent, root, g.src, g.dst, w, g.directed, float(tol), tree) or None
-    _agree_valid(comm, err)
+    agree_valid(comm, err)
     tree = comm.allreduce(tree, op="max")
     need = parent != -1
     need[root] = False
@@ -282,4 +282,4 @@ def validate(g, dist, parent, root, *, tol=1e-6):
         else:
             err = (f"the tree edge ({p}, {v}) has no input edge of weight dist[{v}] - dist[{p}] = "
                    f"{dist[v] - dist[p]}")
-    _agree_valid(comm, err)
+    agree_valid(comm, err)
