@@ -2,6 +2,7 @@
 validation (truncated, incomplete, corrupted files) and distributed state
 under mpiexec."""
 import os
+import time
 import warnings
 
 import numpy as np
@@ -144,6 +145,50 @@ def test_asynchronous_error_surfaces(tmp_path):
     ck.wait()                       # reported once
 
 
+def test_every_rank_writes_mode_commits_only_when_polled(tmp_path):
+    """asynchronous, writers="all" on one process: the file appears under its final
+    name only at the poll (or wait) that finds the rows on disk, whole and valid."""
+    ck = Checkpointer(tmp_path, asynchronous=True, writers="all", keep=2)
+    x = np.arange(3 << 18, dtype=np.float32).reshape(-1, 3)
+    path = ck.save(1, {"step": 1, "s": "text", "meta": {"a": [1, 2]}}, distributed={"x": x, "e": x[:0]})
+    x[:] = -1                                   # the rows were copied: this does not reach the file
+    assert not os.path.exists(path)             # not committed yet
+    assert [n for n in os.listdir(tmp_path) if ".tmp." in n]
+    while not ck.poll():
+        time.sleep(0.01)
+    assert os.listdir(tmp_path) == [os.path.basename(path)] and validate(path) is None
+    with h5py.File(path, "r") as h:
+        assert h.attrs["writers"] == "all" and h["distributed/x"].chunks is None   # contiguous, whole
+    got = ck.load()
+    assert np.array_equal(got["x"], np.arange(3 << 18, dtype=np.float32).reshape(-1, 3))
+    assert got["e"].shape == (0, 3) and got["s"] == "text" and got["meta"] == {"a": [1, 2]}
+    for step in (2, 3):
+        ck.save(step, {"step": step}, distributed={"x": x + step})
+    ck.close()                                  # commits step 3
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-0000000002.h5", "checkpoint-0000000003.h5"]
+    assert ck.poll() is True and Checkpointer(tmp_path).load()["step"] == 3
+    with pytest.raises(baobab.InvalidArgument, match="writers"):
+        Checkpointer(tmp_path, asynchronous=True, writers="some")
+
+
+def test_every_rank_writes_mode_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    ck = Checkpointer(tmp_path, asynchronous=True, writers="all")
+    ck.save(1, {"a": 1}, distributed={"x": np.arange(10.0)})
+    ck.wait()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    ck.save(2, {"a": 2}, distributed={"x": np.arange(10.0)})
+    with pytest.raises(baobab.CheckpointError, match=r"checkpoint-0000000002\.h5 failed: .*No space left"):
+        ck.wait()
+    assert os.listdir(tmp_path) == ["checkpoint-0000000001.h5"]      # no temporary left, the old one kept
+    monkeypatch.undo()
+    ck.save(3, {"a": 3}, distributed={"x": np.arange(10.0)})
+    ck.close()
+    assert Checkpointer(tmp_path).load()["a"] == 3
+
+
 def test_truncated_checkpoint_skipped(tmp_path):
     ck = Checkpointer(tmp_path, keep=5)
     ck.save(1, {"x": np.arange(100000.0)})
@@ -187,10 +232,20 @@ def test_distributed_serial(tmp_path):
         ck.save(2, {"x": 1}, distributed={"x": x})
 
 
-@pytest.mark.parametrize("n, mode", [(2, "sync"), (3, "sync"), (2, "async"), (3, "async")])
+@pytest.mark.parametrize("n, mode", [(2, "sync"), (3, "sync"), (2, "async"), (3, "async"), (2, "spread"),
+                                     (3, "spread")])
 def test_distributed_multi_rank(mpirun, tmp_path, n, mode):
     out = mpirun(n, MPI_DIR / "checkpoint_mpi.py", tmp_path, mode, timeout=120).stdout
-    assert f"OK checkpoint p={n} async={mode == 'async'}" in out, out
+    assert f"OK checkpoint p={n} mode={mode}" in out, out
+
+
+def test_spread_write_failing_on_one_rank_fails_on_every_rank(mpirun, tmp_path):
+    out = mpirun(3, MPI_DIR / "checkpoint_mpi.py", tmp_path, "spread-fail", timeout=120).stdout
+    lines = sorted(line for line in out.splitlines() if line.startswith("RANK"))
+    assert len(lines) == 3, out
+    for r, line in enumerate(lines):
+        assert line.startswith(f"RANK {r}: CheckpointError") and "rank 1" in line and "No space" in line, out
+    assert "OK after failure" in out, out
 
 
 def test_load_without_distributed_arrays_reads_the_replicated_state_only(tmp_path):

@@ -20,7 +20,7 @@ params = M.init_params(cfg, seed=3)
 for k in params:  # sharper distributions than the 0.02 initialisation gives
     params[k] = params[k] * 8 if params[k].ndim > 1 else params[k]
 if {save}:
-    ck = ckpt.open_checkpointer({d!r}, world, asynchronous=False)
+    ck = ckpt.open_checkpointer({d!r}, world, mode="collective")
     ckpt.save(ck, 1, cfg, Grid(world), params, None, {{}})
     ck.close()
 prompt = np.frombuffer(b"def f(x):", np.uint8)

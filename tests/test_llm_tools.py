@@ -1,7 +1,7 @@
 """The LLM app's tools on tiny models: validate.py (against PyTorch), analyze.py
 (PNGs from a run's metrics.h5), bench.py (1 rank against PyTorch) and
 bench_parallel.py (2 ranks: the bytes each layout hands to collectives equal
-the formula)."""
+the formula) and bench_ckpt.py (every checkpoint mode leaves a valid file)."""
 import json
 import subprocess
 import sys
@@ -56,3 +56,16 @@ def test_bench_parallel_bytes_equal_the_formula(mpirun, tmp_path):
     for name in ("dp 2", "dp 2 zero 1", "tp 2", "sp 2"):
         assert res[name]["bytes"] == res[name]["formula"] > 0, (name, res[name])
         assert res[name]["tokens_per_s"] > 0 and 0 <= res[name]["exposed_comm"] < 1
+
+
+def test_bench_ckpt_times_every_mode(mpirun, tmp_path):
+    out = tmp_path / "c.json"
+    mpirun(2, APP / "bench_ckpt.py", *TINY, "--steps", "1", "--dir", tmp_path / "ck", "--json", out, timeout=300)
+    res = json.loads(out.read_text())["results"]
+    assert list(res) == ["none", "async", "async-rank0", "collective"]
+    assert res["none"]["bytes"] == 0 and all(res[m]["bytes"] > 0 for m in ("async", "async-rank0", "collective"))
+    # every mode's newest checkpoint is valid and holds the same step
+    from baobab.checkpoint import validate
+    for m in ("async", "async-rank0", "collective"):
+        (newest,) = sorted((tmp_path / "ck" / m).glob("llm-*.h5"))[-1:]
+        assert newest.name == "llm-0000000002.h5" and validate(newest) is None, (m, newest)

@@ -3,7 +3,8 @@
 Every parameter, and each of its optimizer moments, is stored whole, in its
 global shape (model.param_specs: the token embedding without its padding
 rows), as one dataset of a baobab.checkpoint file (HDF5, SHA-256 over every
-payload, written atomically; asynchronously when the Checkpointer is): the
+payload, written atomically; asynchronously when the Checkpointer is, each
+rank writing its own rows from a background thread): the
 parameter `name` as /distributed/p.<name>, its AdamW moments as m.<name> and
 v.<name>. Nothing in the file depends on the grid that wrote it.
 
@@ -52,8 +53,17 @@ def whole(spec, local, tp):
     return M.gather_param(spec, list(parts))
 
 
-def open_checkpointer(directory, world, *, keep=2, asynchronous=True):
-    return Checkpointer(directory, world, keep=keep, prefix="llm", asynchronous=asynchronous)
+MODES = ("async", "async-rank0", "collective")
+
+
+def open_checkpointer(directory, world, *, keep=2, mode="async"):
+    """mode: "async" (every rank writes its rows in the background), "async-rank0"
+    (gathered to rank 0, written by its background thread) or "collective"
+    (every rank writes its rows before save returns)."""
+    if mode not in MODES:
+        raise InvalidArgument(f"checkpoint mode must be one of {MODES}, got {mode!r}")
+    return Checkpointer(directory, world, keep=keep, prefix="llm", asynchronous=mode != "collective",
+                        writers="rank0" if mode == "async-rank0" else "all")
 
 
 def save(ck, step, cfg, grid, params, moments, state):
@@ -69,7 +79,7 @@ def save(ck, step, cfg, grid, params, moments, state):
         for name, spec in specs.items():
             g = whole(spec, tensors[name], grid.tp)
             lo, hi = _rows(g.shape[0], world.rank, world.size)
-            dist[f"{prefix}.{name}"] = np.array(g[lo:hi], copy=True)
+            dist[f"{prefix}.{name}"] = g[lo:hi]  # a view: baobab.checkpoint copies what it writes later
     meta = {"config": {f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
             "written_by": {"dp": grid.dp_size, "tp": grid.tp_size, "sp": grid.sp_size},
             "has_moments": bool(moments), "extra": state}

@@ -129,7 +129,7 @@ def generate(ck_dir, world, prompt_tokens, n_tokens, *, temperature=1.0, top_k=0
     import ckpt
     from grid import Grid
     grid = Grid(world, dp=world.size)
-    ck = ckpt.open_checkpointer(ck_dir, world, asynchronous=False)
+    ck = ckpt.open_checkpointer(ck_dir, world, mode="collective")
     try:
         loaded = ckpt.load(ck, None, grid)
     finally:

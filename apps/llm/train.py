@@ -34,7 +34,9 @@ over the matmul rate measured at start summed over the ranks.
 
 Checkpoints (ckpt.py) go to --out/ckpt every --ckpt-every steps, at the end,
 after --stop-after steps and on preemption, written in the background while
-training goes on. A run whose --out holds a checkpoint resumes from it, in any
+training goes on (--ckpt-mode async, the default: every rank writes its own
+rows of every tensor from a background thread; the checkpoint is committed at
+the first step end that finds every rank's rows on disk). A run whose --out holds a checkpoint resumes from it, in any
 layout (--dp/--tp/--sp/--zero may differ; the model may not). On SIGUSR1 or
 SIGTERM (Slurm's warning before the time limit, or preemption) the ranks
 finish the step, write a checkpoint and exit with status 3 (slurm/llm.sbatch
@@ -117,10 +119,11 @@ def parse(argv):
                    help="steps between checkpoints in --out/ckpt (0: only at the end and when preempted)")
     g.add_argument("--no-ckpt", action="store_true", help="write no checkpoint, resume from none")
     g.add_argument("--keep", type=int, default=2, help="checkpoints kept")
-    g.add_argument("--ckpt-mode", default="async", choices=["async", "collective"],
-                   help="async: gathered to rank 0 and written by a background thread while training goes on; "
-                        "collective: every rank writes its rows of every tensor into the file (MPI-IO where h5py "
-                        "has it) before training goes on")
+    g.add_argument("--ckpt-mode", default="async", choices=["async", "async-rank0", "collective"],
+                   help="async: every rank writes its rows of every tensor from a background thread while "
+                        "training goes on (committed at a later step once all are on disk); async-rank0: gathered "
+                        "to rank 0 and written by its background thread; collective: every rank writes its rows "
+                        "(MPI-IO where h5py has it) before training goes on")
     g.add_argument("--stop-after", type=int, default=0,
                    help="stop after this many steps of this invocation with a checkpoint (0: run to --steps); "
                         "the same command resumes")
@@ -544,8 +547,7 @@ def run(a, comm):
     ck, start = None, 0
     if not a.no_ckpt:
         import ckpt
-        ck = ckpt.open_checkpointer(os.path.join(a.out, "ckpt"), comm, keep=a.keep,
-                                    asynchronous=a.ckpt_mode == "async")
+        ck = ckpt.open_checkpointer(os.path.join(a.out, "ckpt"), comm, keep=a.keep, mode=a.ckpt_mode)
         if ck.latest() is not None:
             try:
                 loaded = ckpt.load(ck, tr.cfg, tr.grid)
@@ -581,6 +583,8 @@ def run(a, comm):
         val = tr.validate() if (last or (a.eval_every and (step + 1) % a.eval_every == 0)) else None
         preempted = stop.agreed(comm)
         pause = bool(a.stop_after) and step + 1 - start >= a.stop_after and not last
+        if ck is not None:
+            ck.poll()  # commits the checkpoint in flight once every rank's part is on disk
         if ck is not None and (preempted or pause or last or (a.ckpt_every and (step + 1) % a.ckpt_every == 0)):
             tr.save(ck, step + 1)
         if metrics is not None:

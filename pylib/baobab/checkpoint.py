@@ -11,12 +11,28 @@ their per-rank row counts in a "counts" attribute. Root attributes: the
 provenance of baobab.io, "format", "step", "sha256" (over every payload
 dataset's path, kind, shape and bytes) and "complete"=1, written last.
 
-Every collective step (set-up, save, latest, load, wait) is a collective of
+Writing modes:
+  asynchronous=False (default): save() returns once the file is complete; the
+    distributed arrays are written collectively (MPI-IO where h5py has it).
+  asynchronous=True, writers="rank0": save() gathers the distributed arrays to
+    rank 0, whose background thread writes the file while the caller goes on.
+  asynchronous=True, writers="all": save() has rank 0 lay the file out (the
+    replicated state written, each distributed array allocated whole and
+    contiguous) under a temporary name; then every rank's background thread
+    writes its own rows at their byte offsets (plain pwrite, no MPI on the
+    thread, nothing gathered). The checkpoint is committed (complete=1, renamed
+    to its final name) by the first collective poll() or wait() that finds
+    every rank's rows on disk.
+An asynchronous checkpoint is never visible before it is whole: latest() only
+ever sees committed files.
+
+Every collective step (set-up, save, poll, latest, load, wait) is a collective of
 the Checkpointer's own baobab.Communicator (io._Steps, as in baobab.io) and
 agrees on success: an error on one rank raises CheckpointError (or the io
 error) on every rank, and a rank that does not arrive within BAOBAB_TIMEOUT
 is named in a TimeoutError.
 """
+import errno
 import hashlib
 import json
 import os
@@ -258,17 +274,22 @@ def validate(path):
 class Checkpointer:
     """Saves and restores run state in `directory`, keeping the newest `keep` checkpoints."""
 
-    def __init__(self, directory, comm=None, *, keep=3, prefix="checkpoint", asynchronous=False):
+    def __init__(self, directory, comm=None, *, keep=3, prefix="checkpoint", asynchronous=False, writers="rank0"):
         if keep is not None and int(keep) < 1:
             raise InvalidArgument(f"keep must be >= 1 or None (keep all), got {keep!r}")
+        if writers not in ("rank0", "all"):
+            raise InvalidArgument(f"writers must be 'rank0' or 'all', got {writers!r}")
         if not prefix or "/" in prefix:
             raise InvalidArgument(f"bad prefix {prefix!r}")
         self.directory = os.fspath(directory)
         self.keep = None if keep is None else int(keep)
         self.prefix = prefix
         self.asynchronous = bool(asynchronous)
+        self.writers = writers
         self._thread = None
         self._bg_error = None
+        self._pending = None  # the checkpoint in flight: (final path, staged path or None, plan, dmeta)
+        self._bg_digests = {}
         self._pattern = re.compile(rf"^{re.escape(prefix)}-(\d{{10,}})\.h5$")
         base = _io._mpi_comm(comm)
         limit = _io._timeout(comm)
@@ -352,8 +373,10 @@ class Checkpointer:
                 out.append((int(m.group(1)), os.path.join(self.directory, n)))
         return sorted(out, reverse=True)
 
-    def _plan(self, step, state, distributed, copy):
-        """Collective: validates the arguments and returns (plan on rank 0, dist metadata)."""
+    def _plan(self, step, state, distributed, copy, *, spread=False):
+        """Collective: validates the arguments and returns (plan on rank 0, dist metadata).
+        spread: the distributed arrays are copied (the caller may change them at once)
+        and not hashed here (the writer threads hash what they write)."""
         err, plan = None, None
         if self.rank == 0:
             try:
@@ -373,11 +396,11 @@ class Checkpointer:
                 if a.ndim == 0 or a.dtype.kind not in _DIRECT_KINDS or a.dtype.fields:
                     raise InvalidArgument(f"checkpoint: distributed {name!r}: need an array with at least one "
                                           f"dimension and a plain numeric/bytes dtype, got {a.dtype} {a.shape}")
-                a = np.ascontiguousarray(a)
-                dist[name] = a
+                dist[name] = np.array(a, copy=True, order="C") if spread else np.ascontiguousarray(a)
         except InvalidArgument as e:
             derr = str(e)
-        meta = {n: (a.shape, a.dtype.str, hashlib.sha256(a.tobytes()).digest()) for n, a in dist.items()}
+        meta = {n: (a.shape, a.dtype.str, b"" if spread else hashlib.sha256(a.tobytes()).digest())
+                for n, a in dist.items()}
         metas = self._allgather((err, derr, sorted(meta), meta), "save")
         errs = [f"rank {r}: {m[0] or m[1]}" for r, m in enumerate(metas) if m[0] or m[1]]
         if errs:
@@ -415,7 +438,8 @@ class Checkpointer:
         self.wait()
         step = int(step)
         path = self.path_of(step)
-        plan, dist, dmeta = self._plan(step, state, distributed, copy=self.asynchronous)
+        spread = self.asynchronous and self.writers == "all"
+        plan, dist, dmeta = self._plan(step, state, distributed, copy=self.asynchronous, spread=spread)
         top = {"format": FORMAT, "step": step}
         if not self.asynchronous:
             digest = self._hash(plan, dmeta) if self.rank == 0 else None
@@ -441,6 +465,8 @@ class Checkpointer:
                     err = _io._why(e)
             self._agree(err, "save", f"{path} was written, but removing older checkpoints failed")
             return path
+        if spread:
+            return self._save_spread(step, path, top, plan, dist, dmeta)
         # asynchronous: gather distributed parts to rank 0 now (MPI on this thread only), write in the background
         full = {n: self._gather_rows(dist[n], counts, shape, dtype) for n, (counts, shape, dtype, _) in dmeta.items()}
         if self.rank == 0:
@@ -449,7 +475,106 @@ class Checkpointer:
             self._thread = threading.Thread(target=self._background, args=(path, top, plan, full, dmeta),
                                             name=f"baobab-checkpoint-{step}")
             self._thread.start()
+        self._pending = (path, None, None, None)
         return path
+
+    def _save_spread(self, step, path, top, plan, dist, dmeta):
+        """asynchronous, writers="all": rank 0 lays the file out, every rank's thread writes its rows."""
+        stage, offsets, err = None, None, None
+        if self.rank == 0:
+            try:
+                stage, offsets = self._lay_out(path, top, plan, dmeta)
+            except Exception as e:  # noqa: BLE001
+                err = _io._why(e)
+        stage, offsets, err = self._bcast((stage, offsets, err), "save")
+        if err:
+            raise CheckpointError(f"cannot lay out checkpoint {path}: rank 0: {err}")
+        jobs = []
+        for n, (counts, shape, dtype, _) in dmeta.items():
+            row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+            start = sum(counts[:self.rank])
+            jobs.append((n, offsets[n] + start * row, dist[n]))  # dist: copied by _plan
+        self._bg_digests = {}
+        self._thread = threading.Thread(target=self._write_rows_at, args=(stage, jobs),
+                                        name=f"baobab-checkpoint-{step}")
+        self._thread.start()
+        self._pending = (path, stage, plan, dmeta)
+        return path
+
+    def _lay_out(self, path, top, plan, dmeta):
+        """Rank 0: the staged file (replicated state written, distributed arrays
+        allocated whole, contiguous, at fixed offsets; no sha256 and no complete
+        yet: _commit adds them); returns (its path, {name: byte offset of row 0})."""
+        import h5py
+        stage = _io._temporary_path(path)
+        need = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for _, shape, dtype, _ in dmeta.values())
+        free = _io._free_bytes(self.directory)
+        if free is not None and free < need + (1 << 20):
+            raise OSError(errno.ENOSPC, f"the checkpoint needs {need:,} bytes, the file system has {free:,} free")
+        offsets = {}
+        top = dict(top, mpi_ranks=self.size, writers="all")
+        with _io.File(stage, "w", None, attrs=top) as f:
+            for p, kind, stored, attrs in plan:
+                if kind == "dict":
+                    f.set_attrs(p, {"baobab_type": "dict"})
+                else:
+                    f.write_global(p, stored, attrs={"baobab_type": kind, **attrs})
+            h5 = f._f  # serial (no communicator): rank 0 holds the handle
+            for n, (counts, shape, dtype, _) in dmeta.items():
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+                dset = h5.require_group("/distributed").create_dataset(n, shape=shape, dtype=dtype, dcpl=dcpl)
+                dset.attrs["baobab_type"] = "distributed"
+                dset.attrs["counts"] = np.array(counts, np.int64)
+                off = dset.id.get_offset()
+                if off is None and dset.size:
+                    raise CheckpointError(f"HDF5 did not allocate /distributed/{n} at a fixed offset")
+                offsets[n] = int(off or 0)
+        return stage, offsets
+
+    def _write_rows_at(self, stage, jobs):
+        """Background thread: this rank's rows at their offsets, then fsync, then
+        the rows' SHA-256 (hashlib lets go of the GIL); no MPI here."""
+        try:
+            fd = os.open(stage, os.O_WRONLY)
+            try:
+                for _, off, a in jobs:
+                    buf = memoryview(a.reshape(-1).view(np.uint8))
+                    done = 0
+                    while done < len(buf):
+                        n = os.pwrite(fd, buf[done:done + (1 << 30)], off + done)
+                        if n <= 0:
+                            raise OSError(errno.EIO, f"pwrite wrote {n} bytes")
+                        done += n
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._bg_digests = {n: hashlib.sha256(a.reshape(-1).view(np.uint8)).digest() for n, _, a in jobs}
+        except BaseException as e:  # noqa: BLE001
+            self._bg_error = f"{stage}: {type(e).__name__}: {e}"
+
+    def _commit(self, path, stage, sha256):
+        """Rank 0, once every rank's rows are on disk: sha256, complete=1, fsync, rename."""
+        import h5py
+        with h5py.File(stage, "r+") as h5:
+            h5.attrs["sha256"] = sha256
+            h5.attrs["complete"] = 1
+        fd = os.open(stage, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(stage, path)
+        try:
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+        self._prune()
 
     def _gather_rows(self, local, counts, shape, dtype):
         if self._comm is None:
@@ -491,16 +616,52 @@ class Checkpointer:
             self._bg_error = f"{path}: {type(e).__name__}: {e}\n{traceback.format_exc()}"
 
     def wait(self):
-        """Collective: returns once the checkpoint in flight (if any) is on disk; raises
-        CheckpointError on every rank if writing it failed."""
+        """Collective: returns once the checkpoint in flight (if any) is on disk and
+        committed; raises CheckpointError on every rank if writing it failed on any."""
         err = None
         if self._thread is not None:
             self._thread.join()
             self._thread = None
             err, self._bg_error = self._bg_error, None
-        err = self._bcast(err, "wait")
-        if err:
-            raise CheckpointError(f"asynchronous checkpoint failed: {err}")
+        pending, self._pending = self._pending, None
+        if pending is None or pending[1] is None:  # nothing in flight, or rank 0 wrote it all
+            err = self._bcast(err, "wait")
+            if err:
+                raise CheckpointError(f"asynchronous checkpoint failed: {err}")
+            return
+        path, stage, plan, dmeta = pending
+        got = self._allgather((err, None if err else self._bg_digests), "wait")
+        bad = [(r, e) for r, (e, _) in enumerate(got) if e]
+        cerr = None
+        if self.rank == 0:
+            try:
+                if bad:
+                    os.unlink(stage)
+                else:
+                    whole = {n: (c, shape, dt, _dist_digest([d[n] for _, d in got]))
+                             for n, (c, shape, dt, _) in dmeta.items()}
+                    self._commit(path, stage, self._hash(plan, whole))
+            except Exception as e:  # noqa: BLE001
+                cerr = _io._why(e)
+        cerr = self._bcast(cerr, "wait")
+        if bad:
+            raise CheckpointError(f"asynchronous checkpoint {path} failed: " + _io._agreed_message(bad))
+        if cerr:
+            raise CheckpointError(f"asynchronous checkpoint {path}: committing it failed on rank 0: {cerr}")
+
+    def poll(self):
+        """Collective, and cheap: True when no checkpoint is in flight any more. A
+        checkpoint whose writes have finished on every rank is committed here (as
+        by wait()); one still being written is left alone. Call it from every rank
+        at the same points (each training step, say) so that a checkpoint becomes
+        visible soon after its data is on disk rather than at the next save."""
+        if self._pending is None:
+            return True
+        done = self._thread is None or not self._thread.is_alive()
+        if all(self._allgather(done, "poll")):
+            self.wait()
+            return True
+        return False
 
     def _prune(self):
         if self.keep is None:

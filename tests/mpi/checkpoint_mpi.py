@@ -1,7 +1,8 @@
 """Run under mpiexec: distributed checkpoints. Usage: checkpoint_mpi.py DIR [SCENARIO [ARG]]
 
-SCENARIO: sync or async (default sync): save, prune, restore; prints
-'OK checkpoint p=<size>' on rank 0 when every rank restored what it saved.
+SCENARIO: sync, async or spread (asynchronous, every rank writing its rows;
+default sync): save, prune, restore; prints 'OK checkpoint p=<size>
+mode=<scenario>' on rank 0 when every rank restored what it saved.
 The others exercise failures; each rank prints one 'RANK r: ...' line."""
 import os
 import sys
@@ -24,8 +25,8 @@ def say(msg):
     os.write(1, (msg + "\n").encode())  # one write: ranks' lines do not interleave
 
 
-if scenario in ("sync", "async"):
-    asynchronous = scenario == "async"
+if scenario in ("sync", "async", "spread"):
+    asynchronous = scenario != "sync"
     rows = [2 * i + (0 if i == 1 else 1) for i in range(p)]          # rank 1 holds no rows
     start = sum(rows[:r])
     x = np.arange(start * 3, (start + rows[r]) * 3, dtype=np.float64).reshape(rows[r], 3) / 7
@@ -34,8 +35,8 @@ if scenario in ("sync", "async"):
     rng.random(5)
 
     comm = baobab.Communicator(world) if p == 3 else world
-    ck = Checkpointer(os.path.join(outdir, f"ck{p}{'a' if asynchronous else ''}"), comm, keep=2,
-                      asynchronous=asynchronous)
+    ck = Checkpointer(os.path.join(outdir, f"ck{p}{scenario}"), comm, keep=2,
+                      asynchronous=asynchronous, writers="all" if scenario == "spread" else "rank0")
     for step in (10, 20, 30):
         state = {"step": step, "t": 0.1 * step, "rng": rng.bit_generator.state, "meta": {"name": "run", "p": p}}
         path = ck.save(step, state, distributed={"x": x + step, "ids": ids})
@@ -61,9 +62,38 @@ if scenario in ("sync", "async"):
     world.Barrier()
     if r == 0:
         # serial load of the same checkpoint gives the full arrays
-        full = Checkpointer(os.path.join(outdir, f"ck{p}{'a' if asynchronous else ''}")).load()
+        full = Checkpointer(os.path.join(outdir, f"ck{p}{scenario}")).load()
         assert full["x"].shape == (sum(rows), 3)
-        print(f"OK checkpoint p={p} async={asynchronous}", flush=True)
+        print(f"OK checkpoint p={p} mode={scenario}", flush=True)
+
+elif scenario == "spread-fail":
+    # every rank writes its own rows; rank 1's writes fail (a full disk): every
+    # rank gets the CheckpointError naming rank 1, nothing is left, and the next
+    # checkpoint works
+    d = os.path.join(outdir, "spread-fail")
+    ck = Checkpointer(d, world, asynchronous=True, writers="all")
+    x = np.full((4, 2), float(r))
+    real = os.pwrite
+    if r == 1:
+        def full(*args):
+            raise OSError(28, "No space left on device")
+        os.pwrite = full
+    ck.save(1, {"step": 1}, distributed={"x": x})
+    try:
+        while not ck.poll():
+            time.sleep(0.01)
+        say(f"RANK {r}: no error")
+    except baobab.Error as e:
+        say(f"RANK {r}: {type(e).__name__}: {e}")
+    os.pwrite = real
+    world.Barrier()
+    assert not os.listdir(d), os.listdir(d)
+    ck.save(2, {"step": 2}, distributed={"x": x})
+    ck.close()
+    got = Checkpointer(d, world).load()
+    assert got["step"] == 2 and np.array_equal(got["x"], x)
+    if r == 0:
+        say("OK after failure")
 
 elif scenario == "baddir":
     # ARG: a directory rank 0 cannot create (under a regular file, under /proc,
