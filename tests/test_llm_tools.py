@@ -44,8 +44,12 @@ def test_analyze_draws_a_run(mpirun, tmp_path):
 
 def test_bench_against_pytorch_runs(tmp_path):
     import torch  # noqa: F401  (a test dependency: make test installs it)
-    r = py(APP / "bench.py", *TINY, "--threads", "1", "--steps", "1", "--json", tmp_path / "b.json")
+    r = py(APP / "bench.py", *TINY, "--threads", "1", "--steps", "1", "--bf16-acts", "--json", tmp_path / "b.json")
     assert r.returncode == 0 and "PyTorch" in r.stdout and "losses agree" in r.stdout, r.stdout + r.stderr
+    assert "bfloat16 activations" in r.stdout, r.stdout
+    (res,) = json.loads((tmp_path / "b.json").read_text())["results"]
+    # 1 layer, 32 wide, 4 x 32 tokens: 11 N C floats kept at half the width
+    assert res["ours"]["act_bytes"] - res["ours_bf16"]["act_bytes"] == 11 * 128 * 32 * 2, res
 
 
 def test_bench_parallel_bytes_equal_the_formula(mpirun, tmp_path):

@@ -39,6 +39,9 @@ def parse(argv):
     p.add_argument("--steps", type=int, default=4, help="timed steps per implementation")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-torch", action="store_true", help="time this app only")
+    p.add_argument("--bf16-acts", action="store_true",
+                   help="also time this app with --act-dtype bfloat16 (its own copy of the model), and report the "
+                        "activation memory of both")
     p.add_argument("--profile", action="store_true", help="time the parts of our step")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -133,20 +136,30 @@ def child(a):
                      "bias_residual", "bias_grad"):
             timer.wrap(K, name, name)
 
-    def ours(step):
-        x, y = sampler.get(step)
-        c = gpt.forward(params, x, y, loss_scale=1.0 / ntok)
-        loss = c.loss_sum / ntok
-        gpt.backward(params, c, grads, accumulate=False)
-        del c
-        t = time.perf_counter()
-        coef = optim.clip_coef(optim.global_grad_norm(grads, specs), 1.0)
-        opt.update(params, grads, 1e-3, grad_scale=coef)
-        if timer:
-            timer.t["optimizer"] = timer.t.get("optimizer", 0.0) + time.perf_counter() - t
-        return loss
+    act_bytes = {}
 
-    impls = {"ours": ours}
+    def make_ours(name, gpt, params, grads, opt):
+        def ours(step):
+            x, y = sampler.get(step)
+            c = gpt.forward(params, x, y, loss_scale=1.0 / ntok)
+            act_bytes[name] = c.nbytes()
+            loss = c.loss_sum / ntok
+            gpt.backward(params, c, grads, accumulate=False)
+            del c
+            t = time.perf_counter()
+            coef = optim.clip_coef(optim.global_grad_norm(grads, specs), 1.0)
+            opt.update(params, grads, 1e-3, grad_scale=coef)
+            if timer and name == "ours":
+                timer.t["optimizer"] = timer.t.get("optimizer", 0.0) + time.perf_counter() - t
+            return loss
+        return ours
+
+    impls = {"ours": make_ours("ours", gpt, params, grads, opt)}
+    if a.bf16_acts:
+        p16 = {k: v.copy() for k, v in M.init_params(cfg, 1).items()}
+        _, g16 = M.flat_zeros(p16)
+        impls["ours_bf16"] = make_ours("ours_bf16", M.GPT(cfg, threads=threads, act_dtype="bfloat16"), p16, g16,
+                                       optim.AdamW(p16, specs, weight_decay=0.1, threads=threads))
     torch_version = None
     if not a.no_torch:
         try:
@@ -187,6 +200,8 @@ def child(a):
     for name in impls:
         med = float(np.median(times[name]))
         res[name] = {"step_s": med, "tokens_per_s": ntok / med, "losses": losses[name], "times": times[name]}
+        if name in act_bytes:
+            res[name]["act_bytes"] = act_bytes[name]
     if timer:
         res["profile_s_per_step"] = {k: v / a.steps for k, v in sorted(timer.t.items(), key=lambda kv: -kv[1])}
     print("RESULT " + json.dumps(res), flush=True)
@@ -206,7 +221,7 @@ def main(argv=None):
         args = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t)]
         for k in ("layers", "width", "heads", "context", "batch", "dtype", "steps", "warmup"):
             args += [f"--{k}", str(getattr(a, k))]
-        args += ["--no-torch"] * a.no_torch + ["--profile"] * a.profile
+        args += ["--no-torch"] * a.no_torch + ["--profile"] * a.profile + ["--bf16-acts"] * a.bf16_acts
         p = subprocess.run(args, env=env, capture_output=True, text=True)
         sys.stderr.write(p.stderr)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
@@ -223,6 +238,13 @@ def main(argv=None):
             diff = max(abs(x - y) for x, y in zip(r["ours"]["losses"], r["torch"]["losses"]))
             msg += f"; losses agree to {diff:.1e}"
         print(msg, flush=True)
+        if "ours_bf16" in r:
+            o, h = r["ours"], r["ours_bf16"]
+            d = max(abs(x - y) for x, y in zip(o["losses"], h["losses"]))
+            print(f"    bfloat16 activations: {h['tokens_per_s']:,.0f} tokens/s "
+                  f"({h['tokens_per_s'] / o['tokens_per_s']:.2f}x float32 activations), activation memory "
+                  f"{h['act_bytes'] / 2**20:.1f} MiB against {o['act_bytes'] / 2**20:.1f} MiB "
+                  f"({h['act_bytes'] / o['act_bytes']:.2f}x); losses within {d:.1e}", flush=True)
         if "profile_s_per_step" in r:
             for k, v in r["profile_s_per_step"].items():
                 print(f"    {k:22s} {v * 1e3:8.1f} ms/step")

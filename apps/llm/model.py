@@ -259,13 +259,37 @@ class Parallel:
 class Cache:
     """What forward() keeps for backward()."""
 
+    def nbytes(self):
+        """Bytes of the arrays kept (the layers' included): the activation memory of a micro-batch."""
+        total = 0
+        for v in vars(self).values():
+            if isinstance(v, Cache):
+                total += v.nbytes()
+            elif isinstance(v, list):
+                total += sum(x.nbytes() for x in v if isinstance(x, Cache))
+            elif hasattr(v, "nbytes") and hasattr(v, "dtype"):
+                total += int(v.nbytes)
+        return total
+
 
 class GPT:
     """The model's math for one configuration, parallel layout and array module."""
 
-    def __init__(self, cfg, par=None, xp=np, threads=None):
+    def __init__(self, cfg, par=None, xp=np, threads=None, act_dtype=None):
+        """act_dtype: None (activations kept for backward in the model's dtype) or
+        "bfloat16": the five largest per layer (the inputs of the four weight
+        gradients' matmuls, LayerNorm outputs h1 and h2, attention output y, GELU
+        output g, and GELU's input u: 11 of the 17 N x C floats a layer keeps) are
+        stored as bfloat16 (rounded once, to nearest even) and widened back in
+        backward; matmuls, reductions and gradients stay float32. A float32 model
+        only."""
         if not isinstance(cfg, Config):
             raise InvalidArgument(f"cfg must be a model.Config, got {type(cfg).__name__}")
+        if act_dtype not in (None, "bfloat16"):
+            raise InvalidArgument(f"act_dtype must be None or 'bfloat16', got {act_dtype!r}")
+        if act_dtype and cfg.dtype != "float32":
+            raise InvalidArgument(f"bfloat16 activations need a float32 model, not {cfg.dtype}")
+        self.act_dtype = act_dtype
         self.cfg = cfg
         self.par = par or Parallel()
         self.xp = xp
@@ -417,7 +441,16 @@ class GPT:
         lc.u, lc.g = K.bias_gelu_forward(lc.h2 @ P("mlp.fc.w"), P("mlp.fc.b"), threads=th)
         m = self.par.tp_allreduce(lc.g @ P("mlp.proj.w"))
         x2 = K.bias_residual(m, P("mlp.proj.b"), x1, out=m, threads=th)
+        if self.act_dtype:  # the float32 copies go now; backward widens these back
+            for n in ("h1", "y", "h2", "u", "g"):
+                setattr(lc, n, K.to_bfloat16(getattr(lc, n), threads=th))
         return x2, lc
+
+    def _act(self, a):
+        """A kept activation in the model's dtype (widened if stored as bfloat16)."""
+        if self.act_dtype:
+            return K.from_bfloat16(a, self.cfg.np_dtype, threads=self.threads)
+        return a
 
     # ---- backward --------------------------------------------------------------------
 
@@ -489,11 +522,11 @@ class GPT:
             done(pre + n)
         # MLP
         emit("mlp.proj.b", K.bias_grad(dx2, threads=th))
-        emit_mm("mlp.proj.w", lc.g, dx2)
-        du = K.gelu_backward(dx2 @ P("mlp.proj.w").T, lc.u, threads=th)
+        emit_mm("mlp.proj.w", self._act(lc.g), dx2)
+        du = K.gelu_backward(dx2 @ P("mlp.proj.w").T, self._act(lc.u), threads=th)
         lc.g = lc.u = None
         emit("mlp.fc.b", K.bias_grad(du, threads=th))
-        emit_mm("mlp.fc.w", lc.h2, du)
+        emit_mm("mlp.fc.w", self._act(lc.h2), du)
         dh2 = par.tp_allreduce(du @ P("mlp.fc.w").T)
         del du
         dx1, dw, db = K.layernorm_backward(dh2, lc.x1, P("ln2.w"), lc.m2, lc.r2, threads=th)
@@ -502,7 +535,7 @@ class GPT:
         emit("ln2.w", dw)
         # Attention
         emit("attn.proj.b", K.bias_grad(dx1, threads=th))
-        emit_mm("attn.proj.w", lc.y, dx1)
+        emit_mm("attn.proj.w", self._act(lc.y), dx1)
         dy = dx1 @ P("attn.proj.w").T
         dout = xp.ascontiguousarray(dy.reshape(B, T, Hl, d).transpose(0, 2, 1, 3))
         q, k, v = lc.qkv[0], lc.qkv[1], lc.qkv[2]
@@ -513,7 +546,7 @@ class GPT:
         del dq, dk, dv
         dqkv = dqkv5.reshape(B * T, 3 * Cl)
         emit("attn.qkv.b", K.bias_grad(dqkv, threads=th))
-        emit_mm("attn.qkv.w", lc.h1, dqkv)
+        emit_mm("attn.qkv.w", self._act(lc.h1), dqkv)
         dh1 = par.tp_allreduce(dqkv @ P("attn.qkv.w").reshape(C, 3 * Cl).T)
         dx, dw, db = K.layernorm_backward(dh1, lc.x, P("ln1.w"), lc.m1, lc.r1, threads=th)
         dx += dx1

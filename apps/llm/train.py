@@ -110,6 +110,10 @@ def parse(argv):
     g.add_argument("--grad-comm", default="same", choices=["same", "bfloat16"],
                    help="dtype the gradient buckets travel in: the model's, or bfloat16 (half the bytes; "
                         "accumulation and the optimizer stay in the model's dtype)")
+    g.add_argument("--act-dtype", default="same", choices=["same", "bfloat16"],
+                   help="dtype of the activations kept for the backward pass: the model's, or bfloat16 for the "
+                        "largest five per layer (a third less activation memory; matmuls and gradients stay "
+                        "float32; a float32 model only)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default="llm-run", help="output directory")
     g.add_argument("--eval-every", type=int, default=50, help="steps between validation losses (0: only at the end)")
@@ -178,6 +182,8 @@ def check(a):
         raise ConfigError(f"--seed must be non-negative, got {a.seed}")
     if a.eval_every < 0:
         raise ConfigError(f"--eval-every must be non-negative, got {a.eval_every}")
+    if a.act_dtype == "bfloat16" and a.dtype != "float32":
+        raise ConfigError(f"--act-dtype bfloat16 needs --dtype float32, got --dtype {a.dtype}")
     if a.ckpt_every < 0:
         raise ConfigError(f"--ckpt-every must be non-negative, got {a.ckpt_every}")
     if a.keep < 1:
@@ -261,7 +267,7 @@ class Metrics:
     """The HDF5 time series, kept in memory and rewritten atomically (rank 0)."""
 
     TRAIN = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "t_step", "t_compute", "t_comm", "t_imbalance",
-             "t_optim", "flops_per_s", "mfu", "comm_bytes")
+             "t_optim", "flops_per_s", "mfu", "comm_bytes", "act_bytes")
 
     def __init__(self, path, attrs):
         self.path = path
@@ -375,7 +381,8 @@ class Trainer:
         self.evals = evals[:n_eval]
         self.threads = threads_per_rank(a.threads)
         self.par = M.Parallel(grid.tp, grid.sp)
-        self.gpt = M.GPT(cfg, self.par, threads=self.threads)
+        self.gpt = M.GPT(cfg, self.par, threads=self.threads,
+                         act_dtype=None if a.act_dtype == "same" else a.act_dtype)
         self.params = M.init_params(cfg, a.seed, grid.tp_rank, grid.tp_size)
         self.specs = M.param_specs(cfg)
         # Gradients in buckets in the order backward() finishes them, reduced over the
@@ -422,6 +429,7 @@ class Trainer:
             last = micro == a.accum - 1
             x, y = self.sampler.get(step, micro)
             c = self.gpt.forward(self.params, x, y, loss_scale=1.0 / self.global_tokens)
+            act_bytes = c.nbytes()
             # ZeRO-2 reduce-scatters every micro-batch, so each one starts afresh.
             overwrite = micro == 0 or a.zero == 2
             red.begin(sync=last, overwrite=overwrite)
@@ -465,7 +473,7 @@ class Trainer:
                     t_imbalance=t_imbalance,
                     flops_per_s=self.flops_per_token * self.global_tokens / t_step,
                     comm_bytes=red.bytes_sent + par.tp_bytes - bytes0, grad_bytes=red.bytes_sent,
-                    tp_bytes=par.tp_bytes - bytes0)
+                    tp_bytes=par.tp_bytes - bytes0, act_bytes=act_bytes)
 
     # ---- memory, checkpoints ---------------------------------------------------------------
 
