@@ -38,6 +38,8 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tolerance", type=float, default=0.02)
+    p.add_argument("--act-dtype", default="same", choices=["same", "bfloat16"],
+                   help="this app's activations kept for backward (PyTorch keeps float32 ones)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     for k in ("layers", "width", "heads", "context", "batch", "steps", "eval_every", "eval_batches", "threads"):
@@ -85,7 +87,7 @@ def main(argv=None):
     rest = [tm.p[k.replace(".", "_")] for k, s in specs.items() if not optim.decays(s)]
     topt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}],
                              lr=a.lr, betas=beta, eps=eps)
-    gpt = M.GPT(cfg, threads=a.threads)
+    gpt = M.GPT(cfg, threads=a.threads, act_dtype=None if a.act_dtype == "same" else a.act_dtype)
     _, grads = M.flat_zeros(params)
     opt = optim.AdamW(params, specs, betas=beta, eps=eps, weight_decay=wd, threads=a.threads)
 
