@@ -523,6 +523,16 @@ NB_MODULE(_core, m) {
 
   // ---- CUDA (device pointers as integers; the Python layer checks devices and sizes)
   m.def("cuda_available", &cuda::available);
+  m.def(
+      "device_reduce",
+      // dst[i] = a[i] OP b[i] on a device (pointers; queued on `stream`), or on
+      // the host emulation: the kernels of the device collectives.
+      [](DType dtype, RedOp op, uintptr_t dst, uintptr_t a, uintptr_t b, size_t n, uintptr_t stream, bool emulated) {
+        DeviceOps& ops = emulated ? emulated_device_ops() : cuda_device_ops();
+        ops.reduce(dtype, op, reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(a),
+                   reinterpret_cast<const void*>(b), n, reinterpret_cast<void*>(stream));
+      },
+      "dtype"_a, "op"_a, "dst"_a, "a"_a, "b"_a, "n"_a, "stream"_a, "emulated"_a);
   m.def("cuda_pointer_device", [](uintptr_t p) { return cuda::pointer_device(reinterpret_cast<const void*>(p)); });
   m.def("cuda_pack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count, uintptr_t stream) {
     cuda::pack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count,
@@ -781,6 +791,34 @@ NB_MODULE(_core, m) {
           },
           "coll"_a, "input"_a.noconvert(), "output"_a.noconvert(), "dtype"_a, "op"_a, "count"_a, "counts"_a,
           "root"_a, "algo"_a)
+      .def(
+          "start_device",
+          // A collective on device buffers (pointers), run by the device lanes:
+          // `path` 'staged' or 'cuda-aware', `emulated` the host emulation
+          // (baobab/device.hpp). Returns a Work, or None when `blocking`.
+          [](Communicator& c, Coll coll, uintptr_t in, uintptr_t out, DType dtype, RedOp op, size_t count,
+             const std::vector<size_t>& counts, int root, const std::string& algo, uintptr_t stream,
+             const std::string& path, bool emulated, bool blocking) -> std::shared_ptr<Work> {
+            CollDesc d;
+            d.coll = coll;
+            d.elem_size = dtype_size(dtype);
+            d.count = count;
+            d.counts = counts;
+            d.root = root;
+            Reduction red;
+            if (d.reduces()) red = typed_reduction(dtype, op);
+            DeviceCall dc;
+            dc.ops = emulated ? &emulated_device_ops() : &cuda_device_ops();
+            dc.path = device_path_from_name(path);
+            dc.stream = reinterpret_cast<void*>(stream);
+            nb::gil_scoped_release nogil;
+            if (!blocking) return c.start(d, reinterpret_cast<const void*>(in), reinterpret_cast<void*>(out), dtype,
+                                          red, algo, &dc);
+            c.run(d, reinterpret_cast<const void*>(in), reinterpret_cast<void*>(out), dtype, red, algo, &dc);
+            return nullptr;
+          },
+          "coll"_a, "input"_a, "output"_a, "dtype"_a, "op"_a, "count"_a, "counts"_a, "root"_a, "algo"_a, "stream"_a,
+          "path"_a, "emulated"_a, "blocking"_a)
       .def(
           "barrier",
           [](Communicator& c, const std::string& algo) {

@@ -4,6 +4,7 @@ from math import prod
 import numpy as np
 
 from . import _args, _loader  # noqa: F401  (_loader checks the MPI library before anything runs)
+from . import _device_coll as _dc
 from ._core import Coll, DType, coll_from_name
 from ._core import Communicator as _CoreComm
 from ._errors import InvalidArgument
@@ -36,9 +37,8 @@ def coll_code(name):
 
 def _as_input(x, what="input"):
     if not isinstance(x, np.ndarray):
-        if hasattr(type(x), "__cuda_array_interface__") or hasattr(x, "__dlpack_device__"):
-            raise InvalidArgument(f"{what}: device arrays are not supported by this build's collectives; "
-                                  "pass a numpy array")
+        if _dc.on_device(x):
+            raise InvalidArgument(f"{what} is a device array ({type(x).__name__}) where a host array is expected")
         x = np.asarray(x)
     code = code_of(x.dtype)
     if not x.flags.c_contiguous:
@@ -52,12 +52,16 @@ def _raw(x, code):
     return x.view(np.uint16) if code is DType.bfloat16 else x
 
 
-def _as_output(out, dtype, size, what="out"):
-    if not isinstance(out, np.ndarray):
+def _as_output(out, dtype, size, what="out", call=None):
+    if call is not None:
+        out = _dc.check_output(out, call, what)
+    elif not isinstance(out, np.ndarray):
+        if _dc.on_device(out):
+            _dc.check_output(out, None, what)
         raise InvalidArgument(f"{what} must be a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
         raise InvalidArgument(f"{what} has dtype {out.dtype}, the input has {dtype}")
-    if not out.flags.writeable:
+    if not getattr(out.flags, "writeable", True):
         raise InvalidArgument(f"{what} is read-only")
     if not out.flags.c_contiguous:
         raise InvalidArgument(f"{what} is not C-contiguous (strides {out.strides} for shape {out.shape})")
@@ -144,6 +148,7 @@ class Communicator:
             overrides["algo"] = ",".join(f"{k}={v}" for k, v in overrides["algo"].items())
         self.mpi_comm = comm
         self._overrides = overrides
+        self._emulate = _dc.emulation()
         self._c = _CoreComm(comm.py2f(), overrides)
         self.rank = self._c.rank
         self.size = self._c.size
@@ -156,7 +161,39 @@ class Communicator:
 
     # ---- helpers -------------------------------------------------------------
 
-    def _go(self, blocking, coll, x, code, out, op, count, counts, root, algo, result):
+    def _input(self, x, what="input", out=None):
+        """(array, dtype code, device Call or None): a host array is checked by
+        _as_input; a device array (or, under BAOBAB_DEVICE_EMULATION, any
+        array) becomes a Call the core's device lanes run with."""
+        if self._emulate is not None:
+            x, code = _as_input(x, what)
+            return x, code, _dc.emulated_call(self._emulate)
+        if type(x) is not np.ndarray and _dc.on_device(x):
+            if out is not None and not _dc.on_device(out):
+                raise InvalidArgument(f"out is a host array ({type(out).__name__}) but the {what} is a device "
+                                      f"array ({type(x).__name__}): pass both on the device or both on the host")
+            x = _dc.as_cupy(x, what)
+            code = code_of(x.dtype)
+            if not x.flags.c_contiguous:
+                raise InvalidArgument(f"{what} is not C-contiguous (strides {x.strides} for shape {x.shape}); "
+                                      "pass cupy.ascontiguousarray(x)")
+            return x, code, _dc.call_for(x)
+        x, code = _as_input(x, what)
+        return x, code, None
+
+    @staticmethod
+    def _xp(call):
+        return np if call is None else call.xp
+
+    def _go(self, blocking, coll, x, code, out, op, count, counts, root, algo, result, call=None):
+        if call is not None:
+            args = (coll, call.ptr(x), call.ptr(out), code, op, count, counts, root, algo or "", call.stream,
+                    call.path, call.emulated)
+            with call.context():
+                if blocking:
+                    self._c.start_device(*args, True)
+                    return result
+                return Work(self._c.start_device(*args, False), result, (x, out))
         args = (coll, _raw(x, code), _raw(out, code), code, op, count, counts, root, algo or "")
         if blocking:
             self._c.run(*args)
@@ -170,7 +207,7 @@ class Communicator:
         # The commonest call takes a lean path: a numpy array of a plain dtype,
         # C-contiguous, an op by name; anything else (and every error) takes
         # the general path below, with its messages.
-        if algo is None and type(x) is np.ndarray and type(op) is str:
+        if algo is None and type(x) is np.ndarray and type(op) is str and self._emulate is None:
             code = _LEAN_DTYPES.get(x.dtype)
             opc = _LEAN_OPS.get(op)
             if code is not None and opc is not None and x.flags.c_contiguous:
@@ -187,10 +224,11 @@ class Communicator:
         return self._allreduce(False, x, op, out, algo)
 
     def _allreduce(self, blocking, x, op, out, algo):
-        x, code = _as_input(x)
+        x, code, call = self._input(x, out=out)
         opc = op_code(op)
-        out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
-        return self._go(blocking, ALLREDUCE, x, code, out, opc, x.size, [], 0, algo, out)
+        result = out = self._xp(call).empty_like(x) if out is None else out
+        out = _as_output(out, x.dtype, x.size, call=call)
+        return self._go(blocking, ALLREDUCE, x, code, out, opc, x.size, [], 0, algo, result, call)
 
     def reduce_scatter(self, x, op="sum", *, counts=None, out=None, algo=None):
         """Reduces ``x`` over all ranks and gives rank r the r-th block of rows (axis 0).
@@ -204,7 +242,7 @@ class Communicator:
         return self._reduce_scatter(False, x, op, counts, out, algo)
 
     def _reduce_scatter(self, blocking, x, op, counts, out, algo):
-        x, code = _as_input(x)
+        x, code, call = self._input(x, out=out)
         opc = op_code(op)
         if x.ndim == 0:
             raise InvalidArgument("reduce_scatter needs an array with at least one dimension")
@@ -214,12 +252,14 @@ class Communicator:
                                   f"{x.shape[0]}")
         row = prod(x.shape[1:])
         shape = (rows[self.rank],) + x.shape[1:]
-        out = np.empty(shape, x.dtype) if out is None else _as_output(out, x.dtype, prod(shape))
-        return self._go(blocking, REDUCE_SCATTER, x, code, out, opc, 0, [r * row for r in rows], 0, algo, out)
+        result = out = self._xp(call).empty(shape, x.dtype) if out is None else out
+        out = _as_output(out, x.dtype, prod(shape), call=call)
+        return self._go(blocking, REDUCE_SCATTER, x, code, out, opc, 0, [r * row for r in rows], 0, algo, result,
+                        call)
 
     def allgather(self, x, *, out=None, algo=None):
         """Gathers equal-shaped arrays from all ranks; the result has shape (size,) + x.shape."""
-        if algo is None and type(x) is np.ndarray and x.flags.c_contiguous:  # the lean path, as allreduce's
+        if algo is None and type(x) is np.ndarray and x.flags.c_contiguous and self._emulate is None:  # lean path
             code = _LEAN_DTYPES.get(x.dtype)
             if code is not None:
                 if out is None:
@@ -235,10 +275,11 @@ class Communicator:
         return self._allgather(False, x, out, algo)
 
     def _allgather(self, blocking, x, out, algo):
-        x, code = _as_input(x)
+        x, code, call = self._input(x, out=out)
         shape = (self.size,) + x.shape
-        out = np.empty(shape, x.dtype) if out is None else _as_output(out, x.dtype, prod(shape))
-        return self._go(blocking, ALLGATHER, x, code, out, 0, 0, [x.size] * self.size, 0, algo, out)
+        result = out = self._xp(call).empty(shape, x.dtype) if out is None else out
+        out = _as_output(out, x.dtype, prod(shape), call=call)
+        return self._go(blocking, ALLGATHER, x, code, out, 0, 0, [x.size] * self.size, 0, algo, result, call)
 
     def allgatherv(self, x, *, rows=None, algo=None):
         """Concatenates along axis 0 arrays whose first dimension differs between ranks.
@@ -248,7 +289,7 @@ class Communicator:
         (this rank's entry must equal x.shape[0]; a disagreement between ranks is
         caught by the collective's signature check).
         """
-        x, code = _as_input(x)
+        x, code, call = self._input(x)
         if x.ndim == 0:
             raise InvalidArgument("allgatherv needs an array with at least one dimension")
         if rows is None:
@@ -261,14 +302,14 @@ class Communicator:
                 raise InvalidArgument(f"rows[{self.rank}] = {rows[self.rank]} but this rank's array has "
                                       f"{x.shape[0]} rows")
         row = prod(x.shape[1:])
-        out = np.empty((int(rows.sum()),) + x.shape[1:], x.dtype)
-        self._go(True, ALLGATHER, x, code, out, 0, 0, [int(r) * row for r in rows], 0, algo, out)
+        out = self._xp(call).empty((int(rows.sum()),) + x.shape[1:], x.dtype)
+        self._go(True, ALLGATHER, x, code, out, 0, 0, [int(r) * row for r in rows], 0, algo, out, call)
         return out, rows
 
     def bcast(self, x, root=0, *, algo=None):
         """Broadcasts root's array into ``x`` on every rank (in place); returns ``x``."""
         if (algo is None and type(x) is np.ndarray and type(root) is int and 0 <= root < self.size
-                and x.flags.c_contiguous and x.flags.writeable):  # the lean path, as allreduce's
+                and x.flags.c_contiguous and x.flags.writeable and self._emulate is None):  # lean path
             code = _LEAN_DTYPES.get(x.dtype)
             if code is not None:
                 self._c.bcast_into(x, code, root)
@@ -279,13 +320,14 @@ class Communicator:
         return self._bcast(False, x, root, algo)
 
     def _bcast(self, blocking, x, root, algo):
-        if not isinstance(x, np.ndarray):
+        if not isinstance(x, np.ndarray) and not _dc.on_device(x):
             raise InvalidArgument("bcast needs a numpy array (it is filled in place on non-root ranks)")
-        x, code = _as_input(x)
-        if not x.flags.writeable:
+        result = x
+        x, code, call = self._input(x)
+        if not getattr(x.flags, "writeable", True):
             raise InvalidArgument("bcast buffer is read-only")
         root = _args.rank(root, self.size, "root")
-        return self._go(blocking, BCAST, x, code, x, 0, x.size, [], root, algo, x)
+        return self._go(blocking, BCAST, x, code, x, 0, x.size, [], root, algo, result, call)
 
     def reduce(self, x, op="sum", root=0, *, out=None, algo=None):
         """Reduction to ``root``: returns the result there, None elsewhere."""
@@ -295,16 +337,17 @@ class Communicator:
         return self._reduce(False, x, op, root, out, algo)
 
     def _reduce(self, blocking, x, op, root, out, algo):
-        x, code = _as_input(x)
+        x, code, call = self._input(x, out=out)
         opc = op_code(op)
         root = _args.rank(root, self.size, "root")
+        xp = self._xp(call)
         if self.rank == root:
-            out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
-            result = out
+            result = out = xp.empty_like(x) if out is None else out
+            out = _as_output(out, x.dtype, x.size, call=call)
         else:
-            out = np.empty(0, x.dtype) if out is None else out
+            out = xp.empty(0, x.dtype) if out is None else _dc.check_output(out, call, "out")
             result = None
-        return self._go(blocking, REDUCE, x, code, out, opc, x.size, [], root, algo, result)
+        return self._go(blocking, REDUCE, x, code, out, opc, x.size, [], root, algo, result, call)
 
     def alltoall(self, x, *, out=None, algo=None):
         """Splits ``x`` along axis 0 into ``size`` equal blocks: block i goes to rank i, and block j of the
@@ -316,21 +359,22 @@ class Communicator:
         return self._alltoall(False, x, out, algo)
 
     def _alltoall(self, blocking, x, out, algo):
-        x, code = _as_input(x)
+        x, code, call = self._input(x, out=out)
         if x.ndim == 0 or x.shape[0] % self.size:
             raise InvalidArgument(f"alltoall splits axis 0 into {self.size} equal blocks (one per rank): its "
                                   f"length must be divisible by {self.size}, got shape {x.shape}")
         block = x.size // self.size
-        out = np.empty_like(x) if out is None else _as_output(out, x.dtype, x.size)
+        result = out = self._xp(call).empty_like(x) if out is None else out
+        out = _as_output(out, x.dtype, x.size, call=call)
         counts = [block] * (self.size * self.size)
-        return self._go(blocking, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, out)
+        return self._go(blocking, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, result, call)
 
     def alltoallv(self, x, send_counts, *, algo=None):
         """Rows [sum(send_counts[:i]), sum(send_counts[:i+1])) of ``x`` go to rank i.
 
         Returns (result, recv_counts): the rows received, ordered by source rank.
         """
-        x, code = _as_input(x)
+        x, code, call = self._input(x)
         sc = np.asarray(send_counts, dtype=np.int64).reshape(-1)
         if sc.size != self.size or (sc < 0).any() or x.ndim == 0 or int(sc.sum()) != x.shape[0]:
             raise InvalidArgument(f"send_counts must give {self.size} non-negative row counts adding up to "
@@ -338,9 +382,9 @@ class Communicator:
         matrix = self.allgather(sc)  # (size, size): rows sent by s to d
         row = prod(x.shape[1:])
         recv = matrix[:, self.rank]
-        out = np.empty((int(recv.sum()),) + x.shape[1:], x.dtype)
+        out = self._xp(call).empty((int(recv.sum()),) + x.shape[1:], x.dtype)
         counts = [int(c) * row for c in matrix.reshape(-1)]
-        self._go(True, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, out)
+        self._go(True, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, out, call)
         return out, recv
 
     def barrier(self, *, algo=None):

@@ -19,6 +19,7 @@
 
 #include "baobab/algorithms.hpp"
 #include "baobab/config.hpp"
+#include "baobab/device.hpp"
 #include "baobab/dtype.hpp"
 #include "baobab/reduce.hpp"
 #include "baobab/select.hpp"
@@ -75,11 +76,15 @@ class Communicator {
   // Starts a collective. `in`/`out` are host pointers laid out as CollDesc says;
   // `reduction` is used by reducing collectives. Throws InvalidArgument,
   // MismatchError (a failed communicator), MPIError.
+  // `device`, when given, says that in/out are device pointers and how their
+  // bytes travel (baobab/device.hpp); the plan and the messages are those of
+  // host buffers, so ranks with host and with device buffers interoperate.
+  // On a device, reducing collectives need a typed reduction.
   std::shared_ptr<Work> start(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
-                              const std::string& algo = "");
+                              const std::string& algo = "", const DeviceCall* device = nullptr);
   // Start + wait.
   void run(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
-           const std::string& algo = "");
+           const std::string& algo = "", const DeviceCall* device = nullptr);
 
   // Threading: a communicator belongs to one thread, which alone may start
   // its collectives (others get InvalidArgument before anything is sent);

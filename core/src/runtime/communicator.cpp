@@ -145,7 +145,8 @@ void service_control_if_due(CommState& s) {
 // Starts a collective (see Communicator::start). `reuse`: take the spare
 // execution of an earlier blocking call, if nobody holds it any more.
 std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const void* in, void* out, DType dtype,
-                                      const Reduction& reduction, const std::string& algo, bool reuse) {
+                                      const Reduction& reduction, const std::string& algo, bool reuse,
+                                      const DeviceCall* device) {
   if (s.freed) throw Error("communicator has been freed");
   if (std::this_thread::get_id() != s.owner)
     throw InvalidArgument(
@@ -157,6 +158,12 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   service_control_if_due(s);
   if (s.fail_kind != kNone) throw_failure(s);
   validate(s, d, reduction);
+  if (device) {
+    if (!device->ops) throw InvalidArgument("device collective without a device backend");
+    if (d.reduces() && !reduction.kernel)
+      throw InvalidArgument(std::string(coll_name(d.coll)) +
+                            " on device buffers needs a typed reduction (sum, prod, min or max of a numeric dtype)");
+  }
   auto cp = s.plans.get(s.topo, s.cfg, s.model, s.rank, d, algo);
   std::shared_ptr<Execution> e;
   if (reuse && s.spare && s.spare.use_count() == 1) {
@@ -177,6 +184,14 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   e->check = s.cfg.check;
   e->window = cp->plan.segments > 1 ? std::min(32, s.cfg.window) : 1;
   e->start = Clock::now();
+  e->dtype = dtype;
+  if (device) {
+    e->on_device = true;
+    e->dev = *device;
+    e->dpool = &s.dpool(*device->ops);
+    e->start_ev = e->dpool->event();
+    e->dpool->ops->record(e->start_ev, device->stream);  // the lanes start after the caller's stream
+  }
   e->hdr.seq = static_cast<uint32_t>(e->seq);
   e->hdr.coll = static_cast<uint8_t>(d.coll);
   e->hdr.dtype = static_cast<uint8_t>(dtype);
@@ -214,17 +229,18 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
 }  // namespace
 
 std::shared_ptr<Work> Communicator::start(const CollDesc& d, const void* in, void* out, DType dtype,
-                                          const Reduction& reduction, const std::string& algo) {
+                                          const Reduction& reduction, const std::string& algo,
+                                          const DeviceCall* device) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  return std::make_shared<Work>(s_, start_exec(*s_, d, in, out, dtype, reduction, algo, false));
+  return std::make_shared<Work>(s_, start_exec(*s_, d, in, out, dtype, reduction, algo, false, device));
 }
 
 void Communicator::run(const CollDesc& d, const void* in, void* out, DType dtype, const Reduction& reduction,
-                       const std::string& algo) {
+                       const std::string& algo, const DeviceCall* device) {
   std::shared_ptr<Execution> e;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    e = start_exec(*s_, d, in, out, dtype, reduction, algo, true);
+    e = start_exec(*s_, d, in, out, dtype, reduction, algo, true, device);
   }
   if (!e->complete || e->cancelled) wait_exec(s_, e, s_->cfg.timeout);
   // Completed by its messages (wait_exec throws otherwise): keep it for the next call.

@@ -145,6 +145,19 @@ void cancel_execution(CommState& s, Execution& e) {
     if (!l.arena.empty()) s.graveyard.push_back(std::move(l.arena));
     for (auto& sc : l.scratch) s.scratch_graveyard.push_back(std::move(sc));
     l.scratch.clear();
+    if (l.dev && e.dpool) {  // copies may still be queued and sends may still read the staging
+      for (auto& b : l.dscratch) e.dpool->bury_device(b);
+      e.dpool->bury_host(l.stage);
+      l.dscratch.clear();
+      l.stage = DeviceBuf{};
+      if (l.stream) e.dpool->put_stream(l.stream);
+      e.dpool->put_event(l.ev);
+      l.stream = l.ev = nullptr;
+    }
+  }
+  if (e.on_device && e.dpool && e.start_ev) {
+    e.dpool->put_event(e.start_ev);
+    e.start_ev = nullptr;
   }
   e.complete = true;
   e.cancelled = true;

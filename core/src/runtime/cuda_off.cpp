@@ -2,6 +2,7 @@
 #include <string>
 
 #include "baobab/cuda.hpp"
+#include "baobab/device.hpp"
 #include "baobab/error.hpp"
 
 namespace baobab {
@@ -20,5 +21,8 @@ void synchronize(void*) { off(); }
 void* alloc_pinned(size_t) { off(); }
 void free_pinned(void*) { off(); }
 void copy(void*, const void*, size_t, void*) { off(); }
+void reduce(DType, RedOp, void*, const void*, const void*, size_t, void*) { off(); }
 }  // namespace cuda
+
+DeviceOps& cuda_device_ops() { off(); }
 }  // namespace baobab

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -27,7 +28,116 @@ namespace {
 char* resolve(Execution& e, Lane& l, const Ref& r) {
   if (r.buf == kIn) return const_cast<char*>(e.in) + (r.off + l.shift) * e.es;
   if (r.buf == kOut) return e.out + (r.off + l.shift) * e.es;
+  if (l.dev) return l.dscratch[r.buf - kScratch].data() + r.off * e.es;
   return l.scratch[r.buf - kScratch].data() + r.off * e.es;
+}
+
+// ---- device lanes ------------------------------------------------------------------
+// A lane on device buffers runs the same rounds as a host lane, with three
+// differences (baobab/device.hpp has the transports):
+//  * before a round's messages are posted, the payloads that travel through
+//    pinned memory are copied there on the lane's stream, after everything the
+//    lane queued before (the previous round's local operations, and at first
+//    the caller's stream up to the start, through an event); the messages are
+//    posted once an event recorded behind those copies has been reached, so
+//    that MPI never reads a buffer the device is still writing;
+//  * when the round's messages have completed, staged receives are copied to
+//    the device and the local copies and reductions are queued on the stream
+//    (reductions by the device kernels), without waiting for them;
+//  * the lane is done once an event behind its last operation is reached.
+
+constexpr size_t kNoSlot = static_cast<size_t>(-1);
+
+size_t align64(size_t b) { return (b + 63) / 64 * 64; }
+
+// Whether a message of the round travels through the lane's pinned staging:
+// every payload on the staged transport; on the CUDA-aware one, the payloads
+// sent inline with a signature (they are copied into the header's message).
+bool staged_op(const Execution& e, const Lane& l, const Op& op) {
+  const size_t b = op.count * e.es;
+  if (b == 0) return false;
+  const bool inl = e.check && l.index == 0 && b <= kInline;
+  if (op.kind == OpKind::send) return inl || e.dev.path == DevicePath::staged;
+  if (op.kind == OpKind::recv) return !inl && e.dev.path == DevicePath::staged;
+  return false;
+}
+
+void dev_lane_start(Execution& e, Lane& l) {
+  DevicePool& pool = *e.dpool;
+  l.dev = true;
+  for (size_t c : l.s->scratch) l.dscratch.push_back(pool.device(c * e.es));
+  size_t most = 0;
+  for (const Round& r : l.s->rounds) {
+    size_t n = 0;
+    for (const Op& op : r.ops)
+      if ((op.kind == OpKind::send || op.kind == OpKind::recv) && staged_op(e, l, op)) n += align64(op.count * e.es);
+    most = std::max(most, n);
+  }
+  if (most) l.stage = pool.host(most);
+  l.stream = pool.stream();
+  l.ev = pool.event();
+  pool.ops->wait_event(l.stream, e.start_ev);
+}
+
+// Assigns the round's staging slots and queues the device-to-host copies of
+// the staged sends.
+void dev_stage_round(Execution& e, Lane& l) {
+  const Round& round = l.s->rounds[l.round];
+  l.slot.assign(round.ops.size(), kNoSlot);
+  size_t at = 0;
+  for (size_t i = 0; i < round.ops.size(); ++i) {
+    const Op& op = round.ops[i];
+    if ((op.kind != OpKind::send && op.kind != OpKind::recv) || !staged_op(e, l, op)) continue;
+    l.slot[i] = at;
+    const size_t b = op.count * e.es;
+    at += align64(b);
+    if (op.kind == OpKind::send) e.dpool->ops->copy(l.stage.data() + l.slot[i], resolve(e, l, op.a), b, l.stream);
+  }
+}
+
+// The round's messages have completed: staged receives go to the device.
+void dev_unstage_round(Execution& e, Lane& l) {
+  const Round& round = l.s->rounds[l.round];
+  for (size_t i = 0; i < round.ops.size(); ++i) {
+    const Op& op = round.ops[i];
+    if (op.kind != OpKind::recv || l.slot.empty() || l.slot[i] == kNoSlot) continue;
+    e.dpool->ops->copy(resolve(e, l, op.dst), l.stage.data() + l.slot[i], op.count * e.es, l.stream);
+  }
+}
+
+void dev_run_local(Execution& e, Lane& l) {
+  DeviceOps& ops = *e.dpool->ops;
+  const Round& round = l.s->rounds[l.round];
+  for (const Op& op : round.ops) {
+    if (op.count == 0) continue;
+    const size_t b = op.count * e.es;
+    if (op.kind == OpKind::copy) {
+      char* d = resolve(e, l, op.dst);
+      const char* a = resolve(e, l, op.a);
+      if (d == a) continue;
+      if (d < a + b && a < d + b) {  // overlapping ranges: through a temporary (kept until the lane ends)
+        DeviceBuf& t = l.dscratch.emplace_back(e.dpool->device(b));
+        ops.copy(t.data(), a, b, l.stream);
+        ops.copy(d, t.data(), b, l.stream);
+      } else {
+        ops.copy(d, a, b, l.stream);
+      }
+    } else if (op.kind == OpKind::reduce) {
+      ops.reduce(static_cast<DType>(e.red.dtype), static_cast<RedOp>(e.red.op), resolve(e, l, op.dst),
+                 resolve(e, l, op.a), resolve(e, l, op.b), op.count, l.stream);
+    }
+  }
+}
+
+void dev_lane_release(Execution& e, Lane& l) {
+  DevicePool& pool = *e.dpool;
+  for (auto& b : l.dscratch) pool.put_device(b);
+  l.dscratch.clear();
+  pool.put_host(l.stage);
+  l.stage = DeviceBuf{};
+  if (l.stream) pool.put_stream(l.stream);
+  pool.put_event(l.ev);
+  l.stream = l.ev = nullptr;
 }
 
 int lane_tag(const CommState& s, const Execution& e, const Lane& l) {
@@ -50,6 +160,14 @@ void post_round(CommState& s, Execution& e, Lane& l) {
   l.arena.resize(arena);
   l.reqs.clear();
   l.posts.clear();
+  // Where a message's bytes are: the lane's pinned staging (device lanes), or the buffer itself.
+  auto staged = [&](size_t i) { return l.dev && l.slot[i] != kNoSlot; };
+  auto send_src = [&](size_t i, const Op& op) -> const char* {
+    return staged(i) ? l.stage.data() + l.slot[i] : resolve(e, l, op.a);
+  };
+  auto recv_dst = [&](size_t i, const Op& op) -> char* {
+    return staged(i) ? l.stage.data() + l.slot[i] : resolve(e, l, op.dst);
+  };
   size_t at = 0;
   for (size_t i = 0; i < round.ops.size(); ++i) {
     const Op& op = round.ops[i];
@@ -63,7 +181,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         char* st = l.arena.data() + at;
         at += sizeof(WireHeader) + b;
         std::memcpy(st, &e.hdr, sizeof(WireHeader));
-        if (b) std::memcpy(st + sizeof(WireHeader), resolve(e, l, op.a), b);
+        if (b) std::memcpy(st + sizeof(WireHeader), send_src(i, op), b);
         post_send(s.data, st, sizeof(WireHeader) + b, op.peer, tag, l.reqs);
         l.posts.push_back({Posted::inl_send, static_cast<int>(i), op.peer, b, st, l.reqs.size() - before});
         continue;
@@ -73,7 +191,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_send, static_cast<int>(i), op.peer, 0, nullptr, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_send(s.data, resolve(e, l, op.a), b, op.peer, tag, l.reqs);
+      post_send(s.data, send_src(i, op), b, op.peer, tag, l.reqs);
       l.posts.push_back({Posted::send, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
     } else {
       if (hdr && b <= kInline) {
@@ -90,7 +208,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_recv, static_cast<int>(i), op.peer, 0, st, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_recv(s.data, resolve(e, l, op.dst), b, op.peer, tag, l.reqs);
+      post_recv(s.data, recv_dst(i, op), b, op.peer, tag, l.reqs);
       l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
     }
   }
@@ -220,7 +338,10 @@ bool finish_round_comm(CommState& s, Execution& e, Lane& l) {
   const Round& round = l.s->rounds[l.round];
   for (const Posted& p : l.posts) {
     if (p.kind == Posted::inl_recv) {
-      if (p.bytes) std::memcpy(resolve(e, l, round.ops[p.op].dst), p.staging + sizeof(WireHeader), p.bytes);
+      if (p.bytes && l.dev)
+        e.dpool->ops->copy(resolve(e, l, round.ops[p.op].dst), p.staging + sizeof(WireHeader), p.bytes, l.stream);
+      else if (p.bytes)
+        std::memcpy(resolve(e, l, round.ops[p.op].dst), p.staging + sizeof(WireHeader), p.bytes);
     } else if (p.kind == Posted::recv) {
       size_t total = 0;
       for (size_t c = 0; c < p.nreq; ++c) {
@@ -280,7 +401,9 @@ void run_local(Execution& e, Lane& l) {
 bool step_lane(CommState& s, Execution& e, Lane& l) {
   if (!l.started) {
     l.started = true;
-    for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
+    if (e.on_device) dev_lane_start(e, l);
+    else
+      for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
     if (l.wants_ack) {
       size_t sends = 0;
       for (const Round& r : l.s->rounds)
@@ -291,6 +414,17 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
     }
   }
   while (l.round < l.s->rounds.size()) {
+    if (!l.posted && l.dev) {
+      // The round's sends must be in place (staged, or written by the
+      // previous round's device work) before MPI sees them.
+      if (l.dphase == 0) {
+        dev_stage_round(e, l);
+        e.dpool->ops->record(l.ev, l.stream);
+        l.dphase = 1;
+      }
+      if (!e.dpool->ops->query(l.ev)) return true;
+      l.dphase = 0;
+    }
     if (!l.posted) post_round(s, e, l);
     while (l.remaining > 0) {
       int outcount = 0;
@@ -315,7 +449,12 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
       l.remaining -= static_cast<size_t>(outcount);
     }
     if (!l.reqs.empty() && !finish_round_comm(s, e, l)) return false;
-    run_local(e, l);
+    if (l.dev) {
+      dev_unstage_round(e, l);
+      dev_run_local(e, l);
+    } else {
+      run_local(e, l);
+    }
     l.round++;
     l.posted = false;
     l.reqs.clear();
@@ -325,6 +464,14 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
   if (l.ack_pending) {
     if (!progress_acks(s, e, l)) return false;
     if (l.ack_pending) return true;
+  }
+  if (l.dev) {  // done once the device has run everything queued
+    if (!l.dfinal) {
+      e.dpool->ops->record(l.ev, l.stream);
+      l.dfinal = true;
+    }
+    if (!e.dpool->ops->query(l.ev)) return true;
+    dev_lane_release(e, l);
   }
   l.done = true;
   for (auto& b : l.scratch) s.pool.put(std::move(b));
@@ -358,10 +505,28 @@ bool progress_exec(CommState& s, Execution& e) {
     }
     Lane& l = e.lanes[i];
     if (l.done) continue;
-    if (!step_lane(s, e, l)) return false;
+    if (e.on_device) {
+      // A device error (a failed copy or kernel launch) fails the
+      // communicator on every rank, as an MPI error does.
+      try {
+        if (!step_lane(s, e, l)) return false;
+      } catch (const CUDAError& err) {
+        fail_comm(s, kOther, "rank " + std::to_string(s.rank) + ": device error in " + coll_name(e.coll) + ": " +
+                  err.what(), e.seq, coll_name(e.coll), {}, true);
+        return false;
+      }
+    } else if (!step_lane(s, e, l)) {
+      return false;
+    }
     if (!l.done) all = false;
   }
-  if (all && e.next == e.lanes.size()) e.complete = true;
+  if (all && e.next == e.lanes.size()) {
+    e.complete = true;
+    if (e.on_device && e.start_ev) {
+      e.dpool->put_event(e.start_ev);
+      e.start_ev = nullptr;
+    }
+  }
   return true;
 }
 

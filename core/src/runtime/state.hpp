@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "baobab/communicator.hpp"
+#include "baobab/device.hpp"
+#include "device_pool.hpp"
 #include "plan_cache.hpp"
 #include "pool.hpp"
 #include "wire.hpp"
@@ -70,6 +72,17 @@ struct Lane {
   std::vector<int> ack_peer;
   std::unique_ptr<WireHeader[]> ack_buf;  // stable addresses for the receives
   size_t ack_posted = 0, ack_pending = 0;
+  // A lane on device buffers (see device_lane.cpp): its stream and event, its
+  // scratch in device memory, its pinned staging and where each message of
+  // the current round sits there (kNoSlot: not staged).
+  bool dev = false;
+  uint8_t dphase = 0;  // 0: the round's staging copies not queued yet; 1: queued, event recorded
+  bool dfinal = false;  // the lane's last event recorded
+  void* stream = nullptr;
+  void* ev = nullptr;
+  DeviceBuf stage;
+  std::vector<DeviceBuf> dscratch;
+  std::vector<size_t> slot;
 
   // Ready for another operation, keeping the vectors' memory (every request
   // has completed: a lane is reused only after its execution completed).
@@ -89,6 +102,12 @@ struct Lane {
     ack_reqs.clear();
     ack_peer.clear();
     ack_posted = ack_pending = 0;
+    dev = dfinal = false;
+    dphase = 0;
+    stream = ev = nullptr;
+    stage = DeviceBuf{};
+    dscratch.clear();
+    slot.clear();
   }
 };
 
@@ -114,6 +133,13 @@ struct Execution {
   bool stall_checked = false;
   bool acks_checked = false;  // the ranks whose acknowledgement is late were asked for their signature
   std::shared_ptr<runtime::CachedPlan> plan;  // keeps the schedules alive
+  // Buffers on a device: how (ops, transport, the caller's stream), the pool
+  // the lanes draw from, and the event recorded on the caller's stream at start.
+  bool on_device = false;
+  DeviceCall dev;
+  runtime::DevicePool* dpool = nullptr;
+  void* start_ev = nullptr;
+  DType dtype = DType::byte;
 
   // Ready for another operation (see CommState::spare), keeping the lanes' memory.
   void reset() {
@@ -130,6 +156,11 @@ struct Execution {
     complete = cancelled = stall_checked = acks_checked = false;
     check = true;
     plan.reset();
+    on_device = false;
+    dev = DeviceCall{};
+    dpool = nullptr;
+    start_ev = nullptr;
+    dtype = DType::byte;
   }
 };
 
@@ -178,6 +209,13 @@ struct CommState {
   // vectors keep their memory, so a small collective allocates nothing.
   std::shared_ptr<Execution> spare;
   runtime::Clock::time_point last_service{};  // when the control channel was last read
+  // Streams, events, pinned and device memory of device collectives, one pool per backend.
+  std::vector<std::unique_ptr<runtime::DevicePool>> dpools;
+  runtime::DevicePool& dpool(DeviceOps& ops) {
+    for (auto& p : dpools)
+      if (p->ops == &ops) return *p;
+    return *dpools.emplace_back(std::make_unique<runtime::DevicePool>(ops));
+  }
 };
 
 namespace runtime {

@@ -1,0 +1,81 @@
+// Collectives on device buffers: what the executor needs of a device, behind
+// one interface (DeviceOps), so that the executor's device lanes are written
+// once for every backend.
+//
+// Backends
+//   cuda      core/src/cuda/runtime.cu: streams, events, cudaMemcpyAsync,
+//             the reduction kernels of core/src/cuda/reduce.cu, cudaMalloc and
+//             pinned host memory. Only in builds with CUDA.
+//   emulated  core/src/runtime/device_emulated.cpp: host memory standing in for
+//             device memory, every copy and reduction done at once on the
+//             host, events that report completion only on their second query.
+//             It runs the device lanes' whole protocol (staging, events,
+//             device scratch, every transport) with real MPI on machines
+//             without a GPU; the test suite uses it, users have no reason to.
+//
+// Transports (per collective; chosen by the caller, shown by explain):
+//   aware     device pointers go to MPI (CUDA-aware MPI). Payloads of at most
+//             kInline bytes that travel inside a signature message are staged.
+//   staged    every payload goes through pinned host memory: the round's sends
+//             are copied device-to-host first, its receives land in pinned
+//             memory and are copied host-to-device before the round's local
+//             operations. Lanes (segments) in flight overlap each other's
+//             copies and messages, one stream per lane.
+//
+// Stream order: a collective on a device starts after the work queued on the
+// caller's stream when it was started (an event recorded there, waited for by
+// every lane's stream), and its result is complete on the device once the
+// Work completes (every lane's last event has been reached). No host
+// synchronisation happens at start.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "baobab/dtype.hpp"
+
+namespace baobab {
+
+enum class DevicePath : uint8_t { aware = 0, staged = 1 };
+const char* device_path_name(DevicePath p);
+DevicePath device_path_from_name(const std::string& name);  // throws InvalidArgument
+
+class DeviceOps {
+ public:
+  virtual ~DeviceOps() = default;
+  virtual const char* name() const = 0;
+  virtual void* stream_create() = 0;
+  virtual void stream_destroy(void* s) = 0;
+  virtual void* event_create() = 0;
+  virtual void event_destroy(void* e) = 0;
+  virtual void record(void* event, void* stream) = 0;
+  virtual bool query(void* event) = 0;                 // true once the event has been reached
+  virtual void wait_event(void* stream, void* event) = 0;  // stream waits for event (no host wait)
+  virtual void copy(void* dst, const void* src, size_t bytes, void* stream) = 0;  // any direction
+  // dst[i] = a[i] OP b[i] for i < n, the bits the host kernels give.
+  virtual void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void* stream) = 0;
+  virtual void* alloc(size_t bytes) = 0;       // device memory
+  virtual void release(void* p) = 0;
+  virtual void* alloc_host(size_t bytes) = 0;  // pinned host memory
+  virtual void release_host(void* p) = 0;
+};
+
+// The CUDA backend (throws CUDAError in builds without CUDA or without a device).
+DeviceOps& cuda_device_ops();
+// The host emulation (see above).
+DeviceOps& emulated_device_ops();
+
+// Where a collective's buffers live and how their bytes travel.
+struct DeviceCall {
+  DeviceOps* ops = nullptr;
+  DevicePath path = DevicePath::staged;
+  void* stream = nullptr;  // the caller's stream (cudaStream_t; nullptr: the legacy default stream)
+};
+
+namespace cuda {
+// Launches dst[i] = a[i] OP b[i] on `stream` (device pointers, n elements).
+void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void* stream);
+}  // namespace cuda
+
+}  // namespace baobab
