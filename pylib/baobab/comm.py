@@ -149,6 +149,7 @@ class Communicator:
         self.mpi_comm = comm
         self._overrides = overrides
         self._emulate = _dc.emulation()
+        _dc.transport()  # BAOBAB_DEVICE_TRANSPORT is checked now, on every rank
         self._c = _CoreComm(comm.py2f(), overrides)
         self.rank = self._c.rank
         self.size = self._c.size

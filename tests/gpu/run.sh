@@ -23,7 +23,7 @@ nvidia-smi -L || true
 nvcc --version | tail -2
 
 source tests/gpu/venv.sh  # /tmp/bvenv: carried MPICH + mpi4py over the image's packages
-# BAOBAB_GPU_STEPS=pack,nbody,probe,tests,attention,packpy,host,nbodyapp (default all) picks steps.
+# BAOBAB_GPU_STEPS=pack,nbody,probe,tests,coll,attention,packpy,host,nbodyapp (default all) picks steps.
 STEPS=${BAOBAB_GPU_STEPS:-all}
 want() { [ "$STEPS" = all ] || [[ ",$STEPS," == *",$1,"* ]]; }
 step() { local limit=$1; shift; echo "=== $* (limit ${limit}s)"; timeout -k 5 "$limit" "$@"; echo "=== rc=$?"; }
@@ -74,8 +74,41 @@ fi
 # the N-body app with --device against host runs (1 and 2 ranks), the j-split kernel on and off.
 export PYTHONFAULTHANDLER=1
 if want tests; then
-step 300 python -m pytest -q -rs tests/test_gpu.py tests/test_nbody_kernel.py --timeout=120 > "$OUT/pytest_gpu.txt" 2>&1
+step 420 python -m pytest -q -rs tests/test_gpu.py tests/test_gpu_coll.py tests/test_nbody_kernel.py --timeout=150 > "$OUT/pytest_gpu.txt" 2>&1
 tail -5 "$OUT/pytest_gpu.txt"
+fi
+
+# Collectives on device buffers: the reduction kernel against cupy's x += y, the pinned
+# copy rates (the staged path's bound), and baobab bench --device against the mpi4py
+# baseline (copy to host, MPI_Allreduce, copy back), 2 ranks on the one GPU, flat and as
+# two virtual nodes; the 8-byte latency of the host path for comparison.
+if want coll; then
+step 120 python - <<'PY' | tee "$OUT/coll_gpu.txt"
+import time, cupy
+from baobab import _core
+from baobab.dtypes import code_of
+n = 64 << 20  # 256 MiB of float32 each
+x, y = cupy.ones(n, cupy.float32), cupy.ones(n, cupy.float32)
+def rate(fn, reps=20):
+    fn(); cupy.cuda.Device().synchronize(); t0 = time.perf_counter()
+    for _ in range(reps): fn()
+    cupy.cuda.Device().synchronize(); return 3 * 4 * n * reps / (time.perf_counter() - t0) / 1e12
+def ours(): _core.device_reduce(code_of(x.dtype), _core.RedOp.sum, x.data.ptr, x.data.ptr, y.data.ptr, n, 0, False)
+def theirs(): x.__iadd__(y)
+for _ in range(2):
+    a, b = rate(ours), rate(theirs)
+    print(f"reduce float32 sum 256 MiB: baobab {a:.2f} TB/s, cupy x += y {b:.2f} TB/s, ratio {a / b:.2f}")
+h = cupy.cuda.alloc_pinned_memory(n * 4); d = cupy.empty(n, cupy.float32)
+for name, fn in (("H2D", lambda: cupy.cuda.runtime.memcpy(d.data.ptr, h.ptr, 4 * n, 1)),
+                 ("D2H", lambda: cupy.cuda.runtime.memcpy(h.ptr, d.data.ptr, 4 * n, 2)),
+                 ("D2D", lambda: cupy.cuda.runtime.memcpy(d.data.ptr, y.data.ptr, 4 * n, 3))):
+    fn(); t0 = time.perf_counter(); [fn() for _ in range(10)]; cupy.cuda.Device().synchronize()
+    print(f"copy {name} 256 MiB: {4 * n * 10 / (time.perf_counter() - t0) / 1e9:.1f} GB/s")
+PY
+step 200 mpiexec -n 2 baobab bench allreduce --device -b 8 -e 64M -f 8 | tee -a "$OUT/coll_gpu.txt"
+step 120 env BAOBAB_TOPOLOGY=nodes=2 mpiexec -n 2 baobab bench allreduce --device -b 4M -e 64M -f 4 | tee -a "$OUT/coll_gpu.txt"
+step 120 mpiexec -n 4 baobab bench allreduce --device -b 8 -e 64M -f 64 | tee -a "$OUT/coll_gpu.txt"
+step 60 mpiexec -n 2 baobab bench allreduce -b 8 -e 8 -n 20000 | tee -a "$OUT/coll_gpu.txt"
 fi
 
 # Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.

@@ -164,6 +164,8 @@ void check_environment() {
   if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) parse_bytes("BAOBAB_SEGMENT", v);
   simd::check_caps();  // every BAOBAB_*_ISA: the core's kernels' and the applications'
   need_choice("BAOBAB_PACK", {"auto", "always", "never"});
+  need_choice("BAOBAB_DEVICE_TRANSPORT", {"off", "0", "staged", "cuda-aware"});
+  need_choice("BAOBAB_DEVICE_EMULATION", {"off", "0", "staged", "cuda-aware"});
   if (auto v = env("BAOBAB_TUNING"); !v.empty()) {
     struct stat st {};
     if (::stat(v.c_str(), &st) == 0 && !S_ISREG(st.st_mode))

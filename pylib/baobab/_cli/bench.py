@@ -10,6 +10,12 @@ alltoall (p-1)/p; bcast, reduce 1), #wrong (elements that differ from the
 expected result), mpi (us) and ratio = mpi time / baobab time (above 1:
 baobab is faster), and model (us), the cost model's prediction for the
 algorithm that ran.
+
+--device puts the buffers on the GPU (cupy). The baseline is then what users
+of mpi4py write: with a CUDA-aware MPI, the MPI collective on the device
+arrays; otherwise copy to the host, the MPI collective, copy back. Under
+BAOBAB_DEVICE_EMULATION (no GPU) the buffers stay numpy arrays and baobab runs
+them through its device lanes (a test of the command, not a measurement).
 """
 import csv
 import math
@@ -52,6 +58,9 @@ def _collective_options(p):
     p.add_argument("-w", "--warmup", type=int_type(0), default=3)
     p.add_argument("--algo", default="auto", help="an algorithm name, 'auto' (default) or 'all'")
     p.add_argument("--no-mpi", action="store_true", help="skip the MPI baseline")
+    p.add_argument("--device", action="store_true",
+                   help="buffers on the GPU (cupy); the baseline: mpi4py staging through the host, or the MPI "
+                        "collective on device arrays when MPI is CUDA-aware")
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.add_argument("--plot", help="also plot bus bandwidth against size to this PNG (needs matplotlib)")
 
@@ -96,8 +105,9 @@ def case_memory(coll, count, itemsize, p):
 class Case:
     """Buffers, the baobab call, the MPI call and the check of one collective at one size."""
 
-    def __init__(self, comm, coll, count, dtype, op, root):
+    def __init__(self, comm, coll, count, dtype, op, root, device=None):
         from mpi4py import MPI
+        self.device = device  # None (host), "emulated" or "cupy"
         self.comm, self.coll, self.count, self.dtype, self.op, self.root = comm, coll, count, dtype, op, root
         p, r = comm.size, comm.rank
         self.p, self.r = p, r
@@ -117,6 +127,18 @@ class Case:
             self.out = np.empty(count, dtype)
         self.mpi_op = {"sum": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}[op]
         self.mpi_ok = dtype.kind != "V" and dtype not in (np.dtype(np.float16),) and dtype.name != "bfloat16"
+        self.aware = False
+        if device == "cupy":
+            import cupy
+            self.hx, self.hout = self.x, self.out  # the baseline's host copies
+            self.x, self.out = cupy.asarray(self.x), cupy.asarray(self.out)
+            self.aware = baobab._core.mpi_cuda_aware()[0]
+
+    def host_out(self):
+        if self.device == "cupy":
+            import cupy
+            return cupy.asnumpy(self.out)
+        return self.out
 
     def nbytes(self):
         return case_nbytes(self.coll, self.count, self.dtype.itemsize, self.p)
@@ -144,7 +166,21 @@ class Case:
             c.alltoall(x, out=out, algo=algo)
 
     def run_mpi(self):
-        m, x, out = self.comm.mpi_comm, self.x, self.out
+        if self.device == "cupy" and not self.aware:
+            # What mpi4py users write without a CUDA-aware MPI: to the host, MPI, back.
+            import cupy
+            self.x.get(out=self.hx)
+            self._mpi(self.hx, self.hout)
+            self.out.set(self.hout)
+            cupy.cuda.get_current_stream().synchronize()
+            return
+        self._mpi(self.x, self.out)
+        if self.device == "cupy":
+            import cupy
+            cupy.cuda.get_current_stream().synchronize()
+
+    def _mpi(self, x, out):
+        m = self.comm.mpi_comm
         if self.coll == "allreduce":
             m.Allreduce(x, out, op=self.mpi_op)
         elif self.coll == "allgather":
@@ -189,7 +225,7 @@ class Case:
         exp = self.expected()
         if exp is None:
             return 0
-        got = self.out.reshape(exp.shape)
+        got = self.host_out().reshape(exp.shape)
         return int(np.count_nonzero(got.astype(np.float64) != exp.astype(np.float64)))
 
 
@@ -207,7 +243,7 @@ def default_iters(nbytes):
     return int(min(1000, max(5, 2e8 / max(nbytes, 2e5))))
 
 
-def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, warmup=3, mpi=True):
+def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, warmup=3, mpi=True, device=None):
     """Runs the sweep (iters 0: by size; arguments as the command line checked
     them); every rank returns the same list of row dicts."""
     from mpi4py import MPI
@@ -215,7 +251,7 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
     rows = []
     for nbytes in sizes:
         count = element_count(coll, nbytes, dtype.itemsize, comm.size)
-        case = Case(comm, coll, count, dtype, op, root)
+        case = Case(comm, coll, count, dtype, op, root, device)
         n = iters or default_iters(case.nbytes())
         mpi_t = None
         if mpi and case.mpi_ok:
@@ -245,9 +281,18 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
     return rows
 
 
-def format_table(rows, coll, comm):
+def format_table(rows, coll, comm, device=None):
+    where = ""
+    if device == "cupy":
+        from .._device_coll import transport
+        name, why = transport()
+        where = (f"# device buffers (cupy), transport {name} ({why}); mpi column: "
+                 f"{'the MPI collective on device arrays' if name == 'cuda-aware' else 'copy to host, MPI, copy back'}"
+                 " (mpi4py)\n")
+    elif device == "emulated":
+        where = "# device lanes on the host emulation (BAOBAB_DEVICE_EMULATION): not a measurement of a device\n"
     head = (f"# baobab bench {coll}: {comm.size} ranks, {comm.topology.num_nodes} nodes "
-            f"({comm.topology.source})\n"
+            f"({comm.topology.source})\n" + where +
             f"#{'size':>11} {'count':>10} {'type':>9} {'redop':>6} {'root':>4} {'algo':>22} "
             f"{'time(us)':>10} {'algbw':>7} {'busbw':>7} {'#wrong':>6} {'mpi(us)':>10} {'ratio':>6} {'model(us)':>10}")
     lines = [head]
@@ -324,16 +369,21 @@ def run_cli(args):
     sizes = _check_cli(args, algo_names)
     dtype = args.dtype
     comm = baobab.init()
-    agree(comm.mpi_comm, _check_job(args, comm, sizes, dtype))
+    device = None
+    if args.device:
+        device = "emulated" if comm._emulate else "cupy"
+        if device == "cupy" and dtype.name == "bfloat16":
+            raise UsageError("--device: cupy has no bfloat16 arrays; pick another -d/--dtype")
+    agree(comm.mpi_comm, _check_job(args, comm, sizes, dtype) or (_device_problem() if device == "cupy" else None))
     if args.algo == "all":
         probe = max(sizes)
         algos = ["auto"] + [a for a in algo_names if _supported(comm, args.collective, a, probe, dtype)]
     else:
         algos = [args.algo]
     rows = sweep(comm, args.collective, sizes, dtype, args.op, args.root, algos, args.iters or 0, args.warmup,
-                 not args.no_mpi)
+                 not args.no_mpi, device)
     if comm.rank == 0:
-        print(format_table(rows, args.collective, comm), flush=True)
+        print(format_table(rows, args.collective, comm, device), flush=True)
         if args.csv:
             with open(args.csv, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
@@ -343,6 +393,21 @@ def run_cli(args):
             nodes = comm.topology.num_nodes
             busbw_plot(rows, args.plot, f"{args.collective}: {comm.size} ranks, {nodes} node{'s' * (nodes > 1)}")
     return 0 if all(r["wrong"] == 0 for r in rows) else 1
+
+
+def _device_problem():
+    """Why --device cannot run on this rank, or None."""
+    try:
+        import cupy
+    except ImportError:
+        return "--device needs cupy (pip install cupy-cuda12x or cupy-cuda13x)"
+    if not baobab._core.cuda_available():
+        return f"--device: no usable CUDA device ({baobab._core.cuda_status()})"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - cupy without a driver
+        return f"--device: cupy sees no device ({e})"
+    return None
 
 
 def _supported(comm, coll, algo, nbytes, dtype):

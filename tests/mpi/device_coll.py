@@ -1,0 +1,198 @@
+"""Run under mpiexec: collectives on device buffers against the host collectives
+on the same data. Usage: device_coll.py SCENARIO [emulated|cupy]
+
+With `emulated` (no GPU needed) the device arrays are numpy arrays on a
+communicator made under BAOBAB_DEVICE_EMULATION (which this script sets to
+the transport named by BAOBAB_TEST_DEVICE_PATH, default staged); with `cupy`
+they are cupy arrays on the GPU the rank's local rank selects.
+
+Scenarios (each ends with 'RANK r: PASS' or 'RANK r: FAIL'):
+  bits      every collective x float dtype x op on random data (not exact
+            sums: the order of the reduction decides the bits), blocking and
+            non-blocking, several sizes, the segmented path (many lanes in
+            flight): the device result equals the host collective's, bit for bit.
+  mixed     rank 0 passes device buffers, the others host buffers: one
+            collective, the same bits (the messages are the same).
+  producer  (cupy) a kernel writes x on a non-default stream and the collective
+            is called at once, without synchronising: the result is right.
+  timeout   rank 1 never joins a device allreduce: the others get TimeoutError
+            within BAOBAB_TIMEOUT (+ slack), naming rank 1.
+  mismatch  rank 1 calls with another count: MismatchError on every rank.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+scenario = sys.argv[1]
+MODE = sys.argv[2] if len(sys.argv) > 2 else "emulated"
+world = MPI.COMM_WORLD
+r, p = world.rank, world.size
+PATH = os.environ.get("BAOBAB_TEST_DEVICE_PATH", "staged")
+
+import baobab  # noqa: E402
+from baobab.dtypes import bfloat16  # noqa: E402
+
+
+def say(msg):
+    sys.stdout.write(f"RANK {r}: {msg}\n")
+    sys.stdout.flush()
+
+
+host = baobab.Communicator(world, timeout=float(os.environ.get("BAOBAB_TIMEOUT", "60")))
+if MODE == "emulated":
+    os.environ["BAOBAB_DEVICE_EMULATION"] = PATH
+    dev = baobab.Communicator(world, timeout=host.config()["timeout"])
+    del os.environ["BAOBAB_DEVICE_EMULATION"]
+    assert dev._emulate == PATH
+    to_dev = np.array
+    to_host = np.asarray
+    DTYPES = [np.float16, bfloat16, np.float32, np.float64, np.int32, np.uint8, np.int64]
+else:
+    import cupy
+    cupy.cuda.Device(int(os.environ.get("BAOBAB_GPU", "0"))).use()
+    dev = host
+    to_dev = cupy.asarray
+    to_host = cupy.asnumpy
+    DTYPES = [np.float16, np.float32, np.float64, np.int32, np.uint8, np.int64]  # cupy has no bfloat16
+
+ok = True
+
+
+def same(a, b, what):
+    global ok
+    a, b = to_host(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
+        say(f"DIFFER {what}: shapes {a.shape} {b.shape}, dtypes {a.dtype} {b.dtype}")
+        ok = False
+
+
+def rand(n, dt, seed):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dt).kind in "iu":
+        return rng.integers(0, 50, size=n).astype(dt)
+    return (rng.standard_normal(n) * 3).astype(dt)
+
+
+def bits():
+    sizes = [0, 1, 13, 5 * p + 3, 40000]
+    for dt in DTYPES:
+        for op in ("sum", "prod", "min", "max"):
+            for n in sizes:
+                x = rand(n, dt, 100 * r + n)
+                want = host.allreduce(x, op=op)
+                same(dev.allreduce(to_dev(x), op=op), want, f"allreduce {np.dtype(dt)} {op} n={n}")
+                same(dev.iallreduce(to_dev(x), op=op).wait(), want, f"iallreduce {np.dtype(dt)} {op} n={n}")
+                if op in ("sum", "max") and n:
+                    rows = rand(n * p, dt, 7 * r + n).reshape(p * n, 1)
+                    same(dev.reduce_scatter(to_dev(rows), op=op), host.reduce_scatter(rows, op=op),
+                         f"reduce_scatter {np.dtype(dt)} {op} n={n}")
+                    got = dev.reduce(to_dev(x), op=op, root=p - 1)
+                    want_r = host.reduce(x, op=op, root=p - 1)
+                    if r == p - 1:
+                        same(got, want_r, f"reduce {np.dtype(dt)} {op} n={n}")
+        x = rand(1001, dt, r)
+        same(dev.allgather(to_dev(x)), host.allgather(x), f"allgather {np.dtype(dt)}")
+        same(dev.iallgather(to_dev(x)).wait(), host.allgather(x), f"iallgather {np.dtype(dt)}")
+        y = rand(1000, dt, 55)
+        b = to_dev(y if r == 1 % p else np.zeros_like(y))
+        dev.bcast(b, root=1 % p)
+        same(b, y, f"bcast {np.dtype(dt)}")
+        a = rand(4 * p, dt, r + 9)
+        same(dev.alltoall(to_dev(a)), host.alltoall(a), f"alltoall {np.dtype(dt)}")
+        rows = rand(3 * (r + 1), dt, r).reshape(r + 1, 3)
+        got, counts = dev.allgatherv(to_dev(rows))
+        want, wcounts = host.allgatherv(rows)
+        same(got, want, f"allgatherv {np.dtype(dt)}")
+        sc = [(r + d) % 3 for d in range(p)]
+        v = rand(sum(sc), dt, r + 3)
+        got, _ = dev.alltoallv(to_dev(v), sc)
+        same(got, host.alltoallv(v, sc)[0], f"alltoallv {np.dtype(dt)}")
+    # every algorithm forced, and the segmented path: 2 MiB of float32 in 64 KiB lanes
+    seg = baobab.Communicator(world, segment=65536, window=4, timeout=host.config()["timeout"])
+    if MODE == "emulated":
+        os.environ["BAOBAB_DEVICE_EMULATION"] = PATH
+        dseg = baobab.Communicator(world, segment=65536, window=4, timeout=host.config()["timeout"])
+        del os.environ["BAOBAB_DEVICE_EMULATION"]
+    else:
+        dseg = seg
+    x = rand(1 << 19, np.float32, r)
+    for a in [None] + [e["name"] for e in baobab.algorithms() if e["collective"] == "allreduce"]:
+        try:
+            want = seg.allreduce(x, algo=a)
+        except baobab.InvalidArgument:  # not applicable at this rank count
+            continue
+        w = dseg.iallreduce(to_dev(x), algo=a)
+        same(w.wait(), want, f"segmented allreduce algo={a} ({w.algorithm})")
+    works = [dseg.iallreduce(to_dev(rand(70000, np.float64, r + k))) for k in range(3)]
+    for k, w in enumerate(works):  # several in flight at once
+        same(w.wait(), seg.allreduce(rand(70000, np.float64, r + k)), f"concurrent allreduce {k}")
+
+
+def mixed():
+    x = rand(30000, np.float32, r)
+    want = host.allreduce(x)
+    if MODE == "emulated":  # one communicator, device lanes on rank 0 only
+        if r == 0:
+            os.environ["BAOBAB_DEVICE_EMULATION"] = PATH
+        mix = baobab.Communicator(world, timeout=host.config()["timeout"])
+        os.environ.pop("BAOBAB_DEVICE_EMULATION", None)
+    else:
+        mix = host
+    if r == 0:
+        got = to_host(mix.allreduce(to_dev(x)))
+    else:
+        got = mix.allreduce(x)
+    same(got, want, "mixed host/device allreduce")
+    same(np.asarray(world.bcast(got if r == 0 else None, root=0)), got, "rank 0's device result equals the others'")
+
+
+def producer():
+    import cupy
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        a = cupy.arange(1 << 24, dtype=cupy.float32)
+        for _ in range(20):  # keep the stream busy for a while
+            a = a * 1.0 + 0.0
+        x = a + r  # written on s, not synchronised
+        y = dev.allreduce(x)
+    s.synchronize()
+    want = np.arange(1 << 24, dtype=np.float32) * p + sum(range(p))
+    same(y, want, "unsynchronised producer")
+
+
+def timeout():
+    global ok
+    x = to_dev(np.ones(1000, np.float32))
+    if r == 1:
+        time.sleep(host.config()["timeout"] + 3)
+        say("slept")
+        return
+    t0 = time.monotonic()
+    try:
+        dev.allreduce(x)
+        say("NO ERROR")
+        ok = False
+    except baobab.TimeoutError as e:
+        took = time.monotonic() - t0
+        say(f"TimeoutError after {took:.2f} s: {e}")
+        if took > host.config()["timeout"] + 5 or "1" not in str(e):
+            ok = False
+
+
+def mismatch():
+    global ok
+    n = 1000 if r != 1 else 1001
+    try:
+        dev.allreduce(to_dev(np.ones(n, np.float32)))
+        dev.allreduce(to_dev(np.ones(5, np.float32)))  # a rank whose own part completed learns it here
+        say("NO ERROR")
+        ok = False
+    except baobab.MismatchError as e:
+        say(f"MismatchError: {e}")
+
+
+{"bits": bits, "mixed": mixed, "producer": producer, "timeout": timeout, "mismatch": mismatch}[scenario]()
+say("PASS" if ok else "FAIL")

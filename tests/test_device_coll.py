@@ -1,0 +1,151 @@
+"""Collectives on device buffers without a GPU: the device lanes of the
+executor (staging, events, device scratch, both transports) run with real MPI
+over the host emulation of the device (BAOBAB_DEVICE_EMULATION), against the
+host collectives; and the argument checks that need no device. The same
+scenarios run on cupy arrays in tests/test_gpu.py on a machine with a GPU."""
+import re
+
+import numpy as np
+import pytest
+
+import baobab
+from conftest import MPI_DIR
+
+# The whole collective suite (every collective, algorithm, dtype, op, size,
+# in-place, virtual topologies) through the device lanes.
+SUITE = [
+    (2, "", "staged", "full"),
+    (3, "", "cuda-aware", "quick"),
+    (4, "nodes=2", "staged", "quick"),
+    (3, "groups=1,2", "cuda-aware", "quick"),
+    (8, "switch=2,nodes=4", "staged", "quick"),
+]
+
+
+@pytest.mark.parametrize("n, topology, path, mode", SUITE, ids=[f"{n}-{t or 'flat'}-{p}" for n, t, p, _ in SUITE])
+def test_collective_suite_through_emulated_device_lanes(mpirun, n, topology, path, mode):
+    env = {"BAOBAB_DEVICE_EMULATION": path}
+    if topology:
+        env["BAOBAB_TOPOLOGY"] = topology
+    out = mpirun(n, MPI_DIR / "collectives.py", mode, env=env, timeout=300).stdout
+    assert f"OK collectives p={n}" in out and "failures=0" in out, out
+
+
+def _passed(out, n):
+    assert out.count("PASS") == n and "FAIL" not in out, out
+
+
+@pytest.mark.parametrize("n, path", [(2, "staged"), (3, "cuda-aware"), (4, "staged")])
+def test_device_lanes_give_the_host_collectives_bits(mpirun, n, path):
+    """Random floats (the reduction order decides the bits): every collective,
+    dtype and op, blocking and not, every allreduce algorithm, the segmented
+    path with lanes in flight, equal to the host collective bit for bit."""
+    out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "emulated",
+                 env={"BAOBAB_TEST_DEVICE_PATH": path}, timeout=300).stdout
+    _passed(out, n)
+
+
+def test_device_and_host_ranks_interoperate(mpirun):
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", timeout=120).stdout
+    _passed(out, 3)
+
+
+def test_device_collective_times_out_naming_the_missing_rank(mpirun):
+    out = mpirun(3, MPI_DIR / "device_coll.py", "timeout", "emulated", env={"BAOBAB_TIMEOUT": "3"},
+                 timeout=60).stdout
+    _passed(out, 3)
+    assert out.count("TimeoutError after") == 2 and "ranks that did not arrive: [1]" in out, out
+
+
+def test_device_collective_mismatch_reaches_every_rank(mpirun):
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mismatch", "emulated", env={"BAOBAB_TIMEOUT": "20"},
+                 timeout=60).stdout
+    _passed(out, 3)
+    assert out.count("MismatchError") == 3 and "count differs" in out, out
+
+
+class _FakeDeviceArray:
+    """Says it lives on a device (__cuda_array_interface__): the checks that
+    refuse to mix it with host arrays must do so before any device is touched."""
+
+    def __init__(self, n, typestr="<f4"):
+        self.n, self.typestr = n, typestr
+
+    @property
+    def __cuda_array_interface__(self):
+        return dict(shape=(self.n,), typestr=self.typestr, data=(0, False), version=3, strides=None)
+
+
+class _FakeDLPack:
+    """A DLPack producer on CUDA device 0."""
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+@pytest.fixture(scope="module")
+def comm():
+    return baobab.Communicator(timeout=30)
+
+
+@pytest.mark.parametrize("call", [
+    lambda c, h, d: c.allreduce(h, out=d),
+    lambda c, h, d: c.allreduce(d, out=h),
+    lambda c, h, d: c.iallreduce(d, out=h),
+    lambda c, h, d: c.allgather(h, out=d),
+    lambda c, h, d: c.allgather(d, out=h),
+    lambda c, h, d: c.reduce_scatter(h, out=d),
+    lambda c, h, d: c.reduce_scatter(d, out=h),
+    lambda c, h, d: c.reduce(h, out=d),
+    lambda c, h, d: c.reduce(d, out=h),
+    lambda c, h, d: c.alltoall(h, out=d),
+    lambda c, h, d: c.alltoall(d, out=h),
+], ids=["allreduce h>d", "allreduce d>h", "iallreduce d>h", "allgather h>d", "allgather d>h",
+        "reduce_scatter h>d", "reduce_scatter d>h", "reduce h>d", "reduce d>h", "alltoall h>d", "alltoall d>h"])
+def test_host_and_device_arguments_never_mix(comm, call):
+    with pytest.raises(baobab.InvalidArgument, match=r"host array .*device array|device array .*host array"):
+        call(comm, np.zeros(4, np.float32), _FakeDeviceArray(4))
+
+
+def test_dlpack_cuda_producer_counts_as_a_device_array(comm):
+    with pytest.raises(baobab.InvalidArgument, match="host array"):
+        comm.allreduce(_FakeDLPack(), out=np.zeros(3))
+
+
+def test_device_environment_variables_are_checked(monkeypatch):
+    monkeypatch.setenv("BAOBAB_DEVICE_EMULATION", "sideways")
+    with pytest.raises(baobab.InvalidArgument, match="BAOBAB_DEVICE_EMULATION='sideways'"):
+        baobab.Communicator()
+    monkeypatch.setenv("BAOBAB_DEVICE_EMULATION", "off")
+    monkeypatch.setenv("BAOBAB_DEVICE_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(baobab.InvalidArgument, match="BAOBAB_DEVICE_TRANSPORT='carrier-pigeon'"):
+        baobab.Communicator()
+
+
+
+_CLI = "import sys; from baobab._cli.main import main; sys.exit(main(sys.argv[1:]))\n"
+
+
+def test_bench_device_runs_the_device_lanes_and_validates(mpirun):
+    """`baobab bench COLL --device` under the emulation: every algorithm
+    through the device lanes, validated (#wrong 0), the header saying what ran."""
+    for coll in ("allreduce", "allgather", "bcast"):
+        out = mpirun(2, _CLI, "bench", coll, "--device", "-b", "8", "-e", "256K", "-f", "32", "--algo", "all",
+                     "-n", "2", env={"BAOBAB_DEVICE_EMULATION": "staged"}, timeout=120).stdout
+        assert "device lanes on the host emulation" in out and "out of bounds values : 0 OK" in out, out
+
+
+def _device_usable():
+    try:
+        import cupy
+        return baobab._core.cuda_available() and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no cupy, no driver, no device
+        return False
+
+
+@pytest.mark.skipif(_device_usable(), reason="a CUDA device is present: --device runs instead of refusing")
+def test_bench_device_without_a_gpu_is_one_line_exit_2(mpirun):
+    from conftest import one_error_line
+    out = mpirun(1, _CLI, "bench", "allreduce", "--device", expect_rc=2).stdout
+    line = one_error_line(out)
+    assert re.search(r"--device( needs cupy|: no usable CUDA device|: cupy sees no device)", line), line
