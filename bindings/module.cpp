@@ -523,6 +523,7 @@ NB_MODULE(_core, m) {
 
   // ---- CUDA (device pointers as integers; the Python layer checks devices and sizes)
   m.def("cuda_available", &cuda::available);
+  m.def("cuda_device_count", &cuda_device_count);
   m.def(
       "device_reduce",
       // dst[i] = a[i] OP b[i] on a device (pointers; queued on `stream`), or on

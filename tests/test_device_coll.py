@@ -149,3 +149,22 @@ def test_bench_device_without_a_gpu_is_one_line_exit_2(mpirun):
     out = mpirun(1, _CLI, "bench", "allreduce", "--device", expect_rc=2).stdout
     line = one_error_line(out)
     assert re.search(r"--device( needs cupy|: no usable CUDA device|: cupy sees no device)", line), line
+
+
+def test_gpu_of_each_rank_from_local_rank_or_baobab_gpu(mpirun):
+    out = mpirun(3, _CLI, "info", env={"BAOBAB_GPU": "1,0", "BAOBAB_TOPOLOGY": "groups=2,1"}).stdout
+    assert ("rank 0 -> GPU 1 (BAOBAB_GPU=1,0); rank 1 -> GPU 0 (BAOBAB_GPU=1,0); "
+            "rank 2 -> GPU 1 (BAOBAB_GPU=1,0)") in out, out  # rank 2 is local rank 0 of its node
+    assert "device bufs : transport" in out
+    out = mpirun(2, _CLI, "info", env={"BAOBAB_GPU": "zero"}, expect_rc=2).stdout
+    assert "BAOBAB_GPU='zero'" in out and "Traceback" not in out, out
+
+
+def test_explain_shows_how_device_bytes_travel(monkeypatch):
+    c = baobab.Communicator()
+    text = c.explain("allreduce", 1 << 20, device=True, file=False)
+    assert "device buffers: transport" in text and "reductions by the device kernels" in text
+    monkeypatch.setenv("BAOBAB_DEVICE_TRANSPORT", "cuda-aware")
+    text = c.explain("allreduce", 1 << 20, device=True, file=False)
+    assert "transport cuda-aware (BAOBAB_DEVICE_TRANSPORT=cuda-aware)" in text, text
+    assert "device buffers" not in c.explain("allreduce", 1 << 20, file=False)

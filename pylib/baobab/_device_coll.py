@@ -126,3 +126,28 @@ def check_output(out, call, what):
         raise InvalidArgument(f"{what} is a host array ({type(out).__name__}) but the input is a device array: "
                               "pass both on the device or both on the host")
     return out if call.emulated else as_cupy(out, what)
+
+
+def parse_gpu(text, count):
+    """BAOBAB_GPU: one ordinal for this process ("3"), or one per local rank
+    ("0,2,4,6": local rank l takes entry l mod 4). Returns the list."""
+    try:
+        ids = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise InvalidArgument(f"BAOBAB_GPU={text!r}: expected a GPU ordinal or a comma-separated list of them") \
+            from None
+    if any(i < 0 for i in ids) or (count and any(i >= count for i in ids)):
+        raise InvalidArgument(f"BAOBAB_GPU={text!r}: ordinals must be in 0..{count - 1 if count else 'N-1'} "
+                              f"({count} device{'s' * (count != 1)} here)")
+    return ids
+
+
+def gpu_for(local_rank, count):
+    """(ordinal or None, why): the GPU a rank with this local rank uses."""
+    text = os.environ.get("BAOBAB_GPU", "").strip()
+    if text:
+        ids = parse_gpu(text, count)
+        return ids[local_rank % len(ids)], f"BAOBAB_GPU={text}"
+    if count == 0:
+        return None, "no CUDA device"
+    return local_rank % count, f"local rank {local_rank} mod {count} device{'s' * (count != 1)}"

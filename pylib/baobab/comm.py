@@ -7,7 +7,7 @@ from . import _args, _loader  # noqa: F401  (_loader checks the MPI library befo
 from . import _device_coll as _dc
 from ._core import Coll, DType, coll_from_name
 from ._core import Communicator as _CoreComm
-from ._errors import InvalidArgument
+from ._errors import CUDAError as baobab_cuda_error, InvalidArgument
 from .dtypes import OPS as _OP_CODES, _CODES as _DTYPE_CODES, code_of, op_code
 from .topology import Topology
 
@@ -154,6 +154,9 @@ class Communicator:
         self.rank = self._c.rank
         self.size = self._c.size
         self.topology = Topology(self._c.topology().as_dict())
+        # The GPU this rank uses (None without one): BAOBAB_GPU, else its local rank mod the node's devices.
+        from ._core import cuda_device_count
+        self.gpu, self._gpu_why = _dc.gpu_for(self.topology.local_rank(self.rank), cuda_device_count())
         # The point-to-point context is made now, while every rank is here: the
         # first send/recv must need only its two ranks. (baobab.io's steps make
         # none: they send no messages of their own.)
@@ -472,18 +475,41 @@ class Communicator:
         coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
         return self._c.plan(coll, count, es, root, counts, algo or "")
 
-    def explain(self, collective, nbytes, *, dtype="float32", root=0, algo=None, file=None):
+    def explain(self, collective, nbytes, *, dtype="float32", root=0, algo=None, device=False, file=None):
         """Prints (and returns) every candidate algorithm with its predicted time, and the choice.
 
         ``nbytes`` is the buffer size: the vector for allreduce, bcast and reduce,
         the whole output for allgather, the whole input for reduce_scatter, what
-        each rank sends for alltoall.
+        each rank sends for alltoall. ``device=True``: for device buffers, also
+        how their bytes travel.
         """
         coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
         text = self._c.explain(coll, count, es, root, counts, algo or "")
+        if device:
+            text += self._device_text()
         if file is not False:
             print(text, end="", file=file)
         return text
+
+    def use_gpu(self):
+        """Makes this rank's GPU (``self.gpu``: BAOBAB_GPU, else the local rank
+        modulo the node's devices) cupy's current device; returns its ordinal."""
+        if self.gpu is None:
+            from ._core import cuda_status
+            raise baobab_cuda_error(f"no GPU for rank {self.rank}: {cuda_status()}")
+        from ._gpu import _cupy
+        _cupy().cuda.Device(self.gpu).use()
+        return self.gpu
+
+    def _device_text(self):
+        name, why = (self._emulate, "BAOBAB_DEVICE_EMULATION") if self._emulate else _dc.transport()
+        how = {"staged": "through pinned host memory (device-to-host copy, MPI, host-to-device copy, "
+                         "per round and segment; segments in flight overlap)",
+               "cuda-aware": "as device pointers handed to MPI (payloads sent inline with a signature are "
+                             "staged)"}[name]
+        gpu = "none" if self.gpu is None else f"GPU {self.gpu} ({self._gpu_why})"
+        return (f"device buffers: transport {name} ({why}): messages travel {how}; reductions by the device "
+                f"kernels; this rank's device: {gpu}\n")
 
     def stats(self):
         """Counters of this rank on this communicator: collectives started, and

@@ -10,6 +10,8 @@ namespace baobab {
 // Whether the MPI library takes device pointers, and how that was decided
 // (core/src/runtime/cuda_aware.cpp; independent of the CUDA build).
 std::string mpi_cuda_aware_reason(bool& aware);
+// Devices the CUDA runtime sees (0 without a driver, a device, or a CUDA build).
+int cuda_device_count();
 }  // namespace baobab
 
 namespace baobab::cuda {

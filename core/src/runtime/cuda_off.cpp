@@ -6,6 +6,7 @@
 #include "baobab/error.hpp"
 
 namespace baobab {
+int cuda_device_count() { return 0; }
 std::string cuda_status() { return "not compiled (no CUDA toolkit at build time, or BAOBAB_CUDA=OFF)"; }
 
 namespace {

@@ -13,6 +13,8 @@ from .. import _core
 def info(comm=None, file=None):
     comm = comm or baobab.init()
     if comm.rank != 0:
+        if comm.size > 1:
+            comm.mpi_comm.gather((comm.gpu, comm._gpu_why), root=0)  # rank 0 lists every rank's GPU
         return 0
     out = []
     w = out.append
@@ -23,6 +25,11 @@ def info(comm=None, file=None):
     w(f"MPI standard: {'.'.join(map(str, MPI.Get_version()))}, thread level "
       f"{ {MPI.THREAD_SINGLE: 'single', MPI.THREAD_FUNNELED: 'funneled', MPI.THREAD_SERIALIZED: 'serialized', MPI.THREAD_MULTIPLE: 'multiple'}.get(MPI.Query_thread(), '?') }")
     w(f"CUDA        : {_core.cuda_status()}")
+    gpus = comm.mpi_comm.gather((comm.gpu, comm._gpu_why), root=0) if comm.size > 1 else [(comm.gpu, comm._gpu_why)]
+    w(f"GPUs        : {_core.cuda_device_count()} on rank 0's node; " + (
+        "; ".join(f"rank {r} -> {'none' if g is None else f'GPU {g}'} ({why})" for r, (g, why) in
+                  enumerate(gpus[:8])) + (f"; ... ({len(gpus)} ranks)" if len(gpus) > 8 else "")))
+    w("device bufs : " + comm._device_text().removeprefix("device buffers: ").rstrip())
     cfg = comm.config()
     algo = ",".join(f"{k}={v}" for k, v in cfg["algo"].items()) or "auto"
     w(f"config      : timeout={cfg['timeout']:g}s check={'on' if cfg['check'] else 'off'} "
