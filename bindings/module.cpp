@@ -525,6 +525,13 @@ NB_MODULE(_core, m) {
   m.def("cuda_available", &cuda::available);
   m.def("cuda_device_count", &cuda_device_count);
   m.def(
+      "device_merge_rows",
+      [](uintptr_t dst, uintptr_t a, uintptr_t b, size_t rows, int64_t d, bool dbl, uintptr_t stream) {
+        cuda_device_ops().merge_rows(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(a),
+                                     reinterpret_cast<const void*>(b), rows, d, dbl, reinterpret_cast<void*>(stream));
+      },
+      "dst"_a, "a"_a, "b"_a, "rows"_a, "d"_a, "dbl"_a, "stream"_a);
+  m.def(
       "device_reduce",
       // dst[i] = a[i] OP b[i] on a device (pointers; queued on `stream`), or on
       // the host emulation: the kernels of the device collectives.
@@ -618,6 +625,38 @@ NB_MODULE(_core, m) {
         c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo);
       },
       "comm"_a, "packed"_a.noconvert(), "d"_a, "root"_a.none(), "algo"_a);
+  // The same on device rows (a pointer to `values` floats), through the device
+  // lanes: the merge runs on the device, no host copy of the rows.
+  m.def(
+      "attention_merge_collective_device",
+      [](Communicator& c, uintptr_t packed, size_t values, bool dbl, int64_t d, std::optional<int> root,
+         const std::string& algo, uintptr_t stream, const std::string& path, bool emulated) {
+        const size_t es = dbl ? 8 : 4;
+        if (d < 1 || values % static_cast<size_t>(d + 1) != 0)
+          throw InvalidArgument("packed holds " + std::to_string(values) + " values, not rows of d + 1 = " +
+                                std::to_string(d + 1));
+        Reduction r;
+        r.fn = merge_fn;  // the host operator, for completeness: the device lanes use merge_rows
+        MergeCtx ctx{d, dbl};
+        r.ctx = &ctx;
+        r.elem_size = static_cast<size_t>(d + 1) * es;
+        r.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
+        r.op = kLseMergeOp;
+        CollDesc desc;
+        desc.coll = root ? Coll::reduce : Coll::allreduce;
+        desc.count = values / static_cast<size_t>(d + 1);
+        desc.elem_size = r.elem_size;
+        desc.root = root.value_or(0);
+        DeviceCall dc;
+        dc.ops = emulated ? &emulated_device_ops() : &cuda_device_ops();
+        dc.path = device_path_from_name(path);
+        dc.stream = reinterpret_cast<void*>(stream);
+        void* p = reinterpret_cast<void*>(packed);
+        nb::gil_scoped_release nogil;
+        c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo, &dc);
+      },
+      "comm"_a, "packed"_a, "values"_a, "dbl"_a, "d"_a, "root"_a.none(), "algo"_a, "stream"_a, "path"_a,
+      "emulated"_a);
   // Local kernels: q/out [b][h][q_len][d], k/v [b][h][kv_len][d], lse/delta [b][h][q_len].
   m.def(
       "attention_forward",

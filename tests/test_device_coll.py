@@ -168,3 +168,14 @@ def test_explain_shows_how_device_bytes_travel(monkeypatch):
     text = c.explain("allreduce", 1 << 20, device=True, file=False)
     assert "transport cuda-aware (BAOBAB_DEVICE_TRANSPORT=cuda-aware)" in text, text
     assert "device buffers" not in c.explain("allreduce", 1 << 20, file=False)
+
+
+@pytest.mark.parametrize("n, topology, path", [(3, "", "staged"), (4, "nodes=2", "cuda-aware")])
+def test_attention_suite_through_emulated_device_lanes(mpirun, n, topology, path):
+    """tree_decode's merge collective on the device lanes (the merge as the
+    device reduction) and ring attention, against dense float64 attention."""
+    env = {"BAOBAB_DEVICE_EMULATION": path}
+    if topology:
+        env["BAOBAB_TOPOLOGY"] = topology
+    out = mpirun(n, MPI_DIR / "attention.py", env=env, timeout=300).stdout
+    assert f"OK attention p={n}" in out, out

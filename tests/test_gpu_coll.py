@@ -122,3 +122,25 @@ def test_torch_cuda_tensors_without_torch_in_baobab():
     out = torch.empty_like(t)
     assert c.allreduce(t, out=out) is out
     assert torch.equal(out, t)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+def test_device_attention_merge_matches_host_and_commutes(dtype, tol):
+    rng = np.random.default_rng(5)
+    rows, d = 1000, 64
+    a = rng.standard_normal((rows, d + 1)).astype(dtype)
+    b = rng.standard_normal((rows, d + 1)).astype(dtype)
+    a[:10, d] = -np.inf  # empty rows on one side, both sides, and a NaN
+    b[5:10, d] = -np.inf
+    a[10, d] = np.nan
+    want = np.empty_like(a)
+    _core.attention_merge_rows(want, a, b, d)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    ab, ba = cupy.empty_like(da), cupy.empty_like(da)
+    dbl = dtype == np.float64
+    _core.device_merge_rows(ab.data.ptr, da.data.ptr, db.data.ptr, rows, d, dbl, 0)
+    _core.device_merge_rows(ba.data.ptr, db.data.ptr, da.data.ptr, rows, d, dbl, 0)
+    got, got2 = cupy.asnumpy(ab), cupy.asnumpy(ba)
+    assert got.tobytes() == got2.tobytes()  # commutative to the bit
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))

@@ -129,12 +129,17 @@ def tree_decode(q, k, v, comm, *, scale=None, causal_offset=None, root=None, alg
     out, lse = partial(q, k, v, scale, causal_offset, threads=threads)
     rows = pack_rows(out, lse)
     d = q.shape[3]
-    device = _xp(rows) is not np
-    host = rows.get() if device else rows  # a decode step's rows are small: merge them on the host
-    _core.attention_merge_collective(comm._c, host, d, root, algo or "")
+    if _xp(rows) is not np or comm._emulate:
+        # Device rows: the collective's device lanes, merged on the device (no host copy of the rows).
+        from . import _device_coll
+        call = _device_coll.call_for(rows) if _xp(rows) is not np else _device_coll.emulated_call(comm._emulate)
+        with call.context():
+            _core.attention_merge_collective_device(comm._c, call.ptr(rows), rows.size, rows.dtype == np.float64, d,
+                                                    root, algo or "", call.stream, call.path, call.emulated)
+    else:
+        _core.attention_merge_collective(comm._c, rows, d, root, algo or "")
     if root is not None and comm.rank != root:
         return None
-    rows = _xp(rows).asarray(host) if device else host
     res = rows[..., :d]
     return (res, rows[..., d]) if return_lse else res
 

@@ -55,6 +55,10 @@ class DeviceOps {
   virtual void copy(void* dst, const void* src, size_t bytes, void* stream) = 0;  // any direction
   // dst[i] = a[i] OP b[i] for i < n, the bits the host kernels give.
   virtual void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void* stream) = 0;
+  // The attention log-sum-exp merge of `rows` rows [out_0 .. out_{d-1}, lse]
+  // (float64 if dbl, else float32): tree_decode's reduction.
+  virtual void merge_rows(void* dst, const void* a, const void* b, size_t rows, int64_t d, bool dbl,
+                          void* stream) = 0;
   virtual void* alloc(size_t bytes) = 0;       // device memory
   virtual void release(void* p) = 0;
   virtual void* alloc_host(size_t bytes) = 0;  // pinned host memory
@@ -76,6 +80,7 @@ struct DeviceCall {
 namespace cuda {
 // Launches dst[i] = a[i] OP b[i] on `stream` (device pointers, n elements).
 void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void* stream);
+void merge_rows(void* dst, const void* a, const void* b, size_t rows, int64_t d, bool dbl, void* stream);
 }  // namespace cuda
 
 }  // namespace baobab

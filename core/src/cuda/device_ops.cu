@@ -70,6 +70,9 @@ class CudaOps final : public DeviceOps {
   void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void* s) override {
     cuda::reduce(dtype, op, dst, a, b, n, s);
   }
+  void merge_rows(void* dst, const void* a, const void* b, size_t rows, int64_t d, bool dbl, void* s) override {
+    cuda::merge_rows(dst, a, b, rows, d, dbl, s);
+  }
   void* alloc(size_t bytes) override {
     void* p = nullptr;
     check(cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc");

@@ -160,9 +160,10 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   validate(s, d, reduction);
   if (device) {
     if (!device->ops) throw InvalidArgument("device collective without a device backend");
-    if (d.reduces() && !reduction.kernel)
+    if (d.reduces() && !reduction.kernel && reduction.op != kLseMergeOp)
       throw InvalidArgument(std::string(coll_name(d.coll)) +
-                            " on device buffers needs a typed reduction (sum, prod, min or max of a numeric dtype)");
+                            " on device buffers needs a typed reduction (sum, prod, min or max of a numeric dtype) "
+                            "or the attention merge");
   }
   auto cp = s.plans.get(s.topo, s.cfg, s.model, s.rank, d, algo);
   std::shared_ptr<Execution> e;

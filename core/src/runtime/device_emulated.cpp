@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "baobab/attention.hpp"
 #include "baobab/device.hpp"
 #include "baobab/error.hpp"
 #include "baobab/reduce.hpp"
@@ -56,6 +57,9 @@ class EmulatedOps final : public DeviceOps {
   }
   void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void*) override {
     reduce_kernel(dtype, op)(dst, a, b, n);
+  }
+  void merge_rows(void* dst, const void* a, const void* b, size_t rows, int64_t d, bool dbl, void*) override {
+    attention::merge_rows(dst, a, b, rows, d, dbl);
   }
   void* alloc(size_t bytes) override { return alloc_host(bytes); }
   void release(void* p) override { release_host(p); }

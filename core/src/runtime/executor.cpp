@@ -122,6 +122,10 @@ void dev_run_local(Execution& e, Lane& l) {
       } else {
         ops.copy(d, a, b, l.stream);
       }
+    } else if (op.kind == OpKind::reduce && e.red.op == kLseMergeOp) {
+      const bool dbl = static_cast<DType>(e.red.dtype) == DType::f64;
+      const auto d = static_cast<int64_t>(e.es / (dbl ? 8 : 4)) - 1;
+      ops.merge_rows(resolve(e, l, op.dst), resolve(e, l, op.a), resolve(e, l, op.b), op.count, d, dbl, l.stream);
     } else if (op.kind == OpKind::reduce) {
       ops.reduce(static_cast<DType>(e.red.dtype), static_cast<RedOp>(e.red.op), resolve(e, l, op.dst),
                  resolve(e, l, op.a), resolve(e, l, op.b), op.count, l.stream);
