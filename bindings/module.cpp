@@ -630,7 +630,7 @@ NB_MODULE(_core, m) {
   m.def(
       "attention_merge_collective_device",
       [](Communicator& c, uintptr_t packed, size_t values, bool dbl, int64_t d, std::optional<int> root,
-         const std::string& algo, uintptr_t stream, const std::string& path, bool emulated) {
+         const std::string& algo, uintptr_t stream, const std::string& path, bool emulated, bool ipc) {
         const size_t es = dbl ? 8 : 4;
         if (d < 1 || values % static_cast<size_t>(d + 1) != 0)
           throw InvalidArgument("packed holds " + std::to_string(values) + " values, not rows of d + 1 = " +
@@ -651,12 +651,13 @@ NB_MODULE(_core, m) {
         dc.ops = emulated ? &emulated_device_ops() : &cuda_device_ops();
         dc.path = device_path_from_name(path);
         dc.stream = reinterpret_cast<void*>(stream);
+        dc.ipc = ipc;
         void* p = reinterpret_cast<void*>(packed);
         nb::gil_scoped_release nogil;
         c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo, &dc);
       },
       "comm"_a, "packed"_a, "values"_a, "dbl"_a, "d"_a, "root"_a.none(), "algo"_a, "stream"_a, "path"_a,
-      "emulated"_a);
+      "emulated"_a, "ipc"_a);
   // Local kernels: q/out [b][h][q_len][d], k/v [b][h][kv_len][d], lse/delta [b][h][q_len].
   m.def(
       "attention_forward",
@@ -838,7 +839,7 @@ NB_MODULE(_core, m) {
           // (baobab/device.hpp). Returns a Work, or None when `blocking`.
           [](Communicator& c, Coll coll, uintptr_t in, uintptr_t out, DType dtype, RedOp op, size_t count,
              const std::vector<size_t>& counts, int root, const std::string& algo, uintptr_t stream,
-             const std::string& path, bool emulated, bool blocking) -> std::shared_ptr<Work> {
+             const std::string& path, bool emulated, bool ipc, bool blocking) -> std::shared_ptr<Work> {
             CollDesc d;
             d.coll = coll;
             d.elem_size = dtype_size(dtype);
@@ -851,6 +852,7 @@ NB_MODULE(_core, m) {
             dc.ops = emulated ? &emulated_device_ops() : &cuda_device_ops();
             dc.path = device_path_from_name(path);
             dc.stream = reinterpret_cast<void*>(stream);
+            dc.ipc = ipc;
             nb::gil_scoped_release nogil;
             if (!blocking) return c.start(d, reinterpret_cast<const void*>(in), reinterpret_cast<void*>(out), dtype,
                                           red, algo, &dc);
@@ -858,7 +860,7 @@ NB_MODULE(_core, m) {
             return nullptr;
           },
           "coll"_a, "input"_a, "output"_a, "dtype"_a, "op"_a, "count"_a, "counts"_a, "root"_a, "algo"_a, "stream"_a,
-          "path"_a, "emulated"_a, "blocking"_a)
+          "path"_a, "emulated"_a, "ipc"_a, "blocking"_a)
       .def(
           "barrier",
           [](Communicator& c, const std::string& algo) {

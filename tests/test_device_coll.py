@@ -14,17 +14,19 @@ from conftest import MPI_DIR
 # The whole collective suite (every collective, algorithm, dtype, op, size,
 # in-place, virtual topologies) through the device lanes.
 SUITE = [
-    (2, "", "staged", "full"),
-    (3, "", "cuda-aware", "quick"),
-    (4, "nodes=2", "staged", "quick"),
-    (3, "groups=1,2", "cuda-aware", "quick"),
-    (8, "switch=2,nodes=4", "staged", "quick"),
+    (2, "", "staged", "full", "0"),
+    (2, "", "cuda-aware", "full", "1"),
+    (3, "", "cuda-aware", "quick", "0"),
+    (4, "nodes=2", "staged", "quick", "1"),
+    (3, "groups=1,2", "cuda-aware", "quick", "1"),
+    (8, "switch=2,nodes=4", "staged", "quick", "1"),
 ]
 
 
-@pytest.mark.parametrize("n, topology, path, mode", SUITE, ids=[f"{n}-{t or 'flat'}-{p}" for n, t, p, _ in SUITE])
-def test_collective_suite_through_emulated_device_lanes(mpirun, n, topology, path, mode):
-    env = {"BAOBAB_DEVICE_EMULATION": path}
+@pytest.mark.parametrize("n, topology, path, mode, ipc", SUITE,
+                         ids=[f"{n}-{t or 'flat'}-{p}-ipc{i}" for n, t, p, _, i in SUITE])
+def test_collective_suite_through_emulated_device_lanes(mpirun, n, topology, path, mode, ipc):
+    env = {"BAOBAB_DEVICE_EMULATION": path, "BAOBAB_DEVICE_IPC": ipc}
     if topology:
         env["BAOBAB_TOPOLOGY"] = topology
     out = mpirun(n, MPI_DIR / "collectives.py", mode, env=env, timeout=300).stdout
@@ -35,19 +37,38 @@ def _passed(out, n):
     assert out.count("PASS") == n and "FAIL" not in out, out
 
 
-@pytest.mark.parametrize("n, path", [(2, "staged"), (3, "cuda-aware"), (4, "staged")])
-def test_device_lanes_give_the_host_collectives_bits(mpirun, n, path):
+BITS = [(2, "staged", "0", ""), (3, "cuda-aware", "1", ""), (4, "staged", "1", "nodes=2"),
+        (4, "cuda-aware", "0", "groups=3,1")]
+
+
+@pytest.mark.parametrize("n, path, ipc, topology", BITS,
+                         ids=[f"{n}-{p}-ipc{i}-{t or 'flat'}" for n, p, i, t in BITS])
+def test_device_lanes_give_the_host_collectives_bits(mpirun, n, path, ipc, topology):
     """Random floats (the reduction order decides the bits): every collective,
     dtype and op, blocking and not, every allreduce algorithm, the segmented
-    path with lanes in flight, equal to the host collective bit for bit."""
-    out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "emulated",
-                 env={"BAOBAB_TEST_DEVICE_PATH": path}, timeout=300).stdout
+    path with lanes in flight, equal to the host collective bit for bit; with
+    IPC within (virtual) nodes and the transport between them."""
+    env = {"BAOBAB_TEST_DEVICE_PATH": path, "BAOBAB_DEVICE_IPC": ipc}
+    if topology:
+        env["BAOBAB_TOPOLOGY"] = topology
+    out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "emulated", env=env, timeout=300).stdout
     _passed(out, n)
 
 
-def test_device_and_host_ranks_interoperate(mpirun):
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", timeout=120).stdout
+def test_device_and_host_ranks_interoperate_without_ipc(mpirun):
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_DEVICE_IPC": "0"},
+                 timeout=120).stdout
     _passed(out, 3)
+    out = mpirun(4, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_TOPOLOGY": "nodes=4"},
+                 timeout=120).stdout  # every rank its own node: IPC never applies
+    _passed(out, 4)
+
+
+def test_device_by_ipc_and_host_on_one_node_is_a_mismatch_on_every_rank(mpirun):
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_TIMEOUT": "20"},
+                 timeout=120).stdout
+    _passed(out, 3)
+    assert out.count("MismatchError") == 3 and "device buffers by IPC" in out, out
 
 
 def test_device_collective_times_out_naming_the_missing_rank(mpirun):

@@ -74,9 +74,14 @@ def _passed(out, n):
     assert out.count("PASS") == n and "FAIL" not in out, out
 
 
-@pytest.mark.parametrize("n, topology", [(2, ""), (3, "nodes=3"), (4, "nodes=2")])
-def test_cupy_collectives_equal_host_collectives(mpirun, n, topology):
-    env = {"BAOBAB_TOPOLOGY": topology} if topology else {}
+@pytest.mark.parametrize("n, topology, ipc", [(2, "", "1"), (2, "", "0"), (3, "nodes=3", "1"), (4, "nodes=2", "1")],
+                         ids=["2-ipc", "2-staged", "3-nodes3-staged", "4-nodes2-ipc+staged"])
+def test_cupy_collectives_equal_host_collectives(mpirun, n, topology, ipc):
+    """IPC between ranks of one (virtual) node, the staged transport between
+    nodes (the MPI of the lent machine is not CUDA-aware)."""
+    env = {"BAOBAB_DEVICE_IPC": ipc}
+    if topology:
+        env["BAOBAB_TOPOLOGY"] = topology
     out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "cupy", env=env, timeout=300).stdout
     _passed(out, n)
 
@@ -87,7 +92,9 @@ def test_unsynchronised_producer_then_collective(mpirun):
 
 
 def test_cupy_and_numpy_ranks_in_one_collective(mpirun):
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", timeout=120).stdout
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", env={"BAOBAB_DEVICE_IPC": "0"}, timeout=120).stdout
+    _passed(out, 3)
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", timeout=120).stdout  # IPC on: refused
     _passed(out, 3)
 
 

@@ -83,13 +83,24 @@ def as_cupy(x, what):
         raise InvalidArgument(f"{what}: a device array cupy cannot view ({type(x).__name__}: {e})") from None
 
 
+def ipc():
+    """Whether device buffers travel by IPC between ranks of one node (BAOBAB_DEVICE_IPC, default on)."""
+    v = os.environ.get("BAOBAB_DEVICE_IPC", "").strip().lower()
+    if v in ("", "1", "on", "yes", "true"):
+        return True
+    if v in ("0", "off", "no", "false"):
+        return False
+    raise InvalidArgument(f"BAOBAB_DEVICE_IPC={v!r}: expected 1 or 0 (on or off)")
+
+
 class Call:
     """Where a collective's arrays live and how their bytes travel."""
 
-    __slots__ = ("xp", "emulated", "path", "stream", "device")
+    __slots__ = ("xp", "emulated", "path", "stream", "device", "ipc")
 
     def __init__(self, xp, emulated, path, stream, device):
         self.xp, self.emulated, self.path, self.stream, self.device = xp, emulated, path, stream, device
+        self.ipc = ipc()
 
     def ptr(self, a):
         return a.ctypes.data if self.emulated else a.data.ptr

@@ -135,7 +135,8 @@ def tree_decode(q, k, v, comm, *, scale=None, causal_offset=None, root=None, alg
         call = _device_coll.call_for(rows) if _xp(rows) is not np else _device_coll.emulated_call(comm._emulate)
         with call.context():
             _core.attention_merge_collective_device(comm._c, call.ptr(rows), rows.size, rows.dtype == np.float64, d,
-                                                    root, algo or "", call.stream, call.path, call.emulated)
+                                                    root, algo or "", call.stream, call.path, call.emulated,
+                                                    call.ipc)
     else:
         _core.attention_merge_collective(comm._c, rows, d, root, algo or "")
     if root is not None and comm.rank != root:

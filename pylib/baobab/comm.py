@@ -149,7 +149,8 @@ class Communicator:
         self.mpi_comm = comm
         self._overrides = overrides
         self._emulate = _dc.emulation()
-        _dc.transport()  # BAOBAB_DEVICE_TRANSPORT is checked now, on every rank
+        _dc.transport()  # BAOBAB_DEVICE_TRANSPORT and BAOBAB_DEVICE_IPC are checked now, on every rank
+        _dc.ipc()
         self._c = _CoreComm(comm.py2f(), overrides)
         self.rank = self._c.rank
         self.size = self._c.size
@@ -192,7 +193,7 @@ class Communicator:
     def _go(self, blocking, coll, x, code, out, op, count, counts, root, algo, result, call=None):
         if call is not None:
             args = (coll, call.ptr(x), call.ptr(out), code, op, count, counts, root, algo or "", call.stream,
-                    call.path, call.emulated)
+                    call.path, call.emulated, call.ipc)
             with call.context():
                 if blocking:
                     self._c.start_device(*args, True)
@@ -507,6 +508,11 @@ class Communicator:
                          "per round and segment; segments in flight overlap)",
                "cuda-aware": "as device pointers handed to MPI (payloads sent inline with a signature are "
                              "staged)"}[name]
+        if _dc.ipc():
+            near = sum(1 for q in range(self.size) if q != self.rank
+                       and self.topology.node_of(q) == self.topology.node_of(self.rank))
+            how = (f"by CUDA IPC to the {near} other rank{'s' * (near != 1)} of this node (exported device "
+                   f"memory, device-to-device copies; BAOBAB_DEVICE_IPC=0 turns it off), otherwise {how}")
         gpu = "none" if self.gpu is None else f"GPU {self.gpu} ({self._gpu_why})"
         return (f"device buffers: transport {name} ({why}): messages travel {how}; reductions by the device "
                 f"kernels; this rank's device: {gpu}\n")

@@ -12,7 +12,9 @@ Scenarios (each ends with 'RANK r: PASS' or 'RANK r: FAIL'):
             non-blocking, several sizes, the segmented path (many lanes in
             flight): the device result equals the host collective's, bit for bit.
   mixed     rank 0 passes device buffers, the others host buffers: one
-            collective, the same bits (the messages are the same).
+            collective, the same bits (the messages are the same) with
+            BAOBAB_DEVICE_IPC=0 or across nodes; with IPC on one node, a
+            MismatchError on every rank that says so.
   producer  (cupy) a kernel writes x on a non-default stream and the collective
             is called at once, without synchronising: the result is right.
   timeout   rank 1 never joins a device allreduce: the others get TimeoutError
@@ -141,6 +143,21 @@ def mixed():
         os.environ.pop("BAOBAB_DEVICE_EMULATION", None)
     else:
         mix = host
+    if os.environ.get("BAOBAB_DEVICE_IPC", "1") != "0" and mix.topology.num_nodes == 1:
+        # Device buffers by IPC on a node whose other ranks have host buffers: refused by the signature.
+        global ok
+        try:
+            if r == 0:
+                mix.allreduce(to_dev(x))
+            else:
+                mix.allreduce(x)
+            mix.allreduce(x[:10])
+            say("NO ERROR")
+            ok = False
+        except baobab.MismatchError as e:
+            say(f"MismatchError: {e}")
+            ok = ok and "BAOBAB_DEVICE_IPC=0" in str(e)
+        return
     if r == 0:
         got = to_host(mix.allreduce(to_dev(x)))
     else:

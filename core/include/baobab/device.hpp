@@ -21,6 +21,13 @@
 //             memory and are copied host-to-device before the round's local
 //             operations. Lanes (segments) in flight overlap each other's
 //             copies and messages, one stream per lane.
+//   ipc       (with either of the above, for peers on the same node and host)
+//             the sender copies a payload into a device buffer it exports
+//             (CUDA IPC), and MPI carries only a 128-byte descriptor of it;
+//             the receiver copies the payload out of the mapped buffer with
+//             a device-to-device copy and then acknowledges, so the sender
+//             may reuse the buffer. Exported buffers are pooled and each peer
+//             maps each of them once.
 //
 // Stream order: a collective on a device starts after the work queued on the
 // caller's stream when it was started (an event recorded there, waited for by
@@ -38,6 +45,12 @@
 namespace baobab {
 
 enum class DevicePath : uint8_t { aware = 0, staged = 1 };
+
+// What names exported device memory: a cudaIpcMemHandle_t (64 bytes), or
+// the emulation's shared-memory object name.
+struct IpcHandle {
+  char bytes[64] = {0};
+};
 const char* device_path_name(DevicePath p);
 DevicePath device_path_from_name(const std::string& name);  // throws InvalidArgument
 
@@ -63,6 +76,12 @@ class DeviceOps {
   virtual void release(void* p) = 0;
   virtual void* alloc_host(size_t bytes) = 0;  // pinned host memory
   virtual void release_host(void* p) = 0;
+  // Device memory other processes of the node can map: `handle` names it.
+  virtual void* alloc_ipc(size_t bytes, IpcHandle& handle) = 0;
+  virtual void release_ipc(void* p, size_t bytes, const IpcHandle& handle) = 0;
+  // Maps a peer's exported memory into this process (cached by the caller).
+  virtual void* open_ipc(const IpcHandle& handle, size_t bytes) = 0;
+  virtual void close_ipc(void* p, size_t bytes) = 0;
 };
 
 // The CUDA backend (throws CUDAError in builds without CUDA or without a device).
@@ -75,6 +94,7 @@ struct DeviceCall {
   DeviceOps* ops = nullptr;
   DevicePath path = DevicePath::staged;
   void* stream = nullptr;  // the caller's stream (cudaStream_t; nullptr: the legacy default stream)
+  bool ipc = false;        // same-node peers exchange through exported device memory
 };
 
 namespace cuda {

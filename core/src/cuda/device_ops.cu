@@ -5,6 +5,7 @@
 // Every CUDA error becomes a CUDAError naming the call.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "baobab/cuda.hpp"
@@ -84,6 +85,29 @@ class CudaOps final : public DeviceOps {
   void* alloc_host(size_t bytes) override { return cuda::alloc_pinned(bytes ? bytes : 1); }
   void release_host(void* p) override {
     if (p) check_free(cudaFreeHost(p), "cudaFreeHost");
+  }
+  void* alloc_ipc(size_t bytes, IpcHandle& h) override {
+    static_assert(sizeof(cudaIpcMemHandle_t) <= sizeof(IpcHandle::bytes), "IPC handle does not fit");
+    void* p = alloc(bytes);
+    cudaIpcMemHandle_t mh;
+    const cudaError_t rc = cudaIpcGetMemHandle(&mh, p);
+    if (rc != cudaSuccess) {
+      cudaFree(p);
+      check(rc, "cudaIpcGetMemHandle");
+    }
+    std::memcpy(h.bytes, &mh, sizeof mh);
+    return p;
+  }
+  void release_ipc(void* p, size_t, const IpcHandle&) override { release(p); }
+  void* open_ipc(const IpcHandle& h, size_t) override {
+    cudaIpcMemHandle_t mh;
+    std::memcpy(&mh, h.bytes, sizeof mh);
+    void* p = nullptr;
+    check(cudaIpcOpenMemHandle(&p, mh, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle");
+    return p;
+  }
+  void close_ipc(void* p, size_t) override {
+    if (p) check_free(cudaIpcCloseMemHandle(p), "cudaIpcCloseMemHandle");
   }
 };
 

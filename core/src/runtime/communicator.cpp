@@ -201,6 +201,7 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   e->hdr.root = (d.coll == Coll::bcast || d.coll == Coll::reduce) ? d.root : 0;
   e->hdr.count = d.total();  // the same on every rank; per-rank counts are compared by hash
   e->hdr.counts_hash = d.counts_hash();
+  if (device && device->ipc) e->hdr.coll |= kCollIpcBit;
   // A rank whose part only sends waits for its receivers' acknowledgements.
   const bool wants_ack = e->check && s.size > 1 && cp->seg_sends > 0 && !cp->seg_recvs;
   if (wants_ack) e->hdr.magic = kMagicAck;

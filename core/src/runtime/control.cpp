@@ -145,14 +145,24 @@ void cancel_execution(CommState& s, Execution& e) {
     if (!l.arena.empty()) s.graveyard.push_back(std::move(l.arena));
     for (auto& sc : l.scratch) s.scratch_graveyard.push_back(std::move(sc));
     l.scratch.clear();
+    for (auto& r : l.ipc_ack_reqs)
+      if (r != MPI_REQUEST_NULL) {
+        MPI_Cancel(&r);
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+      }
+    l.ipc_ack_reqs.clear();
+    l.ipc_owe.clear();
     if (l.dev && e.dpool) {  // copies may still be queued and sends may still read the staging
+      // A peer may still copy out of the exported buffer: it is not reused (the pool frees it at the end).
+      l.xbuf = IpcBuf{};
       for (auto& b : l.dscratch) e.dpool->bury_device(b);
       e.dpool->bury_host(l.stage);
       l.dscratch.clear();
       l.stage = DeviceBuf{};
       if (l.stream) e.dpool->put_stream(l.stream);
       e.dpool->put_event(l.ev);
-      l.stream = l.ev = nullptr;
+      e.dpool->put_event(l.ack_ev);
+      l.stream = l.ev = l.ack_ev = nullptr;
     }
   }
   if (e.on_device && e.dpool && e.start_ev) {
@@ -254,6 +264,16 @@ void service_control(CommState& s) {
     handle_ctrl(s, m, st.MPI_SOURCE);
   }
   if (!s.ctrl_out.empty() || !s.acks_out.empty()) reap_ctrl_sends(s);
+}
+
+std::string peer_header_diff(const CommState& s, int peer, WireHeader mine, WireHeader theirs) {
+  const bool near = peer >= 0 && peer < s.size && s.topo.node_of(peer) == s.topo.node_of(s.rank) &&
+                    s.topo.host(peer) == s.topo.host(s.rank);
+  if (!near) {
+    mine.coll &= static_cast<uint8_t>(~kCollIpcBit);
+    theirs.coll &= static_cast<uint8_t>(~kCollIpcBit);
+  }
+  return header_diff(mine, theirs);
 }
 
 void mismatch(CommState& s, Execution& e, int peer, const WireHeader* theirs, const std::string& what) {

@@ -37,6 +37,9 @@ void fail_comm(CommState& s, int32_t kind, const std::string& msg, uint64_t seq,
 void abort_comm(CommState& s, const std::string& reason);
 // Fails the communicator with a MismatchError naming both sides (theirs may
 // be null: the difference is described by `what` alone).
+// header_diff between this rank and `peer`, the IPC bit compared only between
+// ranks of one node and host (the only ones it concerns).
+std::string peer_header_diff(const CommState& s, int peer, WireHeader mine, WireHeader theirs);
 void mismatch(CommState& s, Execution& e, int peer, const WireHeader* theirs, const std::string& what);
 
 }  // namespace baobab::runtime

@@ -3,7 +3,16 @@
 // an event reports that it was reached only on its second query after a
 // record, so that every wait of the device lanes (the caller's stream at
 // start, each round's staging copies, a lane's last event) is exercised by the
-// polling path it takes on a real device. Also: device_path_name.
+// polling path it takes on a real device. Exported ("IPC") memory is a POSIX
+// shared-memory object that peers map by name, so the IPC transport's
+// protocol runs between real processes too. Also: device_path_name.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -69,6 +78,43 @@ class EmulatedOps final : public DeviceOps {
     return p;
   }
   void release_host(void* p) override { std::free(p); }
+  void* alloc_ipc(size_t bytes, IpcHandle& h) override {
+    static std::atomic<unsigned long> counter{0};
+    std::snprintf(h.bytes, sizeof h.bytes, "/baobab-emu.%ld.%lu", static_cast<long>(getpid()), counter++);
+    const int fd = shm_open(h.bytes, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) throw Error(std::string("shm_open ") + h.bytes + ": " + std::strerror(errno));
+    if (ftruncate(fd, static_cast<off_t>(bytes ? bytes : 1)) != 0) {
+      const int err = errno;
+      close(fd);
+      shm_unlink(h.bytes);
+      throw Error(std::string("ftruncate of shared memory: ") + std::strerror(err));
+    }
+    void* p = map(fd, bytes);
+    if (!p) shm_unlink(h.bytes);
+    if (!p) throw Error(std::string("mmap of shared memory: ") + std::strerror(errno));
+    return p;
+  }
+  void release_ipc(void* p, size_t bytes, const IpcHandle& h) override {
+    munmap(p, bytes ? bytes : 1);
+    shm_unlink(h.bytes);
+  }
+  void* open_ipc(const IpcHandle& h, size_t bytes) override {
+    char name[sizeof h.bytes + 1] = {0};
+    std::memcpy(name, h.bytes, sizeof h.bytes);
+    const int fd = shm_open(name, O_RDWR, 0600);
+    if (fd < 0) throw CUDAError(std::string("cannot map a peer's exported memory ") + name + ": " + std::strerror(errno));
+    void* p = map(fd, bytes);
+    if (!p) throw CUDAError(std::string("mmap of a peer's exported memory: ") + std::strerror(errno));
+    return p;
+  }
+  void close_ipc(void* p, size_t bytes) override { munmap(p, bytes ? bytes : 1); }
+
+ private:
+  static void* map(int fd, size_t bytes) {
+    void* p = mmap(nullptr, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? nullptr : p;
+  }
 };
 
 }  // namespace

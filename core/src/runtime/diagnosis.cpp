@@ -58,7 +58,7 @@ bool query_finished(const CommState& s) {
 bool signatures_disagree(CommState& s, Execution& e) {
   for (int r = 0; r < s.size; ++r) {
     if (r == s.rank || !s.answer_has_hdr[r]) continue;
-    std::string diff = header_diff(e.hdr, s.answer_hdr[r]);
+    std::string diff = peer_header_diff(s, r, e.hdr, s.answer_hdr[r]);
     if (!diff.empty()) {
       s.diagnosing = false;
       mismatch(s, e, r, &s.answer_hdr[r], diff + " differs");

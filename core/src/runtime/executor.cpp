@@ -45,63 +45,207 @@ char* resolve(Execution& e, Lane& l, const Ref& r) {
 //    the device and the local copies and reductions are queued on the stream
 //    (reductions by the device kernels), without waiting for them;
 //  * the lane is done once an event behind its last operation is reached.
+// Between ranks of one node and host, the IPC transport replaces a payload by
+// a descriptor of where it sits in the sender's exported device buffer; the
+// receiver copies it out device-to-device and acknowledges, and the sender
+// waits for the acknowledgements before it writes that buffer again (at its
+// next round, or before the lane ends). Acknowledgements share the lane's tag:
+// a lane sends those it owes before its next messages, and posts the receives
+// of those it awaits after the round's own receives, so that MPI's ordering
+// of one sender's messages matches each to its receive.
 
 constexpr size_t kNoSlot = static_cast<size_t>(-1);
 
 size_t align64(size_t b) { return (b + 63) / 64 * 64; }
+size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
-// Whether a message of the round travels through the lane's pinned staging:
-// every payload on the staged transport; on the CUDA-aware one, the payloads
-// sent inline with a signature (they are copied into the header's message).
-bool staged_op(const Execution& e, const Lane& l, const Op& op) {
-  const size_t b = op.count * e.es;
-  if (b == 0) return false;
-  const bool inl = e.check && l.index == 0 && b <= kInline;
-  if (op.kind == OpKind::send) return inl || e.dev.path == DevicePath::staged;
-  if (op.kind == OpKind::recv) return !inl && e.dev.path == DevicePath::staged;
-  return false;
+int lane_tag(const CommState& s, const Execution& e, const Lane& l) {
+  const int lanes = 32;
+  const uint64_t nseq = static_cast<uint64_t>(s.tag_ub + 1) / lanes;
+  return static_cast<int>((e.seq % nseq) * lanes + l.index % static_cast<size_t>(e.window));
 }
 
-void dev_lane_start(Execution& e, Lane& l) {
+// How a message's bytes travel on a device lane.
+enum Route : uint8_t {
+  kDirect = 0,  // MPI reads / writes the buffer itself (host lanes; CUDA-aware MPI; inline receives)
+  kStaged = 1,  // through the lane's pinned staging slot
+  kIpc = 2,     // a descriptor through the staging slot, the payload through exported device memory
+};
+
+bool same_host_node(const CommState& s, int peer) {
+  return s.topo.node_of(peer) == s.topo.node_of(s.rank) && s.topo.host(peer) == s.topo.host(s.rank);
+}
+
+// Payloads sent inline with a signature are staged (copied into the header's
+// message); the IPC transport carries the rest between ranks of one node and
+// host; the staged transport the rest of everything; the CUDA-aware one hands
+// the rest to MPI as device pointers. Both ends of a message decide alike:
+// they see the same size, peer and transport (the signature's IPC bit makes
+// a disagreement on the last a MismatchError).
+Route route_of(const CommState& s, const Execution& e, const Lane& l, const Op& op) {
+  const size_t b = op.count * e.es;
+  if (b == 0) return kDirect;
+  if (e.check && l.index == 0 && b <= kInline) return op.kind == OpKind::send ? kStaged : kDirect;
+  if (e.dev.ipc && same_host_node(s, op.peer)) return kIpc;
+  return e.dev.path == DevicePath::staged ? kStaged : kDirect;
+}
+
+size_t slot_bytes(Route r, size_t b) { return r == kStaged ? align64(b) : r == kIpc ? sizeof(IpcDesc) : 0; }
+
+void dev_lane_start(CommState& s, Execution& e, Lane& l) {
   DevicePool& pool = *e.dpool;
   l.dev = true;
   for (size_t c : l.s->scratch) l.dscratch.push_back(pool.device(c * e.es));
-  size_t most = 0;
+  size_t most = 0, exported = 0;
   for (const Round& r : l.s->rounds) {
-    size_t n = 0;
-    for (const Op& op : r.ops)
-      if ((op.kind == OpKind::send || op.kind == OpKind::recv) && staged_op(e, l, op)) n += align64(op.count * e.es);
+    size_t n = 0, x = 0;
+    for (const Op& op : r.ops) {
+      if (op.kind != OpKind::send && op.kind != OpKind::recv) continue;
+      const Route rt = route_of(s, e, l, op);
+      n += slot_bytes(rt, op.count * e.es);
+      if (rt == kIpc && op.kind == OpKind::send) x += align256(op.count * e.es);
+    }
     most = std::max(most, n);
+    exported = std::max(exported, x);
   }
   if (most) l.stage = pool.host(most);
+  if (exported) l.xbuf = pool.ipc(exported);
   l.stream = pool.stream();
   l.ev = pool.event();
   pool.ops->wait_event(l.stream, e.start_ev);
 }
 
-// Assigns the round's staging slots and queues the device-to-host copies of
-// the staged sends.
-void dev_stage_round(Execution& e, Lane& l) {
+// Sends the acknowledgements this lane owes once its copies out of the peers'
+// buffers are done; then whether every acknowledgement of this lane's own IPC
+// sends has arrived (1), not yet (0), or the communicator failed (-1).
+int dev_ipc_acks(CommState& s, Execution& e, Lane& l) {
+  if (!l.ipc_owe.empty() && e.dpool->ops->query(l.ack_ev)) {
+    for (int peer : l.ipc_owe) {
+      auto h = std::make_unique<WireHeader>(e.hdr);
+      h->magic = kMagicIpcAck;
+      MPI_Request r;
+      check_mpi(MPI_Isend(h.get(), sizeof(WireHeader), MPI_BYTE, peer, lane_tag(s, e, l), s.data, &r),
+                "MPI_Isend (IPC acknowledgement)");
+      s.acks_out.emplace_back(r, std::move(h));
+    }
+    l.ipc_owe.clear();
+  }
+  if (l.ipc_ack_reqs.empty()) return 1;
+  int done = 0;
+  std::vector<MPI_Status> sts(l.ipc_ack_reqs.size());
+  const int rc = MPI_Testall(static_cast<int>(l.ipc_ack_reqs.size()), l.ipc_ack_reqs.data(), &done, sts.data());
+  if (rc != MPI_SUCCESS) {
+    fail_comm(s, kMPIFail, "MPI_Testall (IPC acknowledgements): " + mpi_error_string(rc), e.seq, coll_name(e.coll),
+              {}, true);
+    return -1;
+  }
+  if (!done) return 0;
+  for (size_t k = 0; k < l.ipc_ack_reqs.size(); ++k) {
+    int got = 0;
+    MPI_Get_count(&sts[k], MPI_BYTE, &got);
+    if (got != static_cast<int>(sizeof(WireHeader)) || l.ipc_ack_buf[k].magic != kMagicIpcAck) {
+      mismatch(s, e, l.ipc_ack_peer[k], nullptr,
+               "rank " + std::to_string(l.ipc_ack_peer[k]) +
+                   " sent something else where the acknowledgement of a device-to-device copy was expected");
+      return -1;
+    }
+  }
+  l.ipc_ack_reqs.clear();
+  l.ipc_ack_peer.clear();
+  return 1;
+}
+
+// Assigns the round's staging slots and queues the copies that must precede
+// its messages: device-to-host for staged sends, into the exported buffer for
+// IPC sends (whose descriptors are written into their slots now).
+void dev_stage_round(CommState& s, Execution& e, Lane& l) {
   const Round& round = l.s->rounds[l.round];
+  DeviceOps& ops = *e.dpool->ops;
   l.slot.assign(round.ops.size(), kNoSlot);
-  size_t at = 0;
+  l.route.assign(round.ops.size(), kDirect);
+  l.xoff.assign(round.ops.size(), 0);
+  size_t at = 0, xat = 0;
   for (size_t i = 0; i < round.ops.size(); ++i) {
     const Op& op = round.ops[i];
-    if ((op.kind != OpKind::send && op.kind != OpKind::recv) || !staged_op(e, l, op)) continue;
-    l.slot[i] = at;
+    if (op.kind != OpKind::send && op.kind != OpKind::recv) continue;
+    const Route rt = route_of(s, e, l, op);
+    l.route[i] = rt;
+    if (rt == kDirect) continue;
     const size_t b = op.count * e.es;
-    at += align64(b);
-    if (op.kind == OpKind::send) e.dpool->ops->copy(l.stage.data() + l.slot[i], resolve(e, l, op.a), b, l.stream);
+    l.slot[i] = at;
+    at += slot_bytes(rt, b);
+    if (op.kind != OpKind::send) continue;
+    if (rt == kStaged) {
+      ops.copy(l.stage.data() + l.slot[i], resolve(e, l, op.a), b, l.stream);
+    } else {
+      ops.copy(l.xbuf.data() + xat, resolve(e, l, op.a), b, l.stream);
+      IpcDesc d;
+      d.id = l.xbuf.id;
+      d.cap = l.xbuf.cap;
+      d.offset = xat;
+      d.bytes = b;
+      d.handle = l.xbuf.handle;
+      std::memcpy(l.stage.data() + l.slot[i], &d, sizeof d);
+      xat += align256(b);
+    }
   }
 }
 
-// The round's messages have completed: staged receives go to the device.
-void dev_unstage_round(Execution& e, Lane& l) {
+// The round's messages have completed: staged receives are copied to the
+// device, IPC receives out of the peer's exported buffer (acknowledged once
+// those copies are done). Returns false (communicator failed) on a descriptor
+// that does not fit.
+bool dev_unstage_round(CommState& s, Execution& e, Lane& l) {
   const Round& round = l.s->rounds[l.round];
+  DeviceOps& ops = *e.dpool->ops;
+  bool ipc = false;
   for (size_t i = 0; i < round.ops.size(); ++i) {
     const Op& op = round.ops[i];
     if (op.kind != OpKind::recv || l.slot.empty() || l.slot[i] == kNoSlot) continue;
-    e.dpool->ops->copy(resolve(e, l, op.dst), l.stage.data() + l.slot[i], op.count * e.es, l.stream);
+    const size_t b = op.count * e.es;
+    if (l.route[i] == kStaged) {
+      ops.copy(resolve(e, l, op.dst), l.stage.data() + l.slot[i], b, l.stream);
+      continue;
+    }
+    IpcDesc d;
+    std::memcpy(&d, l.stage.data() + l.slot[i], sizeof d);
+    if (d.magic != kMagicIpc || d.bytes != b || d.offset + b > d.cap) {
+      mismatch(s, e, op.peer, nullptr,
+               "rank " + std::to_string(op.peer) + " sent " +
+                   (d.magic == kMagicIpc ? std::to_string(d.bytes) + " bytes by IPC" : std::string("no IPC descriptor")) +
+                   " where " + std::to_string(b) + " bytes were expected: the ranks disagree on the count");
+      return false;
+    }
+    IpcRef ref{d.id, d.cap, &d.handle};
+    ops.copy(resolve(e, l, op.dst), e.dpool->peer(op.peer, ref) + d.offset, b, l.stream);
+    l.ipc_owe.push_back(op.peer);
+    ipc = true;
+  }
+  if (ipc) {
+    if (!l.ack_ev) l.ack_ev = e.dpool->event();
+    ops.record(l.ack_ev, l.stream);
+  }
+  return true;
+}
+
+// Posted at the end of a round's posts (after the signature acknowledgements):
+// the acknowledgement of each IPC send, awaited before its buffer is reused.
+void dev_post_ipc_acks(CommState& s, Execution& e, Lane& l, int tag) {
+  const Round& round = l.s->rounds[l.round];
+  size_t n = 0;
+  for (size_t i = 0; i < round.ops.size(); ++i) n += round.ops[i].kind == OpKind::send && l.route[i] == kIpc;
+  if (!n) return;
+  l.ipc_ack_buf.assign(n, WireHeader{});
+  l.ipc_ack_reqs.assign(n, MPI_REQUEST_NULL);
+  l.ipc_ack_peer.clear();
+  size_t k = 0;
+  for (size_t i = 0; i < round.ops.size(); ++i) {
+    const Op& op = round.ops[i];
+    if (op.kind != OpKind::send || l.route[i] != kIpc) continue;
+    check_mpi(MPI_Irecv(&l.ipc_ack_buf[k], sizeof(WireHeader), MPI_BYTE, op.peer, tag, s.data, &l.ipc_ack_reqs[k]),
+              "MPI_Irecv (IPC acknowledgement)");
+    l.ipc_ack_peer.push_back(op.peer);
+    ++k;
   }
 }
 
@@ -139,15 +283,12 @@ void dev_lane_release(Execution& e, Lane& l) {
   l.dscratch.clear();
   pool.put_host(l.stage);
   l.stage = DeviceBuf{};
+  pool.put_ipc(l.xbuf);
+  l.xbuf = IpcBuf{};
   if (l.stream) pool.put_stream(l.stream);
   pool.put_event(l.ev);
-  l.stream = l.ev = nullptr;
-}
-
-int lane_tag(const CommState& s, const Execution& e, const Lane& l) {
-  const int lanes = 32;
-  const uint64_t nseq = static_cast<uint64_t>(s.tag_ub + 1) / lanes;
-  return static_cast<int>((e.seq % nseq) * lanes + l.index % static_cast<size_t>(e.window));
+  pool.put_event(l.ack_ev);
+  l.stream = l.ev = l.ack_ev = nullptr;
 }
 
 void post_round(CommState& s, Execution& e, Lane& l) {
@@ -177,6 +318,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
     const Op& op = round.ops[i];
     if (op.kind != OpKind::send && op.kind != OpKind::recv) continue;
     const size_t b = op.count * e.es;
+    const size_t wb = l.dev && l.route[i] == kIpc ? sizeof(IpcDesc) : b;  // what travels: the payload or its descriptor
     const size_t before = l.reqs.size();
     if (op.kind == OpKind::send) {
       s.stats.messages_sent++;
@@ -195,8 +337,8 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_send, static_cast<int>(i), op.peer, 0, nullptr, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_send(s.data, send_src(i, op), b, op.peer, tag, l.reqs);
-      l.posts.push_back({Posted::send, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
+      post_send(s.data, send_src(i, op), wb, op.peer, tag, l.reqs);
+      l.posts.push_back({Posted::send, static_cast<int>(i), op.peer, wb, nullptr, l.reqs.size() - b0});
     } else {
       if (hdr && b <= kInline) {
         char* st = l.arena.data() + at;
@@ -212,8 +354,8 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_recv, static_cast<int>(i), op.peer, 0, st, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_recv(s.data, recv_dst(i, op), b, op.peer, tag, l.reqs);
-      l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, b, nullptr, l.reqs.size() - b0});
+      post_recv(s.data, recv_dst(i, op), wb, op.peer, tag, l.reqs);
+      l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, wb, nullptr, l.reqs.size() - b0});
     }
   }
   if (l.wants_ack)
@@ -225,6 +367,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
                 "MPI_Irecv (acknowledgement)");
       l.ack_pending++;
     }
+  if (l.dev) dev_post_ipc_acks(s, e, l, tag);
   const size_t n = l.reqs.size();
   l.statuses.resize(n);
   l.req_err.assign(n, MPI_SUCCESS);
@@ -269,7 +412,7 @@ bool check_header(CommState& s, Execution& e, const Posted& p, const MPI_Status&
   if (have) std::memcpy(&theirs, p.staging, sizeof theirs);
   const bool valid = have && header_magic(theirs.magic);
   if (valid) {
-    std::string diff = header_diff(e.hdr, theirs);
+    std::string diff = peer_header_diff(s, p.peer, e.hdr, theirs);
     if (!diff.empty()) {
       mismatch(s, e, p.peer, &theirs, diff + " differs");
       return false;
@@ -317,7 +460,7 @@ bool progress_acks(CommState& s, Execution& e, Lane& l) {
       const WireHeader& theirs = l.ack_buf[static_cast<size_t>(k)];
       const bool have = got >= static_cast<int>(sizeof(WireHeader)) || cls == MPI_ERR_TRUNCATE;
       if (have && header_magic(theirs.magic)) {
-        std::string diff = header_diff(e.hdr, theirs);
+        std::string diff = peer_header_diff(s, peer, e.hdr, theirs);
         if (!diff.empty()) {
           mismatch(s, e, peer, &theirs, diff + " differs");
           return false;
@@ -405,7 +548,7 @@ void run_local(Execution& e, Lane& l) {
 bool step_lane(CommState& s, Execution& e, Lane& l) {
   if (!l.started) {
     l.started = true;
-    if (e.on_device) dev_lane_start(e, l);
+    if (e.on_device) dev_lane_start(s, e, l);
     else
       for (size_t c : l.s->scratch) l.scratch.push_back(s.pool.get(c * e.es));
     if (l.wants_ack) {
@@ -419,10 +562,16 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
   }
   while (l.round < l.s->rounds.size()) {
     if (!l.posted && l.dev) {
-      // The round's sends must be in place (staged, or written by the
-      // previous round's device work) before MPI sees them.
+      // The round's sends must be in place (staged, exported, or written by
+      // the previous round's device work) before MPI sees them; an exported
+      // buffer is reused only once the peers acknowledged the last round.
       if (l.dphase == 0) {
-        dev_stage_round(e, l);
+        // The acknowledgements this lane owes go out before its next messages
+        // (they share the tag: MPI keeps one sender's messages in order).
+        const int acks = dev_ipc_acks(s, e, l);
+        if (acks < 0) return false;
+        if (acks == 0 || !l.ipc_owe.empty()) return true;
+        dev_stage_round(s, e, l);
         e.dpool->ops->record(l.ev, l.stream);
         l.dphase = 1;
       }
@@ -454,7 +603,7 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
     }
     if (!l.reqs.empty() && !finish_round_comm(s, e, l)) return false;
     if (l.dev) {
-      dev_unstage_round(e, l);
+      if (!dev_unstage_round(s, e, l)) return false;
       dev_run_local(e, l);
     } else {
       run_local(e, l);
@@ -469,12 +618,14 @@ bool step_lane(CommState& s, Execution& e, Lane& l) {
     if (!progress_acks(s, e, l)) return false;
     if (l.ack_pending) return true;
   }
-  if (l.dev) {  // done once the device has run everything queued
+  if (l.dev) {  // done once the device has run everything queued and the IPC peers acknowledged
+    const int acks = dev_ipc_acks(s, e, l);
+    if (acks < 0) return false;
     if (!l.dfinal) {
       e.dpool->ops->record(l.ev, l.stream);
       l.dfinal = true;
     }
-    if (!e.dpool->ops->query(l.ev)) return true;
+    if (acks == 0 || !l.ipc_owe.empty() || !e.dpool->ops->query(l.ev)) return true;
     dev_lane_release(e, l);
   }
   l.done = true;

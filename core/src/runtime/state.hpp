@@ -83,6 +83,19 @@ struct Lane {
   DeviceBuf stage;
   std::vector<DeviceBuf> dscratch;
   std::vector<size_t> slot;
+  std::vector<uint8_t> route;  // per op of the current round: how its bytes travel (executor.cpp: Route)
+  // The IPC transport: this lane's exported buffer and where each send of the
+  // round sits in it; the acknowledgements this lane's IPC sends of the last
+  // round await (the buffer is reused only after them); the peers this lane
+  // owes an acknowledgement once ack_ev (behind its copies out of their
+  // buffers) is reached.
+  IpcBuf xbuf;
+  std::vector<size_t> xoff;
+  std::vector<MPI_Request> ipc_ack_reqs;
+  std::vector<int> ipc_ack_peer;
+  std::vector<WireHeader> ipc_ack_buf;
+  void* ack_ev = nullptr;
+  std::vector<int> ipc_owe;
 
   // Ready for another operation, keeping the vectors' memory (every request
   // has completed: a lane is reused only after its execution completed).
@@ -108,6 +121,14 @@ struct Lane {
     stage = DeviceBuf{};
     dscratch.clear();
     slot.clear();
+    route.clear();
+    xbuf = IpcBuf{};
+    xoff.clear();
+    ipc_ack_reqs.clear();
+    ipc_ack_peer.clear();
+    ipc_ack_buf.clear();
+    ack_ev = nullptr;
+    ipc_owe.clear();
   }
 };
 

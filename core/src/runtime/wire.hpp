@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <string>
 
+#include "baobab/device.hpp"
+
 namespace baobab::runtime {
 
 constexpr uint32_t kMagic = 0x42414f42;     // "BOAB"
@@ -30,6 +32,27 @@ struct WireHeader {
   uint64_t counts_hash = 0;
 };
 static_assert(sizeof(WireHeader) == 32, "header must be 32 bytes");
+// Set in WireHeader::coll by a rank whose device buffers travel by IPC to its
+// node's peers: its messages to them are descriptors, not payloads, so a peer
+// that disagrees (host buffers, or IPC off) must learn it from the signature.
+constexpr uint8_t kCollIpcBit = 0x80;
+
+// The IPC transport (baobab/device.hpp): what travels in place of a payload
+// between ranks of one node, and the receiver's acknowledgement that it has
+// copied the payload out (a WireHeader whose magic is kMagicIpcAck).
+constexpr uint32_t kMagicIpc = 0x44435049;     // "IPCD"
+constexpr uint32_t kMagicIpcAck = 0x4b435049;  // "IPCK"
+struct IpcDesc {
+  uint32_t magic = kMagicIpc;
+  uint32_t pad = 0;
+  uint64_t id = 0;      // the exporter's buffer id (peers map each buffer once)
+  uint64_t cap = 0;     // its size
+  uint64_t offset = 0;  // where the payload is in it
+  uint64_t bytes = 0;   // the payload's size
+  IpcHandle handle;
+  char pad2[24] = {0};
+};
+static_assert(sizeof(IpcDesc) == 128, "IPC descriptor must be 128 bytes");
 
 enum CtrlType : uint32_t { kQuery = 1, kAnswer = 2, kAbort = 3 };
 // Why a communicator failed (travels in an abort notice).
