@@ -65,7 +65,7 @@ test-openmpi: $(OMPI_VENV)/.deps
 	    tests/test_p2p_mpi.py tests/test_cluster.py tests/test_slurm.py \
 	    tests/test_io.py tests/test_checkpoint.py tests/test_nbody_app.py \
 	    tests/test_faults_core.py tests/test_faults_cli.py tests/test_faults_io.py tests/test_faults_nbody.py \
-	    tests/test_faults_llm.py tests/test_llm_dp.py tests/test_graph_bfs.py tests/test_graph_sssp.py tests/test_graph_analytics.py tests/test_faults_graph.py
+	    tests/test_faults_llm.py tests/test_llm_dp.py tests/test_device_coll.py tests/test_graph_bfs.py tests/test_graph_sssp.py tests/test_graph_analytics.py tests/test_faults_graph.py
 
 clean:
 	rm -rf build dist *.egg-info

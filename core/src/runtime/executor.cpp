@@ -49,21 +49,28 @@ char* resolve(Execution& e, Lane& l, const Ref& r) {
 // a descriptor of where it sits in the sender's exported device buffer; the
 // receiver copies it out device-to-device and acknowledges, and the sender
 // waits for the acknowledgements before it writes that buffer again (at its
-// next round, or before the lane ends). Acknowledgements share the lane's tag:
-// a lane sends those it owes before its next messages, and posts the receives
-// of those it awaits after the round's own receives, so that MPI's ordering
-// of one sender's messages matches each to its receive.
+// next round, or before the lane ends). Descriptors and acknowledgements share
+// the lane's IPC tag: a lane sends those it owes before its next descriptors,
+// and posts the receives of those it awaits after the round's own receives,
+// so that MPI's ordering of one sender's messages matches each to its receive.
 
 constexpr size_t kNoSlot = static_cast<size_t>(-1);
 
 size_t align64(size_t b) { return (b + 63) / 64 * 64; }
 size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
+// A lane's tag: 64 per operation, the lane's index modulo the window (at most
+// 32) in the lower half; the upper half (ipc_tag) carries the IPC transport's
+// descriptors and acknowledgements, so that a peer that disagrees on the
+// transport never has a payload matched with a descriptor's receive (MPI
+// libraries differ in what a truncated receive writes) but is found out by
+// the signature.
 int lane_tag(const CommState& s, const Execution& e, const Lane& l) {
-  const int lanes = 32;
-  const uint64_t nseq = static_cast<uint64_t>(s.tag_ub + 1) / lanes;
-  return static_cast<int>((e.seq % nseq) * lanes + l.index % static_cast<size_t>(e.window));
+  const int per_op = 64;
+  const uint64_t nseq = static_cast<uint64_t>(s.tag_ub + 1) / per_op;
+  return static_cast<int>((e.seq % nseq) * per_op + l.index % static_cast<size_t>(e.window));
 }
+int ipc_tag(const CommState& s, const Execution& e, const Lane& l) { return lane_tag(s, e, l) + 32; }
 
 // How a message's bytes travel on a device lane.
 enum Route : uint8_t {
@@ -124,7 +131,7 @@ int dev_ipc_acks(CommState& s, Execution& e, Lane& l) {
       auto h = std::make_unique<WireHeader>(e.hdr);
       h->magic = kMagicIpcAck;
       MPI_Request r;
-      check_mpi(MPI_Isend(h.get(), sizeof(WireHeader), MPI_BYTE, peer, lane_tag(s, e, l), s.data, &r),
+      check_mpi(MPI_Isend(h.get(), sizeof(WireHeader), MPI_BYTE, peer, ipc_tag(s, e, l), s.data, &r),
                 "MPI_Isend (IPC acknowledgement)");
       s.acks_out.emplace_back(r, std::move(h));
     }
@@ -318,7 +325,8 @@ void post_round(CommState& s, Execution& e, Lane& l) {
     const Op& op = round.ops[i];
     if (op.kind != OpKind::send && op.kind != OpKind::recv) continue;
     const size_t b = op.count * e.es;
-    const size_t wb = l.dev && l.route[i] == kIpc ? sizeof(IpcDesc) : b;  // what travels: the payload or its descriptor
+    const bool ipc = l.dev && l.route[i] == kIpc;
+    const size_t wb = ipc ? sizeof(IpcDesc) : b;  // what travels: the payload, or its descriptor (on the IPC tag)
     const size_t before = l.reqs.size();
     if (op.kind == OpKind::send) {
       s.stats.messages_sent++;
@@ -337,7 +345,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_send, static_cast<int>(i), op.peer, 0, nullptr, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_send(s.data, send_src(i, op), wb, op.peer, tag, l.reqs);
+      post_send(s.data, send_src(i, op), wb, op.peer, ipc ? ipc_tag(s, e, l) : tag, l.reqs);
       l.posts.push_back({Posted::send, static_cast<int>(i), op.peer, wb, nullptr, l.reqs.size() - b0});
     } else {
       if (hdr && b <= kInline) {
@@ -354,7 +362,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
         l.posts.push_back({Posted::hdr_recv, static_cast<int>(i), op.peer, 0, st, 1});
       }
       const size_t b0 = l.reqs.size();
-      post_recv(s.data, recv_dst(i, op), wb, op.peer, tag, l.reqs);
+      post_recv(s.data, recv_dst(i, op), wb, op.peer, ipc ? ipc_tag(s, e, l) : tag, l.reqs);
       l.posts.push_back({Posted::recv, static_cast<int>(i), op.peer, wb, nullptr, l.reqs.size() - b0});
     }
   }
@@ -367,7 +375,7 @@ void post_round(CommState& s, Execution& e, Lane& l) {
                 "MPI_Irecv (acknowledgement)");
       l.ack_pending++;
     }
-  if (l.dev) dev_post_ipc_acks(s, e, l, tag);
+  if (l.dev) dev_post_ipc_acks(s, e, l, ipc_tag(s, e, l));
   const size_t n = l.reqs.size();
   l.statuses.resize(n);
   l.req_err.assign(n, MPI_SUCCESS);
