@@ -1,22 +1,27 @@
 #include "baobab/simulate.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
-#include <deque>
-#include <functional>
-#include <map>
 #include <queue>
 #include <sstream>
 #include <tuple>
+#include <unordered_map>
 
 namespace baobab {
 
 namespace {
 
-struct Message {
-  double arrive;
-  size_t bytes;
-  std::vector<char> payload;
+// The messages in flight from one rank to another for one segment, in MPI
+// order (a FIFO: `head` is the next to match).
+struct Queue {
+  int src = 0, dst = 0;
+  size_t seg = 0;
+  std::vector<double> arrive;
+  std::vector<size_t> bytes;
+  std::vector<std::vector<char>> payload;  // with data only
+  size_t head = 0;
+  bool empty() const { return head == arrive.size(); }
 };
 
 struct Proc {  // one segment of one rank
@@ -47,7 +52,26 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     up_out[l].assign(t.num_groups(l), 0.0);
     up_in[l].assign(t.num_groups(l), 0.0);
   }
-  std::map<std::tuple<int, int, size_t>, std::deque<Message>> queues;  // (src, dst, segment)
+  // (src, dst, segment) -> its queue, found by one hash lookup per message.
+  std::vector<Queue> queues;
+  std::unordered_map<uint64_t, uint32_t> queue_of;
+  queue_of.reserve(static_cast<size_t>(p) * 4);
+  const uint64_t nseg_max = [&] {
+    size_t n = 1;
+    for (const auto& l : lanes) n = std::max(n, l.size());
+    return static_cast<uint64_t>(n);
+  }();
+  auto queue = [&](int src, int dst, size_t seg) -> Queue& {
+    const uint64_t key = (static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst)) * nseg_max + seg;
+    auto [it, fresh] = queue_of.try_emplace(key, static_cast<uint32_t>(queues.size()));
+    if (fresh) {
+      Queue& q = queues.emplace_back();
+      q.src = src;
+      q.dst = dst;
+      q.seg = seg;
+    }
+    return queues[it->second];
+  };
   using Event = std::tuple<double, int, size_t>;                        // time, rank, segment
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
 
@@ -64,33 +88,35 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   for (int r = 0; r < p; ++r)
     for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
 
-  // Completes the current round of (r, seg) if every receive has its message.
-  std::function<void(int, size_t)> try_complete = [&](int r, size_t seg) {
+  // Completes the current round of (r, seg) if every receive has its message
+  // (pr.matched: the round's receives matched so far, in order).
+  auto try_complete = [&](int r, size_t seg) {
     Proc& pr = procs[r][seg];
     const Schedule& s = *lanes[r][seg].schedule;
     const Round& round = s.rounds[pr.round];
     size_t k = 0;
-    std::vector<const Op*> recvs;
-    for (const Op& op : round.ops)
-      if (op.kind == OpKind::recv) recvs.push_back(&op);
-    for (k = pr.matched; k < recvs.size(); ++k) {
-      auto& q = queues[{recvs[k]->peer, r, seg}];
+    for (const Op& op : round.ops) {
+      if (op.kind != OpKind::recv) continue;
+      if (k++ < pr.matched) continue;
+      Queue& q = queue(op.peer, r, seg);
       if (q.empty()) {
         pr.blocked = true;
-        pr.matched = k;
+        pr.matched = k - 1;
         return;
       }
-      Message msg = std::move(q.front());
-      q.pop_front();
-      const size_t want = recvs[k]->count * s.elem_size;
-      if (msg.bytes != want && res.error.empty()) {
+      const size_t at = q.head++;
+      const size_t want = op.count * s.elem_size;
+      if (q.bytes[at] != want && res.error.empty()) {
         std::ostringstream e;
         e << "size mismatch: rank " << r << " segment " << seg << " round " << pr.round << " expects " << want
-          << " bytes from rank " << recvs[k]->peer << ", which sent " << msg.bytes;
+          << " bytes from rank " << op.peer << ", which sent " << q.bytes[at];
         res.error = e.str();
       }
-      pr.max_arrive = std::max(pr.max_arrive, msg.arrive);
-      if (data && msg.bytes == want && want) std::memcpy(ptr(r, seg, recvs[k]->dst), msg.payload.data(), want);
+      pr.max_arrive = std::max(pr.max_arrive, q.arrive[at]);
+      if (data && q.bytes[at] == want && want) {
+        std::memcpy(ptr(r, seg, op.dst), q.payload[at].data(), want);
+        std::vector<char>().swap(q.payload[at]);
+      }
     }
     pr.blocked = false;
     pr.matched = 0;
@@ -192,12 +218,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       pr.send_end = std::max(pr.send_end, end);
       bytes_sent[r] += bytes;
       msgs_sent[r] += 1;
-      Message msg{arrive, bytes, {}};
-      if (data && bytes) {
-        const char* src = ptr(r, seg, op.a);
-        msg.payload.assign(src, src + bytes);
+      Queue& q = queue(r, op.peer, seg);
+      q.arrive.push_back(arrive);
+      q.bytes.push_back(bytes);
+      if (data) {
+        const char* src = bytes ? ptr(r, seg, op.a) : nullptr;
+        q.payload.emplace_back(src, src + bytes);
       }
-      queues[{r, op.peer, seg}].push_back(std::move(msg));
       if (static_cast<size_t>(op.peer) < procs.size() && seg < procs[op.peer].size()) {
         Proc& q = procs[op.peer][seg];
         if (q.blocked) try_complete(op.peer, seg);
@@ -219,11 +246,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         res.error = e.str();
       }
   }
-  for (const auto& [key, q] : queues)
+  for (const Queue& q : queues)
     if (!q.empty() && res.error.empty()) {
       std::ostringstream e;
-      e << "unreceived message: rank " << std::get<0>(key) << " -> rank " << std::get<1>(key) << " segment "
-        << std::get<2>(key);
+      e << "unreceived message: rank " << q.src << " -> rank " << q.dst << " segment " << q.seg;
       res.error = e.str();
     }
   return res;
