@@ -80,7 +80,7 @@ fi
 
 # Collectives on device buffers: the reduction kernel against cupy's x += y, the pinned
 # copy rates (the staged path's bound), and baobab bench --device against the mpi4py
-# baseline (copy to host, MPI_Allreduce, copy back), 2 ranks on the one GPU, flat and as
+# baseline (copy to host, MPI_Allreduce, copy back), 2 ranks on the one GPU: by IPC, staged (IPC off), and as
 # two virtual nodes; the 8-byte latency of the host path for comparison.
 if want coll; then
 step 120 python - <<'PY' | tee "$OUT/coll_gpu.txt"
@@ -106,6 +106,7 @@ for name, fn in (("H2D", lambda: cupy.cuda.runtime.memcpy(d.data.ptr, h.ptr, 4 *
     print(f"copy {name} 256 MiB: {4 * n * 10 / (time.perf_counter() - t0) / 1e9:.1f} GB/s")
 PY
 step 200 mpiexec -n 2 baobab bench allreduce --device -b 8 -e 64M -f 8 | tee -a "$OUT/coll_gpu.txt"
+step 120 env BAOBAB_DEVICE_IPC=0 mpiexec -n 2 baobab bench allreduce --device -b 4M -e 64M -f 4 | tee -a "$OUT/coll_gpu.txt"
 step 120 env BAOBAB_TOPOLOGY=nodes=2 mpiexec -n 2 baobab bench allreduce --device -b 4M -e 64M -f 4 | tee -a "$OUT/coll_gpu.txt"
 step 120 mpiexec -n 4 baobab bench allreduce --device -b 8 -e 64M -f 64 | tee -a "$OUT/coll_gpu.txt"
 step 60 mpiexec -n 2 baobab bench allreduce -b 8 -e 8 -n 20000 | tee -a "$OUT/coll_gpu.txt"

@@ -285,8 +285,8 @@ def format_table(rows, coll, comm, device=None):
     where = ""
     if device == "cupy":
         from .._device_coll import transport
-        name, why = transport()
-        where = (f"# device buffers (cupy), transport {name} ({why}); mpi column: "
+        name = transport()[0]
+        where = (f"# {comm._device_text()}# mpi column: "
                  f"{'the MPI collective on device arrays' if name == 'cuda-aware' else 'copy to host, MPI, copy back'}"
                  " (mpi4py)\n")
     elif device == "emulated":
