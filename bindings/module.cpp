@@ -306,11 +306,16 @@ Config config_with(const nb::dict& overrides) {
     else if (key == "algo") c.set_algos(option<std::string>(key, v, "COLLECTIVE=ALGORITHM,..."));
     else if (key == "segment") c.segment_bytes = option<size_t>(key, v, "a positive number of bytes");
     else if (key == "window") c.window = option<int>(key, v, "a whole number from 1 to 32");
+    else if (key == "sim_op_budget") c.sim_op_budget = option<size_t>(key, v, "a number of operations");
+    else if (key == "tuned") continue;  // below, after the tuning file's
     else if (key == "tuning") {
       c.tuning_file = option<std::string>(key, v, "a tuning file path");
       c.tuned = c.tuning_file.empty() ? decltype(c.tuned){} : read_tuning_file(c.tuning_file);
     } else throw InvalidArgument("unknown communicator option '" + key + "'");
   }
+  if (overrides.contains("tuned"))  // tuning keys given directly (baobab simulate --link): after the file's
+    for (auto [tk, tv] : nb::cast<nb::dict>(overrides["tuned"]))
+      c.tuned.emplace_back(nb::cast<std::string>(tk), nb::cast<double>(tv));
   if (c.window < 1 || c.window > 32) throw InvalidArgument("window must be from 1 to 32");
   if (c.segment_bytes < 1) throw InvalidArgument("segment must be at least 1 byte");
   return c;

@@ -12,6 +12,7 @@ from .topology import Topology
 from .datatype import Datatype, pack, unpack
 from . import attention, slurm
 from ._core import cuda_status, mpi_library_version
+from ._simulate import simulate
 
 __version__ = "0.1.0"
 
@@ -31,7 +32,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Communicator", "Work", "init", "Topology", "algorithms", "cuda_status", "mpi_library_version",
+    "Communicator", "Work", "init", "Topology", "algorithms", "cuda_status", "mpi_library_version", "simulate",
     "Datatype", "pack", "unpack",
     "Error", "InvalidArgument", "CheckpointError", "MismatchError", "TimeoutError", "MPIError", "CUDAError", "__version__",
 ]

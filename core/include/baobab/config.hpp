@@ -46,6 +46,10 @@ struct Config {
   std::array<std::string, static_cast<size_t>(Coll::count_)> algo;  // BAOBAB_ALGO, per collective
   size_t segment_bytes = 1 << 20;   // BAOBAB_SEGMENT: pipelining segment for large messages
   int window = 4;                   // BAOBAB_WINDOW: segments in flight
+  // The selector's budget of simulated schedule operations per candidate
+  // (0: none). `baobab simulate` sets one, so that a job too large for the
+  // full simulation is reported as such instead of taking hours.
+  size_t sim_op_budget = 0;
   std::string tuning_file;          // BAOBAB_TUNING (path); loaded values in `tuned`
   std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file
   std::string tuning_error;         // why the tuning file could not be read, if it could not

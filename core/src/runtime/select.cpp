@@ -23,6 +23,26 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   c.name = a.name;
   c.segments = nseg;
   const int p = t.size();
+  if (cfg.sim_op_budget) {
+    // The operations the simulation would replay, from the first and the last
+    // rank's schedules (a leader's is among the largest).
+    CollDesc sd0 = d;
+    sd0.count = nseg > 1 ? seg_count : d.count;
+    size_t most = 0;
+    for (int r : {0, p - 1}) {
+      size_t ops = 0;
+      for (const Round& rd : build_schedule(a, t, sd0, r, m).rounds) ops += rd.ops.size();
+      most = std::max(most, ops);
+    }
+    const double events = static_cast<double>(most) * p * static_cast<double>(nseg);
+    if (events > static_cast<double>(cfg.sim_op_budget)) {
+      char why[160];
+      std::snprintf(why, sizeof why, "not simulated: about %.3g schedule operations, over the budget of %.3g",
+                    events, static_cast<double>(cfg.sim_op_budget));
+      c.unsupported = why;
+      return c;
+    }
+  }
   std::vector<Schedule> full(p), last(p);
   std::vector<std::vector<SimLane>> lanes(p);
   CollDesc sd = d;
@@ -82,6 +102,8 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count);
   if (nseg <= 1) return whole;
   Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count);
+  if (!piped.unsupported.empty()) return whole;  // over the simulation budget
+  if (!whole.unsupported.empty()) return piped;
   return piped.predicted < whole.predicted ? piped : whole;
 }
 

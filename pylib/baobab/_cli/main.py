@@ -1,4 +1,4 @@
-"""The baobab command line: info, bench, tune, explain, plot. Run under mpiexec or srun.
+"""The baobab command line: info, bench, tune, explain, plot, simulate. Run under mpiexec or srun.
 
 A bad command line prints one line on stderr and exits with 2 on every rank.
 Every rank parses the same argv, so most mistakes are found by each rank alone
@@ -12,7 +12,7 @@ import baobab
 
 from .._core import Coll
 from .._errors import Error, InvalidArgument
-from . import bench, plot, tune
+from . import bench, plot, simulate, tune
 from .common import ArgumentParser, UsageError, check_root, collective_type, dtype_type, size_type
 from .info import info
 
@@ -26,6 +26,7 @@ def build_parser():
     bench.add_parser(sub)
     tune.add_parser(sub)
     plot.add_parser(sub)
+    simulate.add_parser(sub)
     ex = sub.add_parser("explain", help="candidate algorithms and predicted times for one call")
     ex.add_argument("collective", type=collective_type, metavar="collective",
                     help=f"one of {', '.join(c.name for c in Coll)}")
