@@ -244,6 +244,7 @@ nb::dict plan_dict(const Plan& p) {
     cd["messages"] = c.messages;
     cd["rounds"] = c.rounds;
     cd["error"] = c.error;
+    cd["beaten"] = c.beaten;
     cands.append(cd);
   }
   d["candidates"] = cands;
@@ -465,13 +466,22 @@ NB_MODULE(_core, m) {
 
   m.def(
       "plan_for",
+      // cost_all: every candidate's full replay (explain); False: the runtime's
+      // selection, which stops costing candidates that can no longer win.
       [](const Topology& t, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-         const std::string& algo, nb::dict overrides) {
+         const std::string& algo, nb::dict overrides, bool cost_all) {
         Config cfg = config_with(overrides);
-        return plan_dict(choose(t, cfg, cfg.model(t), desc(coll, count, elem_size, root, counts, t.size()), algo, true));
+        CollDesc d = desc(coll, count, elem_size, root, counts, t.size());
+        CostModel m = cfg.model(t);
+        Plan p;
+        {
+          nb::gil_scoped_release nogil;
+          p = choose(t, cfg, m, d, algo, cost_all);
+        }
+        return plan_dict(p);
       },
       "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
-      "overrides"_a = nb::dict());
+      "overrides"_a = nb::dict(), "cost_all"_a = true);
 
   // ---- datatypes --------------------------------------------------------------
   nb::class_<Layout>(m, "Layout")

@@ -439,3 +439,52 @@ def test_forced_variant_and_family_give_exact_results(tp):
                 assert res["algorithm"] == name if name != fam else family(res["algorithm"]) == fam
                 for r in range(p):
                     np.testing.assert_array_equal(outs[r], np.sum(np.stack(xs), axis=0), err_msg=f"{name} {count}")
+
+
+# ---- the selection's pruning ---------------------------------------------------------------
+
+PRUNE_TOPOLOGIES = TOPOLOGIES + [(64, "nodes=8", None), (64, "switch=2,nodes=8", None),
+                                 (96, "rack=2,switch=4,nodes=12", None), (40, "groups=8,8,8,8,4,4", None)]
+# Model parameters the tests use: the defaults; the namespace testbed's measured two-level rates; four hosts
+# whose links differ (one slow).
+PRUNE_MODELS = [
+    {},
+    {"link.0.alpha_us": 19.5, "link.0.bw_GBps": 3.24, "link.1.alpha_us": 15.9, "link.1.bw_GBps": 1.46,
+     "link.2.alpha_us": 16.2, "link.2.bw_GBps": 0.155},
+    {"link.1.alpha_us": 20, "link.1.bw_GBps": 0.117, "host.h0.bw_GBps": 0.117, "host.h1.bw_GBps": 0.117,
+     "host.h2.bw_GBps": 0.117, "host.h3.bw_GBps": 0.029},
+]
+
+
+@pytest.mark.parametrize("topo", PRUNE_TOPOLOGIES, ids=[topo_id(t) for t in PRUNE_TOPOLOGIES])
+@pytest.mark.parametrize("model", range(len(PRUNE_MODELS)), ids=["defaults", "testbed", "uneven-hosts"])
+def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
+    """The runtime's selection stops replaying candidates that can no longer
+    win; for every collective, size and root its choice (algorithm and
+    segments) is the one the full replay of every candidate makes."""
+    size, spec, keys = topo
+    keys = keys if keys is not None else [0] * size
+    nodes = make(size, spec, keys).as_dict()["groups"][0] if spec else keys
+    # One host per node (per-host link rates apply; hosts h0..h3 repeat beyond four nodes).
+    t = _core.make_topology(size, keys, ["h%d" % (n % 4) if len(set(nodes)) > 1 else "h0" for n in nodes],
+                            [""] * size, spec)
+    overrides = {"tuning": "", "tuned": PRUNE_MODELS[model]}
+    p = t.size
+    beaten = [0]
+    for coll in ("allreduce", "reduce_scatter", "allgather", "bcast", "reduce", "alltoall"):
+        for count in (1, 200, 16 << 10, 1 << 20):
+            for root in ((0, p - 1) if coll in ("bcast", "reduce") else (0,)):
+                c = coll_code(coll)
+                per = max(count // p, 1)
+                counts = [per] * (p * p if coll == "alltoall" else p) if coll in ("reduce_scatter", "allgather",
+                                                                               "alltoall") else []
+                n = 0 if counts else count
+                full = _core.plan_for(t, c, n, 4, root, counts, "", overrides, True)
+                fast = _core.plan_for(t, c, n, 4, root, counts, "", overrides, False)
+                what = f"{coll} count={count} root={root}"
+                assert (fast["algorithm"], fast["segments"]) == (full["algorithm"], full["segments"]), what
+                won = next(x for x in fast["candidates"] if x["name"] == fast["algorithm"])
+                ref = next(x for x in full["candidates"] if x["name"] == full["algorithm"])
+                assert won["predicted"] == ref["predicted"] and not won["beaten"], what
+                beaten[0] += sum(x["beaten"] for x in fast["candidates"])
+    assert beaten[0] > 0 or p < 3  # the pruning ran

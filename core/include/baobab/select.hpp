@@ -8,6 +8,7 @@
 // variants). The result is identical on every rank because the inputs
 // (topology, configuration, call) are.
 #pragma once
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct Candidate {
   size_t messages = 0;      // largest per rank
   size_t rounds = 0;        // of the slowest rank's schedule
   std::string error;        // simulator error (a bug if ever non-empty)
+  // The selector stopped costing it once it could no longer win (choose
+  // without cost_all): `predicted` is then a lower bound of its time.
+  bool beaten = false;
 };
 
 struct Plan {
@@ -38,8 +42,11 @@ struct Plan {
 
 // Costs one algorithm; segments = 0 lets it pick 1 or the pipelined count,
 // 1 costs it whole, more pipelined.
+// limit: stop a replay once it cannot finish by then (the candidate is then
+// `beaten`).
 Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
-                         const CollDesc& d, size_t segments = 0);
+                         const CollDesc& d, size_t segments = 0,
+                         double limit = std::numeric_limits<double>::infinity());
 // forced: empty for automatic, else an algorithm or family name (throws
 // InvalidArgument if unknown or unsupported here). Plan::algo is never a
 // family's entry: forcing a family costs its variants and picks one.

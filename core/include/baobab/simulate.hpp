@@ -19,6 +19,7 @@
 // Data: optionally every rank gets real buffers and the simulator moves and
 // reduces real bytes, which makes it a reference executor for algorithm tests.
 #pragma once
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -46,10 +47,17 @@ struct SimResult {
   size_t max_messages = 0;       // per rank, the largest
   size_t total_bytes = 0;
   std::string error;             // size mismatch or deadlock; empty if none
+  bool cut = false;              // stopped past `limit`: time is a lower bound of the finish
 };
 
 // lanes[r] = the segments of rank r, run with at most `window` in flight.
+// Stops as soon as every unfinished rank is known to finish after `limit`
+// seconds (the selector's best time so far): `cut` is then set.
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
-                   SimData* data = nullptr);
+                   SimData* data = nullptr, double limit = std::numeric_limits<double>::infinity());
+// A lower bound of a rank's finish time when it runs `s` alone (one lane):
+// each round lasts at least its longest send's transmission (as the replay
+// prices it), the per-round overhead and its local operations.
+double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int rank);
 
 }  // namespace baobab

@@ -18,7 +18,7 @@ std::pair<size_t, size_t> segmentation(const Config& cfg, const CollDesc& d) {
 namespace {
 
 Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
-                       const CollDesc& d, size_t nseg, size_t seg_count) {
+                       const CollDesc& d, size_t nseg, size_t seg_count, double limit) {
   Candidate c;
   c.name = a.name;
   c.segments = nseg;
@@ -59,8 +59,9 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       const Schedule* sch = (nseg > 1 && s == nseg - 1) ? &last[r] : &full[r];
       lanes[r].push_back(SimLane{sch, s * seg_count, s * seg_count});
     }
-  SimResult res = simulate(t, m, lanes, nseg > 1 ? cfg.window : 1);
+  SimResult res = simulate(t, m, lanes, nseg > 1 ? cfg.window : 1, nullptr, limit);
   c.predicted = res.time;
+  c.beaten = res.cut;
   c.bytes_sent = res.max_bytes_sent;
   c.messages = res.max_messages;
   c.error = res.error;
@@ -87,7 +88,7 @@ std::string fmt_bytes(size_t n) {
 }  // namespace
 
 Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
-                         const CollDesc& d, size_t segments) {
+                         const CollDesc& d, size_t segments, double limit) {
   Candidate c;
   c.name = a.name;
   c.unsupported = a.unsupported(t, d);
@@ -98,10 +99,13 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   }
   auto [nseg, seg_count] = segmentation(cfg, d);
   if (!a.segmentable || segments == 1) nseg = 1;
-  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count);
-  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count);
+  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit);
+  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count, limit);
   if (nseg <= 1) return whole;
-  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count);
+  // The pipelined variant must beat the whole one too.
+  const double piped_limit = whole.beaten || !whole.unsupported.empty() ? limit : std::min(limit, whole.predicted);
+  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, piped_limit);
+  if (piped.beaten && !whole.beaten && whole.unsupported.empty()) return whole;
   if (!piped.unsupported.empty()) return whole;  // over the simulation budget
   if (!whole.unsupported.empty()) return piped;
   return piped.predicted < whole.predicted ? piped : whole;
@@ -151,28 +155,60 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
     return !forced || &a == forced || (forced->is_family() && a.family == forced->name);
   };
   std::vector<const Algorithm*> of;  // the algorithm of each candidate
+  std::vector<size_t> to_cost;       // candidates to replay
   for (const auto& a : algorithms()) {
     if (a.coll != d.coll || a.is_family()) continue;
     const bool may_win = eligible(a);
     if (!cost_all && !may_win) continue;
     of.push_back(&a);
-    if (a.consider && &a != forced) {
-      std::string why = a.consider(t, m);
-      if (!why.empty()) {
-        Candidate c;
-        c.name = a.name;
-        c.unsupported = why;
-        plan.candidates.push_back(c);
+    Candidate c;
+    c.name = a.name;
+    if (a.consider && &a != forced) c.unsupported = a.consider(t, m);
+    if (c.unsupported.empty()) c.unsupported = a.unsupported(t, d);
+    if (c.unsupported.empty()) to_cost.push_back(plan.candidates.size());
+    plan.candidates.push_back(c);
+  }
+  auto segments_of = [&](size_t i) { return forced && eligible(*of[i]) ? forced_segments(*of[i]) : size_t{0}; };
+  if (cost_all) {
+    for (size_t i : to_cost) plan.candidates[i] = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i));
+  } else {
+    // Only the winner matters: candidates are replayed cheapest lower bound
+    // first, each stopped as soon as it cannot beat the best so far, and one
+    // whose lower bound already loses is not replayed at all. The bound of a
+    // candidate that may run pipelined is 0 (its segments overlap).
+    // The choice is the full replay's: ties go to the earlier candidate, as
+    // in the scan below.
+    std::vector<double> bound(plan.candidates.size(), 0.0);
+    const auto [nseg_all, seg_all] = segmentation(cfg, d);
+    for (size_t i : to_cost) {
+      const Algorithm& a = *of[i];
+      if (a.segmentable && nseg_all > 1 && segments_of(i) != 1) continue;
+      for (int r : {0, t.size() - 1})
+        bound[i] = std::max(bound[i], finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r));
+    }
+    std::stable_sort(to_cost.begin(), to_cost.end(), [&](size_t x, size_t y) { return bound[x] < bound[y]; });
+    size_t lead = plan.candidates.size();  // the best so far
+    double lead_time = std::numeric_limits<double>::infinity();
+    for (size_t i : to_cost) {
+      Candidate& c = plan.candidates[i];
+      if (bound[i] > lead_time || (bound[i] == lead_time && i > lead)) {
+        c.beaten = true;
+        c.predicted = bound[i];
         continue;
       }
+      c = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), lead_time);
+      if (!c.unsupported.empty() || !c.error.empty() || c.beaten || !eligible(*of[i])) continue;
+      if (c.predicted < lead_time || (c.predicted == lead_time && i < lead)) {
+        lead = i;
+        lead_time = c.predicted;
+      }
     }
-    plan.candidates.push_back(cost_algorithm(a, t, cfg, m, d, forced && may_win ? forced_segments(a) : 0));
   }
   const Algorithm* best = nullptr;
   double best_time = 0;
   for (size_t i = 0; i < plan.candidates.size(); ++i) {
     const Candidate& c = plan.candidates[i];
-    if (!c.unsupported.empty() || !c.error.empty() || !eligible(*of[i])) continue;
+    if (!c.unsupported.empty() || !c.error.empty() || c.beaten || !eligible(*of[i])) continue;
     if (!best || c.predicted < best_time) {
       best = of[i];
       best_time = c.predicted;

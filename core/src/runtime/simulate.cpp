@@ -34,8 +34,39 @@ struct Proc {  // one segment of one rank
 
 }  // namespace
 
+double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int r) {
+  double total = 0;
+  for (const Round& round : s.rounds) {
+    double tx = 0, local = 0;
+    bool comm = false;
+    for (const Op& op : round.ops) {
+      const double bytes = static_cast<double>(op.count * s.elem_size);
+      if (op.kind == OpKind::send) {
+        comm = true;
+        const int L = t.link_level(r, op.peer);
+        double x;
+        if (L == 0 || t.host(r) == t.host(op.peer)) {
+          x = bytes * m.at(L).beta;
+        } else {
+          x = std::max(bytes * m.node_link_beta(r), bytes * m.node_link_beta(op.peer));
+          for (int l = 1; l < L; ++l) x = std::max(x, bytes * m.at(l + 1).beta);
+        }
+        tx = std::max(tx, x);
+      } else if (op.kind == OpKind::recv) {
+        comm = true;
+      } else if (op.kind == OpKind::reduce) {
+        local += bytes * m.gamma;
+      } else if (op.kind == OpKind::copy) {
+        local += bytes * m.copy;
+      }
+    }
+    total += tx + (comm ? m.round_overhead : 0.0) + local;
+  }
+  return total;
+}
+
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
-                   SimData* data) {
+                   SimData* data, double limit) {
   const int p = t.size();
   SimResult res;
   res.finish.assign(p, 0.0);
@@ -151,6 +182,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
 
   while (!events.empty()) {
     auto [now, r, seg] = events.top();
+    if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
+      res.cut = true;
+      res.time = now;
+      return res;
+    }
     events.pop();
     Proc& pr = procs[r][seg];
     const Schedule& s = *lanes[r][seg].schedule;
