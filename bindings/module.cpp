@@ -167,6 +167,32 @@ void merge_fn(void* dst, const void* a, const void* b, size_t n, const void* ctx
   attention::merge_rows(dst, a, b, n, c->d, c->dbl);
 }
 
+// tree_decode's collective over `values` packed values (rows of d + 1): the
+// merge as its reduction, an allreduce or a reduce to root. Filled in place
+// (the reduction points at ctx).
+struct MergeCall {
+  MergeCtx ctx{};
+  Reduction red;
+  CollDesc desc;
+  MergeCall() = default;
+  MergeCall(const MergeCall&) = delete;
+  void set(size_t values, int64_t d, bool dbl, std::optional<int> root) {
+    if (d < 1 || values % static_cast<size_t>(d + 1) != 0)
+      throw InvalidArgument("packed holds " + std::to_string(values) + " values, not rows of d + 1 = " +
+                            std::to_string(d + 1));
+    ctx = MergeCtx{d, dbl};
+    red.fn = merge_fn;
+    red.ctx = &ctx;
+    red.elem_size = static_cast<size_t>(d + 1) * (dbl ? 8 : 4);
+    red.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
+    red.op = kLseMergeOp;
+    desc.coll = root ? Coll::reduce : Coll::allreduce;
+    desc.count = values / static_cast<size_t>(d + 1);
+    desc.elem_size = red.elem_size;
+    desc.root = root.value_or(0);
+  }
+};
+
 // Shapes of the attention kernels' arrays, checked: every array C-contiguous,
 // one float dtype, q (b, h, q_len, d), k and v (b, h, kv_len, d).
 template <class LseArray>
@@ -619,25 +645,11 @@ NB_MODULE(_core, m) {
         require_contiguous(packed, "packed");
         const bool dbl = packed.dtype() == nb::dtype<double>();
         if (!dbl && packed.dtype() != nb::dtype<float>()) throw InvalidArgument("packed rows must be float32 or float64");
-        const size_t es = dbl ? 8 : 4;
-        if (d < 1 || packed.size() % static_cast<size_t>(d + 1) != 0)
-          throw InvalidArgument("packed holds " + std::to_string(packed.size()) + " values, not rows of d + 1 = " +
-                                std::to_string(d + 1));
-        MergeCtx ctx{d, dbl};
-        Reduction r;
-        r.fn = merge_fn;
-        r.ctx = &ctx;
-        r.elem_size = static_cast<size_t>(d + 1) * es;
-        r.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
-        r.op = kLseMergeOp;
-        CollDesc desc;
-        desc.coll = root ? Coll::reduce : Coll::allreduce;
-        desc.count = packed.size() / static_cast<size_t>(d + 1);
-        desc.elem_size = r.elem_size;
-        desc.root = root.value_or(0);
+        MergeCall mc;
+        mc.set(packed.size(), d, dbl, root);
         void* p = packed.data();
         nb::gil_scoped_release nogil;
-        c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo);
+        c.run(mc.desc, p, p, dbl ? DType::f64 : DType::f32, mc.red, algo);
       },
       "comm"_a, "packed"_a.noconvert(), "d"_a, "root"_a.none(), "algo"_a);
   // The same on device rows (a pointer to `values` floats), through the device
@@ -646,22 +658,8 @@ NB_MODULE(_core, m) {
       "attention_merge_collective_device",
       [](Communicator& c, uintptr_t packed, size_t values, bool dbl, int64_t d, std::optional<int> root,
          const std::string& algo, uintptr_t stream, const std::string& path, bool emulated, bool ipc) {
-        const size_t es = dbl ? 8 : 4;
-        if (d < 1 || values % static_cast<size_t>(d + 1) != 0)
-          throw InvalidArgument("packed holds " + std::to_string(values) + " values, not rows of d + 1 = " +
-                                std::to_string(d + 1));
-        Reduction r;
-        r.fn = merge_fn;  // the host operator, for completeness: the device lanes use merge_rows
-        MergeCtx ctx{d, dbl};
-        r.ctx = &ctx;
-        r.elem_size = static_cast<size_t>(d + 1) * es;
-        r.dtype = static_cast<uint8_t>(dbl ? DType::f64 : DType::f32);
-        r.op = kLseMergeOp;
-        CollDesc desc;
-        desc.coll = root ? Coll::reduce : Coll::allreduce;
-        desc.count = values / static_cast<size_t>(d + 1);
-        desc.elem_size = r.elem_size;
-        desc.root = root.value_or(0);
+        MergeCall mc;  // the device lanes run the merge with DeviceOps::merge_rows
+        mc.set(values, d, dbl, root);
         DeviceCall dc;
         dc.ops = emulated ? &emulated_device_ops() : &cuda_device_ops();
         dc.path = device_path_from_name(path);
@@ -669,7 +667,7 @@ NB_MODULE(_core, m) {
         dc.ipc = ipc;
         void* p = reinterpret_cast<void*>(packed);
         nb::gil_scoped_release nogil;
-        c.run(desc, p, p, dbl ? DType::f64 : DType::f32, r, algo, &dc);
+        c.run(mc.desc, p, p, dbl ? DType::f64 : DType::f32, mc.red, algo, &dc);
       },
       "comm"_a, "packed"_a, "values"_a, "dbl"_a, "d"_a, "root"_a.none(), "algo"_a, "stream"_a, "path"_a,
       "emulated"_a, "ipc"_a);

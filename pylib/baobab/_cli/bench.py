@@ -17,7 +17,6 @@ arrays; otherwise copy to the host, the MPI collective, copy back. Under
 BAOBAB_DEVICE_EMULATION (no GPU) the buffers stay numpy arrays and baobab runs
 them through its device lanes (a test of the command, not a measurement).
 """
-import csv
 import math
 import time
 
@@ -30,7 +29,7 @@ from .._errors import InvalidArgument
 from ..dtypes import OPS
 from . import bench_attention, bench_datatype
 from .common import (UsageError, agree, check_root, dtype_type, float_type, int_type, memory_problem,
-                     ranks_on_my_node, size_type, writable_problem)
+                     ranks_on_my_node, size_type, writable_problem, write_csv)
 from .plot import busbw_plot, output_problem
 
 COLLECTIVES = tuple(c.name for c in Coll if c is not Coll.barrier)  # the core's, by its names
@@ -385,10 +384,7 @@ def run_cli(args):
     if comm.rank == 0:
         print(format_table(rows, args.collective, comm, device), flush=True)
         if args.csv:
-            with open(args.csv, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-                w.writeheader()
-                w.writerows(rows)
+            write_csv(args.csv, rows)
         if args.plot:
             nodes = comm.topology.num_nodes
             busbw_plot(rows, args.plot, f"{args.collective}: {comm.size} ranks, {nodes} node{'s' * (nodes > 1)}")

@@ -134,6 +134,15 @@ def check_root(root, what="--root"):
         raise UsageError(str(e)) from None
 
 
+def write_csv(path, rows):
+    """A table of row dicts (the first row's keys as the header) as CSV."""
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def agree(mpi_comm, problem):
     """Collective over mpi_comm: each rank brings its own problem (a message, or
     None); if any rank has one, every rank raises UsageError with the first."""

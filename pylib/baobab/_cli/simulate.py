@@ -6,13 +6,12 @@ selector would pick marked with '*'. One process; no MPI job needed.
     baobab simulate allreduce --ranks 1024 --ppn 8 --size 1M,64M --topology fat-tree
     baobab simulate allreduce --ranks 256 -b 8 -e 1G -f 4 --link 1=25,2.5 --csv ar.csv --plot ar.png
 """
-import csv
 import math
 
 from .. import _simulate as sim
 from .._errors import InvalidArgument
 from .common import UsageError, collective_type, dtype_type, float_type, int_type, parse_size, size_type, \
-    writable_problem
+    writable_problem, write_csv
 from .plot import busbw_plot, output_problem
 
 
@@ -132,10 +131,7 @@ def run_cli(args):
         raise UsageError(str(e)) from None
     print(format_table(rows, args, desc), flush=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows)
     if args.plot:
         pts = [dict(r, requested=r["algo"]) for r in rows if r["busbw"] is not None]
         pts += [dict(r, requested="auto") for r in rows if r["chosen"]]
