@@ -231,8 +231,10 @@ class Communicator:
     def _allreduce(self, blocking, x, op, out, algo):
         x, code, call = self._input(x, out=out)
         opc = op_code(op)
-        result = out = self._xp(call).empty_like(x) if out is None else out
-        out = _as_output(out, x.dtype, x.size, call=call)
+        if out is None:
+            result = out = self._xp(call).empty_like(x)
+        else:
+            result, out = out, _as_output(out, x.dtype, x.size, call=call)
         return self._go(blocking, ALLREDUCE, x, code, out, opc, x.size, [], 0, algo, result, call)
 
     def reduce_scatter(self, x, op="sum", *, counts=None, out=None, algo=None):
@@ -257,8 +259,10 @@ class Communicator:
                                   f"{x.shape[0]}")
         row = prod(x.shape[1:])
         shape = (rows[self.rank],) + x.shape[1:]
-        result = out = self._xp(call).empty(shape, x.dtype) if out is None else out
-        out = _as_output(out, x.dtype, prod(shape), call=call)
+        if out is None:
+            result = out = self._xp(call).empty(shape, x.dtype)
+        else:
+            result, out = out, _as_output(out, x.dtype, prod(shape), call=call)
         return self._go(blocking, REDUCE_SCATTER, x, code, out, opc, 0, [r * row for r in rows], 0, algo, result,
                         call)
 
@@ -282,8 +286,10 @@ class Communicator:
     def _allgather(self, blocking, x, out, algo):
         x, code, call = self._input(x, out=out)
         shape = (self.size,) + x.shape
-        result = out = self._xp(call).empty(shape, x.dtype) if out is None else out
-        out = _as_output(out, x.dtype, prod(shape), call=call)
+        if out is None:
+            result = out = self._xp(call).empty(shape, x.dtype)
+        else:
+            result, out = out, _as_output(out, x.dtype, prod(shape), call=call)
         return self._go(blocking, ALLGATHER, x, code, out, 0, 0, [x.size] * self.size, 0, algo, result, call)
 
     def allgatherv(self, x, *, rows=None, algo=None):
@@ -347,8 +353,10 @@ class Communicator:
         root = _args.rank(root, self.size, "root")
         xp = self._xp(call)
         if self.rank == root:
-            result = out = xp.empty_like(x) if out is None else out
-            out = _as_output(out, x.dtype, x.size, call=call)
+            if out is None:
+                result = out = xp.empty_like(x)
+            else:
+                result, out = out, _as_output(out, x.dtype, x.size, call=call)
         else:
             out = xp.empty(0, x.dtype) if out is None else _dc.check_output(out, call, "out")
             result = None
@@ -369,8 +377,10 @@ class Communicator:
             raise InvalidArgument(f"alltoall splits axis 0 into {self.size} equal blocks (one per rank): its "
                                   f"length must be divisible by {self.size}, got shape {x.shape}")
         block = x.size // self.size
-        result = out = self._xp(call).empty_like(x) if out is None else out
-        out = _as_output(out, x.dtype, x.size, call=call)
+        if out is None:
+            result = out = self._xp(call).empty_like(x)
+        else:
+            result, out = out, _as_output(out, x.dtype, x.size, call=call)
         counts = [block] * (self.size * self.size)
         return self._go(blocking, ALLTOALL, x, code, out, 0, 0, counts, 0, algo, result, call)
 
