@@ -271,6 +271,15 @@ def validate(path):
 
 
 # ---- the checkpointer ------------------------------------------------------------
+def _write_plan(f, plan):
+    """The replicated entries of a checkpoint (from _flatten) into an open, serial io.File."""
+    for p, kind, stored, attrs in plan:
+        if kind == "dict":
+            f.set_attrs(p, {"baobab_type": "dict"})
+        else:
+            f.write_global(p, stored, attrs={"baobab_type": kind, **attrs})
+
+
 class Checkpointer:
     """Saves and restores run state in `directory`, keeping the newest `keep` checkpoints."""
 
@@ -514,11 +523,7 @@ class Checkpointer:
         offsets = {}
         top = dict(top, mpi_ranks=self.size, writers="all")
         with _io.File(stage, "w", None, attrs=top) as f:
-            for p, kind, stored, attrs in plan:
-                if kind == "dict":
-                    f.set_attrs(p, {"baobab_type": "dict"})
-                else:
-                    f.write_global(p, stored, attrs={"baobab_type": kind, **attrs})
+            _write_plan(f, plan)
             h5 = f._f  # serial (no communicator): rank 0 holds the handle
             for n, (counts, shape, dtype, _) in dmeta.items():
                 dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -560,20 +565,9 @@ class Checkpointer:
         with h5py.File(stage, "r+") as h5:
             h5.attrs["sha256"] = sha256
             h5.attrs["complete"] = 1
-        fd = os.open(stage, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _io._fsync_file(stage)
         os.replace(stage, path)
-        try:
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        _io._fsync_dir(self.directory)
         self._prune()
 
     def _gather_rows(self, local, counts, shape, dtype):
@@ -601,11 +595,7 @@ class Checkpointer:
     def _background(self, path, top, plan, full, dmeta):
         try:
             with _io.File(path, "w", None, attrs=top) as f:
-                for p, kind, stored, attrs in plan:
-                    if kind == "dict":
-                        f.set_attrs(p, {"baobab_type": "dict"})
-                    else:
-                        f.write_global(p, stored, attrs={"baobab_type": kind, **attrs})
+                _write_plan(f, plan)
                 for n, (counts, _, _, _) in dmeta.items():
                     f.write(f"/distributed/{n}", full[n],
                             attrs={"baobab_type": "distributed", "counts": np.array(counts, np.int64)})

@@ -1073,11 +1073,7 @@ class File:
         self._f = None
         if self.rank == 0 and err is None and not skip:
             try:
-                fd = os.open(self.tmp_path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync_file(self.tmp_path)
             except Exception as e:  # noqa: BLE001
                 err = _why(e)
         self._closed = True
@@ -1198,6 +1194,15 @@ def _posix_reason(path):
     os.close(fd)
     _unlink(path)
     return ""
+
+
+def _fsync_file(path):
+    """Flushes a file's data to its device (raises OSError)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(d):
