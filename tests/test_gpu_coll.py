@@ -3,7 +3,7 @@ runs these on a GPU machine): the device reduction kernels against the host
 kernels bit for bit, special values included; every collective x dtype x op
 on cupy arrays at 2, 3 and 4 ranks sharing the GPU, with virtual nodes, against
 the host collectives bit for bit; an unsynchronised producer; host and device
-ranks together; device arrays of other libraries (torch, when present)."""
+ranks together; device arrays known only by __cuda_array_interface__."""
 import numpy as np
 import pytest
 
@@ -120,34 +120,22 @@ def test_device_results_stay_on_the_device_and_mixing_is_refused():
     assert isinstance(w.wait(), cupy.ndarray)
 
 
-def test_torch_cuda_tensors_without_torch_in_baobab():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA")
+class _Interface:
+    """A device array seen only through __cuda_array_interface__ (as a torch or
+    numba array is): baobab must take it without knowing its library."""
+
+    def __init__(self, a):
+        self.a = a
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.a.__cuda_array_interface__
+
+
+def test_cuda_array_interface_arrays_of_any_library():
     c = baobab.Communicator(timeout=30)
-    t = torch.arange(12, dtype=torch.float32, device="cuda")
-    out = torch.empty_like(t)
-    assert c.allreduce(t, out=out) is out
-    assert torch.equal(out, t)
-
-
-@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
-def test_device_attention_merge_matches_host_and_commutes(dtype, tol):
-    rng = np.random.default_rng(5)
-    rows, d = 1000, 64
-    a = rng.standard_normal((rows, d + 1)).astype(dtype)
-    b = rng.standard_normal((rows, d + 1)).astype(dtype)
-    a[:10, d] = -np.inf  # empty rows on one side, both sides, and a NaN
-    b[5:10, d] = -np.inf
-    a[10, d] = np.nan
-    want = np.empty_like(a)
-    _core.attention_merge_rows(want, a, b, d)
-    da, db = cupy.asarray(a), cupy.asarray(b)
-    ab, ba = cupy.empty_like(da), cupy.empty_like(da)
-    dbl = dtype == np.float64
-    _core.device_merge_rows(ab.data.ptr, da.data.ptr, db.data.ptr, rows, d, dbl, 0)
-    _core.device_merge_rows(ba.data.ptr, db.data.ptr, da.data.ptr, rows, d, dbl, 0)
-    got, got2 = cupy.asnumpy(ab), cupy.asnumpy(ba)
-    assert got.tobytes() == got2.tobytes()  # commutative to the bit
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+    x = cupy.arange(12, dtype=cupy.float32)
+    out = cupy.empty_like(x)
+    wrapped = _Interface(out)
+    assert c.allreduce(_Interface(x), out=wrapped) is wrapped
+    assert bool((out == x * c.size).all())
