@@ -572,6 +572,10 @@ NB_MODULE(_core, m) {
                                      reinterpret_cast<const void*>(b), rows, d, dbl, reinterpret_cast<void*>(stream));
       },
       "dst"_a, "a"_a, "b"_a, "rows"_a, "d"_a, "dbl"_a, "stream"_a);
+  m.def("emulated_peer_traffic", [] {
+    const EmulatedPeerTraffic t = emulated_peer_traffic();
+    return std::make_pair(t.copied, t.reduced);
+  });
   m.def(
       "device_reduce",
       // dst[i] = a[i] OP b[i] on a device (pointers; queued on `stream`), or on

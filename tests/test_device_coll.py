@@ -55,6 +55,17 @@ def test_device_lanes_give_the_host_collectives_bits(mpirun, n, path, ipc, topol
     _passed(out, n)
 
 
+@pytest.mark.parametrize("n, ipc", [(2, "1"), (3, "1"), (2, "0")])
+def test_ipc_reductions_read_the_peers_buffer_without_a_copy(mpirun, n, ipc):
+    """The reduce-scatter half of a ring allreduce over IPC reduces straight
+    out of each peer's exported buffer; only the allgather half copies out of
+    it (bytes counted by the emulation); without IPC nothing is read from a
+    peer; and the bits equal the host's."""
+    out = mpirun(n, MPI_DIR / "device_coll.py", "direct", "emulated", env={"BAOBAB_DEVICE_IPC": ipc},
+                 timeout=120).stdout
+    _passed(out, n)
+
+
 def test_device_and_host_ranks_interoperate_without_ipc(mpirun):
     out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_DEVICE_IPC": "0"},
                  timeout=120).stdout

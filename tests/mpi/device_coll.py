@@ -20,6 +20,10 @@ Scenarios (each ends with 'RANK r: PASS' or 'RANK r: FAIL'):
   timeout   rank 1 never joins a device allreduce: the others get TimeoutError
             within BAOBAB_TIMEOUT (+ slack), naming rank 1.
   mismatch  rank 1 calls with another count: MismatchError on every rank.
+  direct    (emulated) a ring allreduce: with IPC on one node the reduce-scatter
+            half reduces straight out of the peer's exported buffer (no copy
+            first) and the allgather half copies out of it; counted by the
+            emulation, in bytes; the bits equal the host's.
 """
 import os
 import sys
@@ -211,5 +215,21 @@ def mismatch():
         say(f"MismatchError: {e}")
 
 
-{"bits": bits, "mixed": mixed, "producer": producer, "timeout": timeout, "mismatch": mismatch}[scenario]()
+def direct():
+    global ok
+    from baobab._core import emulated_peer_traffic
+    n = p * 4096
+    for dt, es in ((np.float32, 4), (np.float64, 8)):
+        x = rand(n, dt, r)
+        want = host.allreduce(x, algo="ring")
+        c0, d0 = emulated_peer_traffic()
+        same(dev.allreduce(to_dev(x), algo="ring"), want, f"ring allreduce {np.dtype(dt)}")
+        c1, d1 = emulated_peer_traffic()
+        block = (p - 1) * (n // p) * es if os.environ.get("BAOBAB_DEVICE_IPC", "1") == "1" else 0
+        if (c1 - c0, d1 - d0) != (block, block):
+            say(f"peer traffic: copied {c1 - c0}, reduced from {d1 - d0}; expected {block} each")
+            ok = False
+
+
+{"bits": bits, "mixed": mixed, "direct": direct, "producer": producer, "timeout": timeout, "mismatch": mismatch}[scenario]()
 say("PASS" if ok else "FAIL")

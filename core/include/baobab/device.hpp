@@ -88,6 +88,13 @@ class DeviceOps {
 DeviceOps& cuda_device_ops();
 // The host emulation (see above).
 DeviceOps& emulated_device_ops();
+// What the host emulation moved out of peers' exported memory since the
+// process started: bytes copied out of it, and bytes reductions (and the
+// attention merge) read straight from it. A testing aid.
+struct EmulatedPeerTraffic {
+  uint64_t copied = 0, reduced = 0;
+};
+EmulatedPeerTraffic emulated_peer_traffic();
 
 // Where a collective's buffers live and how their bytes travel.
 struct DeviceCall {

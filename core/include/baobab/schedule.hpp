@@ -58,6 +58,14 @@ struct Schedule {
   std::string describe() const;  // one line per round, for debugging and explain
 };
 
+// Receives whose data a reduction of the same round can read where it arrived
+// in a peer's memory (the device IPC transport), instead of a copy first: for
+// each round, for each op, -1, or for a recv into scratch that exactly one
+// reduce of its round reads (as a whole operand, before anything else touches
+// it) and nothing reads afterwards before it is overwritten, 2 j (operand a of
+// local op j) or 2 j + 1 (operand b).
+std::vector<std::vector<int32_t>> direct_reads(const Schedule& s);
+
 // Convenience for builders: a round under construction.
 class RoundBuilder {
  public:

@@ -214,6 +214,14 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
     l.s = (cp->plan.segments > 1 && i + 1 == e->lanes.size()) ? &cp->last : &cp->seg;
     l.shift = i * cp->plan.seg_count;
   }
+  if (device && device->ipc) {
+    if (!cp->direct_ready) {
+      cp->seg_direct = direct_reads(cp->seg);
+      cp->last_direct = direct_reads(cp->last);
+      cp->direct_ready = true;
+    }
+    for (Lane& l : e->lanes) l.direct = l.s == &cp->last ? &cp->last_direct : &cp->seg_direct;
+  }
   e->lanes[0].wants_ack = wants_ack;
   s.active.push_back(e);
   // Make progress at once: small collectives often finish here.

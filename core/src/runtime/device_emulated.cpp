@@ -15,7 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "baobab/attention.hpp"
 #include "baobab/device.hpp"
@@ -63,13 +65,19 @@ class EmulatedOps final : public DeviceOps {
   void wait_event(void*, void*) override {}
   void copy(void* dst, const void* src, size_t bytes, void*) override {
     if (bytes && dst != src) std::memmove(dst, src, bytes);
+    if (bytes && in_peer(src)) copied_ += bytes;
   }
   void reduce(DType dtype, RedOp op, void* dst, const void* a, const void* b, size_t n, void*) override {
     reduce_kernel(dtype, op)(dst, a, b, n);
+    const size_t bytes = n * dtype_size(dtype);
+    reduced_ += bytes * (in_peer(a) + in_peer(b));
   }
   void merge_rows(void* dst, const void* a, const void* b, size_t rows, int64_t d, bool dbl, void*) override {
     attention::merge_rows(dst, a, b, rows, d, dbl);
+    const size_t bytes = rows * static_cast<size_t>(d + 1) * (dbl ? 8 : 4);
+    reduced_ += bytes * (in_peer(a) + in_peer(b));
   }
+  EmulatedPeerTraffic traffic() const { return {copied_.load(), reduced_.load()}; }
   void* alloc(size_t bytes) override { return alloc_host(bytes); }
   void release(void* p) override { release_host(p); }
   void* alloc_host(size_t bytes) override {
@@ -105,11 +113,34 @@ class EmulatedOps final : public DeviceOps {
     if (fd < 0) throw CUDAError(std::string("cannot map a peer's exported memory ") + name + ": " + std::strerror(errno));
     void* p = map(fd, bytes);
     if (!p) throw CUDAError(std::string("mmap of a peer's exported memory: ") + std::strerror(errno));
+    std::lock_guard<std::mutex> g(mu_);
+    peers_.push_back({static_cast<const char*>(p), bytes});
     return p;
   }
-  void close_ipc(void* p, size_t bytes) override { munmap(p, bytes ? bytes : 1); }
+  void close_ipc(void* p, size_t bytes) override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (size_t k = 0; k < peers_.size(); ++k)
+        if (peers_[k].first == p) {
+          peers_.erase(peers_.begin() + static_cast<long>(k));
+          break;
+        }
+    }
+    munmap(p, bytes ? bytes : 1);
+  }
 
  private:
+  bool in_peer(const void* q) {
+    const char* c = static_cast<const char*>(q);
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& [base, n] : peers_)
+      if (c >= base && c < base + n) return true;
+    return false;
+  }
+  std::mutex mu_;
+  std::vector<std::pair<const char*, size_t>> peers_;  // mapped peers' exported memory
+  std::atomic<uint64_t> copied_{0}, reduced_{0};
+
   static void* map(int fd, size_t bytes) {
     void* p = mmap(nullptr, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
@@ -119,9 +150,14 @@ class EmulatedOps final : public DeviceOps {
 
 }  // namespace
 
-DeviceOps& emulated_device_ops() {
+namespace {
+EmulatedOps& emulated() {
   static EmulatedOps ops;
   return ops;
 }
+}  // namespace
+
+DeviceOps& emulated_device_ops() { return emulated(); }
+EmulatedPeerTraffic emulated_peer_traffic() { return emulated().traffic(); }
 
 }  // namespace baobab

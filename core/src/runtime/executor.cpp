@@ -224,11 +224,22 @@ bool dev_unstage_round(CommState& s, Execution& e, Lane& l) {
       return false;
     }
     IpcRef ref{d.id, d.cap, &d.handle};
-    ops.copy(resolve(e, l, op.dst), e.dpool->peer(op.peer, ref) + d.offset, b, l.stream);
+    const char* src = e.dpool->peer(op.peer, ref) + d.offset;
+    const int32_t reader = l.direct ? (*l.direct)[l.round][i] : -1;
+    if (reader >= 0) {  // the reduction reads it where it is; acknowledged after the local ops
+      if (l.sub_a.empty()) {
+        l.sub_a.assign(round.ops.size(), nullptr);
+        l.sub_b.assign(round.ops.size(), nullptr);
+      }
+      (reader & 1 ? l.sub_b : l.sub_a)[static_cast<size_t>(reader >> 1)] = src;
+      l.ack_after_local = true;
+    } else {
+      ops.copy(resolve(e, l, op.dst), src, b, l.stream);
+    }
     l.ipc_owe.push_back(op.peer);
     ipc = true;
   }
-  if (ipc) {
+  if (ipc && !l.ack_after_local) {
     if (!l.ack_ev) l.ack_ev = e.dpool->event();
     ops.record(l.ack_ev, l.stream);
   }
@@ -273,15 +284,27 @@ void dev_run_local(Execution& e, Lane& l) {
       } else {
         ops.copy(d, a, b, l.stream);
       }
-    } else if (op.kind == OpKind::reduce && e.red.op == kLseMergeOp) {
-      const bool dbl = static_cast<DType>(e.red.dtype) == DType::f64;
-      const auto d = static_cast<int64_t>(e.es / (dbl ? 8 : 4)) - 1;
-      ops.merge_rows(resolve(e, l, op.dst), resolve(e, l, op.a), resolve(e, l, op.b), op.count, d, dbl, l.stream);
     } else if (op.kind == OpKind::reduce) {
-      ops.reduce(static_cast<DType>(e.red.dtype), static_cast<RedOp>(e.red.op), resolve(e, l, op.dst),
-                 resolve(e, l, op.a), resolve(e, l, op.b), op.count, l.stream);
+      const size_t j = static_cast<size_t>(&op - round.ops.data());
+      const char* a = !l.sub_a.empty() && l.sub_a[j] ? l.sub_a[j] : resolve(e, l, op.a);
+      const char* b = !l.sub_b.empty() && l.sub_b[j] ? l.sub_b[j] : resolve(e, l, op.b);
+      if (e.red.op == kLseMergeOp) {
+        const bool dbl = static_cast<DType>(e.red.dtype) == DType::f64;
+        const auto d = static_cast<int64_t>(e.es / (dbl ? 8 : 4)) - 1;
+        ops.merge_rows(resolve(e, l, op.dst), a, b, op.count, d, dbl, l.stream);
+        continue;
+      }
+      ops.reduce(static_cast<DType>(e.red.dtype), static_cast<RedOp>(e.red.op), resolve(e, l, op.dst), a, b, op.count,
+                 l.stream);
     }
   }
+  if (l.ack_after_local) {  // behind the reductions that read the peers' buffers
+    if (!l.ack_ev) l.ack_ev = e.dpool->event();
+    ops.record(l.ack_ev, l.stream);
+    l.ack_after_local = false;
+  }
+  l.sub_a.clear();
+  l.sub_b.clear();
 }
 
 void dev_lane_release(Execution& e, Lane& l) {

@@ -45,6 +45,10 @@ struct CachedPlan {
   bool seg_recvs = false;  // whether `seg` receives anything
   Schedule seg;   // the schedule of one segment (or of the whole call)
   Schedule last;  // the last, shorter segment when segmented
+  // direct_reads of seg and last, made at the first collective with the
+  // device IPC transport (under the runtime's lock).
+  bool direct_ready = false;
+  std::vector<std::vector<int32_t>> seg_direct, last_direct;
 };
 
 class PlanCache {

@@ -55,6 +55,71 @@ void Schedule::append(const Schedule& other) {
   }
 }
 
+namespace {
+
+bool overlaps(const Ref& x, size_t nx, const Ref& y, size_t ny) {
+  return nx && ny && x.buf == y.buf && x.off < y.off + ny && y.off < x.off + nx;
+}
+bool covers(const Ref& w, size_t nw, const Ref& r, size_t nr) {
+  return w.buf == r.buf && w.off <= r.off && r.off + nr <= w.off + nw;
+}
+
+// The direct_reads entry of recv `i` of round `r` (see schedule.hpp).
+int32_t direct_read(const Schedule& s, size_t r, size_t i) {
+  const Op& rv = s.rounds[r].ops[i];
+  const Ref d = rv.dst;
+  const size_t n = rv.count;
+  if (d.buf < kScratch || n == 0) return -1;
+  int32_t reader = -1;
+  const auto& ops = s.rounds[r].ops;
+  for (size_t j = 0; j < ops.size(); ++j) {  // the round's local operations, in order
+    const Op& op = ops[j];
+    if (op.kind != OpKind::reduce && op.kind != OpKind::copy) continue;
+    const bool ra = overlaps(op.a, op.count, d, n);
+    const bool rb = op.kind == OpKind::reduce && overlaps(op.b, op.count, d, n);
+    if (reader < 0) {
+      if (!ra && !rb) {
+        if (overlaps(op.dst, op.count, d, n)) return -1;  // overwritten before it is read
+        continue;
+      }
+      const Ref& x = ra ? op.a : op.b;
+      if (op.kind != OpKind::reduce || (ra && rb) || x.off != d.off || op.count != n ||
+          overlaps(op.dst, op.count, d, n))
+        return -1;
+      reader = static_cast<int32_t>(2 * j + (rb ? 1 : 0));
+      continue;
+    }
+    if (ra || rb) return -1;
+    if (covers(op.dst, op.count, d, n)) return reader;
+  }
+  if (reader < 0) return -1;
+  for (size_t k = r + 1; k < s.rounds.size(); ++k) {
+    const auto& later = s.rounds[k].ops;
+    for (const Op& op : later)  // sends read the buffer as the round starts
+      if (op.kind == OpKind::send && overlaps(op.a, op.count, d, n)) return -1;
+    for (const Op& op : later)
+      if (op.kind == OpKind::recv && covers(op.dst, op.count, d, n)) return reader;
+    for (const Op& op : later) {
+      if (op.kind != OpKind::reduce && op.kind != OpKind::copy) continue;
+      if (overlaps(op.a, op.count, d, n) || (op.kind == OpKind::reduce && overlaps(op.b, op.count, d, n))) return -1;
+      if (covers(op.dst, op.count, d, n)) return reader;
+    }
+  }
+  return reader;  // scratch: nothing reads it after the schedule
+}
+
+}  // namespace
+
+std::vector<std::vector<int32_t>> direct_reads(const Schedule& s) {
+  std::vector<std::vector<int32_t>> out(s.rounds.size());
+  for (size_t r = 0; r < s.rounds.size(); ++r) {
+    out[r].assign(s.rounds[r].ops.size(), -1);
+    for (size_t i = 0; i < s.rounds[r].ops.size(); ++i)
+      if (s.rounds[r].ops[i].kind == OpKind::recv) out[r][i] = direct_read(s, r, i);
+  }
+  return out;
+}
+
 size_t Schedule::message_count() const {
   size_t n = 0;
   for (const auto& r : rounds)

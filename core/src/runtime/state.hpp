@@ -96,6 +96,12 @@ struct Lane {
   std::vector<WireHeader> ipc_ack_buf;
   void* ack_ev = nullptr;
   std::vector<int> ipc_owe;
+  // Receives a reduction reads out of the peer's buffer (direct_reads of the
+  // lane's schedule, set with the IPC transport), and for the current round
+  // the peer addresses that replace operand a / b of its local ops.
+  const std::vector<std::vector<int32_t>>* direct = nullptr;
+  std::vector<const char*> sub_a, sub_b;
+  bool ack_after_local = false;
 
   // Ready for another operation, keeping the vectors' memory (every request
   // has completed: a lane is reused only after its execution completed).
@@ -129,6 +135,10 @@ struct Lane {
     ipc_ack_buf.clear();
     ack_ev = nullptr;
     ipc_owe.clear();
+    direct = nullptr;
+    sub_a.clear();
+    sub_b.clear();
+    ack_after_local = false;
   }
 };
 
