@@ -271,6 +271,8 @@ nb::dict plan_dict(const Plan& p) {
     cd["rounds"] = c.rounds;
     cd["error"] = c.error;
     cd["beaten"] = c.beaten;
+    cd["replayed"] = c.replayed;
+    cd["symmetry"] = symmetry_name(c.symmetry);
     cands.append(cd);
   }
   d["candidates"] = cands;
@@ -334,6 +336,7 @@ Config config_with(const nb::dict& overrides) {
     else if (key == "segment") c.segment_bytes = option<size_t>(key, v, "a positive number of bytes");
     else if (key == "window") c.window = option<int>(key, v, "a whole number from 1 to 32");
     else if (key == "sim_op_budget") c.sim_op_budget = option<size_t>(key, v, "a number of operations");
+    else if (key == "sim_symmetric") c.sim_symmetric = option<bool>(key, v, "True or False");
     else if (key == "tuned") continue;  // below, after the tuning file's
     else if (key == "tuning") {
       c.tuning_file = option<std::string>(key, v, "a tuning file path");

@@ -460,8 +460,10 @@ PRUNE_MODELS = [
 @pytest.mark.parametrize("model", range(len(PRUNE_MODELS)), ids=["defaults", "testbed", "uneven-hosts"])
 def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
     """The runtime's selection stops replaying candidates that can no longer
-    win; for every collective, size and root its choice (algorithm and
-    segments) is the one the full replay of every candidate makes."""
+    win, and replays one block of ranks where the job and the schedules are
+    symmetric; for every collective, size and root its choice (algorithm and
+    segments) and the winner's predicted time are those of the full replay of
+    every rank of every candidate."""
     size, spec, keys = topo
     keys = keys if keys is not None else [0] * size
     nodes = make(size, spec, keys).as_dict()["groups"][0] if spec else keys
@@ -470,7 +472,7 @@ def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
                             [""] * size, spec)
     overrides = {"tuning": "", "tuned": PRUNE_MODELS[model]}
     p = t.size
-    beaten = [0]
+    beaten, symmetric = [0], [0]
     for coll in ("allreduce", "reduce_scatter", "allgather", "bcast", "reduce", "alltoall"):
         for count in (1, 200, 16 << 10, 1 << 20):
             for root in ((0, p - 1) if coll in ("bcast", "reduce") else (0,)):
@@ -479,12 +481,17 @@ def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
                 counts = [per] * (p * p if coll == "alltoall" else p) if coll in ("reduce_scatter", "allgather",
                                                                                "alltoall") else []
                 n = 0 if counts else count
-                full = _core.plan_for(t, c, n, 4, root, counts, "", overrides, True)
+                full = _core.plan_for(t, c, n, 4, root, counts, "", dict(overrides, sim_symmetric=False), True)
                 fast = _core.plan_for(t, c, n, 4, root, counts, "", overrides, False)
                 what = f"{coll} count={count} root={root}"
                 assert (fast["algorithm"], fast["segments"]) == (full["algorithm"], full["segments"]), what
                 won = next(x for x in fast["candidates"] if x["name"] == fast["algorithm"])
                 ref = next(x for x in full["candidates"] if x["name"] == full["algorithm"])
-                assert won["predicted"] == ref["predicted"] and not won["beaten"], what
+                assert not won["beaten"], what
+                if won["replayed"] == p:  # the same replay
+                    assert won["predicted"] == ref["predicted"], what
+                else:  # one block: messages that meet at a shared link at the same instant may queue in another order
+                    assert won["predicted"] == pytest.approx(ref["predicted"], rel=0.01), what
+                    symmetric[0] += 1
                 beaten[0] += sum(x["beaten"] for x in fast["candidates"])
     assert beaten[0] > 0 or p < 3  # the pruning ran

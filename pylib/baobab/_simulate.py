@@ -171,5 +171,8 @@ def simulate(collective, *, ranks, ppn=8, sizes=(1 << 20,), topology="two-tier",
                              busbw=None if algbw is None else algbw * _bus_factor(name, p),
                              segments=c["segments"], rounds=c["rounds"], messages=c["messages"],
                              bytes_sent=c["bytes_sent"], chosen=c["name"] == plan["algorithm"] and ok,
-                             note=c["unsupported"] or c["error"]))
+                             replayed=c["replayed"],
+                             note=c["unsupported"] or c["error"] or (
+                                 f"replayed {c['replayed']} of {p} ranks ({c['symmetry']} symmetry)"
+                                 if 0 < c["replayed"] < p else "")))
     return rows

@@ -50,6 +50,10 @@ struct Config {
   // (0: none). `baobab simulate` sets one, so that a job too large for the
   // full simulation is reported as such instead of taking hours.
   size_t sim_op_budget = 0;
+  // Replay one block of ranks where the job and the schedules are symmetric
+  // (simulate.hpp: Symmetry); false replays every rank (a check of the
+  // former, in the tests).
+  bool sim_symmetric = true;
   std::string tuning_file;          // BAOBAB_TUNING (path); loaded values in `tuned`
   std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file
   std::string tuning_error;         // why the tuning file could not be read, if it could not

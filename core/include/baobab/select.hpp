@@ -30,6 +30,10 @@ struct Candidate {
   // The selector stopped costing it once it could no longer win (choose
   // without cost_all): `predicted` is then a lower bound of its time.
   bool beaten = false;
+  // Ranks whose schedules were replayed: all of them, or one block of a
+  // symmetric job (the kind of symmetry in `symmetry`).
+  int replayed = 0;
+  Symmetry::Kind symmetry = Symmetry::Kind::none;
 };
 
 struct Plan {
@@ -44,9 +48,12 @@ struct Plan {
 // 1 costs it whole, more pipelined.
 // limit: stop a replay once it cannot finish by then (the candidate is then
 // `beaten`).
+// syms: the job's symmetries (job_symmetries), tried in order when
+// cfg.sim_symmetric; the first that the algorithm's schedules keep is used.
 Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
                          const CollDesc& d, size_t segments = 0,
-                         double limit = std::numeric_limits<double>::infinity());
+                         double limit = std::numeric_limits<double>::infinity(),
+                         const std::vector<Symmetry>* syms = nullptr);
 // forced: empty for automatic, else an algorithm or family name (throws
 // InvalidArgument if unknown or unsupported here). Plan::algo is never a
 // family's entry: forcing a family costs its variants and picks one.

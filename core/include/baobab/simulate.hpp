@@ -19,6 +19,7 @@
 // Data: optionally every rank gets real buffers and the simulator moves and
 // reduces real bytes, which makes it a reference executor for algorithm tests.
 #pragma once
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -50,11 +51,54 @@ struct SimResult {
   bool cut = false;              // stopped past `limit`: time is a lower bound of the finish
 };
 
+// A symmetry of a modelled job, used to replay one block of ranks instead of
+// all of them. The ranks fall into blocks of `period` consecutive ranks;
+// moving every rank by a multiple of `period` (translate: r + k period mod p;
+// xor: r ^ (k period), period and p / period powers of two) maps the
+// topology onto itself (groups at every level, hosts, link rates) and, where
+// the schedules are equivariant (select.cpp checks), every rank's replay onto
+// another's. Ranks [0, period) then stand for all: a message from a
+// representative r to rank q is the mirror image of one from pull(r, q) to
+// rep(q), and lands in that queue.
+struct Symmetry {
+  enum class Kind : uint8_t { none, translate, xor_mask };
+  Kind kind = Kind::none;
+  int period = 0;
+  int size = 0;  // the job's ranks
+  bool active() const { return kind != Kind::none; }
+  int rep(int q) const { return active() ? q % period : q; }
+  // h^-1(r), for the move h that takes rep(q) to q.
+  int pull(int r, int q) const {
+    if (!active()) return r;
+    const int shift = q - q % period;
+    return kind == Kind::translate ? (r - shift + size) % size : r ^ shift;
+  }
+  // The k-th generator of the moves, applied to r (k < generators()).
+  int move(int r, int k) const {
+    return kind == Kind::translate ? (r + period) % size : r ^ (period << k);
+  }
+  int generators() const;
+};
+const char* symmetry_name(Symmetry::Kind k);
+
+// The symmetries of the modelled job that the replay can use, translation
+// first (none when its ranks form a single block): every level's groups are
+// equal blocks of consecutive ranks, and the moves keep hosts (ranks on one
+// host stay on one host) and node link rates.
+std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m);
+// The ranks of the largest level's group when every level's groups are
+// equal blocks of consecutive ranks (the period of job_symmetries), else the
+// job's size.
+int block_period(const Topology& t);
+
 // lanes[r] = the segments of rank r, run with at most `window` in flight.
 // Stops as soon as every unfinished rank is known to finish after `limit`
 // seconds (the selector's best time so far): `cut` is then set.
+// With an active `sym`, lanes holds the representatives' segments only
+// (sym.period ranks) and the result stands for every rank (no data).
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
-                   SimData* data = nullptr, double limit = std::numeric_limits<double>::infinity());
+                   SimData* data = nullptr, double limit = std::numeric_limits<double>::infinity(),
+                   const Symmetry& sym = Symmetry{});
 // A lower bound of a rank's finish time when it runs `s` alone (one lane):
 // each round lasts at least its longest send's transmission (as the replay
 // prices it), the per-round overhead and its local operations.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 #include "baobab/error.hpp"
@@ -17,24 +18,113 @@ std::pair<size_t, size_t> segmentation(const Config& cfg, const CollDesc& d) {
 
 namespace {
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Whether the schedules of ranks `from` are mapped by generator k of `sym`
+// onto the schedules of their images `to` (same rounds, kinds and counts;
+// each peer moved as its rank is). Buffers and offsets may differ: the replay
+// does not look at them.
+bool maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k) {
+  for (size_t i = 0; i < from.size(); ++i) {
+    const Schedule& a = from[i];
+    const Schedule& b = to[i];
+    if (a.rounds.size() != b.rounds.size() || a.elem_size != b.elem_size) return false;
+    for (size_t r = 0; r < a.rounds.size(); ++r) {
+      const auto& x = a.rounds[r].ops;
+      const auto& y = b.rounds[r].ops;
+      if (x.size() != y.size()) return false;
+      for (size_t j = 0; j < x.size(); ++j) {
+        if (x[j].kind != y[j].kind || x[j].count != y[j].count) return false;
+        if ((x[j].kind == OpKind::send || x[j].kind == OpKind::recv) && sym.move(x[j].peer, k) != y[j].peer)
+          return false;
+      }
+    }
+  }
+  return true;
+}
+
+std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const CollDesc& d, const std::vector<int>& ranks,
+                                const CostModel& m) {
+  std::vector<Schedule> out;
+  out.reserve(ranks.size());
+  for (int r : ranks) out.push_back(build_schedule(a, t, d, r, m));
+  return out;
+}
+
+// Whether the algorithm's schedules keep `sym`: every generator maps the
+// representatives' schedules onto their images' (and, for a translation, the
+// last block's onto the representatives'). A check at those ranks, not a
+// proof for all: tests/test_algorithms_sim.py compares this replay with the
+// full one on every algorithm and test topology.
+bool keeps(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
+           const std::vector<Schedule>& reps) {
+  const int T = sym.period;
+  // A rank that sends several messages off its host in one round (an
+  // all-to-all) makes the order in which a node's link takes its many
+  // incoming messages matter, and that order is the replay's event order,
+  // which folding the ranks changes: such schedules are replayed whole.
+  for (int r = 0; r < T; ++r)
+    for (const Round& rd : reps[r].rounds) {
+      int off = 0;
+      for (const Op& op : rd.ops) off += op.kind == OpKind::send && t.host(op.peer) != t.host(r);
+      if (off > 1) return false;
+    }
+  for (int k = 0; k < sym.generators(); ++k) {
+    std::vector<int> img(T);
+    for (int r = 0; r < T; ++r) img[r] = sym.move(r, k);
+    if (!maps_onto(reps, build_all(a, t, d, img, m), sym, k)) return false;
+  }
+  if (sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) {
+    std::vector<int> tail(T);
+    for (int r = 0; r < T; ++r) tail[r] = t.size() - T + r;
+    if (!maps_onto(build_all(a, t, d, tail, m), reps, sym, 0)) return false;
+  }
+  return true;
+}
+
 Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
-                       const CollDesc& d, size_t nseg, size_t seg_count, double limit) {
+                       const CollDesc& d, size_t nseg, size_t seg_count, double limit,
+                       const std::vector<Symmetry>* syms) {
   Candidate c;
   c.name = a.name;
   c.segments = nseg;
   const int p = t.size();
+  CollDesc sd = d;
+  sd.count = nseg > 1 ? seg_count : d.count;
+  CollDesc ld = d;
+  ld.count = d.count - (nseg - 1) * seg_count;
+  // One block of ranks stands for all where the schedules keep a symmetry of the job.
+  Symmetry use;
+  std::vector<Schedule> full, last;
+  if (syms && cfg.sim_symmetric) {
+    for (const Symmetry& sym : *syms) {
+      std::vector<int> reps(sym.period);
+      for (int r = 0; r < sym.period; ++r) reps[r] = r;
+      std::vector<Schedule> f = build_all(a, t, sd, reps, m), l;
+      if (!keeps(a, t, sd, m, sym, f)) continue;
+      if (nseg > 1) {
+        l = build_all(a, t, ld, reps, m);
+        if (!keeps(a, t, ld, m, sym, l)) continue;
+      }
+      use = sym;
+      full = std::move(f);
+      last = std::move(l);
+      break;
+    }
+  }
+  const int n = use.active() ? use.period : p;
+  c.replayed = n;
+  c.symmetry = use.kind;
   if (cfg.sim_op_budget) {
     // The operations the simulation would replay, from the first and the last
     // rank's schedules (a leader's is among the largest).
-    CollDesc sd0 = d;
-    sd0.count = nseg > 1 ? seg_count : d.count;
     size_t most = 0;
     for (int r : {0, p - 1}) {
       size_t ops = 0;
-      for (const Round& rd : build_schedule(a, t, sd0, r, m).rounds) ops += rd.ops.size();
+      for (const Round& rd : build_schedule(a, t, sd, r, m).rounds) ops += rd.ops.size();
       most = std::max(most, ops);
     }
-    const double events = static_cast<double>(most) * p * static_cast<double>(nseg);
+    const double events = static_cast<double>(most) * n * static_cast<double>(nseg);
     if (events > static_cast<double>(cfg.sim_op_budget)) {
       char why[160];
       std::snprintf(why, sizeof why, "not simulated: about %.3g schedule operations, over the budget of %.3g",
@@ -43,23 +133,23 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       return c;
     }
   }
-  std::vector<Schedule> full(p), last(p);
-  std::vector<std::vector<SimLane>> lanes(p);
-  CollDesc sd = d;
-  sd.count = nseg > 1 ? seg_count : d.count;
-  CollDesc ld = d;
-  ld.count = d.count - (nseg - 1) * seg_count;
-  for (int r = 0; r < p; ++r) {
-    full[r] = build_schedule(a, t, sd, r, m);
-    if (nseg > 1) last[r] = build_schedule(a, t, ld, r, m);
-    c.rounds = std::max(c.rounds, full[r].rounds.size());
+  if (!use.active()) {
+    full.resize(p);
+    if (nseg > 1) last.resize(p);
+    for (int r = 0; r < p; ++r) {
+      full[r] = build_schedule(a, t, sd, r, m);
+      if (nseg > 1) last[r] = build_schedule(a, t, ld, r, m);
+    }
   }
-  for (int r = 0; r < p; ++r)
+  std::vector<std::vector<SimLane>> lanes(n);
+  for (int r = 0; r < n; ++r) {
+    c.rounds = std::max(c.rounds, full[r].rounds.size());
     for (size_t s = 0; s < nseg; ++s) {
       const Schedule* sch = (nseg > 1 && s == nseg - 1) ? &last[r] : &full[r];
       lanes[r].push_back(SimLane{sch, s * seg_count, s * seg_count});
     }
-  SimResult res = simulate(t, m, lanes, nseg > 1 ? cfg.window : 1, nullptr, limit);
+  }
+  SimResult res = simulate(t, m, lanes, nseg > 1 ? cfg.window : 1, nullptr, limit, use);
   c.predicted = res.time;
   c.beaten = res.cut;
   c.bytes_sent = res.max_bytes_sent;
@@ -88,7 +178,7 @@ std::string fmt_bytes(size_t n) {
 }  // namespace
 
 Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
-                         const CollDesc& d, size_t segments, double limit) {
+                         const CollDesc& d, size_t segments, double limit, const std::vector<Symmetry>* syms) {
   Candidate c;
   c.name = a.name;
   c.unsupported = a.unsupported(t, d);
@@ -99,12 +189,12 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   }
   auto [nseg, seg_count] = segmentation(cfg, d);
   if (!a.segmentable || segments == 1) nseg = 1;
-  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit);
-  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count, limit);
+  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms);
+  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
   if (nseg <= 1) return whole;
   // The pipelined variant must beat the whole one too.
   const double piped_limit = whole.beaten || !whole.unsupported.empty() ? limit : std::min(limit, whole.predicted);
-  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, piped_limit);
+  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, piped_limit, syms);
   if (piped.beaten && !whole.beaten && whole.unsupported.empty()) return whole;
   if (!piped.unsupported.empty()) return whole;  // over the simulation budget
   if (!whole.unsupported.empty()) return piped;
@@ -169,8 +259,9 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
     plan.candidates.push_back(c);
   }
   auto segments_of = [&](size_t i) { return forced && eligible(*of[i]) ? forced_segments(*of[i]) : size_t{0}; };
+  const std::vector<Symmetry> syms = cfg.sim_symmetric ? job_symmetries(t, m) : std::vector<Symmetry>{};
   if (cost_all) {
-    for (size_t i : to_cost) plan.candidates[i] = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i));
+    for (size_t i : to_cost) plan.candidates[i] = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), kInf, &syms);
   } else {
     // Only the winner matters: candidates are replayed cheapest lower bound
     // first, each stopped as soon as it cannot beat the best so far, and one
@@ -196,7 +287,7 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
         c.predicted = bound[i];
         continue;
       }
-      c = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), lead_time);
+      c = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), lead_time, &syms);
       if (!c.unsupported.empty() || !c.error.empty() || c.beaten || !eligible(*of[i])) continue;
       if (c.predicted < lead_time || (c.predicted == lead_time && i < lead)) {
         lead = i;

@@ -1,10 +1,13 @@
 #include "baobab/simulate.hpp"
 
+#include "baobab/error.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <queue>
 #include <sstream>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 
@@ -33,6 +36,77 @@ struct Proc {  // one segment of one rank
 };
 
 }  // namespace
+
+const char* symmetry_name(Symmetry::Kind k) {
+  switch (k) {
+    case Symmetry::Kind::none: return "none";
+    case Symmetry::Kind::translate: return "translate";
+    case Symmetry::Kind::xor_mask: return "xor";
+  }
+  return "?";
+}
+
+int Symmetry::generators() const {
+  if (kind == Kind::translate) return 1;
+  if (kind != Kind::xor_mask) return 0;
+  int k = 0;
+  while ((period << k) < size) ++k;
+  return k;
+}
+
+namespace {
+
+bool pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+
+// Whether every move of `s` keeps the job's hosts and node link rates (the
+// groups are blocks, checked by the caller): checked on the generators, which
+// is enough, as every move is a product of them.
+bool keeps_hosts_and_links(const Topology& t, const CostModel& m, const Symmetry& s) {
+  const int p = t.size();
+  std::unordered_map<std::string, int> id;
+  std::vector<int> hid(p);
+  for (int r = 0; r < p; ++r) hid[r] = id.try_emplace(t.host(r), static_cast<int>(id.size())).first->second;
+  for (int k = 0; k < s.generators(); ++k) {
+    std::vector<int> f(id.size(), -1), finv(id.size(), -1);  // host id -> its image, and back
+    for (int r = 0; r < p; ++r) {
+      const int g = s.move(r, k);
+      if (m.node_link_beta(r) != m.node_link_beta(g)) return false;
+      const int a = hid[r], b = hid[g];
+      if ((f[a] >= 0 && f[a] != b) || (finv[b] >= 0 && finv[b] != a)) return false;
+      f[a] = b;
+      finv[b] = a;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int block_period(const Topology& t) {
+  const int p = t.size();
+  if (t.levels() < 1 || p < 1) return std::max(p, 1);
+  int block = p;
+  for (int L = 0; L < t.levels(); ++L) {
+    const int g = static_cast<int>(t.members(L, 0).size());
+    if (g <= 0 || p % g != 0 || t.num_groups(L) != p / g) return p;
+    for (int r = 0; r < p; ++r)
+      if (t.group(L, r) != r / g) return p;
+    block = g;
+  }
+  return block;
+}
+
+std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m) {
+  std::vector<Symmetry> out;
+  const int p = t.size();
+  const int block = block_period(t);
+  if (p < 2 || block >= p) return out;  // one block: nothing to fold
+  Symmetry tr{Symmetry::Kind::translate, block, p};
+  if (keeps_hosts_and_links(t, m, tr)) out.push_back(tr);
+  Symmetry x{Symmetry::Kind::xor_mask, block, p};
+  if (pow2(block) && pow2(p / block) && keeps_hosts_and_links(t, m, x)) out.push_back(x);
+  return out;
+}
 
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int r) {
   double total = 0;
@@ -66,16 +140,20 @@ double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule&
 }
 
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
-                   SimData* data, double limit) {
+                   SimData* data, double limit, const Symmetry& sym) {
   const int p = t.size();
+  const int n = sym.active() ? sym.period : p;  // the ranks replayed
+  if (static_cast<int>(lanes.size()) != n || (sym.active() && data))
+    throw InvalidArgument("simulate: " + std::to_string(lanes.size()) + " ranks of lanes for " + std::to_string(n) +
+                          " replayed ranks" + (data ? " (no data with a symmetry)" : ""));
   SimResult res;
-  res.finish.assign(p, 0.0);
-  std::vector<size_t> bytes_sent(p, 0), msgs_sent(p, 0);
-  std::vector<std::vector<Proc>> procs(p);
-  for (int r = 0; r < p; ++r) procs[r].resize(lanes[r].size());
+  res.finish.assign(n, 0.0);
+  std::vector<size_t> bytes_sent(n, 0), msgs_sent(n, 0);
+  std::vector<std::vector<Proc>> procs(n);
+  for (int r = 0; r < n; ++r) procs[r].resize(lanes[r].size());
   // cpu: when each rank's CPU is free (shared-memory copies, reductions, local
   // copies); inj: when its network injection is free; nic_*: each node's links.
-  std::vector<double> cpu(p, 0.0), inj(p, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
+  std::vector<double> cpu(n, 0.0), inj(n, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
   // up_*[l][g]: the uplink of level-l group g (l >= 1: a switch's or rack's link
   // to the level above), shared by every message that leaves or enters the group.
   std::vector<std::vector<double>> up_out(t.levels()), up_in(t.levels());
@@ -103,7 +181,12 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     }
     return queues[it->second];
   };
-  using Event = std::tuple<double, int, size_t>;                        // time, rank, segment
+  // Events at one instant run in the order of the rank's place in its block
+  // (then rank, then segment), the same order with or without a symmetry,
+  // so that folding the blocks replays every tie the way the full replay
+  // does (a rank's block place is kept by every move of a Symmetry).
+  const int place = sym.active() ? sym.period : block_period(t);
+  using Event = std::tuple<double, int, int, size_t>;  // time, place in the block, rank, segment
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
 
   auto elem = [&](int r, size_t seg) { return lanes[r][seg].schedule->elem_size; };
@@ -115,8 +198,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     return procs[r][seg].scratch[ref.buf - kScratch].data() + ref.off * es;
   };
 
-  auto start = [&](int r, size_t seg, double at) { events.emplace(at, r, seg); };
-  for (int r = 0; r < p; ++r)
+  auto start = [&](int r, size_t seg, double at) { events.emplace(at, r % place, r, seg); };
+  for (int r = 0; r < n; ++r)
     for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
 
   // Completes the current round of (r, seg) if every receive has its message
@@ -181,7 +264,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   };
 
   while (!events.empty()) {
-    auto [now, r, seg] = events.top();
+    auto [now, slot, r, seg] = events.top();
+    (void)slot;
     if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
       res.cut = true;
       res.time = now;
@@ -212,7 +296,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       const int L = t.link_level(r, op.peer);
       const LinkParams lp = m.at(L);
       const double tx = static_cast<double>(bytes) * lp.beta;
-      const int na = t.node_of(r), nb = t.node_of(op.peer);
+      const int to = sym.rep(op.peer);  // the receiving representative (op.peer itself without a symmetry)
+      const int na = t.node_of(r), nb = t.node_of(to);
       double begin, end, arrive;
       if (L == 0 || t.host(r) == t.host(op.peer)) {
         begin = std::max(now, cpu[r]);
@@ -245,8 +330,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         for (int l = 1; l < L; ++l) {
           const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
           up_out[l][t.group(l, r)] = begin + up_tx;
-          arrive = std::max(arrive, up_in[l][t.group(l, op.peer)] + up_tx);
-          up_in[l][t.group(l, op.peer)] = std::max(up_in[l][t.group(l, op.peer)] + up_tx, begin + up_tx);
+          double& in = up_in[l][t.group(l, to)];
+          arrive = std::max(arrive, in + up_tx);
+          in = std::max(in + up_tx, begin + up_tx);
         }
         nic_in[nb] = std::max(nic_in[nb] + in_tx, begin + in_tx);
       }
@@ -254,22 +340,22 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       pr.send_end = std::max(pr.send_end, end);
       bytes_sent[r] += bytes;
       msgs_sent[r] += 1;
-      Queue& q = queue(r, op.peer, seg);
+      Queue& q = queue(sym.pull(r, op.peer), to, seg);
       q.arrive.push_back(arrive);
       q.bytes.push_back(bytes);
       if (data) {
         const char* src = bytes ? ptr(r, seg, op.a) : nullptr;
         q.payload.emplace_back(src, src + bytes);
       }
-      if (static_cast<size_t>(op.peer) < procs.size() && seg < procs[op.peer].size()) {
-        Proc& q = procs[op.peer][seg];
-        if (q.blocked) try_complete(op.peer, seg);
+      if (static_cast<size_t>(to) < procs.size() && seg < procs[to].size()) {
+        Proc& q = procs[to][seg];
+        if (q.blocked) try_complete(to, seg);
       }
     }
     try_complete(r, seg);
   }
 
-  for (int r = 0; r < p; ++r) {
+  for (int r = 0; r < n; ++r) {
     res.time = std::max(res.time, res.finish[r]);
     res.max_bytes_sent = std::max(res.max_bytes_sent, bytes_sent[r]);
     res.max_messages = std::max(res.max_messages, msgs_sent[r]);
@@ -282,6 +368,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         res.error = e.str();
       }
   }
+  res.total_bytes *= static_cast<size_t>(p / n);  // every block sends what the representatives send
   for (const Queue& q : queues)
     if (!q.empty() && res.error.empty()) {
       std::ostringstream e;
