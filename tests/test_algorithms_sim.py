@@ -487,11 +487,9 @@ def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
                 assert (fast["algorithm"], fast["segments"]) == (full["algorithm"], full["segments"]), what
                 won = next(x for x in fast["candidates"] if x["name"] == fast["algorithm"])
                 ref = next(x for x in full["candidates"] if x["name"] == full["algorithm"])
-                assert not won["beaten"], what
-                if won["replayed"] == p:  # the same replay
-                    assert won["predicted"] == ref["predicted"], what
-                else:  # one block: messages that meet at a shared link at the same instant may queue in another order
-                    assert won["predicted"] == pytest.approx(ref["predicted"], rel=0.01), what
-                    symmetric[0] += 1
+                assert won["predicted"] == ref["predicted"] and not won["beaten"], what
+                symmetric[0] += 0 < won["replayed"] < p
                 beaten[0] += sum(x["beaten"] for x in fast["candidates"])
     assert beaten[0] > 0 or p < 3  # the pruning ran
+    if spec in ("nodes=8", "switch=2,nodes=8", "rack=2,switch=4,nodes=12") and model != 2:
+        assert symmetric[0] > 0  # and the folding (the uneven-hosts model breaks the symmetry)

@@ -30,6 +30,7 @@ struct Queue {
 struct Proc {  // one segment of one rank
   size_t round = 0;
   bool started = false, done = false, blocked = false;
+  bool fresh = false;  // its round started at this instant and has not tried to complete yet
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
   std::vector<std::vector<char>> scratch;
@@ -263,96 +264,166 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     }
   };
 
+  // The messages sent at one instant. A message's arrival is settled once
+  // every round starting at that instant has posted its sends: where several
+  // reach one node link (or uplink) at that instant, the link takes them in
+  // the order of their start, and those that start together and are as large
+  // arrive together, when the last of them is through. Nothing then depends
+  // on the order in which the replay visits the ranks of an instant, so a
+  // folded replay (Symmetry) gives what the full one gives.
+  struct Msg {
+    int from, to, L;  // sender (a replayed rank), receiving rank (actual), link level
+    size_t seg, bytes;
+    double begin, end, in_tx, arrive;  // arrive: so far (the sender's side, or the whole for a copy)
+    bool net;
+  };
+  std::vector<Msg> batch;
+  std::vector<std::vector<char>> payloads;  // with data: one per message of `batch`
+  std::vector<std::pair<int, size_t>> touched;  // (rank, segment): to complete if they can
+  // A message's use of a receiving link at this instant: the link (level in
+  // the high half, 0: a node's link in; else that level's group uplink), when
+  // the message may start on it, its time on it, and the message.
+  struct Use {
+    uint64_t link;
+    double begin, tx;
+    size_t msg;
+    bool operator<(const Use& o) const {
+      return link != o.link ? link < o.link : begin != o.begin ? begin < o.begin : tx != o.tx ? tx < o.tx : msg < o.msg;
+    }
+  };
+  std::vector<Use> uses;
+
   while (!events.empty()) {
-    auto [now, slot, r, seg] = events.top();
-    (void)slot;
+    const double now = std::get<0>(events.top());
     if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
       res.cut = true;
       res.time = now;
       return res;
     }
-    events.pop();
-    Proc& pr = procs[r][seg];
-    const Schedule& s = *lanes[r][seg].schedule;
-    if (!pr.started) {
-      pr.started = true;
-      if (data)
-        for (size_t c : s.scratch) pr.scratch.emplace_back(c * s.elem_size);
-      if (s.rounds.empty()) {
-        pr.done = true;
-        res.finish[r] = std::max(res.finish[r], now);
-        if (seg + window < lanes[r].size()) start(r, seg + window, now);
-        continue;
+    batch.clear();
+    payloads.clear();
+    touched.clear();
+    while (!events.empty() && std::get<0>(events.top()) == now) {
+      const auto [t_, slot, r, seg] = events.top();
+      (void)t_;
+      (void)slot;
+      events.pop();
+      Proc& pr = procs[r][seg];
+      const Schedule& s = *lanes[r][seg].schedule;
+      if (!pr.started) {
+        pr.started = true;
+        if (data)
+          for (size_t c : s.scratch) pr.scratch.emplace_back(c * s.elem_size);
+        if (s.rounds.empty()) {
+          pr.done = true;
+          res.finish[r] = std::max(res.finish[r], now);
+          if (seg + window < lanes[r].size()) start(r, seg + window, now);
+          continue;
+        }
+      }
+      pr.round_start = now;
+      pr.send_end = now;
+      pr.max_arrive = now;
+      pr.matched = 0;
+      pr.fresh = true;
+      touched.emplace_back(r, seg);
+      const Round& round = s.rounds[pr.round];
+      for (const Op& op : round.ops) {
+        if (op.kind != OpKind::send) continue;
+        Msg& msg = batch.emplace_back();
+        const size_t bytes = op.count * elem(r, seg);
+        const int L = t.link_level(r, op.peer);
+        const double tx = static_cast<double>(bytes) * m.at(L).beta;
+        msg.from = r;
+        msg.to = op.peer;
+        msg.L = L;
+        msg.seg = seg;
+        msg.bytes = bytes;
+        msg.net = !(L == 0 || t.host(r) == t.host(op.peer));
+        if (!msg.net) {
+          msg.begin = std::max(now, cpu[r]);
+          msg.end = msg.begin + tx;
+          cpu[r] = msg.end;
+          msg.arrive = msg.end;
+        } else {
+          // Hops: the sender's node link out and the receiver's node link in
+          // (each node's own rate: level 1's unless the model gives the node
+          // one), then for a message that leaves its level-l group (l = 1 ..
+          // L-1) that group's uplink (level l+1 rate). Each hop is busy for the
+          // message at its own rate; the message takes the slowest hop's time.
+          const int na = t.node_of(r);
+          const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
+          msg.in_tx = static_cast<double>(bytes) * m.node_link_beta(op.peer);
+          double begin = std::max({now, inj[r], nic_out[na]});
+          double slow = std::max(out_tx, msg.in_tx);
+          for (int l = 1; l < L; ++l) {
+            begin = std::max(begin, up_out[l][t.group(l, r)]);
+            slow = std::max(slow, static_cast<double>(bytes) * m.at(l + 1).beta);
+          }
+          // The sender's link is free again once the message has left it at the
+          // link's own rate; a slower hop further on (the receiver's link, an
+          // uplink) delays the message's arrival but not the sender's next
+          // message to someone else (flows interleave on a real link).
+          inj[r] = begin + out_tx;
+          nic_out[na] = begin + out_tx;
+          for (int l = 1; l < L; ++l) up_out[l][t.group(l, r)] = begin + static_cast<double>(bytes) * m.at(l + 1).beta;
+          msg.begin = begin;
+          msg.end = begin + slow;
+          msg.arrive = msg.end;
+        }
+        pr.send_end = std::max(pr.send_end, msg.end);
+        bytes_sent[r] += bytes;
+        msgs_sent[r] += 1;
+        if (data) {
+          const char* src = bytes ? ptr(r, seg, op.a) : nullptr;
+          payloads.emplace_back(src, src + bytes);
+        }
       }
     }
-    pr.round_start = now;
-    pr.send_end = now;
-    pr.max_arrive = now;
-    pr.matched = 0;
-    const Round& round = s.rounds[pr.round];
-    for (const Op& op : round.ops) {
-      if (op.kind != OpKind::send) continue;
-      const size_t bytes = op.count * elem(r, seg);
-      const int L = t.link_level(r, op.peer);
-      const LinkParams lp = m.at(L);
-      const double tx = static_cast<double>(bytes) * lp.beta;
-      const int to = sym.rep(op.peer);  // the receiving representative (op.peer itself without a symmetry)
-      const int na = t.node_of(r), nb = t.node_of(to);
-      double begin, end, arrive;
-      if (L == 0 || t.host(r) == t.host(op.peer)) {
-        begin = std::max(now, cpu[r]);
-        end = begin + tx;
-        cpu[r] = end;
-        arrive = end;
-      } else {
-        // Hops: the sender's node link out and the receiver's node link in
-        // (each node's own rate: level 1's unless the model gives the node
-        // one), then for a message that leaves its level-l group (l = 1 ..
-        // L-1) that group's uplink (level l+1 rate). Each hop is busy for the
-        // message at its own rate; the message takes the slowest hop's time.
-        const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
-        const double in_tx = static_cast<double>(bytes) * m.node_link_beta(op.peer);
-        begin = std::max({now, inj[r], nic_out[na]});
-        double slow = std::max(out_tx, in_tx);
-        for (int l = 1; l < L; ++l) {
-          const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
-          begin = std::max(begin, up_out[l][t.group(l, r)]);
-          slow = std::max(slow, up_tx);
-        }
-        end = begin + slow;
-        // The sender's link is free again once the message has left it at the
-        // link's own rate; a slower hop further on (the receiver's link, an
-        // uplink) delays the message's arrival but not the sender's next
-        // message to someone else (flows interleave on a real link).
-        inj[r] = begin + out_tx;
-        nic_out[na] = begin + out_tx;
-        arrive = std::max(end, nic_in[nb] + in_tx);
-        for (int l = 1; l < L; ++l) {
-          const double up_tx = static_cast<double>(bytes) * m.at(l + 1).beta;
-          up_out[l][t.group(l, r)] = begin + up_tx;
-          double& in = up_in[l][t.group(l, to)];
-          arrive = std::max(arrive, in + up_tx);
-          in = std::max(in + up_tx, begin + up_tx);
-        }
-        nic_in[nb] = std::max(nic_in[nb] + in_tx, begin + in_tx);
-      }
-      arrive += lp.alpha;
-      pr.send_end = std::max(pr.send_end, end);
-      bytes_sent[r] += bytes;
-      msgs_sent[r] += 1;
-      Queue& q = queue(sym.pull(r, op.peer), to, seg);
-      q.arrive.push_back(arrive);
-      q.bytes.push_back(bytes);
-      if (data) {
-        const char* src = bytes ? ptr(r, seg, op.a) : nullptr;
-        q.payload.emplace_back(src, src + bytes);
-      }
-      if (static_cast<size_t>(to) < procs.size() && seg < procs[to].size()) {
-        Proc& q = procs[to][seg];
-        if (q.blocked) try_complete(to, seg);
+    // The receiving links: each node's link in, then each group's uplink in.
+    // A link takes the instant's messages in the order of their start; those
+    // that start together and are as large arrive together.
+    uses.clear();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Msg& msg = batch[i];
+      if (!msg.net) continue;
+      const int to = sym.rep(msg.to);
+      uses.push_back(Use{static_cast<uint64_t>(t.node_of(to)), msg.begin, msg.in_tx, i});
+      for (int l = 1; l < msg.L; ++l)
+        uses.push_back(Use{(static_cast<uint64_t>(l) << 32) | static_cast<uint64_t>(t.group(l, to)), msg.begin,
+                           static_cast<double>(msg.bytes) * m.at(l + 1).beta, i});
+    }
+    if (uses.size() > 1) std::sort(uses.begin(), uses.end());
+    for (size_t i = 0; i < uses.size();) {
+      const Use& u = uses[i];
+      const int l = static_cast<int>(u.link >> 32), g = static_cast<int>(u.link & 0xffffffffu);
+      double& link = l == 0 ? nic_in[g] : up_in[l][g];
+      size_t j = i + 1;
+      while (j < uses.size() && uses[j].link == u.link && uses[j].begin == u.begin && uses[j].tx == u.tx) ++j;
+      link = std::max(link, u.begin) + static_cast<double>(j - i) * u.tx;
+      for (size_t k = i; k < j; ++k) batch[uses[k].msg].arrive = std::max(batch[uses[k].msg].arrive, link);
+      i = j;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Msg& msg = batch[i];
+      const int to = sym.rep(msg.to);
+      Queue& q = queue(sym.pull(msg.from, msg.to), to, msg.seg);
+      q.arrive.push_back(msg.arrive + m.at(msg.L).alpha);
+      q.bytes.push_back(msg.bytes);
+      if (data) q.payload.push_back(std::move(payloads[i]));
+      if (static_cast<size_t>(to) < procs.size() && msg.seg < procs[to].size()) touched.emplace_back(to, msg.seg);
+    }
+    // Rounds complete in (rank, segment) order: the senders of the instant,
+    // and the receivers that were waiting for these messages.
+    std::sort(touched.begin(), touched.end());
+    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+    for (const auto& [r, seg] : touched) {
+      Proc& pr = procs[r][seg];
+      if (pr.fresh || pr.blocked) {
+        pr.fresh = false;
+        try_complete(r, seg);
       }
     }
-    try_complete(r, seg);
   }
 
   for (int r = 0; r < n; ++r) {
