@@ -273,6 +273,7 @@ nb::dict plan_dict(const Plan& p) {
     cd["beaten"] = c.beaten;
     cd["replayed"] = c.replayed;
     cd["symmetry"] = symmetry_name(c.symmetry);
+    cd["estimate"] = c.estimate;
     cands.append(cd);
   }
   d["candidates"] = cands;
@@ -337,6 +338,8 @@ Config config_with(const nb::dict& overrides) {
     else if (key == "window") c.window = option<int>(key, v, "a whole number from 1 to 32");
     else if (key == "sim_op_budget") c.sim_op_budget = option<size_t>(key, v, "a number of operations");
     else if (key == "sim_symmetric") c.sim_symmetric = option<bool>(key, v, "True or False");
+    else if (key == "sim_exact_ranks") c.sim_exact_ranks = option<int>(key, v, "a number of ranks");
+    else if (key == "sim_full_ops") c.sim_full_ops = option<size_t>(key, v, "a number of operations");
     else if (key == "tuned") continue;  // below, after the tuning file's
     else if (key == "tuning") {
       c.tuning_file = option<std::string>(key, v, "a tuning file path");

@@ -493,3 +493,31 @@ def test_pruned_selection_chooses_what_the_full_replay_chooses(topo, model):
     assert beaten[0] > 0 or p < 3  # the pruning ran
     if spec in ("nodes=8", "switch=2,nodes=8", "rack=2,switch=4,nodes=12") and model != 2:
         assert symmetric[0] > 0  # and the folding (the uneven-hosts model breaks the symmetry)
+
+
+def test_large_jobs_fold_uneven_counts_as_an_estimate_close_to_the_full_replay():
+    """Above Config::sim_exact_ranks ranks (256), a candidate whose schedules
+    keep a symmetry in rounds and peers but not in counts (a vector the ranks
+    do not divide evenly) is replayed folded with the representatives'
+    counts: marked an estimate, within a few percent of the full replay of
+    all 512 ranks, and the choice is the full replay's."""
+    p = 512
+    t = _core.make_topology(p, [r // 8 for r in range(p)], ["h%d" % (r // 8) for r in range(p)], [""] * p, "")
+    c = coll_code("allreduce")
+    estimates = 0
+    for count in (1, 1000, 250000, 750001):
+        full = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "sim_exact_ranks": 1 << 30}, True)
+        est = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": ""}, True)
+        fast = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": ""}, False)
+        assert est["algorithm"] == full["algorithm"] == fast["algorithm"], count
+        for a, b in zip(full["candidates"], est["candidates"]):
+            if a["unsupported"]:
+                continue
+            assert not a["estimate"] and a["error"] == b["error"] == "", (count, a, b)
+            if b["estimate"]:
+                estimates += 1
+                assert 0 < b["replayed"] < p
+                assert b["predicted"] == pytest.approx(a["predicted"], rel=0.05), (count, a["name"])
+            else:
+                assert b["predicted"] == a["predicted"], (count, a["name"])
+    assert estimates > 0

@@ -54,6 +54,19 @@ struct Config {
   // (simulate.hpp: Symmetry); false replays every rank (a check of the
   // former, in the tests).
   bool sim_symmetric = true;
+  // Above this many ranks, a candidate whose schedules keep a symmetry in
+  // their structure (the same rounds and peers) but whose counts differ from
+  // rank to rank by the uneven split of a vector (a count the ranks do not
+  // divide) is replayed folded too, with the representatives' counts: an
+  // estimate (each message off by at most a block's remainder) instead of a
+  // full replay that grows with the square of the job.
+  int sim_exact_ranks = 256;
+  // Above sim_exact_ranks, a candidate that cannot be folded at all is
+  // replayed whole only if that replays at most this many schedule
+  // operations (and the job has at most 16,384 ranks); otherwise it is
+  // estimated round by round from the first and the last rank's schedules
+  // (finish_estimate).
+  size_t sim_full_ops = 4000000;
   std::string tuning_file;          // BAOBAB_TUNING (path); loaded values in `tuned`
   std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file
   std::string tuning_error;         // why the tuning file could not be read, if it could not

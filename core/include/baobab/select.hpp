@@ -34,6 +34,9 @@ struct Candidate {
   // symmetric job (the kind of symmetry in `symmetry`).
   int replayed = 0;
   Symmetry::Kind symmetry = Symmetry::Kind::none;
+  // Folded although the ranks' counts differ (Config::sim_exact_ranks): the
+  // prediction is an estimate, not the full replay's time.
+  bool estimate = false;
 };
 
 struct Plan {

@@ -65,6 +65,9 @@ struct Symmetry {
   Kind kind = Kind::none;
   int period = 0;
   int size = 0;  // the job's ranks
+  // The ranks' counts may differ (an estimate, select.cpp): a receive takes
+  // what its mirror image sent without comparing sizes.
+  bool loose = false;
   bool active() const { return kind != Kind::none; }
   int rep(int q) const { return active() ? q % period : q; }
   // h^-1(r), for the move h that takes rep(q) to q.
@@ -103,5 +106,14 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
 // each round lasts at least its longest send's transmission (as the replay
 // prices it), the per-round overhead and its local operations.
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int rank);
+// The same with each round's latency (the largest alpha of its messages'
+// links) added: the finish of a rank that never waits for a late peer. The
+// selector's estimate for a large job that it cannot fold.
+double finish_estimate(const Topology& t, const CostModel& m, const Schedule& s, int rank);
+// The same for the ranks of one node together (s[i] is ranks[i]'s schedule),
+// round by round, with the node's link carrying every byte its ranks send
+// off the node (or receive) in the round.
+double node_estimate(const Topology& t, const CostModel& m, const std::vector<const Schedule*>& s,
+                     const std::vector<int>& ranks);
 
 }  // namespace baobab

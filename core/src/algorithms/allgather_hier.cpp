@@ -15,7 +15,7 @@ void hier_allgather(Schedule& s, const Topology& t, const Group& g, int L, uint8
                     const std::vector<Extents>& units, int rank) {
   if (g.size() <= 1 || !g.member()) return;
   if (L >= t.levels()) return ring_allgather(s, g, buf, units);
-  auto parts = parts_at(t, g, L, rank);
+  auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return ring_allgather(s, g, buf, units);
   bool singletons = true;
   for (const auto& q : parts) singletons = singletons && q.size() == 1;
@@ -26,7 +26,7 @@ void hier_allgather(Schedule& s, const Topology& t, const Group& g, int L, uint8
       if (g[i] == comm_rank) return units[i];
     return units[0];
   };
-  const Group& P = parts[part_of(parts, rank)];
+  const Group P = parts.mine(rank);
   std::vector<Extents> punits;
   for (int r : P.ranks) punits.push_back(unit_of(r));
   linear_gather(s, P, buf, punits, 0);

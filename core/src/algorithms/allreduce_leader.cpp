@@ -22,7 +22,7 @@ void leader_allreduce(Schedule& s, const Topology& t, const Group& g, int L, uin
   if (!g.member()) return;
   if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
   if (L >= t.levels()) return inner.run(s, g, src, buf, off, count, m, t.levels());
-  auto parts = parts_at(t, g, L, rank);
+  auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return inner.run(s, g, src, buf, off, count, m, L);
   bool singletons = true;
   std::vector<int> leaders;
@@ -31,7 +31,7 @@ void leader_allreduce(Schedule& s, const Topology& t, const Group& g, int L, uin
     leaders.push_back(q[0]);
   }
   if (singletons) return leader_allreduce(s, t, g, L + 1, src, buf, off, count, m, rank, inner);
-  const Group& P = parts[part_of(parts, rank)];
+  const Group P = parts.mine(rank);
   const Extents e{Span{off, count}};
   const bool written = binomial_reduce(s, P, src, buf, e, 0);
   if (P.me == 0)

@@ -36,7 +36,7 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
   if (!g.member()) return;
   if (g.size() <= 1) return copy_if_needed(sch, src, buf, off, count);
   if (L >= t.levels()) return inner.run(sch, g, src, buf, off, count, m, t.levels());
-  auto parts = parts_at(t, g, L, rank);
+  auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return inner.run(sch, g, src, buf, off, count, m, L);
   size_t K = 0;
   for (const auto& q : parts) K = std::max<size_t>(K, q.size());
@@ -47,7 +47,7 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
   auto range_elems = [&](size_t a, size_t b) {
     return a == b ? Span{kb.off[std::min(a, K - 1)], 0} : Span{kb.off[a], kb.off[b - 1] + kb.cnt[b - 1] - kb.off[a]};
   };
-  const Group& P = parts[part_of(parts, rank)];
+  const Group P = parts.mine(rank);
   const size_t sP = P.size();
   Blocks pb;
   for (size_t j = 0; j < sP; ++j) {

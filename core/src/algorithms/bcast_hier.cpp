@@ -14,11 +14,11 @@ void hier_bcast(Schedule& s, const Topology& t, const Group& g, int L, uint8_t b
                 int rank) {
   if (g.size() <= 1 || !g.member()) return;
   if (L >= t.levels()) return binomial_bcast(s, g, buf, e, root);
-  auto parts = parts_at(t, g, L, rank);
+  auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return binomial_bcast(s, g, buf, e, root);
-  const RootedLeaders rl = rooted_leaders(parts, g[root], rank);
+  const RootedLeaders rl = rooted_leaders(*parts, g[root], rank);
   if (rl.leaders.member()) hier_bcast(s, t, rl.leaders, L + 1, buf, e, rl.root, rank);
-  binomial_bcast(s, parts[rl.my_part], buf, e, rl.part_root);
+  binomial_bcast(s, parts.mine(rank), buf, e, rl.part_root);
 }
 
 }  // namespace

@@ -17,77 +17,75 @@ Group Group::world(int size, int rank) {
   return Group(std::move(r), rank);
 }
 
+Group Parts::mine(int comm_rank) const {
+  const int i = part_of(comm_rank);
+  if (i < 0) return Group{};
+  Group g = all[static_cast<size_t>(i)];
+  g.me = index[static_cast<size_t>(comm_rank)];
+  return g;
+}
+
 namespace {
 
-// The last partition made on this thread: a simulation builds every rank's
-// schedule for one topology, and each would otherwise partition the same
-// group again (O(p log p) per rank). Keyed by the group's members and their
-// level-L ids, compared in full, so a hit is never stale.
+// The partitions made lately on this thread: a simulation builds every
+// rank's schedule over the same groups. Keyed by the group's members and
+// their level-L ids, compared in full, so a hit is never stale.
 struct PartsMemo {
   int level = -1;
   std::vector<int> ranks, ids;
-  std::vector<Group> parts;      // me = -1
-  std::vector<int> part_of_pos;  // g's position -> its part
-  std::vector<int> index_in_part;
+  std::shared_ptr<const Parts> parts;
 };
 
 }  // namespace
 
-std::vector<Group> parts_at(const Topology& t, const Group& g, int L, int rank) {
-  thread_local PartsMemo memo;
+PartsRef parts_at(const Topology& t, const Group& g, int L) {
+  thread_local std::vector<PartsMemo> memo(16);  // a level's groups and its rails
+  thread_local size_t next = 0;
   const size_t n = g.ranks.size();
-  bool hit = memo.level == L && memo.ranks.size() == n && memo.ranks == g.ranks;
-  if (hit)
-    for (size_t i = 0; i < n && hit; ++i) hit = memo.ids[i] == t.group(L, g.ranks[i]);
-  if (!hit) {
-    memo.level = L;
-    memo.ranks = g.ranks;
-    memo.ids.resize(n);
-    memo.parts.clear();
-    memo.part_of_pos.resize(n);
-    memo.index_in_part.resize(n);
-    std::map<int, size_t> index;
-    for (size_t i = 0; i < n; ++i) {
-      const int r = g.ranks[i];
-      const int id = t.group(L, r);
-      memo.ids[i] = id;
-      auto it = index.find(id);
-      if (it == index.end()) {
-        it = index.emplace(id, memo.parts.size()).first;
-        memo.parts.emplace_back();
-      }
-      Group& part = memo.parts[it->second];
-      memo.part_of_pos[i] = static_cast<int>(it->second);
-      memo.index_in_part[i] = part.size();
-      part.ranks.push_back(r);
-    }
+  for (const PartsMemo& e : memo) {
+    if (!e.parts || e.level != L || e.ranks != g.ranks) continue;
+    bool same = true;
+    for (size_t i = 0; i < n && same; ++i) same = e.ids[i] == t.group(L, g.ranks[i]);
+    if (same) return PartsRef(e.parts);
   }
-  std::vector<Group> out = memo.parts;
-  for (size_t i = 0; i < n; ++i)
-    if (g.ranks[i] == rank) out[memo.part_of_pos[i]].me = memo.index_in_part[i];
-  return out;
+  auto parts = std::make_shared<Parts>();
+  PartsMemo& e = memo[next++ % memo.size()];
+  e.level = L;
+  e.ranks = g.ranks;
+  e.ids.resize(n);
+  parts->part.assign(static_cast<size_t>(t.size()), -1);
+  parts->index.assign(static_cast<size_t>(t.size()), -1);
+  std::map<int, size_t> index;
+  for (size_t i = 0; i < n; ++i) {
+    const int r = g.ranks[i];
+    const int id = t.group(L, r);
+    e.ids[i] = id;
+    auto it = index.find(id);
+    if (it == index.end()) {
+      it = index.emplace(id, parts->all.size()).first;
+      parts->all.emplace_back();
+    }
+    Group& part = parts->all[it->second];
+    parts->part[static_cast<size_t>(r)] = static_cast<int>(it->second);
+    parts->index[static_cast<size_t>(r)] = part.size();
+    part.ranks.push_back(r);
+  }
+  e.parts = parts;
+  return PartsRef(std::move(parts));
 }
 
-int part_of(const std::vector<Group>& parts, int comm_rank) {
-  for (size_t i = 0; i < parts.size(); ++i)
-    for (int r : parts[i].ranks)
-      if (r == comm_rank) return static_cast<int>(i);
-  return -1;
-}
-
-RootedLeaders rooted_leaders(const std::vector<Group>& parts, int root_rank, int rank) {
+RootedLeaders rooted_leaders(const Parts& parts, int root_rank, int rank) {
   RootedLeaders out;
+  const int rp = parts.part_of(root_rank);
   std::vector<int> lead;
+  lead.reserve(parts.size());
   for (size_t i = 0; i < parts.size(); ++i) {
-    const auto& q = parts[i].ranks;
-    const bool has_root = std::find(q.begin(), q.end(), root_rank) != q.end();
+    const bool has_root = static_cast<int>(i) == rp;
     if (has_root) out.root = static_cast<int>(i);
-    lead.push_back(has_root ? root_rank : q[0]);
-    if (std::find(q.begin(), q.end(), rank) != q.end()) {
-      out.my_part = static_cast<int>(i);
-      out.part_root = static_cast<int>(std::find(q.begin(), q.end(), lead.back()) - q.begin());
-    }
+    lead.push_back(has_root ? root_rank : parts[i][0]);
   }
+  out.my_part = parts.part_of(rank);
+  if (out.my_part >= 0) out.part_root = out.my_part == rp ? parts.index[static_cast<size_t>(root_rank)] : 0;
   out.leaders = Group(lead, rank);
   return out;
 }

@@ -3,6 +3,7 @@
 // compositions recurse over), and the leaders of rooted hierarchical
 // collectives.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "baobab/topology.hpp"
@@ -22,10 +23,37 @@ struct Group {
 };
 
 // Members of g grouped by their level-L group, in order of first appearance;
-// each part keeps g's order.
-std::vector<Group> parts_at(const Topology& t, const Group& g, int L, int rank);
-// The part of `parts` containing comm_rank.
-int part_of(const std::vector<Group>& parts, int comm_rank);
+// each part keeps g's order. Shared and immutable (me = -1 in every part):
+// a simulation builds every rank's schedule over the same groups, and
+// copying them for each rank would cost O(p) allocations per schedule.
+struct Parts {
+  std::vector<Group> all;
+  std::vector<int> part, index;  // by communicator rank: its part and its place there (-1: not in g)
+  size_t size() const { return all.size(); }
+  const Group& operator[](size_t i) const { return all[i]; }
+  std::vector<Group>::const_iterator begin() const { return all.begin(); }
+  std::vector<Group>::const_iterator end() const { return all.end(); }
+  int part_of(int comm_rank) const {
+    return comm_rank >= 0 && static_cast<size_t>(comm_rank) < part.size() ? part[comm_rank] : -1;
+  }
+  // The caller's part with its place in it (a copy of that part only).
+  Group mine(int comm_rank) const;
+};
+class PartsRef {
+ public:
+  explicit PartsRef(std::shared_ptr<const Parts> p) : p_(std::move(p)) {}
+  const Parts& operator*() const { return *p_; }
+  const Parts* operator->() const { return p_.get(); }
+  size_t size() const { return p_->size(); }
+  const Group& operator[](size_t i) const { return (*p_)[i]; }
+  auto begin() const { return p_->begin(); }
+  auto end() const { return p_->end(); }
+  Group mine(int comm_rank) const { return p_->mine(comm_rank); }
+
+ private:
+  std::shared_ptr<const Parts> p_;
+};
+PartsRef parts_at(const Topology& t, const Group& g, int L);
 
 // Leaders of rooted hierarchical collectives: the root leads its own part, the
 // first member leads every other part.
@@ -35,6 +63,6 @@ struct RootedLeaders {
   int my_part = -1;  // the caller's part
   int part_root = 0; // the caller's part leader's index within that part
 };
-RootedLeaders rooted_leaders(const std::vector<Group>& parts, int root_rank, int rank);
+RootedLeaders rooted_leaders(const Parts& parts, int root_rank, int rank);
 
 }  // namespace baobab::algo

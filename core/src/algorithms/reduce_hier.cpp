@@ -13,10 +13,10 @@ void hier_reduce(Schedule& s, const Topology& t, const Group& g, int L, uint8_t 
                  int rank) {
   if (g.size() <= 1 || !g.member()) return;
   if (L >= t.levels()) return binomial_reduce(s, g, buf, e, root);
-  auto parts = parts_at(t, g, L, rank);
+  auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return binomial_reduce(s, g, buf, e, root);
-  const RootedLeaders rl = rooted_leaders(parts, g[root], rank);
-  binomial_reduce(s, parts[rl.my_part], buf, e, rl.part_root);
+  const RootedLeaders rl = rooted_leaders(*parts, g[root], rank);
+  binomial_reduce(s, parts.mine(rank), buf, e, rl.part_root);
   if (rl.leaders.member()) hier_reduce(s, t, rl.leaders, L + 1, buf, e, rl.root, rank);
 }
 

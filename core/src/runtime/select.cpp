@@ -19,12 +19,14 @@ std::pair<size_t, size_t> segmentation(const Config& cfg, const CollDesc& d) {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int kFullReplayRanks = 16384;
 
 // Whether the schedules of ranks `from` are mapped by generator k of `sym`
 // onto the schedules of their images `to` (same rounds, kinds and counts;
 // each peer moved as its rank is). Buffers and offsets may differ: the replay
 // does not look at them.
-bool maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k) {
+bool maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k,
+               bool counts) {
   for (size_t i = 0; i < from.size(); ++i) {
     const Schedule& a = from[i];
     const Schedule& b = to[i];
@@ -34,7 +36,7 @@ bool maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& t
       const auto& y = b.rounds[r].ops;
       if (x.size() != y.size()) return false;
       for (size_t j = 0; j < x.size(); ++j) {
-        if (x[j].kind != y[j].kind || x[j].count != y[j].count) return false;
+        if (x[j].kind != y[j].kind || (counts && x[j].count != y[j].count)) return false;
         if ((x[j].kind == OpKind::send || x[j].kind == OpKind::recv) && sym.move(x[j].peer, k) != y[j].peer)
           return false;
       }
@@ -57,17 +59,17 @@ std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const Col
 // proof for all: tests/test_algorithms_sim.py compares this replay with the
 // full one on every algorithm and test topology.
 bool keeps(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
-           const std::vector<Schedule>& reps) {
+           const std::vector<Schedule>& reps, bool counts) {
   const int T = sym.period;
   for (int k = 0; k < sym.generators(); ++k) {
     std::vector<int> img(T);
     for (int r = 0; r < T; ++r) img[r] = sym.move(r, k);
-    if (!maps_onto(reps, build_all(a, t, d, img, m), sym, k)) return false;
+    if (!maps_onto(reps, build_all(a, t, d, img, m), sym, k, counts)) return false;
   }
   if (sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) {
     std::vector<int> tail(T);
     for (int r = 0; r < T; ++r) tail[r] = t.size() - T + r;
-    if (!maps_onto(build_all(a, t, d, tail, m), reps, sym, 0)) return false;
+    if (!maps_onto(build_all(a, t, d, tail, m), reps, sym, 0, counts)) return false;
   }
   return true;
 }
@@ -86,17 +88,22 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   // One block of ranks stands for all where the schedules keep a symmetry of the job.
   Symmetry use;
   std::vector<Schedule> full, last;
-  if (syms && cfg.sim_symmetric) {
+  // Exact folding first; then, in a large job, folding of schedules whose
+  // counts alone differ (an estimate).
+  for (const bool counts : {true, false}) {
+    if (!syms || !cfg.sim_symmetric || use.active() || (!counts && p <= cfg.sim_exact_ranks)) break;
     for (const Symmetry& sym : *syms) {
       std::vector<int> reps(sym.period);
       for (int r = 0; r < sym.period; ++r) reps[r] = r;
       std::vector<Schedule> f = build_all(a, t, sd, reps, m), l;
-      if (!keeps(a, t, sd, m, sym, f)) continue;
+      if (!keeps(a, t, sd, m, sym, f, counts)) continue;
       if (nseg > 1) {
         l = build_all(a, t, ld, reps, m);
-        if (!keeps(a, t, ld, m, sym, l)) continue;
+        if (!keeps(a, t, ld, m, sym, l, counts)) continue;
       }
       use = sym;
+      use.loose = !counts;
+      c.estimate = !counts;
       full = std::move(f);
       last = std::move(l);
       break;
@@ -105,17 +112,44 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   const int n = use.active() ? use.period : p;
   c.replayed = n;
   c.symmetry = use.kind;
-  if (cfg.sim_op_budget) {
+  const bool large = !use.active() && p > cfg.sim_exact_ranks;
+  if (cfg.sim_op_budget || large) {
     // The operations the simulation would replay, from the first and the last
     // rank's schedules (a leader's is among the largest).
     size_t most = 0;
+    double estimate = 0;
     for (int r : {0, p - 1}) {
+      const Schedule s0 = build_schedule(a, t, sd, r, m);
       size_t ops = 0;
-      for (const Round& rd : build_schedule(a, t, sd, r, m).rounds) ops += rd.ops.size();
+      for (const Round& rd : s0.rounds) ops += rd.ops.size();
       most = std::max(most, ops);
+      c.rounds = std::max(c.rounds, s0.rounds.size());
+    }
+    if (large) {  // round by round, over the first and the last node's ranks
+      for (int node : {t.node_of(0), t.node_of(p - 1)}) {
+        const std::vector<int>& ranks = t.node_members(node);
+        auto node_time = [&](const CollDesc& cd) {
+          std::vector<Schedule> own = build_all(a, t, cd, ranks, m);
+          std::vector<const Schedule*> ptrs;
+          for (const Schedule& x : own) ptrs.push_back(&x);
+          return node_estimate(t, m, ptrs, ranks);
+        };
+        double e = node_time(sd);
+        if (nseg > 1) e = e * static_cast<double>(nseg - 1) + node_time(ld);  // segments one after another
+        estimate = std::max(estimate, e);
+      }
     }
     const double events = static_cast<double>(most) * n * static_cast<double>(nseg);
-    if (events > static_cast<double>(cfg.sim_op_budget)) {
+    // Building every rank's schedule costs O(p) each for the algorithms over
+    // the whole communicator: past 16,384 ranks a whole replay is never made.
+    if (large && (events > static_cast<double>(cfg.sim_full_ops) || p > kFullReplayRanks)) {
+      c.predicted = estimate;
+      c.estimate = true;
+      c.replayed = 0;
+      c.beaten = estimate > limit;
+      return c;
+    }
+    if (cfg.sim_op_budget && events > static_cast<double>(cfg.sim_op_budget)) {
       char why[160];
       std::snprintf(why, sizeof why, "not simulated: about %.3g schedule operations, over the budget of %.3g",
                     events, static_cast<double>(cfg.sim_op_budget));
