@@ -75,6 +75,14 @@ def test_explain_forced_by_environment():
     assert "choice: scatter_allgather (forced by BAOBAB_ALGO)" in out
 
 
+def test_explain_says_which_candidates_were_replayed_as_one_block():
+    """Two identical virtual nodes: every candidate that keeps the move from
+    one node to the other is replayed for one node's ranks, and says so."""
+    out = cli(4, "explain", "allreduce", "1M", env={"BAOBAB_TOPOLOGY": "nodes=2"})
+    rows = [line for line in out.splitlines() if "one block of 2 ranks replayed" in line]
+    assert rows and any(r.split()[1 if r.startswith("*") else 0] == "ring" for r in rows), out
+
+
 def test_explain_lists_the_inner_algorithm_of_compositions():
     """split_rail and leader are costed once per inner allreduce, each a row of
     explain; forcing the family picks the row with the lowest prediction."""

@@ -380,9 +380,16 @@ std::string explain(const Topology& t, const Config& cfg, const CostModel& m, co
     if (!c.unsupported.empty()) {
       std::snprintf(line, sizeof line, "  %-*s %14s   (%s)\n", w, c.name.c_str(), "-", c.unsupported.c_str());
     } else {
+      std::string note;
+      if (!c.error.empty()) note = "  ERROR: " + c.error;
+      else if (c.estimate && c.replayed == 0) note = "  (estimate: node by node, the job is too large to replay)";
+      else if (c.estimate) note = "  (estimate: one block replayed, counts uneven)";
+      else if (c.replayed > 0 && c.replayed < t.size())
+        note = "  (one block of " + std::to_string(c.replayed) + " ranks replayed: " + symmetry_name(c.symmetry) +
+               " symmetry)";
       std::snprintf(line, sizeof line, "%s %-*s %14s %9zu %8zu %12s %8zu%s\n", chosen ? "*" : " ", w,
                     c.name.c_str(), fmt_time(c.predicted).c_str(), c.segments, c.rounds,
-                    fmt_bytes(c.bytes_sent).c_str(), c.messages, c.error.empty() ? "" : ("  ERROR: " + c.error).c_str());
+                    fmt_bytes(c.bytes_sent).c_str(), c.messages, note.c_str());
     }
     o << line;
   }
