@@ -64,8 +64,8 @@ struct Config {
   // Above sim_exact_ranks, a candidate that cannot be folded at all is
   // replayed whole only if that replays at most this many schedule
   // operations (and the job has at most 16,384 ranks); otherwise it is
-  // estimated round by round from the first and the last rank's schedules
-  // (finish_estimate).
+  // estimated round by round over the first and the last node's ranks
+  // (node_estimate).
   size_t sim_full_ops = 4000000;
   std::string tuning_file;          // BAOBAB_TUNING (path); loaded values in `tuned`
   std::vector<std::pair<std::string, double>> tuned;  // key/value pairs read from the tuning file

@@ -106,13 +106,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
 // each round lasts at least its longest send's transmission (as the replay
 // prices it), the per-round overhead and its local operations.
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int rank);
-// The same with each round's latency (the largest alpha of its messages'
-// links) added: the finish of a rank that never waits for a late peer. The
-// selector's estimate for a large job that it cannot fold.
-double finish_estimate(const Topology& t, const CostModel& m, const Schedule& s, int rank);
-// The same for the ranks of one node together (s[i] is ranks[i]'s schedule),
-// round by round, with the node's link carrying every byte its ranks send
-// off the node (or receive) in the round.
+// The selector's estimate for a large job that it cannot fold: the ranks of
+// one node together (s[i] is ranks[i]'s schedule), round by round, each round
+// its slowest rank's (as above, plus the round's latency, the largest alpha
+// of its messages' links), or the node's link carrying every byte its ranks
+// send off the node (or receive) in the round, if that is longer.
 double node_estimate(const Topology& t, const CostModel& m, const std::vector<const Schedule*>& s,
                      const std::vector<int>& ranks);
 

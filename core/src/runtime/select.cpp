@@ -21,28 +21,32 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kFullReplayRanks = 16384;
 
-// Whether the schedules of ranks `from` are mapped by generator k of `sym`
-// onto the schedules of their images `to` (same rounds, kinds and counts;
-// each peer moved as its rank is). Buffers and offsets may differ: the replay
+// How far the schedules of ranks `from` are mapped by generator k of `sym`
+// onto the schedules of their images `to`: the same rounds, kinds and counts
+// with each peer moved as its rank is (exact), the same but for counts
+// (structure), or not (none). Buffers and offsets may differ: the replay
 // does not look at them.
-bool maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k,
-               bool counts) {
+enum class Fit : uint8_t { none, structure, exact };
+
+Fit maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k) {
+  Fit fit = Fit::exact;
   for (size_t i = 0; i < from.size(); ++i) {
     const Schedule& a = from[i];
     const Schedule& b = to[i];
-    if (a.rounds.size() != b.rounds.size() || a.elem_size != b.elem_size) return false;
+    if (a.rounds.size() != b.rounds.size() || a.elem_size != b.elem_size) return Fit::none;
     for (size_t r = 0; r < a.rounds.size(); ++r) {
       const auto& x = a.rounds[r].ops;
       const auto& y = b.rounds[r].ops;
-      if (x.size() != y.size()) return false;
+      if (x.size() != y.size()) return Fit::none;
       for (size_t j = 0; j < x.size(); ++j) {
-        if (x[j].kind != y[j].kind || (counts && x[j].count != y[j].count)) return false;
+        if (x[j].kind != y[j].kind) return Fit::none;
         if ((x[j].kind == OpKind::send || x[j].kind == OpKind::recv) && sym.move(x[j].peer, k) != y[j].peer)
-          return false;
+          return Fit::none;
+        if (x[j].count != y[j].count) fit = Fit::structure;
       }
     }
   }
-  return true;
+  return fit;
 }
 
 std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const CollDesc& d, const std::vector<int>& ranks,
@@ -53,25 +57,46 @@ std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const Col
   return out;
 }
 
-// Whether the algorithm's schedules keep `sym`: every generator maps the
-// representatives' schedules onto their images' (and, for a translation, the
-// last block's onto the representatives'). A check at those ranks, not a
-// proof for all: tests/test_algorithms_sim.py compares this replay with the
-// full one on every algorithm and test topology.
-bool keeps(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
-           const std::vector<Schedule>& reps, bool counts) {
+// How far the algorithm's schedules keep `sym` (the least Fit of every
+// generator mapping the representatives' schedules onto their images', and,
+// for a translation, the last block's onto the representatives'). A check at
+// those ranks, not a proof for all: tests/test_algorithms_sim.py compares
+// this replay with the full one on every algorithm and test topology.
+Fit fit_of(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
+           const std::vector<Schedule>& reps) {
   const int T = sym.period;
-  for (int k = 0; k < sym.generators(); ++k) {
+  Fit fit = Fit::exact;
+  for (int k = 0; k < sym.generators() && fit != Fit::none; ++k) {
     std::vector<int> img(T);
     for (int r = 0; r < T; ++r) img[r] = sym.move(r, k);
-    if (!maps_onto(reps, build_all(a, t, d, img, m), sym, k, counts)) return false;
+    fit = std::min(fit, maps_onto(reps, build_all(a, t, d, img, m), sym, k));
   }
-  if (sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) {
+  if (fit != Fit::none && sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) {
     std::vector<int> tail(T);
     for (int r = 0; r < T; ++r) tail[r] = t.size() - T + r;
-    if (!maps_onto(build_all(a, t, d, tail, m), reps, sym, 0, counts)) return false;
+    fit = std::min(fit, maps_onto(build_all(a, t, d, tail, m), reps, sym, 0));
   }
-  return true;
+  return fit;
+}
+
+// The estimate of a job too large to replay whole: round by round over the
+// first and the last node's ranks, the segments one after another.
+double estimate_by_nodes(const Algorithm& a, const Topology& t, const CostModel& m, const CollDesc& sd,
+                         const CollDesc& ld, size_t nseg) {
+  double estimate = 0;
+  for (int node : {t.node_of(0), t.node_of(t.size() - 1)}) {
+    const std::vector<int>& ranks = t.node_members(node);
+    auto node_time = [&](const CollDesc& cd) {
+      std::vector<Schedule> own = build_all(a, t, cd, ranks, m);
+      std::vector<const Schedule*> ptrs;
+      for (const Schedule& x : own) ptrs.push_back(&x);
+      return node_estimate(t, m, ptrs, ranks);
+    };
+    double e = node_time(sd);
+    if (nseg > 1) e = e * static_cast<double>(nseg - 1) + node_time(ld);
+    estimate = std::max(estimate, e);
+  }
+  return estimate;
 }
 
 Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
@@ -85,28 +110,39 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   sd.count = nseg > 1 ? seg_count : d.count;
   CollDesc ld = d;
   ld.count = d.count - (nseg - 1) * seg_count;
-  // One block of ranks stands for all where the schedules keep a symmetry of the job.
-  Symmetry use;
-  std::vector<Schedule> full, last;
-  // Exact folding first; then, in a large job, folding of schedules whose
-  // counts alone differ (an estimate).
-  for (const bool counts : {true, false}) {
-    if (!syms || !cfg.sim_symmetric || use.active() || (!counts && p <= cfg.sim_exact_ranks)) break;
+  // One block of ranks stands for all where the schedules keep a symmetry of
+  // the job: exactly, or, in a large job, in all but their counts (an
+  // estimate, from the first symmetry that fits so).
+  Symmetry use, loose;
+  std::vector<Schedule> full, last, loose_full, loose_last;
+  if (syms && cfg.sim_symmetric) {
     for (const Symmetry& sym : *syms) {
       std::vector<int> reps(sym.period);
       for (int r = 0; r < sym.period; ++r) reps[r] = r;
       std::vector<Schedule> f = build_all(a, t, sd, reps, m), l;
-      if (!keeps(a, t, sd, m, sym, f, counts)) continue;
-      if (nseg > 1) {
+      Fit fit = fit_of(a, t, sd, m, sym, f);
+      if (fit != Fit::none && nseg > 1) {
         l = build_all(a, t, ld, reps, m);
-        if (!keeps(a, t, ld, m, sym, l, counts)) continue;
+        fit = std::min(fit, fit_of(a, t, ld, m, sym, l));
       }
-      use = sym;
-      use.loose = !counts;
-      c.estimate = !counts;
-      full = std::move(f);
-      last = std::move(l);
-      break;
+      if (fit == Fit::exact) {
+        use = sym;
+        full = std::move(f);
+        last = std::move(l);
+        break;
+      }
+      if (fit == Fit::structure && !loose.active() && p > cfg.sim_exact_ranks) {
+        loose = sym;
+        loose.loose = true;
+        loose_full = std::move(f);
+        loose_last = std::move(l);
+      }
+    }
+    if (!use.active() && loose.active()) {
+      use = loose;
+      full = std::move(loose_full);
+      last = std::move(loose_last);
+      c.estimate = true;
     }
   }
   const int n = use.active() ? use.period : p;
@@ -117,7 +153,6 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
     // The operations the simulation would replay, from the first and the last
     // rank's schedules (a leader's is among the largest).
     size_t most = 0;
-    double estimate = 0;
     for (int r : {0, p - 1}) {
       const Schedule s0 = build_schedule(a, t, sd, r, m);
       size_t ops = 0;
@@ -125,28 +160,14 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       most = std::max(most, ops);
       c.rounds = std::max(c.rounds, s0.rounds.size());
     }
-    if (large) {  // round by round, over the first and the last node's ranks
-      for (int node : {t.node_of(0), t.node_of(p - 1)}) {
-        const std::vector<int>& ranks = t.node_members(node);
-        auto node_time = [&](const CollDesc& cd) {
-          std::vector<Schedule> own = build_all(a, t, cd, ranks, m);
-          std::vector<const Schedule*> ptrs;
-          for (const Schedule& x : own) ptrs.push_back(&x);
-          return node_estimate(t, m, ptrs, ranks);
-        };
-        double e = node_time(sd);
-        if (nseg > 1) e = e * static_cast<double>(nseg - 1) + node_time(ld);  // segments one after another
-        estimate = std::max(estimate, e);
-      }
-    }
     const double events = static_cast<double>(most) * n * static_cast<double>(nseg);
     // Building every rank's schedule costs O(p) each for the algorithms over
     // the whole communicator: past 16,384 ranks a whole replay is never made.
     if (large && (events > static_cast<double>(cfg.sim_full_ops) || p > kFullReplayRanks)) {
-      c.predicted = estimate;
+      c.predicted = estimate_by_nodes(a, t, m, sd, ld, nseg);
       c.estimate = true;
       c.replayed = 0;
-      c.beaten = estimate > limit;
+      c.beaten = c.predicted > limit;
       return c;
     }
     if (cfg.sim_op_budget && events > static_cast<double>(cfg.sim_op_budget)) {

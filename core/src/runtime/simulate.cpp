@@ -111,26 +111,31 @@ std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m) {
 
 namespace {
 
-double round_by_round(const Topology& t, const CostModel& m, const Schedule& s, int r, bool latency) {
+// A message's time on the wire as the replay prices it, alone: a copy by the
+// CPU between ranks of one host; else the slowest hop (either node's link,
+// the uplinks of the groups it leaves).
+double wire_time(const CostModel& m, int r, int peer, int L, bool net, double bytes) {
+  if (!net) return bytes * m.at(L).beta;
+  double x = std::max(bytes * m.node_link_beta(r), bytes * m.node_link_beta(peer));
+  for (int l = 1; l < L; ++l) x = std::max(x, bytes * m.at(l + 1).beta);
+  return x;
+}
+
+bool off_host(const Topology& t, int r, int peer, int L) { return !(L == 0 || t.host(r) == t.host(peer)); }
+
+}  // namespace
+
+double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int r) {
   double total = 0;
   for (const Round& round : s.rounds) {
-    double tx = 0, local = 0, alpha = 0;
+    double tx = 0, local = 0;
     bool comm = false;
     for (const Op& op : round.ops) {
       const double bytes = static_cast<double>(op.count * s.elem_size);
-      if (latency && (op.kind == OpKind::send || op.kind == OpKind::recv))
-        alpha = std::max(alpha, m.at(t.link_level(r, op.peer)).alpha);
       if (op.kind == OpKind::send) {
         comm = true;
         const int L = t.link_level(r, op.peer);
-        double x;
-        if (L == 0 || t.host(r) == t.host(op.peer)) {
-          x = bytes * m.at(L).beta;
-        } else {
-          x = std::max(bytes * m.node_link_beta(r), bytes * m.node_link_beta(op.peer));
-          for (int l = 1; l < L; ++l) x = std::max(x, bytes * m.at(l + 1).beta);
-        }
-        tx = std::max(tx, x);
+        tx = std::max(tx, wire_time(m, r, op.peer, L, off_host(t, r, op.peer, L), bytes));
       } else if (op.kind == OpKind::recv) {
         comm = true;
       } else if (op.kind == OpKind::reduce) {
@@ -139,19 +144,9 @@ double round_by_round(const Topology& t, const CostModel& m, const Schedule& s, 
         local += bytes * m.copy;
       }
     }
-    total += tx + alpha + (comm ? m.round_overhead : 0.0) + local;
+    total += tx + (comm ? m.round_overhead : 0.0) + local;
   }
   return total;
-}
-
-}  // namespace
-
-double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int r) {
-  return round_by_round(t, m, s, r, false);
-}
-
-double finish_estimate(const Topology& t, const CostModel& m, const Schedule& s, int r) {
-  return round_by_round(t, m, s, r, true);
 }
 
 double node_estimate(const Topology& t, const CostModel& m, const std::vector<const Schedule*>& s,
@@ -171,21 +166,11 @@ double node_estimate(const Topology& t, const CostModel& m, const std::vector<co
         if (op.kind == OpKind::send || op.kind == OpKind::recv) {
           comm = true;
           const int L = t.link_level(r, op.peer);
+          const bool net = off_host(t, r, op.peer, L);
           alpha = std::max(alpha, m.at(L).alpha);
-          const bool net = !(L == 0 || t.host(r) == t.host(op.peer));
           if (net) net_alpha = std::max(net_alpha, m.at(L).alpha);
-          if (op.kind == OpKind::send) {
-            if (net) {
-              out_bytes += bytes;
-              double x = std::max(bytes * m.node_link_beta(r), bytes * m.node_link_beta(op.peer));
-              for (int l = 1; l < L; ++l) x = std::max(x, bytes * m.at(l + 1).beta);
-              tx = std::max(tx, x);
-            } else {
-              tx = std::max(tx, bytes * m.at(L).beta);
-            }
-          } else if (net) {
-            in_bytes += bytes;
-          }
+          if (op.kind == OpKind::send) tx = std::max(tx, wire_time(m, r, op.peer, L, net, bytes));
+          (op.kind == OpKind::send ? out_bytes : in_bytes) += net ? bytes : 0.0;
         } else if (op.kind == OpKind::reduce) {
           local += bytes * m.gamma;
         } else if (op.kind == OpKind::copy) {
@@ -400,7 +385,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         msg.L = L;
         msg.seg = seg;
         msg.bytes = bytes;
-        msg.net = !(L == 0 || t.host(r) == t.host(op.peer));
+        msg.net = off_host(t, r, op.peer, L);
         if (!msg.net) {
           msg.begin = std::max(now, cpu[r]);
           msg.end = msg.begin + tx;
