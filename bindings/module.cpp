@@ -905,8 +905,11 @@ NB_MODULE(_core, m) {
       .def(
           "plan",
           [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-             const std::string& algo) { return plan_dict(c.plan(desc(coll, count, elem_size, root, counts, c.size()), algo)); },
-          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
+             const std::string& algo, bool full) {
+            const CollDesc d = desc(coll, count, elem_size, root, counts, c.size());
+            return plan_dict(full ? c.costs(d) : c.plan(d, algo));
+          },
+          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "", "full"_a = false)
       .def(
           "explain",
           [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,

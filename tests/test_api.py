@@ -110,6 +110,11 @@ def test_explain_lists_candidates_and_choice(comm):
     assert plan["algorithm"] in {c["name"] for c in plan["candidates"]}
     forced = comm.explain("allreduce", 8, algo="ring", file=False)
     assert "choice: ring (forced by algo=)" in forced
+    full = comm.plan("allreduce", 1 << 20, full=True)
+    assert full["algorithm"] == comm.plan("allreduce", 1 << 20)["algorithm"]
+    assert full["candidates"] and not any(c["beaten"] for c in full["candidates"])
+    with pytest.raises(baobab.InvalidArgument, match="give no algo"):
+        comm.plan("allreduce", 8, algo="ring", full=True)
 
 
 def test_error_hierarchy():

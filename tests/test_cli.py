@@ -44,6 +44,31 @@ def test_bench_every_algorithm_of_every_collective():
         assert ran == {a["name"] for a in baobab.algorithms() if a["collective"] == coll}, (coll, ran)
 
 
+def test_bench_model_column_is_each_algorithm_replayed_in_full(tmp_path):
+    """The model column is the prediction of the algorithm that ran, replayed
+    to the end as explain does (the runtime's selection cuts off candidates
+    that lose, so its own numbers for them are not predictions), and the
+    table ends with the model's error against the measured times."""
+    path = tmp_path / "all.csv"
+    env = {"BAOBAB_TOPOLOGY": "nodes=2"}
+    out = cli(4, "bench", "allreduce", "-b", "1M", "-e", "1M", "--algo", "all", "-n", "2", "-w", "1",
+              "--no-mpi", "--csv", str(path), env=env)
+    m = re.search(r"# model against measured, (\d+) rows: median error ([\d.]+) %, worst ([\d.]+) %", out)
+    assert m, out
+    rows = list(csv.DictReader(open(path)))
+    assert int(m.group(1)) == len(rows) >= 6
+    errs = sorted(abs(float(r["model_us"]) - float(r["time_us"])) / float(r["time_us"]) for r in rows)
+    assert abs(float(m.group(3)) - errs[-1] * 100) < 0.051, (m.group(3), errs)
+    explain = cli(4, "explain", "allreduce", "1M", env=env)
+    shown = {}
+    for name, value, unit in re.findall(r"^[ *] (\S+)\s+([\d.]+) (us|ms|s)\b", explain, re.M):
+        shown[name] = float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+    for r in rows:
+        name = r["algo"].split("/")[0]
+        assert name in shown, (name, explain)
+        assert abs(float(r["model_us"]) - shown[name]) <= 1e-3 * shown[name] + 0.01, (r, shown[name])
+
+
 def test_bench_bfloat16_has_no_mpi_baseline_but_is_validated():
     out = cli(2, "bench", "allreduce", "-b", "1K", "-e", "1K", "-d", "bfloat16", "-o", "max")
     line = next(l for l in out.splitlines() if "bfloat16" in l)

@@ -481,10 +481,17 @@ class Communicator:
             count = 0
         return coll, count, es, int(root), counts
 
-    def plan(self, collective, nbytes, *, dtype="float32", root=0, algo=None):
-        """The algorithm a call of this size would use, and why (a dict)."""
+    def plan(self, collective, nbytes, *, dtype="float32", root=0, algo=None, full=False):
+        """The algorithm a call of this size would use, and why (a dict).
+
+        ``full=True``: every candidate's prediction from a replay to the end
+        (what ``explain`` prints; slower, not cached). Otherwise candidates
+        that can no longer win are cut off (``beaten``), as the runtime does,
+        and a forced ``algo`` lists no candidates."""
         coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
-        return self._c.plan(coll, count, es, root, counts, algo or "")
+        if full and algo:
+            raise InvalidArgument("plan(full=True) costs every candidate: give no algo")
+        return self._c.plan(coll, count, es, root, counts, algo or "", full)
 
     def explain(self, collective, nbytes, *, dtype="float32", root=0, algo=None, device=False, file=None):
         """Prints (and returns) every candidate algorithm with its predicted time, and the choice.

@@ -104,6 +104,9 @@ class Communicator {
   void abort(const std::string& reason);
 
   Plan plan(const CollDesc& d, const std::string& algo = "");
+  // Every candidate replayed in full (what explain prints), not cached: the
+  // runtime's plan() stops costing candidates that can no longer win.
+  Plan costs(const CollDesc& d);
   std::string explain(const CollDesc& d, const std::string& algo = "");
 
   // Releases MPI resources now (also done by the destructor and at MPI_Finalize).

@@ -277,6 +277,8 @@ Plan Communicator::plan(const CollDesc& d, const std::string& algo) {
   return s_->plans.get(s_->topo, s_->cfg, s_->model, s_->rank, d, algo)->plan;
 }
 
+Plan Communicator::costs(const CollDesc& d) { return choose(s_->topo, s_->cfg, s_->model, d, "", true); }
+
 std::string Communicator::explain(const CollDesc& d, const std::string& algo) {
   return baobab::explain(s_->topo, s_->cfg, s_->model, d, algo);
 }

@@ -257,8 +257,9 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
             case.prepare()
             t = timed(case, case.run_mpi, n, warmup, m.Barrier)
             mpi_t = m.allreduce(t, op=MPI.MAX)
+        # every candidate replayed to the end (the runtime's choice cuts off the losers)
         predicted = {c["name"]: c["predicted"] for c in
-                     comm.plan(coll, case.nbytes(), dtype=dtype, root=root)["candidates"]}
+                     comm.plan(coll, case.nbytes(), dtype=dtype, root=root, full=True)["candidates"]}
         for algo in algos:
             name = None if algo == "auto" else algo
             plan = comm.plan(coll, case.nbytes(), dtype=dtype, root=root, algo=name)
@@ -303,7 +304,27 @@ def format_table(rows, coll, comm, device=None):
                      f"{r['wrong']:>6} {mpi:>10} {ratio:>6} {r['model_us']:10.2f}")
     wrong = sum(r["wrong"] for r in rows)
     lines.append(f"# out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}")
+    err = model_error(rows)
+    if err:
+        lines.append(f"# model against measured, {err['rows']} rows: median error {err['median'] * 100:.1f} %, "
+                     f"worst {err['worst'] * 100:.1f} % ({err['worst_algo']} at {err['worst_size']} bytes); "
+                     f"predicted/measured {err['low']:.2f}-{err['high']:.2f}")
     return "\n".join(lines)
+
+
+def model_error(rows):
+    """How far the cost model's predictions are from the measured times:
+    {rows, median, worst (relative errors |model - time| / time), worst_algo,
+    worst_size, low, high (smallest and largest model / time)}, or None when no
+    row has a prediction."""
+    rs = [r for r in rows if math.isfinite(r.get("model_us", float("nan"))) and r["time_us"] > 0]
+    if not rs:
+        return None
+    errs = [abs(r["model_us"] - r["time_us"]) / r["time_us"] for r in rs]
+    ratios = [r["model_us"] / r["time_us"] for r in rs]
+    w = max(range(len(rs)), key=errs.__getitem__)
+    return dict(rows=len(rs), median=float(np.median(errs)), worst=errs[w], worst_algo=rs[w]["algo"],
+                worst_size=rs[w]["size"], low=min(ratios), high=max(ratios))
 
 
 def sizes_between(b, e, f, limit=MAX_SIZES):
