@@ -266,6 +266,7 @@ nb::dict plan_dict(const Plan& p) {
     cd["unsupported"] = c.unsupported;
     cd["predicted"] = c.predicted;
     cd["segments"] = c.segments;
+    cd["segment_count"] = c.seg_count;
     cd["bytes_sent"] = c.bytes_sent;
     cd["messages"] = c.messages;
     cd["rounds"] = c.rounds;

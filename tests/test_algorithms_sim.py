@@ -521,3 +521,30 @@ def test_large_jobs_fold_uneven_counts_as_an_estimate_close_to_the_full_replay()
             else:
                 assert b["predicted"] == a["predicted"], (count, a["name"])
     assert estimates > 0
+
+
+def test_segments_grow_where_each_segment_pays_many_rounds_of_latency():
+    """Every pipelined segment pays its schedule's rounds of latency. On a
+    256-rank job with fast links (NVLink and 400 GB/s node links, microsecond
+    latencies) the selector pipelines in segments larger than BAOBAB_SEGMENT,
+    and that beats the same algorithm in BAOBAB_SEGMENT's segments; with the
+    latencies taken away it keeps BAOBAB_SEGMENT's size."""
+    p = 256
+    t = _core.make_topology(p, [r // 8 for r in range(p)], ["h%d" % (r // 8) for r in range(p)], [""] * p, "")
+    c = coll_code("allreduce")
+    count = (64 << 20) // 4
+    fast = {"link.0.bw_GBps": 450, "link.0.alpha_us": 1, "link.1.bw_GBps": 400, "link.1.alpha_us": 3,
+            "gamma_GBps": 2000, "copy_GBps": 2000}
+    plan = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "tuned": fast}, False)
+    assert plan["segments"] > 1 and plan["segment_count"] * 4 > (1 << 20), plan["segments"]
+    won = next(x for x in plan["candidates"] if x["name"] == plan["algorithm"])
+    assert won["segment_count"] == plan["segment_count"]
+    # the same algorithm forced: BAOBAB_SEGMENT's segments, as a forced algorithm runs
+    forced = _core.plan_for(t, c, count, 4, 0, [], plan["algorithm"], {"tuning": "", "tuned": fast}, True)
+    base = next(x for x in forced["candidates"] if x["name"] == plan["algorithm"])
+    assert base["segments"] == 64 and base["segment_count"] * 4 == 1 << 20
+    assert won["predicted"] < base["predicted"], (won["predicted"], base["predicted"])
+    no_latency = dict(fast, **{"link.0.alpha_us": 0, "link.1.alpha_us": 0, "round_overhead_us": 0})
+    flat = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "tuned": no_latency}, True)
+    same = next(x for x in flat["candidates"] if x["name"] == plan["algorithm"])
+    assert same["segments"] == 64 and same["segment_count"] * 4 == 1 << 20, same

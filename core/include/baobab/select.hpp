@@ -23,6 +23,7 @@ struct Candidate {
   std::string unsupported;  // why it cannot run; empty if it can
   double predicted = 0;     // seconds
   size_t segments = 1;      // pipelined segments
+  size_t seg_count = 0;     // elements per segment (the whole count when one)
   size_t bytes_sent = 0;    // largest per rank
   size_t messages = 0;      // largest per rank
   size_t rounds = 0;        // of the slowest rank's schedule
@@ -43,6 +44,7 @@ struct Plan {
   const Algorithm* algo = nullptr;
   size_t segments = 1;
   size_t seg_count = 0;  // elements per segment (the last may be shorter)
+  size_t seg_bytes = 0;  // the plan cache's: segment bytes of its size class
   std::string reason;
   std::vector<Candidate> candidates;
 };
@@ -67,5 +69,4 @@ std::string explain(const Topology& t, const Config& cfg, const CostModel& m, co
                     const std::string& forced);
 // Segment count and size for a call on a segmentable algorithm.
 std::pair<size_t, size_t> segmentation(const Config& cfg, const CollDesc& d);
-
 }  // namespace baobab

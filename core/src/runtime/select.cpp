@@ -105,11 +105,14 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   Candidate c;
   c.name = a.name;
   c.segments = nseg;
+  c.seg_count = nseg > 1 ? seg_count : d.count;
   const int p = t.size();
   CollDesc sd = d;
   sd.count = nseg > 1 ? seg_count : d.count;
   CollDesc ld = d;
   ld.count = d.count - (nseg - 1) * seg_count;
+  // The last segment has schedules of its own only where it is shorter.
+  const bool ragged = nseg > 1 && ld.count != sd.count;
   // One block of ranks stands for all where the schedules keep a symmetry of
   // the job: exactly, or, in a large job, in all but their counts (an
   // estimate, from the first symmetry that fits so).
@@ -121,7 +124,7 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       for (int r = 0; r < sym.period; ++r) reps[r] = r;
       std::vector<Schedule> f = build_all(a, t, sd, reps, m), l;
       Fit fit = fit_of(a, t, sd, m, sym, f);
-      if (fit != Fit::none && nseg > 1) {
+      if (fit != Fit::none && ragged) {
         l = build_all(a, t, ld, reps, m);
         fit = std::min(fit, fit_of(a, t, ld, m, sym, l));
       }
@@ -180,17 +183,17 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   }
   if (!use.active()) {
     full.resize(p);
-    if (nseg > 1) last.resize(p);
+    if (ragged) last.resize(p);
     for (int r = 0; r < p; ++r) {
       full[r] = build_schedule(a, t, sd, r, m);
-      if (nseg > 1) last[r] = build_schedule(a, t, ld, r, m);
+      if (ragged) last[r] = build_schedule(a, t, ld, r, m);
     }
   }
   std::vector<std::vector<SimLane>> lanes(n);
   for (int r = 0; r < n; ++r) {
     c.rounds = std::max(c.rounds, full[r].rounds.size());
     for (size_t s = 0; s < nseg; ++s) {
-      const Schedule* sch = (nseg > 1 && s == nseg - 1) ? &last[r] : &full[r];
+      const Schedule* sch = (ragged && s == nseg - 1) ? &last[r] : &full[r];
       lanes[r].push_back(SimLane{sch, s * seg_count, s * seg_count});
     }
   }
@@ -232,18 +235,52 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     c.unsupported = "a family: its variants are costed";
     return c;
   }
+  if (a.segmentable && segments > 1) {  // forced: BAOBAB_SEGMENT's segments
+    auto [nseg, seg_count] = segmentation(cfg, d);
+    if (nseg > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms);
+  }
+  Candidate best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
+  if (!a.segmentable || segments == 1) return best;
   auto [nseg, seg_count] = segmentation(cfg, d);
-  if (!a.segmentable || segments == 1) nseg = 1;
-  if (nseg > 1 && segments > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms);
-  Candidate whole = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
-  if (nseg <= 1) return whole;
-  // The pipelined variant must beat the whole one too.
-  const double piped_limit = whole.beaten || !whole.unsupported.empty() ? limit : std::min(limit, whole.predicted);
-  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, piped_limit, syms);
-  if (piped.beaten && !whole.beaten && whole.unsupported.empty()) return whole;
-  if (!piped.unsupported.empty()) return whole;  // over the simulation budget
-  if (!whole.unsupported.empty()) return piped;
-  return piped.predicted < whole.predicted ? piped : whole;
+  if (nseg <= 1) return best;
+  // Every segment pays its schedule's rounds of latency. Where that latency
+  // is not small against a segment's transfer (long schedules: many ranks,
+  // fast links), segments grow to 4, 16 or 64 times BAOBAB_SEGMENT: the
+  // smallest that makes the rounds' latency (x the largest link latency) a
+  // tenth of its time on the slowest link, while there are two or more.
+  double alpha = 0, beta = 0;
+  for (int L = 0; L <= t.levels(); ++L) {
+    alpha = std::max(alpha, m.at(L).alpha);
+    beta = std::max(beta, m.at(L).beta);
+  }
+  for (double b : m.node_beta) beta = std::max(beta, b);
+  const double latency = static_cast<double>(best.rounds) * alpha;
+  auto small = [&](size_t seg_bytes) { return latency <= 0.1 * static_cast<double>(seg_bytes) * beta; };
+  if (!small(cfg.segment_bytes)) {
+    for (size_t f : {4, 16, 64}) {
+      const size_t seg_bytes = cfg.segment_bytes * f;
+      const size_t sc = std::max<size_t>(1, seg_bytes / d.elem_size);
+      const size_t ns = (d.count + sc - 1) / sc;
+      if (ns < 2) break;
+      nseg = ns;
+      seg_count = sc;
+      if (small(seg_bytes)) break;
+    }
+  }
+  // The pipelined variant must beat the whole call: over the simulation
+  // budget loses to anything, a cut-off replay to a finished one, and a tie
+  // keeps the whole call.
+  const double lim = best.beaten || !best.unsupported.empty() ? limit : std::min(limit, best.predicted);
+  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, lim, syms);
+  auto better = [](const Candidate& x, const Candidate& y) {
+    if (!x.unsupported.empty()) return false;
+    if (!y.unsupported.empty()) return true;
+    if (x.beaten) return false;
+    if (y.beaten) return true;
+    return x.predicted < y.predicted;
+  };
+  if (better(piped, best)) best = std::move(piped);
+  return best;
 }
 
 // Every choice between algorithms is made here, the inner algorithm of a
@@ -366,7 +403,7 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
   for (const auto& c : plan.candidates)
     if (c.name == plan.algo->name) {
       plan.segments = c.segments;
-      plan.seg_count = c.segments > 1 ? seg : d.count;
+      plan.seg_count = c.segments > 1 ? c.seg_count : d.count;
     }
   return plan;
 }
