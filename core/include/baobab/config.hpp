@@ -26,6 +26,9 @@ struct CostModel {
   double gamma = 1.0 / 4e9;      // s per byte reduced
   double copy = 1.0 / 8e9;       // s per byte copied locally
   double round_overhead = 0.2e-6;  // s per round: posting, polling
+  // Messages between hosts larger than this travel by rendezvous: they start
+  // once the receiver has posted the receive (tuning key rendezvous_bytes).
+  double rndv_bytes = 64 * 1024;
   // Per communicator rank: s/byte of the link between the rank's node and the
   // network, where nodes' links differ (tuning keys host.<name>.bw_GBps or
   // node.<id>.bw_GBps). Empty, or 0 for a rank: the level-1 rate.

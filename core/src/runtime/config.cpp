@@ -314,6 +314,8 @@ CostModel Config::model(int levels) const {
       m.copy = 1.0 / (v * 1e9);
     } else if (key == "round_overhead_us") {
       m.round_overhead = v * 1e-6;
+    } else if (key == "rendezvous_bytes" && v >= 0) {
+      m.rndv_bytes = v;
     }
   }
   return m;

@@ -3,7 +3,9 @@
 #include "baobab/error.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <cstring>
 #include <queue>
 #include <sstream>
@@ -24,7 +26,10 @@ struct Queue {
   std::vector<size_t> bytes;
   std::vector<std::vector<char>> payload;  // with data only
   size_t head = 0;
-  bool empty() const { return head == arrive.size(); }
+  size_t posted = 0;  // receives posted for these messages (in order) so far
+  // No message to match next, or the next has not arrived (+inf: waiting
+  // for its receive to be posted, under the rendezvous rule).
+  bool empty() const { return head == arrive.size() || std::isinf(arrive[head]); }
 };
 
 struct Proc {  // one segment of one rank
@@ -33,6 +38,7 @@ struct Proc {  // one segment of one rank
   bool fresh = false;  // its round started at this instant and has not tried to complete yet
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
+  size_t unsent = 0;  // sends of the round still waiting for their receive (rendezvous)
   std::vector<std::vector<char>> scratch;
 };
 
@@ -217,7 +223,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (const auto& l : lanes) n = std::max(n, l.size());
     return static_cast<uint64_t>(n);
   }();
-  auto queue = [&](int src, int dst, size_t seg) -> Queue& {
+  auto queue_id = [&](int src, int dst, size_t seg) -> uint32_t {
     const uint64_t key = (static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst)) * nseg_max + seg;
     auto [it, fresh] = queue_of.try_emplace(key, static_cast<uint32_t>(queues.size()));
     if (fresh) {
@@ -226,8 +232,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       q.dst = dst;
       q.seg = seg;
     }
-    return queues[it->second];
+    return it->second;
   };
+  auto queue = [&](int src, int dst, size_t seg) -> Queue& { return queues[queue_id(src, dst, seg)]; };
   // Events at one instant run in the order of the rank's place in its block
   // (then rank, then segment), the same order with or without a symmetry,
   // so that folding the blocks replays every tie the way the full replay
@@ -253,6 +260,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // (pr.matched: the round's receives matched so far, in order).
   auto try_complete = [&](int r, size_t seg) {
     Proc& pr = procs[r][seg];
+    if (pr.unsent) {  // a send still waits for its receive
+      pr.blocked = true;
+      return;
+    }
     const Schedule& s = *lanes[r][seg].schedule;
     const Round& round = s.rounds[pr.round];
     size_t k = 0;
@@ -324,7 +335,6 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     bool net;
   };
   std::vector<Msg> batch;
-  std::vector<std::vector<char>> payloads;  // with data: one per message of `batch`
   std::vector<std::pair<int, size_t>> touched;  // (rank, segment): to complete if they can
   // A message's use of a receiving link at this instant: the link (level in
   // the high half, 0: a node's link in; else that level's group uplink), when
@@ -339,6 +349,56 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   };
   std::vector<Use> uses;
 
+  // Rendezvous: a message off the host larger than m.rndv_bytes starts once
+  // its receiver has posted the matching receive (MPI sends it only then; a
+  // round posts all its receives when it starts). Until then it waits in its
+  // queue unsettled, and its sender's round cannot complete.
+  auto rendezvous = [&](const Msg& msg) { return msg.net && msg.bytes > m.rndv_bytes; };
+  // The sender's side of a message leaving at `now`: its time on the wire,
+  // its sender's link and the uplinks it leaves by.
+  auto launch = [&](Msg& msg, double now) {
+    const int r = msg.from;
+    const size_t bytes = msg.bytes;
+    const int L = msg.L;
+    if (!msg.net) {
+      const double tx = static_cast<double>(bytes) * m.at(L).beta;
+      msg.begin = std::max(now, cpu[r]);
+      msg.end = msg.begin + tx;
+      cpu[r] = msg.end;
+      msg.arrive = msg.end;
+      return;
+    }
+    // Hops: the sender's node link out and the receiver's node link in
+    // (each node's own rate: level 1's unless the model gives the node
+    // one), then for a message that leaves its level-l group (l = 1 ..
+    // L-1) that group's uplink (level l+1 rate). Each hop is busy for the
+    // message at its own rate; the message takes the slowest hop's time.
+    const int na = t.node_of(r);
+    const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
+    msg.in_tx = static_cast<double>(bytes) * m.node_link_beta(msg.to);
+    double begin = std::max({now, inj[r], nic_out[na]});
+    double slow = std::max(out_tx, msg.in_tx);
+    for (int l = 1; l < L; ++l) {
+      begin = std::max(begin, up_out[l][t.group(l, r)]);
+      slow = std::max(slow, static_cast<double>(bytes) * m.at(l + 1).beta);
+    }
+    // The sender's link is free again once the message has left it at the
+    // link's own rate; a slower hop further on (the receiver's link, an
+    // uplink) delays the message's arrival but not the sender's next
+    // message to someone else (flows interleave on a real link).
+    inj[r] = begin + out_tx;
+    nic_out[na] = begin + out_tx;
+    for (int l = 1; l < L; ++l) up_out[l][t.group(l, r)] = begin + static_cast<double>(bytes) * m.at(l + 1).beta;
+    msg.begin = begin;
+    msg.end = begin + slow;
+    msg.arrive = msg.end;
+  };
+  // Messages waiting for their receive: by queue, the queue's index of each.
+  std::unordered_map<uint32_t, std::vector<std::pair<size_t, Msg>>> waiting;
+  std::vector<std::pair<uint32_t, size_t>> released;  // (queue, index) whose receive was posted now
+  std::vector<std::pair<int, size_t>> begun;           // (rank, segment) whose round began now
+  std::vector<std::pair<uint32_t, size_t>> slot;       // per message of `batch`: its queue and index
+
   while (!events.empty()) {
     const double now = std::get<0>(events.top());
     if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
@@ -347,12 +407,15 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       return res;
     }
     batch.clear();
-    payloads.clear();
     touched.clear();
+    released.clear();
+    begun.clear();
+    slot.clear();
+    // 1. The rounds that begin now post their receives.
     while (!events.empty() && std::get<0>(events.top()) == now) {
-      const auto [t_, slot, r, seg] = events.top();
+      const auto [t_, place_, r, seg] = events.top();
       (void)t_;
-      (void)slot;
+      (void)place_;
       events.pop();
       Proc& pr = procs[r][seg];
       const Schedule& s = *lanes[r][seg].schedule;
@@ -373,57 +436,74 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       pr.matched = 0;
       pr.fresh = true;
       touched.emplace_back(r, seg);
-      const Round& round = s.rounds[pr.round];
-      for (const Op& op : round.ops) {
+      begun.emplace_back(r, seg);
+      for (const Op& op : s.rounds[pr.round].ops) {
+        if (op.kind != OpKind::recv) continue;
+        const uint32_t qi = queue_id(op.peer, r, seg);
+        Queue& q = queues[qi];
+        const size_t k = q.posted++;
+        if (k < q.arrive.size() && std::isinf(q.arrive[k])) released.emplace_back(qi, k);
+      }
+    }
+    // 2. Their sends, in the order the rounds were taken.
+    for (const auto& [r, seg] : begun) {
+      Proc& pr = procs[r][seg];
+      const Schedule& s = *lanes[r][seg].schedule;
+      for (const Op& op : s.rounds[pr.round].ops) {
         if (op.kind != OpKind::send) continue;
-        Msg& msg = batch.emplace_back();
-        const size_t bytes = op.count * elem(r, seg);
-        const int L = t.link_level(r, op.peer);
-        const double tx = static_cast<double>(bytes) * m.at(L).beta;
+        Msg msg;
         msg.from = r;
         msg.to = op.peer;
-        msg.L = L;
+        msg.L = t.link_level(r, op.peer);
         msg.seg = seg;
-        msg.bytes = bytes;
-        msg.net = off_host(t, r, op.peer, L);
-        if (!msg.net) {
-          msg.begin = std::max(now, cpu[r]);
-          msg.end = msg.begin + tx;
-          cpu[r] = msg.end;
-          msg.arrive = msg.end;
-        } else {
-          // Hops: the sender's node link out and the receiver's node link in
-          // (each node's own rate: level 1's unless the model gives the node
-          // one), then for a message that leaves its level-l group (l = 1 ..
-          // L-1) that group's uplink (level l+1 rate). Each hop is busy for the
-          // message at its own rate; the message takes the slowest hop's time.
-          const int na = t.node_of(r);
-          const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
-          msg.in_tx = static_cast<double>(bytes) * m.node_link_beta(op.peer);
-          double begin = std::max({now, inj[r], nic_out[na]});
-          double slow = std::max(out_tx, msg.in_tx);
-          for (int l = 1; l < L; ++l) {
-            begin = std::max(begin, up_out[l][t.group(l, r)]);
-            slow = std::max(slow, static_cast<double>(bytes) * m.at(l + 1).beta);
-          }
-          // The sender's link is free again once the message has left it at the
-          // link's own rate; a slower hop further on (the receiver's link, an
-          // uplink) delays the message's arrival but not the sender's next
-          // message to someone else (flows interleave on a real link).
-          inj[r] = begin + out_tx;
-          nic_out[na] = begin + out_tx;
-          for (int l = 1; l < L; ++l) up_out[l][t.group(l, r)] = begin + static_cast<double>(bytes) * m.at(l + 1).beta;
-          msg.begin = begin;
-          msg.end = begin + slow;
-          msg.arrive = msg.end;
-        }
-        pr.send_end = std::max(pr.send_end, msg.end);
-        bytes_sent[r] += bytes;
-        msgs_sent[r] += 1;
+        msg.bytes = op.count * elem(r, seg);
+        msg.net = off_host(t, r, op.peer, msg.L);
+        const int to = sym.rep(msg.to);
+        const uint32_t qi = queue_id(sym.pull(msg.from, msg.to), to, seg);
+        Queue& q = queues[qi];
+        const size_t k = q.arrive.size();
+        q.arrive.push_back(std::numeric_limits<double>::infinity());  // settled below (or once received)
+        q.bytes.push_back(msg.bytes);
         if (data) {
-          const char* src = bytes ? ptr(r, seg, op.a) : nullptr;
-          payloads.emplace_back(src, src + bytes);
+          const char* src = msg.bytes ? ptr(r, seg, op.a) : nullptr;
+          q.payload.emplace_back(src, src + msg.bytes);
         }
+        bytes_sent[r] += msg.bytes;
+        msgs_sent[r] += 1;
+        if (rendezvous(msg) && k >= q.posted) {
+          pr.unsent++;
+          waiting[qi].emplace_back(k, msg);
+          continue;
+        }
+        launch(msg, now);
+        pr.send_end = std::max(pr.send_end, msg.end);
+        batch.push_back(msg);
+        slot.emplace_back(qi, k);
+      }
+    }
+    // 3. Messages that waited for a receive posted now, in the order of their
+    // sender's place in its block, sender, segment and queue order.
+    if (!released.empty()) {
+      std::vector<std::tuple<int, int, size_t, uint32_t, size_t>> order;
+      for (const auto& [qi, k] : released) {
+        auto& w = waiting[qi];
+        for (const auto& [idx, msg] : w)
+          if (idx == k) order.emplace_back(msg.from % place, msg.from, msg.seg, qi, k);
+      }
+      std::sort(order.begin(), order.end());
+      for (const auto& [pl_, from, seg, qi, k] : order) {
+        (void)pl_;
+        auto& w = waiting[qi];
+        auto it = std::find_if(w.begin(), w.end(), [&, k = k](const auto& e) { return e.first == k; });
+        Msg msg = it->second;
+        w.erase(it);
+        launch(msg, now);
+        Proc& pr = procs[from][seg];
+        pr.unsent--;
+        pr.send_end = std::max(pr.send_end, msg.end);
+        touched.emplace_back(from, seg);
+        batch.push_back(msg);
+        slot.emplace_back(qi, k);
       }
     }
     // The receiving links: each node's link in, then each group's uplink in.
@@ -453,10 +533,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (size_t i = 0; i < batch.size(); ++i) {
       const Msg& msg = batch[i];
       const int to = sym.rep(msg.to);
-      Queue& q = queue(sym.pull(msg.from, msg.to), to, msg.seg);
-      q.arrive.push_back(msg.arrive + m.at(msg.L).alpha);
-      q.bytes.push_back(msg.bytes);
-      if (data) q.payload.push_back(std::move(payloads[i]));
+      queues[slot[i].first].arrive[slot[i].second] = msg.arrive + m.at(msg.L).alpha;
       if (static_cast<size_t>(to) < procs.size() && msg.seg < procs[to].size()) touched.emplace_back(to, msg.seg);
     }
     // Rounds complete in (rank, segment) order: the senders of the instant,
