@@ -256,7 +256,7 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   for (double b : m.node_beta) beta = std::max(beta, b);
   const double latency = static_cast<double>(best.rounds) * alpha;
   auto small = [&](size_t seg_bytes) { return latency <= 0.1 * static_cast<double>(seg_bytes) * beta; };
-  if (!small(cfg.segment_bytes)) {
+  if (!small(cfg.segment_bytes) && cfg.segment_bytes <= std::numeric_limits<size_t>::max() / 64) {
     for (size_t f : {4, 16, 64}) {
       const size_t seg_bytes = cfg.segment_bytes * f;
       const size_t sc = std::max<size_t>(1, seg_bytes / d.elem_size);
