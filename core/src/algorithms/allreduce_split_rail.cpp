@@ -62,17 +62,15 @@ void split_allreduce(Schedule& sch, const Topology& t, const Group& g, int L, ui
   ring_reduce_scatter(sch, P, src, buf, pb);
   const uint8_t cur = sP > 1 ? buf : src;
 
+  // The owner of block b in each part: the j whose owned() range holds b,
+  // the largest j with floor(j K / s) <= b, i.e. ceil((b + 1) s / K) - 1.
   auto rail = [&](size_t b) {
     std::vector<int> ranks;
+    ranks.reserve(parts.size());
     for (const auto& q : parts) {
       const size_t sq = q.size();
-      for (size_t j = 0; j < sq; ++j) {
-        auto [lo, hi] = owned(K, sq, j);
-        if (b >= lo && b < hi) {
-          ranks.push_back(q[static_cast<int>(j)]);
-          break;
-        }
-      }
+      const size_t j = ((b + 1) * sq + K - 1) / K - 1;
+      ranks.push_back(q[static_cast<int>(j)]);
     }
     return ranks;
   };

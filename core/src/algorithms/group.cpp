@@ -12,9 +12,11 @@ Group::Group(std::vector<int> r, int rank) : ranks(std::move(r)) {
 }
 
 Group Group::world(int size, int rank) {
-  std::vector<int> r(size);
-  for (int i = 0; i < size; ++i) r[i] = i;
-  return Group(std::move(r), rank);
+  Group g;
+  g.ranks.resize(static_cast<size_t>(size));
+  for (int i = 0; i < size; ++i) g.ranks[static_cast<size_t>(i)] = i;
+  g.me = rank >= 0 && rank < size ? rank : -1;  // rank i is at place i: no search
+  return g;
 }
 
 Group Parts::mine(int comm_rank) const {
