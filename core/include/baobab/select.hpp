@@ -44,7 +44,6 @@ struct Plan {
   const Algorithm* algo = nullptr;
   size_t segments = 1;
   size_t seg_count = 0;  // elements per segment (the last may be shorter)
-  size_t seg_bytes = 0;  // the plan cache's: segment bytes of its size class
   std::string reason;
   std::vector<Candidate> candidates;
 };

@@ -43,9 +43,10 @@ Plan PlanCache::choose_cached(const Topology& topo, const Config& cfg, const Cos
     p.reason = it->second.reason;
     p.segments = 1;
     p.seg_count = d.count;
-    if (it->second.segments > 1 && p.algo->segmentable && d.elem_size) {
-      // the segment size chosen for the class (bytes), applied to this count
-      const size_t seg = std::max<size_t>(1, it->second.seg_bytes / d.elem_size);
+    if (it->second.segments > 1 && p.algo->segmentable) {
+      // the segment size chosen for the class (whose element size is this
+      // call's), applied to this count
+      const size_t seg = std::max<size_t>(1, it->second.seg_count);
       const size_t nseg = (d.count + seg - 1) / seg;
       if (nseg > 1) {
         p.segments = nseg;
@@ -60,7 +61,6 @@ Plan PlanCache::choose_cached(const Topology& topo, const Config& cfg, const Cos
   keep.algo = p.algo;
   keep.segments = p.segments;
   keep.seg_count = p.seg_count;
-  keep.seg_bytes = p.seg_count * d.elem_size;
   keep.reason = p.reason;
   choices_[k] = keep;
   return p;

@@ -39,6 +39,7 @@ struct Proc {  // one segment of one rank
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
   size_t unsent = 0;  // sends of the round still waiting for their receive (rendezvous)
+  std::vector<uint32_t> recv_q;  // the queue of each receive of the round, in order (found when posted)
   std::vector<std::vector<char>> scratch;
 };
 
@@ -234,7 +235,6 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     }
     return it->second;
   };
-  auto queue = [&](int src, int dst, size_t seg) -> Queue& { return queues[queue_id(src, dst, seg)]; };
   // Events at one instant run in the order of the rank's place in its block
   // (then rank, then segment), the same order with or without a symmetry,
   // so that folding the blocks replays every tie the way the full replay
@@ -270,7 +270,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (const Op& op : round.ops) {
       if (op.kind != OpKind::recv) continue;
       if (k++ < pr.matched) continue;
-      Queue& q = queue(op.peer, r, seg);
+      Queue& q = queues[pr.recv_q[k - 1]];
       if (q.empty()) {
         pr.blocked = true;
         pr.matched = k - 1;
@@ -437,9 +437,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       pr.fresh = true;
       touched.emplace_back(r, seg);
       begun.emplace_back(r, seg);
+      pr.recv_q.clear();
       for (const Op& op : s.rounds[pr.round].ops) {
         if (op.kind != OpKind::recv) continue;
         const uint32_t qi = queue_id(op.peer, r, seg);
+        pr.recv_q.push_back(qi);
         Queue& q = queues[qi];
         const size_t k = q.posted++;
         if (k < q.arrive.size() && std::isinf(q.arrive[k])) released.emplace_back(qi, k);

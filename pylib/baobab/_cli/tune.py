@@ -8,8 +8,9 @@ one rank sends K large messages back to back and the other acknowledges the
 last, and the rate is the slope between K = 1 and K = 5 (what the extra
 messages add), so that neither the latency nor a link's burst allowance (a
 token bucket lets the first few hundred KiB after an idle pause through at
-line rate) inflates it: collectives move long flows, not single messages. Inside a node every rank takes part
-at once (disjoint pairs), because shared memory is shared: the per-pair rate
+line rate) inflates it: collectives move long flows, not single messages.
+Inside a node every rank takes part at once (disjoint pairs), because shared
+memory is shared: the per-pair rate
 under that load is what a collective gets. Between nodes one pair measures,
 because the cost model itself shares a node's uplink among its ranks. The reduction
 (gamma) and copy rates are measured with the core's own kernels on every rank
