@@ -308,6 +308,7 @@ nb::dict config_dict(const Config& c) {
   d["topology"] = c.topology;
   d["segment"] = c.segment_bytes;
   d["window"] = c.window;
+  d["device_plan"] = c.device_host_plan ? "host" : "device";
   d["tuning_file"] = c.tuning_file;
   d["tuning_error"] = c.tuning_error;
   nb::dict algo;
@@ -337,6 +338,11 @@ Config config_with(const nb::dict& overrides) {
     else if (key == "algo") c.set_algos(option<std::string>(key, v, "COLLECTIVE=ALGORITHM,..."));
     else if (key == "segment") c.segment_bytes = option<size_t>(key, v, "a positive number of bytes");
     else if (key == "window") c.window = option<int>(key, v, "a whole number from 1 to 32");
+    else if (key == "device_plan") {
+      const std::string dp = option<std::string>(key, v, "'device' or 'host'");
+      if (dp != "device" && dp != "host") throw InvalidArgument("option device_plan='" + dp + "': expected 'device' or 'host'");
+      c.device_host_plan = dp == "host";
+    }
     else if (key == "sim_op_budget") c.sim_op_budget = option<size_t>(key, v, "a number of operations");
     else if (key == "sim_symmetric") c.sim_symmetric = option<bool>(key, v, "True or False");
     else if (key == "sim_exact_ranks") c.sim_exact_ranks = option<int>(key, v, "a number of ranks");
@@ -426,7 +432,8 @@ NB_MODULE(_core, m) {
   m.def(
       "simulate",
       [](const Topology& t, Coll coll, const std::string& algo, size_t count, const std::vector<size_t>& counts,
-         int root, DType dt, RedOp op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments) {
+         int root, DType dt, RedOp op, nb::list inputs, nb::list outputs, nb::dict overrides, size_t segments,
+         size_t segment_count) {
         Config cfg = config_with(overrides);
         CostModel model = cfg.model(t);
         CollDesc d = desc(coll, count, dtype_size(dt), root, counts, t.size());
@@ -437,7 +444,9 @@ NB_MODULE(_core, m) {
         if (a->is_family()) a = choose(t, cfg, model, d, algo).algo;  // the variant the selector picks
         size_t nseg = 1, seg = d.count;
         if (segments > 1 && a->segmentable) {
-          seg = (d.count + segments - 1) / segments;
+          // segment_count: the elements per segment a plan gave (the last
+          // segment is shorter); else `segments` equal ones
+          seg = segment_count ? segment_count : (d.count + segments - 1) / segments;
           if (seg == 0) seg = 1;
           nseg = (d.count + seg - 1) / seg;
           if (nseg == 0) nseg = 1;
@@ -495,17 +504,18 @@ NB_MODULE(_core, m) {
         return o;
       },
       "topology"_a, "coll"_a, "algo"_a, "count"_a, "counts"_a, "root"_a, "dtype"_a, "op"_a, "inputs"_a,
-      "outputs"_a, "overrides"_a = nb::dict(), "segments"_a = 1);
+      "outputs"_a, "overrides"_a = nb::dict(), "segments"_a = 1, "segment_count"_a = 0);
 
   m.def(
       "plan_for",
       // cost_all: every candidate's full replay (explain); False: the runtime's
       // selection, which stops costing candidates that can no longer win.
       [](const Topology& t, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-         const std::string& algo, nb::dict overrides, bool cost_all) {
+         const std::string& algo, nb::dict overrides, bool cost_all, const std::string& device, bool ipc) {
         Config cfg = config_with(overrides);
         CollDesc d = desc(coll, count, elem_size, root, counts, t.size());
         CostModel m = cfg.model(t);
+        if (!device.empty()) m = m.for_device(device_path_from_name(device), ipc);
         Plan p;
         {
           nb::gil_scoped_release nogil;
@@ -514,7 +524,21 @@ NB_MODULE(_core, m) {
         return plan_dict(p);
       },
       "topology"_a, "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "",
-      "overrides"_a = nb::dict(), "cost_all"_a = true);
+      "overrides"_a = nb::dict(), "cost_all"_a = true, "device"_a = "", "ipc"_a = false);
+  // How the device model routes a message of `bytes` at link level `level`
+  // (near: one node and host) with transport `device` (path name) and `ipc`,
+  // and what each route costs alone (seconds).
+  m.def(
+      "device_route",
+      [](size_t bytes, int level, bool near, const std::string& device, bool ipc, nb::dict overrides) {
+        Config cfg = config_with(overrides);
+        const CostModel m = cfg.model(std::max(level, 1)).for_device(device_path_from_name(device), ipc);
+        nb::dict costs;
+        for (DeviceRoute r : {DeviceRoute::direct, DeviceRoute::staged, DeviceRoute::ipc})
+          costs[device_route_name(r)] = m.device_route_cost(r, bytes, level);
+        return nb::make_tuple(device_route_name(m.device_route(bytes, level, near)), costs);
+      },
+      "bytes"_a, "level"_a, "near"_a, "device"_a, "ipc"_a, "overrides"_a = nb::dict());
 
   // ---- datatypes --------------------------------------------------------------
   nb::class_<Layout>(m, "Layout")
@@ -906,16 +930,31 @@ NB_MODULE(_core, m) {
       .def(
           "plan",
           [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-             const std::string& algo, bool full) {
+             const std::string& algo, bool full, const std::string& device, bool ipc) {
             const CollDesc d = desc(coll, count, elem_size, root, counts, c.size());
-            return plan_dict(full ? c.costs(d) : c.plan(d, algo));
+            DeviceCall dc;
+            if (!device.empty()) {
+              dc.path = device_path_from_name(device);
+              dc.ipc = ipc;
+            }
+            const DeviceCall* dp = device.empty() ? nullptr : &dc;
+            return plan_dict(full ? c.costs(d, dp) : c.plan(d, algo, dp));
           },
-          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "", "full"_a = false)
+          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "", "full"_a = false,
+          "device"_a = "", "ipc"_a = false)
       .def(
           "explain",
           [](Communicator& c, Coll coll, size_t count, size_t elem_size, int root, const std::vector<size_t>& counts,
-             const std::string& algo) { return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo); },
-          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "")
+             const std::string& algo, const std::string& device, bool ipc) {
+            DeviceCall dc;
+            if (!device.empty()) {
+              dc.path = device_path_from_name(device);
+              dc.ipc = ipc;
+            }
+            return c.explain(desc(coll, count, elem_size, root, counts, c.size()), algo,
+                             device.empty() ? nullptr : &dc);
+          },
+          "coll"_a, "count"_a, "elem_size"_a, "root"_a, "counts"_a, "algo"_a = "", "device"_a = "", "ipc"_a = false)
       .def("bind_thread", &Communicator::bind_thread)
       .def("abort", &Communicator::abort, "reason"_a, nb::call_guard<nb::gil_scoped_release>())
       .def("free", &Communicator::free, nb::call_guard<nb::gil_scoped_release>());

@@ -47,11 +47,31 @@ def test_device_lanes_give_the_host_collectives_bits(mpirun, n, path, ipc, topol
     """Random floats (the reduction order decides the bits): every collective,
     dtype and op, blocking and not, every allreduce algorithm, the segmented
     path with lanes in flight, equal to the host collective bit for bit; with
-    IPC within (virtual) nodes and the transport between them."""
-    env = {"BAOBAB_TEST_DEVICE_PATH": path, "BAOBAB_DEVICE_IPC": ipc}
+    IPC within (virtual) nodes and the transport between them. Device calls
+    take the host buffers' plan here (BAOBAB_DEVICE_PLAN=host), which is what
+    makes their bits the host's; the device model's own plans are checked by
+    the next test."""
+    env = {"BAOBAB_TEST_DEVICE_PATH": path, "BAOBAB_DEVICE_IPC": ipc, "BAOBAB_DEVICE_PLAN": "host"}
     if topology:
         env["BAOBAB_TOPOLOGY"] = topology
     out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "emulated", env=env, timeout=300).stdout
+    _passed(out, n)
+
+
+PLANS = [(3, "staged", "1", ""), (4, "staged", "1", "nodes=2"), (4, "auto", "0", "nodes=2")]
+
+
+@pytest.mark.parametrize("n, path, ipc, topology", PLANS,
+                         ids=[f"{n}-{p}-ipc{i}-{t or 'flat'}" for n, p, i, t in PLANS])
+def test_device_plans_equal_the_reference_replay_of_the_same_plan(mpirun, n, path, ipc, topology):
+    """Under the device model (the default), device calls choose their own
+    algorithm and segments; each result equals the reference executor's
+    replay of that plan on every rank's inputs, bit for bit, and at least one
+    plan differs from the host's (so that this tests the device plans)."""
+    env = {"BAOBAB_TEST_DEVICE_PATH": path, "BAOBAB_DEVICE_IPC": ipc}
+    if topology:
+        env["BAOBAB_TOPOLOGY"] = topology
+    out = mpirun(n, MPI_DIR / "device_coll.py", "plans", "emulated", env=env, timeout=300).stdout
     _passed(out, n)
 
 
@@ -67,19 +87,32 @@ def test_ipc_reductions_read_the_peers_buffer_without_a_copy(mpirun, n, ipc):
 
 
 def test_device_and_host_ranks_interoperate_without_ipc(mpirun):
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_DEVICE_IPC": "0"},
-                 timeout=120).stdout
+    """With BAOBAB_DEVICE_PLAN=host device calls take the host buffers' plan,
+    so a rank with device buffers and ranks with host buffers run one collective."""
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated",
+                 env={"BAOBAB_DEVICE_IPC": "0", "BAOBAB_DEVICE_PLAN": "host"}, timeout=120).stdout
     _passed(out, 3)
-    out = mpirun(4, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_TOPOLOGY": "nodes=4"},
+    out = mpirun(4, MPI_DIR / "device_coll.py", "mixed", "emulated",
+                 env={"BAOBAB_TOPOLOGY": "nodes=4", "BAOBAB_DEVICE_PLAN": "host"},
                  timeout=120).stdout  # every rank its own node: IPC never applies
     _passed(out, 4)
 
 
 def test_device_by_ipc_and_host_on_one_node_is_a_mismatch_on_every_rank(mpirun):
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated", env={"BAOBAB_TIMEOUT": "20"},
-                 timeout=120).stdout
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "emulated",
+                 env={"BAOBAB_TIMEOUT": "20", "BAOBAB_DEVICE_PLAN": "host"}, timeout=120).stdout
     _passed(out, 3)
     assert out.count("MismatchError") == 3 and "device buffers by IPC" in out, out
+
+
+def test_device_plan_and_host_ranks_are_a_mismatch_on_every_rank(mpirun):
+    """Under the device model's plan (the default) a device rank and host
+    ranks may choose differently: the signature refuses the mix on every
+    rank, naming BAOBAB_DEVICE_PLAN=host, instead of a hang or wrong bytes."""
+    out = mpirun(4, MPI_DIR / "device_coll.py", "mixed", "emulated",
+                 env={"BAOBAB_TIMEOUT": "20", "BAOBAB_TOPOLOGY": "nodes=4"}, timeout=120).stdout
+    _passed(out, 4)
+    assert out.count("MismatchError") == 4 and "device plan" in out, out
 
 
 def test_device_collective_times_out_naming_the_missing_rank(mpirun):
@@ -196,9 +229,20 @@ def test_explain_shows_how_device_bytes_travel(monkeypatch):
     c = baobab.Communicator()
     text = c.explain("allreduce", 1 << 20, device=True, file=False)
     assert "device buffers: transport" in text and "reductions by the device kernels" in text
+    # the device model: its rates, and each level's route by size (IPC from the crossing on)
+    assert "device buffers (transport staged, IPC on): [to host 50.0 GB/s" in text, text
+    assert "messages: in a node: staged below " in text and ", ipc from " in text, text
     monkeypatch.setenv("BAOBAB_DEVICE_TRANSPORT", "cuda-aware")
     text = c.explain("allreduce", 1 << 20, device=True, file=False)
     assert "transport cuda-aware (BAOBAB_DEVICE_TRANSPORT=cuda-aware)" in text, text
+    assert "messages: in a node: direct below " in text, text
+    monkeypatch.setenv("BAOBAB_DEVICE_TRANSPORT", "auto")
+    text = c.explain("allreduce", 1 << 20, device=True, file=False)
+    assert "device buffers (transport auto, IPC on)" in text and "the cost model prices lower" in text, text
+    # the device plan is the best under the device model; plan(device=True) says which
+    plan = c.plan("allreduce", 1 << 20, device=True, full=True)
+    best = min(x["predicted"] for x in plan["candidates"] if not x["unsupported"])
+    assert next(x["predicted"] for x in plan["candidates"] if x["name"] == plan["algorithm"]) == best
     assert "device buffers" not in c.explain("allreduce", 1 << 20, file=False)
 
 

@@ -14,8 +14,12 @@ current cupy stream when it is called; its result is on the device once the
 call returns (blocking) or once ``Work.wait()`` returns (non-blocking). Starting
 does not synchronise the host with the device.
 
-BAOBAB_DEVICE_TRANSPORT=staged|cuda-aware overrides the detected transport.
-BAOBAB_DEVICE_EMULATION=staged|cuda-aware is a testing aid for machines without
+Each message takes the route the cost model prices lowest among those allowed
+(CostModel::device_route in the core; ``explain(device=True)`` prints them):
+CUDA IPC between ranks of one node where it costs no more than staging, and
+with a CUDA-aware MPI ("auto") device pointers or staging by size.
+BAOBAB_DEVICE_TRANSPORT=staged|cuda-aware|auto overrides the detected transport.
+BAOBAB_DEVICE_EMULATION=staged|cuda-aware|auto is a testing aid for machines without
 a GPU: every numpy argument of a collective then takes the device lanes, with
 host memory standing in for device memory (core/src/runtime/device_emulated.cpp).
 """
@@ -28,7 +32,7 @@ from . import _core
 from ._buffers import is_cupy, is_device
 from ._errors import InvalidArgument
 
-_PATHS = ("staged", "cuda-aware")
+_PATHS = ("staged", "cuda-aware", "auto")
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
@@ -47,12 +51,14 @@ def emulation():
 
 
 def transport():
-    """(name, reason): how device payloads travel between ranks in this process."""
+    """(name, reason): how device payloads travel between ranks in this process.
+    With a CUDA-aware MPI, "auto": the cost model picks device pointers or
+    staging message by message (CostModel::device_route); else "staged"."""
     v = _choice("BAOBAB_DEVICE_TRANSPORT")
     if v:
         return v, f"BAOBAB_DEVICE_TRANSPORT={v}"
     aware, why = _core.mpi_cuda_aware()
-    return ("cuda-aware" if aware else "staged"), why
+    return ("auto" if aware else "staged"), why
 
 
 def on_device(x):

@@ -481,17 +481,25 @@ class Communicator:
             count = 0
         return coll, count, es, int(root), counts
 
-    def plan(self, collective, nbytes, *, dtype="float32", root=0, algo=None, full=False):
+    def plan(self, collective, nbytes, *, dtype="float32", root=0, algo=None, full=False, device=False):
         """The algorithm a call of this size would use, and why (a dict).
 
         ``full=True``: every candidate's prediction from a replay to the end
         (what ``explain`` prints; slower, not cached). Otherwise candidates
         that can no longer win are cut off (``beaten``), as the runtime does,
-        and a forced ``algo`` lists no candidates."""
+        and a forced ``algo`` lists no candidates. ``device=True``: the plan
+        of a call on device buffers with this process's transport, priced by
+        the device model (copies through pinned memory, device copies and
+        reductions, CUDA IPC)."""
         coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
         if full and algo:
             raise InvalidArgument("plan(full=True) costs every candidate: give no algo")
-        return self._c.plan(coll, count, es, root, counts, algo or "", full)
+        path, ipc = self._device_transport() if device else ("", False)
+        return self._c.plan(coll, count, es, root, counts, algo or "", full, path, ipc)
+
+    def _device_transport(self):
+        """(path, ipc) of this process's device collectives."""
+        return (self._emulate or _dc.transport()[0]), _dc.ipc()
 
     def explain(self, collective, nbytes, *, dtype="float32", root=0, algo=None, device=False, file=None):
         """Prints (and returns) every candidate algorithm with its predicted time, and the choice.
@@ -502,7 +510,8 @@ class Communicator:
         how their bytes travel.
         """
         coll, count, es, root, counts = self._desc(collective, nbytes, dtype, root)
-        text = self._c.explain(coll, count, es, root, counts, algo or "")
+        path, ipc = self._device_transport() if device else ("", False)
+        text = self._c.explain(coll, count, es, root, counts, algo or "", path, ipc)
         if device:
             text += self._device_text()
         if file is not False:
@@ -524,12 +533,15 @@ class Communicator:
         how = {"staged": "through pinned host memory (device-to-host copy, MPI, host-to-device copy, "
                          "per round and segment; segments in flight overlap)",
                "cuda-aware": "as device pointers handed to MPI (payloads sent inline with a signature are "
-                             "staged)"}[name]
+                             "staged)",
+               "auto": "as device pointers handed to MPI or through pinned host memory, whichever the cost "
+                       "model prices lower for the message's size and link (the 'messages:' line)"}[name]
         if _dc.ipc():
             near = sum(1 for q in range(self.size) if q != self.rank
                        and self.topology.node_of(q) == self.topology.node_of(self.rank))
-            how = (f"by CUDA IPC to the {near} other rank{'s' * (near != 1)} of this node (exported device "
-                   f"memory, device-to-device copies; BAOBAB_DEVICE_IPC=0 turns it off), otherwise {how}")
+            how = (f"by CUDA IPC to the {near} other rank{'s' * (near != 1)} of this node where the cost model "
+                   f"prices it no higher than staging (exported device memory, device-to-device copies; "
+                   f"BAOBAB_DEVICE_IPC=0 turns it off), otherwise {how}")
         gpu = "none" if self.gpu is None else f"GPU {self.gpu} ({self._gpu_why})"
         return (f"device buffers: transport {name} ({why}): messages travel {how}; reductions by the device "
                 f"kernels; this rank's device: {gpu}\n")

@@ -13,13 +13,18 @@ Scenarios (each ends with 'RANK r: PASS' or 'RANK r: FAIL'):
             flight): the device result equals the host collective's, bit for bit.
   mixed     rank 0 passes device buffers, the others host buffers: one
             collective, the same bits (the messages are the same) with
-            BAOBAB_DEVICE_IPC=0 or across nodes; with IPC on one node, a
-            MismatchError on every rank that says so.
+            BAOBAB_DEVICE_PLAN=host and BAOBAB_DEVICE_IPC=0 or across nodes;
+            with IPC on one node or the device plan, a MismatchError on every
+            rank that says which setting to change.
   producer  (cupy) a kernel writes x on a non-default stream and the collective
             is called at once, without synchronising: the result is right.
   timeout   rank 1 never joins a device allreduce: the others get TimeoutError
             within BAOBAB_TIMEOUT (+ slack), naming rank 1.
   mismatch  rank 1 calls with another count: MismatchError on every rank.
+  plans     (emulated) the device model's own plans (BAOBAB_DEVICE_PLAN=device):
+            each result equals the reference executor's replay of the plan
+            the call ran (the simulator with data, every rank's inputs), bit
+            for bit; at least one plan differs from the host buffers' plan.
   direct    (emulated) a ring allreduce: with IPC on one node the reduce-scatter
             half reduces straight out of the peer's exported buffer (no copy
             first) and the allgather half copies out of it; counted by the
@@ -147,8 +152,11 @@ def mixed():
         os.environ.pop("BAOBAB_DEVICE_EMULATION", None)
     else:
         mix = host
-    if os.environ.get("BAOBAB_DEVICE_IPC", "1") != "0" and mix.topology.num_nodes == 1:
-        # Device buffers by IPC on a node whose other ranks have host buffers: refused by the signature.
+    by_ipc = os.environ.get("BAOBAB_DEVICE_IPC", "1") != "0" and mix.topology.num_nodes == 1
+    device_plan = os.environ.get("BAOBAB_DEVICE_PLAN", "device") != "host"
+    if by_ipc or device_plan:
+        # Device buffers by IPC on a node whose other ranks have host buffers,
+        # or under the device model's plan: refused by the signature.
         global ok
         try:
             if r == 0:
@@ -160,7 +168,7 @@ def mixed():
             ok = False
         except baobab.MismatchError as e:
             say(f"MismatchError: {e}")
-            ok = ok and "BAOBAB_DEVICE_IPC=0" in str(e)
+            ok = ok and ("BAOBAB_DEVICE_IPC=0" in str(e)) == by_ipc and ("BAOBAB_DEVICE_PLAN=host" in str(e)) == device_plan
         return
     if r == 0:
         got = to_host(mix.allreduce(to_dev(x)))
@@ -231,5 +239,42 @@ def direct():
             ok = False
 
 
-{"bits": bits, "mixed": mixed, "direct": direct, "producer": producer, "timeout": timeout, "mismatch": mismatch}[scenario]()
+def plans():
+    global ok
+    from baobab import _core
+    from baobab.comm import ALLREDUCE, REDUCE_SCATTER
+    from baobab.dtypes import OPS, code_of
+    topo = dev._c.topology()
+    differ = 0
+    for dt in (np.float16, bfloat16, np.float32, np.float64):
+        for n in (13, 40000, 1 << 19):
+            for coll in ("allreduce", "reduce_scatter"):
+                count = n - n % p if coll == "reduce_scatter" else n
+                x = rand(count, dt, 31 * r + n)
+                if coll == "allreduce":
+                    w = dev.iallreduce(to_dev(x))
+                else:
+                    w = dev.ireduce_scatter(to_dev(x.reshape(p, -1)))
+                got = to_host(w.wait())
+                plan = dev.plan(coll, x.nbytes, dtype=np.dtype(dt), device=True)
+                hp = host.plan(coll, x.nbytes, dtype=np.dtype(dt))
+                if plan["algorithm"] != w.algorithm:
+                    say(f"{coll} n={count}: ran {w.algorithm}, plan(device=True) says {plan['algorithm']}")
+                    ok = False
+                differ += (hp["algorithm"], hp["segments"]) != (plan["algorithm"], plan["segments"])
+                inputs = [a.view(np.uint8) for a in world.allgather(x)]  # bytes: the replay reduces as `dt`
+                outs = [np.zeros(count // p if coll == "reduce_scatter" else count, dt).view(np.uint8)
+                        for _ in range(p)]
+                code = ALLREDUCE if coll == "allreduce" else REDUCE_SCATTER
+                counts = [] if coll == "allreduce" else [count // p] * p
+                _core.simulate(topo, code, w.algorithm, 0 if counts else count, counts, 0, code_of(np.dtype(dt)),
+                               OPS["sum"], inputs, outs, {}, plan["segments"], plan["segment_count"])
+                same(got.reshape(-1), outs[r].view(dt), f"{coll} {np.dtype(dt)} n={count} ({w.algorithm}, "
+                                               f"{plan['segments']} segments) against the replay")
+    if differ == 0:
+        say("no device plan differs from the host plan: nothing here tests the device model's plans")
+        ok = False
+
+
+{"bits": bits, "mixed": mixed, "direct": direct, "plans": plans, "producer": producer, "timeout": timeout, "mismatch": mismatch}[scenario]()
 say("PASS" if ok else "FAIL")

@@ -103,11 +103,13 @@ class Communicator {
   // or been freed.
   void abort(const std::string& reason);
 
-  Plan plan(const CollDesc& d, const std::string& algo = "");
+  // `device` (its path and ipc only): the plan of a call on device buffers
+  // with that transport, priced by the device model (CostModel::dev).
+  Plan plan(const CollDesc& d, const std::string& algo = "", const DeviceCall* device = nullptr);
   // Every candidate replayed in full (what explain prints), not cached: the
   // runtime's plan() stops costing candidates that can no longer win.
-  Plan costs(const CollDesc& d);
-  std::string explain(const CollDesc& d, const std::string& algo = "");
+  Plan costs(const CollDesc& d, const DeviceCall* device = nullptr);
+  std::string explain(const CollDesc& d, const std::string& algo = "", const DeviceCall* device = nullptr);
 
   // Releases MPI resources now (also done by the destructor and at MPI_Finalize).
   void free();

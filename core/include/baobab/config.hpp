@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "baobab/device.hpp"
 #include "baobab/schedule.hpp"
 
 namespace baobab {
@@ -18,6 +19,36 @@ class Topology;
 struct LinkParams {
   double alpha = 0;
   double beta = 0;
+};
+
+// How one message of a collective on device buffers travels
+// (baobab/device.hpp): handed to MPI as it is (direct: a CUDA-aware MPI, or
+// a host lane), through pinned host memory, or through exported device memory.
+enum class DeviceRoute : uint8_t { direct = 0, staged = 1, ipc = 2 };
+const char* device_route_name(DeviceRoute r);
+
+// What a collective on device buffers costs beyond the host model: the
+// copies between device and pinned host memory, device-to-device copies,
+// the device's reductions, and the latency of work queued on a stream whose
+// end the host waits for. Defaults are an H200's (measured: pinned copies
+// 55 GB/s each way, device copies 2.08 TB/s, float32 x += y 4.1 TB/s of
+// reads and writes); tuning keys device.d2h_GBps, device.h2d_GBps,
+// device.copy_GBps, device.peer_GBps, device.reduce_GBps (bytes of the
+// result per second), device.latency_us, device.aware_us and device.aware_GBps.
+struct DeviceModel {
+  bool on = false;  // the call's buffers are device memory
+  DevicePath path = DevicePath::staged;  // what the call may use between ranks (automatic: either)
+  bool ipc = false;  // same-node, same-host peers may use exported device memory
+  double d2h = 1.0 / 50e9;      // s per byte, device to pinned host memory
+  double h2d = 1.0 / 50e9;      // s per byte, pinned host memory to device
+  double copy = 1.0 / 2.0e12;   // s per byte copied device to device
+  // s per byte a copy out of a peer's exported memory takes at least (0: the
+  // copy rate; ranks sharing a GPU): another GPU's memory over NVLink or PCIe.
+  double peer = 0;
+  double gamma = 1.0 / 1.3e12;  // s per byte of a reduction's result (two bytes read, one written)
+  double latency = 5e-6;        // s: queued copies or kernels, until the host sees them done
+  double aware_alpha = 0;       // s a CUDA-aware MPI adds to a message from device memory
+  double aware_beta = 0;        // s per byte such a message takes at least (0: the link's rate)
 };
 
 // The alpha-beta-gamma model. Every constant the model uses lives here.
@@ -39,6 +70,19 @@ struct CostModel {
   double node_link_beta(int r) const;
   // True when the node links of these ranks differ by more than 10 %.
   bool uneven_links(const std::vector<int>& ranks) const;
+  // Device buffers: off for host collectives.
+  DeviceModel dev;
+  // The route of a message of `bytes` between ranks whose link level is L
+  // (near: on one node and host) on device buffers, as the executor takes it
+  // and the simulator prices it, each route priced alone: IPC (if dev.ipc
+  // and near) where it costs no more than staging; else the path's (a forced
+  // path's one, or for automatic the cheaper of direct and staged).
+  // Identical on both ends of a message: the model is the same everywhere.
+  DeviceRoute device_route(size_t bytes, int L, bool near) const;
+  // What a message of `bytes` costs alone on route `r` (the figure compared above).
+  double device_route_cost(DeviceRoute r, size_t bytes, int L) const;
+  // This model for a call on device buffers with this transport.
+  CostModel for_device(DevicePath path, bool ipc) const;
   static CostModel defaults(int levels);
 };
 
@@ -49,6 +93,11 @@ struct Config {
   std::array<std::string, static_cast<size_t>(Coll::count_)> algo;  // BAOBAB_ALGO, per collective
   size_t segment_bytes = 1 << 20;   // BAOBAB_SEGMENT: pipelining segment for large messages
   int window = 4;                   // BAOBAB_WINDOW: segments in flight
+  // BAOBAB_DEVICE_PLAN: collectives on device buffers choose their algorithm
+  // and segments under the device model ("device", the default), or take the
+  // host buffers' plan ("host": the same messages and bits as the host
+  // collective, so that ranks passing host and device buffers may mix).
+  bool device_host_plan = false;
   // The selector's budget of simulated schedule operations per candidate
   // (0: none). `baobab simulate` sets one, so that a job too large for the
   // full simulation is reported as such instead of taking hours.

@@ -13,7 +13,8 @@
 //             device scratch, every transport) with real MPI on machines
 //             without a GPU; the test suite uses it, users have no reason to.
 //
-// Transports (per collective; chosen by the caller, shown by explain):
+// Transports (the caller says which are available; the cost model picks one
+// per message, CostModel::device_route; explain shows them):
 //   aware     device pointers go to MPI (CUDA-aware MPI). Payloads of at most
 //             kInline bytes that travel inside a signature message are staged.
 //   staged    every payload goes through pinned host memory: the round's sends
@@ -44,7 +45,10 @@
 
 namespace baobab {
 
-enum class DevicePath : uint8_t { aware = 0, staged = 1 };
+// What a call may hand to MPI between ranks: device pointers (aware), pinned
+// copies (staged), or either, message by message, as the cost model finds
+// cheaper (automatic: a CUDA-aware MPI whose transport was not forced).
+enum class DevicePath : uint8_t { aware = 0, staged = 1, automatic = 2 };
 
 // What names exported device memory: a cudaIpcMemHandle_t (64 bytes), or
 // the emulation's shared-memory object name.

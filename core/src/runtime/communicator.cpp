@@ -165,7 +165,8 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
                             " on device buffers needs a typed reduction (sum, prod, min or max of a numeric dtype) "
                             "or the attention merge");
   }
-  auto cp = s.plans.get(s.topo, s.cfg, s.model, s.rank, d, algo);
+  const CostModel& model = s.device_model(device);  // routes each message of a device call
+  auto cp = s.plans.get(s.topo, s.cfg, s.plan_model(device), s.rank, d, algo);
   std::shared_ptr<Execution> e;
   if (reuse && s.spare && s.spare.use_count() == 1) {
     e = std::move(s.spare);
@@ -189,6 +190,7 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   if (device) {
     e->on_device = true;
     e->dev = *device;
+    e->model = &model;
     e->dpool = &s.dpool(*device->ops);
     e->start_ev = e->dpool->event();
     e->dpool->ops->record(e->start_ev, device->stream);  // the lanes start after the caller's stream
@@ -202,6 +204,7 @@ std::shared_ptr<Execution> start_exec(CommState& s, const CollDesc& d, const voi
   e->hdr.count = d.total();  // the same on every rank; per-rank counts are compared by hash
   e->hdr.counts_hash = d.counts_hash();
   if (device && device->ipc) e->hdr.coll |= kCollIpcBit;
+  if (device && !s.cfg.device_host_plan) e->hdr.coll |= kCollDevicePlanBit;
   // A rank whose part only sends waits for its receivers' acknowledgements.
   const bool wants_ack = e->check && s.size > 1 && cp->seg_sends > 0 && !cp->seg_recvs;
   if (wants_ack) e->hdr.magic = kMagicAck;
@@ -272,15 +275,31 @@ void Communicator::bind_thread() {
   s_->owner = std::this_thread::get_id();
 }
 
-Plan Communicator::plan(const CollDesc& d, const std::string& algo) {
+Plan Communicator::plan(const CollDesc& d, const std::string& algo, const DeviceCall* device) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  return s_->plans.get(s_->topo, s_->cfg, s_->model, s_->rank, d, algo)->plan;
+  return s_->plans.get(s_->topo, s_->cfg, s_->plan_model(device), s_->rank, d, algo)->plan;
 }
 
-Plan Communicator::costs(const CollDesc& d) { return choose(s_->topo, s_->cfg, s_->model, d, "", true); }
+Plan Communicator::costs(const CollDesc& d, const DeviceCall* device) {
+  const CostModel* m = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    m = &s_->plan_model(device);
+  }
+  return choose(s_->topo, s_->cfg, *m, d, "", true);
+}
 
-std::string Communicator::explain(const CollDesc& d, const std::string& algo) {
-  return baobab::explain(s_->topo, s_->cfg, s_->model, d, algo);
+std::string Communicator::explain(const CollDesc& d, const std::string& algo, const DeviceCall* device) {
+  const CostModel* m = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    m = &s_->device_model(device);
+  }
+  std::string text = baobab::explain(s_->topo, s_->cfg, *m, d, algo);
+  if (device && s_->cfg.device_host_plan)
+    text += "device calls take the host buffers' plan (BAOBAB_DEVICE_PLAN=host): " +
+            plan(d, algo, nullptr).algo->name + "\n";
+  return text;
 }
 
 std::string mpi_library_version() {

@@ -39,6 +39,51 @@ bool CostModel::uneven_links(const std::vector<int>& ranks) const {
   return hi > 1.1 * lo;
 }
 
+const char* device_route_name(DeviceRoute r) {
+  switch (r) {
+    case DeviceRoute::direct: return "direct";
+    case DeviceRoute::staged: return "staged";
+    case DeviceRoute::ipc: return "ipc";
+  }
+  return "?";
+}
+
+double CostModel::device_route_cost(DeviceRoute r, size_t bytes, int L) const {
+  const double b = static_cast<double>(bytes);
+  const LinkParams& lp = at(L);
+  switch (r) {
+    case DeviceRoute::direct:  // MPI reads and writes device memory
+      return lp.alpha + dev.aware_alpha + b * std::max(lp.beta, dev.aware_beta);
+    case DeviceRoute::staged:  // a copy to pinned memory, the message, a copy back; the host waits for both copies
+      return 2 * dev.latency + b * (dev.d2h + dev.h2d) + lp.alpha + b * lp.beta;
+    case DeviceRoute::ipc:  // into the exported buffer, a descriptor, out of it, an acknowledgement
+      return 2 * dev.latency + b * (dev.copy + std::max(dev.copy, dev.peer)) + 2 * lp.alpha + 128.0 * lp.beta;
+  }
+  return 0;
+}
+
+DeviceRoute CostModel::device_route(size_t bytes, int L, bool near) const {
+  // IPC against staging alone, whatever the path: both ends of a message
+  // must agree on IPC (the other routes are alike on the wire), and only the
+  // model and the IPC switch, not the path, are sure to be the same on both.
+  if (dev.ipc && near &&
+      device_route_cost(DeviceRoute::ipc, bytes, L) <= device_route_cost(DeviceRoute::staged, bytes, L))
+    return DeviceRoute::ipc;
+  if (dev.path == DevicePath::aware) return DeviceRoute::direct;
+  if (dev.path == DevicePath::staged) return DeviceRoute::staged;
+  return device_route_cost(DeviceRoute::direct, bytes, L) <= device_route_cost(DeviceRoute::staged, bytes, L)
+             ? DeviceRoute::direct
+             : DeviceRoute::staged;
+}
+
+CostModel CostModel::for_device(DevicePath path, bool ipc) const {
+  CostModel m = *this;
+  m.dev.on = true;
+  m.dev.path = path;
+  m.dev.ipc = ipc;
+  return m;
+}
+
 CostModel CostModel::defaults(int levels) {
   // Conservative defaults for a modern cluster: shared memory inside a node,
   // a 100-200 Gbit/s fabric between nodes, and slower links above the switch.
@@ -164,8 +209,9 @@ void check_environment() {
   if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) parse_bytes("BAOBAB_SEGMENT", v);
   simd::check_caps();  // every BAOBAB_*_ISA: the core's kernels' and the applications'
   need_choice("BAOBAB_PACK", {"auto", "always", "never"});
-  need_choice("BAOBAB_DEVICE_TRANSPORT", {"off", "0", "staged", "cuda-aware"});
-  need_choice("BAOBAB_DEVICE_EMULATION", {"off", "0", "staged", "cuda-aware"});
+  need_choice("BAOBAB_DEVICE_TRANSPORT", {"off", "0", "staged", "cuda-aware", "auto"});
+  need_choice("BAOBAB_DEVICE_EMULATION", {"off", "0", "staged", "cuda-aware", "auto"});
+  need_choice("BAOBAB_DEVICE_PLAN", {"device", "host"});
   if (auto v = env("BAOBAB_TUNING"); !v.empty()) {
     struct stat st {};
     if (::stat(v.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
@@ -245,6 +291,7 @@ Config Config::from_env(bool load_tuning) {
   if (auto v = env("BAOBAB_ALGO"); !v.empty()) c.set_algos(v);
   if (auto v = env("BAOBAB_SEGMENT"); !v.empty()) c.segment_bytes = parse_bytes("BAOBAB_SEGMENT", v);
   if (auto v = env("BAOBAB_WINDOW"); !v.empty()) c.window = static_cast<int>(parse_int("BAOBAB_WINDOW", v, 1, 32));
+  c.device_host_plan = env("BAOBAB_DEVICE_PLAN") == "host";
   c.tuning_file = env("BAOBAB_TUNING");
   if (!load_tuning) {
     c.tuning_file.clear();
@@ -269,7 +316,7 @@ std::string Config::serialize() const {
   std::ostringstream o;
   o.precision(17);
   o << "timeout\n" << timeout << "\ncheck\n" << check << "\ntopology\n" << topology << "\nsegment\n" << segment_bytes
-    << "\nwindow\n" << window << "\ntuning_file\n" << tuning_file << "\ntuning_error\n" << tuning_error << "\n";
+    << "\nwindow\n" << window << "\ndevice_plan\n" << (device_host_plan ? "host" : "device") << "\ntuning_file\n" << tuning_file << "\ntuning_error\n" << tuning_error << "\n";
   for (size_t i = 0; i < algo.size(); ++i) o << "algo\n" << i << "=" << algo[i] << "\n";
   for (const auto& [k, v] : tuned) o << "tuned\n" << k << "=" << v << "\n";
   return o.str();
@@ -285,6 +332,7 @@ Config Config::deserialize(const std::string& s) {
     else if (key == "topology") c.topology = val;
     else if (key == "segment") c.segment_bytes = std::stoull(val);
     else if (key == "window") c.window = std::stoi(val);
+    else if (key == "device_plan") c.device_host_plan = val == "host";
     else if (key == "tuning_file") c.tuning_file = val;
     else if (key == "tuning_error") c.tuning_error = val;
     else if (key == "algo") {
@@ -316,6 +364,22 @@ CostModel Config::model(int levels) const {
       m.round_overhead = v * 1e-6;
     } else if (key == "rendezvous_bytes" && v >= 0) {
       m.rndv_bytes = v;
+    } else if (key == "device.d2h_GBps" && v > 0) {
+      m.dev.d2h = 1.0 / (v * 1e9);
+    } else if (key == "device.h2d_GBps" && v > 0) {
+      m.dev.h2d = 1.0 / (v * 1e9);
+    } else if (key == "device.copy_GBps" && v > 0) {
+      m.dev.copy = 1.0 / (v * 1e9);
+    } else if (key == "device.peer_GBps" && v > 0) {
+      m.dev.peer = 1.0 / (v * 1e9);
+    } else if (key == "device.reduce_GBps" && v > 0) {
+      m.dev.gamma = 1.0 / (v * 1e9);
+    } else if (key == "device.latency_us" && v >= 0) {
+      m.dev.latency = v * 1e-6;
+    } else if (key == "device.aware_us" && v >= 0) {
+      m.dev.aware_alpha = v * 1e-6;
+    } else if (key == "device.aware_GBps" && v > 0) {
+      m.dev.aware_beta = 1.0 / (v * 1e9);
     }
   }
   return m;

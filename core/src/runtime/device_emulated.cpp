@@ -30,6 +30,7 @@ const char* device_path_name(DevicePath p) {
   switch (p) {
     case DevicePath::aware: return "cuda-aware";
     case DevicePath::staged: return "staged";
+    case DevicePath::automatic: return "auto";
   }
   return "?";
 }
@@ -37,7 +38,8 @@ const char* device_path_name(DevicePath p) {
 DevicePath device_path_from_name(const std::string& name) {
   if (name == "cuda-aware" || name == "aware") return DevicePath::aware;
   if (name == "staged") return DevicePath::staged;
-  throw InvalidArgument("unknown device transport '" + name + "': expected 'cuda-aware' or 'staged'");
+  if (name == "auto") return DevicePath::automatic;
+  throw InvalidArgument("unknown device transport '" + name + "': expected 'cuda-aware', 'staged' or 'auto'");
 }
 
 namespace {

@@ -84,17 +84,23 @@ bool same_host_node(const CommState& s, int peer) {
 }
 
 // Payloads sent inline with a signature are staged (copied into the header's
-// message); the IPC transport carries the rest between ranks of one node and
-// host; the staged transport the rest of everything; the CUDA-aware one hands
-// the rest to MPI as device pointers. Both ends of a message decide alike:
-// they see the same size, peer and transport (the signature's IPC bit makes
-// a disagreement on the last a MismatchError).
+// message); the rest take the route the cost model gives them
+// (CostModel::device_route): IPC between ranks of one node and host where
+// the IPC transport is on and it costs no more than staging, else staged or
+// handed to MPI as device pointers as the path allows and the model prefers.
+// Both ends of a message decide IPC alike: they see the same size, peer,
+// model and IPC switch (the signature's IPC bit makes a disagreement on the
+// last a MismatchError); staged and direct are alike on the wire.
 Route route_of(const CommState& s, const Execution& e, const Lane& l, const Op& op) {
   const size_t b = op.count * e.es;
   if (b == 0) return kDirect;
   if (e.check && l.index == 0 && b <= kInline) return op.kind == OpKind::send ? kStaged : kDirect;
-  if (e.dev.ipc && same_host_node(s, op.peer)) return kIpc;
-  return e.dev.path == DevicePath::staged ? kStaged : kDirect;
+  switch (e.model->device_route(b, s.topo.link_level(s.rank, op.peer), same_host_node(s, op.peer))) {
+    case DeviceRoute::ipc: return kIpc;
+    case DeviceRoute::staged: return kStaged;
+    case DeviceRoute::direct: break;
+  }
+  return kDirect;
 }
 
 size_t slot_bytes(Route r, size_t b) { return r == kStaged ? align64(b) : r == kIpc ? sizeof(IpcDesc) : 0; }

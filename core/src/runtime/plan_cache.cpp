@@ -18,7 +18,12 @@ uint8_t algo_index(const Algorithm* a) {
 // sum of the counts), and for count lists whether they are all equal. Calls in
 // one class reuse the algorithm chosen for the first of them. Every rank sees
 // the same calls in the same order, so every rank reuses the same choice.
-PlanKey size_class(const CollDesc& d, const std::string& algo) {
+// Host buffers, or which device transport's model (CostModel::dev) priced the plan.
+uint8_t plan_where(const CostModel& m) {
+  return m.dev.on ? static_cast<uint8_t>(1 + static_cast<int>(m.dev.path) * 2 + (m.dev.ipc ? 1 : 0)) : 0;
+}
+
+PlanKey size_class(const CollDesc& d, const std::string& algo, const CostModel& m) {
   size_t elems = d.count;
   bool uniform = true;
   for (size_t c : d.counts) {
@@ -28,14 +33,14 @@ PlanKey size_class(const CollDesc& d, const std::string& algo) {
   const double bytes = static_cast<double>(elems) * static_cast<double>(d.elem_size);
   const size_t cls = bytes < 1 ? 0 : 1 + static_cast<size_t>(std::floor(4.0 * std::log2(bytes)));
   return PlanKey{static_cast<uint8_t>(d.coll), cls, d.elem_size, d.root, d.counts.empty() ? 0u : (uniform ? 1u : 2u),
-                 algo};
+                 algo, plan_where(m)};
 }
 
 }  // namespace
 
 Plan PlanCache::choose_cached(const Topology& topo, const Config& cfg, const CostModel& model, const CollDesc& d,
                               const std::string& algo) {
-  const PlanKey k = size_class(d, algo);
+  const PlanKey k = size_class(d, algo, model);
   auto it = choices_.find(k);
   if (it != choices_.end() && it->second.algo && it->second.algo->unsupported(topo, d).empty()) {
     Plan p;
@@ -68,7 +73,7 @@ Plan PlanCache::choose_cached(const Topology& topo, const Config& cfg, const Cos
 
 std::shared_ptr<CachedPlan> PlanCache::get(const Topology& topo, const Config& cfg, const CostModel& model, int rank,
                                            const CollDesc& d, const std::string& algo) {
-  PlanKey k{static_cast<uint8_t>(d.coll), d.count, d.elem_size, d.root, d.counts_hash(), algo};
+  PlanKey k{static_cast<uint8_t>(d.coll), d.count, d.elem_size, d.root, d.counts_hash(), algo, plan_where(model)};
   auto it = plans_.find(k);
   if (it != plans_.end()) return it->second;
   auto cp = std::make_shared<CachedPlan>();

@@ -1,5 +1,6 @@
 // The plan cache of a communicator: for each call shape (collective, count,
-// element size, root, per-rank counts, forced algorithm) the algorithm the
+// element size, root, per-rank counts, forced algorithm, and for device
+// buffers the transport, whose model prices the plan) the algorithm the
 // selector chose and this rank's schedules, built once. A second, coarser
 // cache keeps the choice per size class (quarter octaves of bytes), so that a
 // new size in a class already costed builds its schedule without simulating
@@ -25,16 +26,17 @@ struct PlanKey {
   int root;
   uint64_t counts_hash;
   std::string algo;
+  uint8_t where = 0;  // host buffers (0), or 1 + the device transport (plan_where)
   bool operator==(const PlanKey& o) const {
     return coll == o.coll && count == o.count && elem_size == o.elem_size && root == o.root &&
-           counts_hash == o.counts_hash && algo == o.algo;
+           counts_hash == o.counts_hash && algo == o.algo && where == o.where;
   }
 };
 struct PlanKeyHash {
   size_t operator()(const PlanKey& k) const {
     size_t h = std::hash<size_t>()(k.count) ^ (std::hash<uint64_t>()(k.counts_hash) << 1);
     h ^= (static_cast<size_t>(k.coll) << 3) ^ (k.elem_size << 7) ^ (static_cast<size_t>(k.root) << 11);
-    return h ^ std::hash<std::string>()(k.algo);
+    return h ^ std::hash<std::string>()(k.algo) ^ (static_cast<size_t>(k.where) << 17);
   }
 };
 

@@ -254,6 +254,7 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     beta = std::max(beta, m.at(L).beta);
   }
   for (double b : m.node_beta) beta = std::max(beta, b);
+  if (m.dev.on) alpha = std::max(alpha, m.dev.latency);  // a round's copies, seen done by the host
   const double latency = static_cast<double>(best.rounds) * alpha;
   auto small = [&](size_t seg_bytes) { return latency <= 0.1 * static_cast<double>(seg_bytes) * beta; };
   if (!small(cfg.segment_bytes) && cfg.segment_bytes <= std::numeric_limits<size_t>::max() / 64) {
@@ -408,6 +409,26 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
   return plan;
 }
 
+namespace {
+
+// How a message between ranks of link level L travels on device buffers, by
+// size: one route, or the size from which a second takes over (the routes'
+// costs are linear in the size, so they cross once at most).
+std::string route_by_size(const CostModel& m, int L, bool near) {
+  const size_t top = size_t{1} << 40;
+  const DeviceRoute small = m.device_route(1, L, near), large = m.device_route(top, L, near);
+  if (small == large) return device_route_name(small);
+  size_t lo = 1, hi = top;  // route(lo) == small, route(hi) == large
+  while (hi - lo > 1) {
+    const size_t mid = lo + (hi - lo) / 2;
+    (m.device_route(mid, L, near) == small ? lo : hi) = mid;
+  }
+  return std::string(device_route_name(small)) + " below " + fmt_bytes(hi) + ", " + device_route_name(large) +
+         " from " + fmt_bytes(hi);
+}
+
+}  // namespace
+
 std::string explain(const Topology& t, const Config& cfg, const CostModel& m, const CollDesc& d,
                     const std::string& forced) {
   Plan plan = choose(t, cfg, m, d, forced, true);
@@ -426,6 +447,31 @@ std::string explain(const Topology& t, const Config& cfg, const CostModel& m, co
   char g[96];
   std::snprintf(g, sizeof g, " [reduce %.2f GB/s, copy %.2f GB/s]", 1e-9 / m.gamma, 1e-9 / m.copy);
   o << g << (cfg.tuning_file.empty() ? " (defaults)" : " (tuning: " + cfg.tuning_file + ")") << "\n";
+  if (m.dev.on) {
+    const DeviceModel& v = m.dev;
+    char b[320];
+    std::snprintf(b, sizeof b,
+                  "device buffers (transport %s, IPC %s): [to host %.1f GB/s, to device %.1f GB/s, device copy "
+                  "%.0f GB/s, from a peer %.0f GB/s, device reduce %.0f GB/s, latency %.2f us",
+                  device_path_name(v.path), v.ipc ? "on" : "off", 1e-9 / v.d2h, 1e-9 / v.h2d, 1e-9 / v.copy,
+                  1e-9 / std::max(v.copy, v.peer), 1e-9 / v.gamma, v.latency * 1e6);
+    o << b;
+    if (v.path != DevicePath::staged) {
+      std::snprintf(b, sizeof b, ", CUDA-aware MPI +%.2f us", v.aware_alpha * 1e6);
+      o << b;
+      if (v.aware_beta > 0) {
+        std::snprintf(b, sizeof b, " at most %.2f GB/s", 1e-9 / v.aware_beta);
+        o << b;
+      }
+    }
+    o << "]\nmessages:";
+    // Each link level's route; inside a node, for ranks that share a host.
+    for (int L = 0; L <= t.levels(); ++L) {
+      const std::string name = L == 0 ? "in a node" : (L < t.levels() ? "in a " + t.level_name(L) : "across the top");
+      o << (L ? "; " : " ") << name << ": " << route_by_size(m, L, L == 0);
+    }
+    o << "\n";
+  }
   int w = 20;  // the name column: variants such as split_rail(recursive_doubling) are longer
   for (const auto& c : plan.candidates) w = std::max(w, static_cast<int>(c.name.size()));
   char head[192];

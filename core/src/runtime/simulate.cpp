@@ -132,26 +132,71 @@ bool off_host(const Topology& t, int r, int peer, int L) { return !(L == 0 || t.
 
 }  // namespace
 
+namespace {
+
+bool near(const Topology& t, int r, int peer) {
+  return t.node_of(r) == t.node_of(peer) && t.host(r) == t.host(peer);
+}
+
+// One round of rank r alone, as the replay prices it at the least: the time
+// until its last send is through (on device buffers: after the copies that
+// precede the messages), its local work after the messages (on device
+// buffers: the copies of the received payloads onto the device too), and
+// for node_estimate the largest latency and the bytes leaving and entering
+// the host.
+struct RoundCost {
+  double tx = 0, local = 0, alpha = 0, net_alpha = 0, out_net = 0, in_net = 0;
+  bool comm = false;
+};
+
+RoundCost round_cost(const Topology& t, const CostModel& m, const Schedule& s, const Round& round, int r) {
+  RoundCost c;
+  const bool dev = m.dev.on;
+  double d2h = 0, pre_copy = 0, h2d = 0, post_copy = 0;
+  for (const Op& op : round.ops) {
+    const size_t nbytes = op.count * s.elem_size;
+    const double bytes = static_cast<double>(nbytes);
+    if (op.kind == OpKind::send || op.kind == OpKind::recv) {
+      c.comm = true;
+      const int L = t.link_level(r, op.peer);
+      const bool net = off_host(t, r, op.peer, L);
+      const DeviceRoute rt = dev && nbytes ? m.device_route(nbytes, L, near(t, r, op.peer)) : DeviceRoute::direct;
+      double wire = bytes;
+      if (rt == DeviceRoute::ipc) {
+        wire = 128;
+        (op.kind == OpKind::send ? pre_copy : post_copy) +=
+            bytes * (op.kind == OpKind::send ? m.dev.copy : std::max(m.dev.copy, m.dev.peer));
+      } else if (rt == DeviceRoute::staged) {
+        (op.kind == OpKind::send ? d2h : h2d) += bytes * (op.kind == OpKind::send ? m.dev.d2h : m.dev.h2d);
+      }
+      const bool aware = dev && rt == DeviceRoute::direct;
+      const double alpha = m.at(L).alpha + (aware ? m.dev.aware_alpha : 0.0);
+      c.alpha = std::max(c.alpha, alpha);
+      if (net) c.net_alpha = std::max(c.net_alpha, alpha);
+      if (op.kind == OpKind::send) {
+        double x = wire_time(m, r, op.peer, L, net, wire);
+        if (aware && net) x = std::max(x, wire * m.dev.aware_beta);
+        c.tx = std::max(c.tx, x);
+      }
+      (op.kind == OpKind::send ? c.out_net : c.in_net) += net ? wire : 0.0;
+    } else if (op.kind == OpKind::reduce) {
+      c.local += bytes * (dev ? m.dev.gamma : m.gamma);
+    } else if (op.kind == OpKind::copy) {
+      c.local += bytes * (dev ? m.dev.copy : m.copy);
+    }
+  }
+  if (d2h > 0 || pre_copy > 0) c.tx += m.dev.latency + std::max(d2h, pre_copy);
+  if (dev && (h2d > 0 || post_copy > 0 || c.local > 0)) c.local += m.dev.latency + h2d + post_copy;
+  return c;
+}
+
+}  // namespace
+
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int r) {
   double total = 0;
   for (const Round& round : s.rounds) {
-    double tx = 0, local = 0;
-    bool comm = false;
-    for (const Op& op : round.ops) {
-      const double bytes = static_cast<double>(op.count * s.elem_size);
-      if (op.kind == OpKind::send) {
-        comm = true;
-        const int L = t.link_level(r, op.peer);
-        tx = std::max(tx, wire_time(m, r, op.peer, L, off_host(t, r, op.peer, L), bytes));
-      } else if (op.kind == OpKind::recv) {
-        comm = true;
-      } else if (op.kind == OpKind::reduce) {
-        local += bytes * m.gamma;
-      } else if (op.kind == OpKind::copy) {
-        local += bytes * m.copy;
-      }
-    }
-    total += tx + (comm ? m.round_overhead : 0.0) + local;
+    const RoundCost c = round_cost(t, m, s, round, r);
+    total += c.tx + (c.comm ? m.round_overhead : 0.0) + c.local;
   }
   return total;
 }
@@ -165,26 +210,11 @@ double node_estimate(const Topology& t, const CostModel& m, const std::vector<co
     double slowest = 0, out_bytes = 0, in_bytes = 0, net_alpha = 0;
     for (size_t i = 0; i < s.size(); ++i) {
       if (k >= s[i]->rounds.size()) continue;
-      const int r = ranks[i];
-      double tx = 0, local = 0, alpha = 0;
-      bool comm = false;
-      for (const Op& op : s[i]->rounds[k].ops) {
-        const double bytes = static_cast<double>(op.count * s[i]->elem_size);
-        if (op.kind == OpKind::send || op.kind == OpKind::recv) {
-          comm = true;
-          const int L = t.link_level(r, op.peer);
-          const bool net = off_host(t, r, op.peer, L);
-          alpha = std::max(alpha, m.at(L).alpha);
-          if (net) net_alpha = std::max(net_alpha, m.at(L).alpha);
-          if (op.kind == OpKind::send) tx = std::max(tx, wire_time(m, r, op.peer, L, net, bytes));
-          (op.kind == OpKind::send ? out_bytes : in_bytes) += net ? bytes : 0.0;
-        } else if (op.kind == OpKind::reduce) {
-          local += bytes * m.gamma;
-        } else if (op.kind == OpKind::copy) {
-          local += bytes * m.copy;
-        }
-      }
-      slowest = std::max(slowest, tx + alpha + (comm ? m.round_overhead : 0.0) + local);
+      const RoundCost c = round_cost(t, m, *s[i], s[i]->rounds[k], ranks[i]);
+      out_bytes += c.out_net;
+      in_bytes += c.in_net;
+      net_alpha = std::max(net_alpha, c.net_alpha);
+      slowest = std::max(slowest, c.tx + c.alpha + (c.comm ? m.round_overhead : 0.0) + c.local);
     }
     // The node's link carries what all its ranks send off the node in the round.
     const double link = std::max(out_bytes, in_bytes) * m.node_link_beta(ranks.front()) + net_alpha + m.round_overhead;
@@ -208,6 +238,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // cpu: when each rank's CPU is free (shared-memory copies, reductions, local
   // copies); inj: when its network injection is free; nic_*: each node's links.
   std::vector<double> cpu(n, 0.0), inj(n, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
+  // Device buffers (m.dev.on): when each rank's device is free (reductions,
+  // device-to-device copies) and its copy engines to and from pinned memory.
+  const bool dev = m.dev.on;
+  std::vector<double> gpu(dev ? n : 0, 0.0), d2h_eng(dev ? n : 0, 0.0), h2d_eng(dev ? n : 0, 0.0);
+  auto route = [&](int r, int peer, int L, size_t bytes) {
+    return dev && bytes ? m.device_route(bytes, L, near(t, r, peer)) : DeviceRoute::direct;
+  };
   // up_*[l][g]: the uplink of level-l group g (l >= 1: a switch's or rack's link
   // to the level above), shared by every message that leaves or enters the group.
   std::vector<std::vector<double>> up_out(t.levels()), up_in(t.levels());
@@ -296,8 +333,49 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     if (round.has_comm()) done += m.round_overhead;
     bool local = false;
     for (const Op& op : round.ops) local = local || op.kind == OpKind::reduce || op.kind == OpKind::copy;
+    if (dev) {
+      // Staged receives are copied onto the device (one engine), IPC
+      // receives out of the peers' buffers; the local operations follow on
+      // the device, and the host sees them done a latency later.
+      double h2d_end = done, copied = done;
+      bool work = local;
+      for (const Op& op : round.ops) {
+        if (op.kind != OpKind::recv) continue;
+        const size_t b = op.count * s.elem_size;
+        const DeviceRoute rt = route(r, op.peer, t.link_level(r, op.peer), b);
+        if (rt == DeviceRoute::staged) {
+          h2d_end = std::max(h2d_end, h2d_eng[r]) + static_cast<double>(b) * m.dev.h2d;
+          h2d_eng[r] = h2d_end;
+          work = true;
+        } else if (rt == DeviceRoute::ipc) {
+          copied = std::max(copied, gpu[r]) + static_cast<double>(b) * std::max(m.dev.copy, m.dev.peer);
+          gpu[r] = copied;
+          work = true;
+        }
+      }
+      done = std::max(h2d_end, copied);
+      if (local) done = std::max(done, gpu[r]);
+      for (const Op& op : round.ops) {
+        const double bytes = static_cast<double>(op.count * s.elem_size);
+        if (op.kind == OpKind::reduce) {
+          done += bytes * m.dev.gamma;
+          if (data && op.count) data->reduction(ptr(r, seg, op.dst), ptr(r, seg, op.a), ptr(r, seg, op.b), op.count);
+        } else if (op.kind == OpKind::copy) {
+          char* d = data ? ptr(r, seg, op.dst) : nullptr;
+          const char* a = data ? ptr(r, seg, op.a) : nullptr;
+          if (d != a || !data) done += bytes * m.dev.copy;
+          if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
+        }
+      }
+      if (work) {
+        gpu[r] = done;
+        done += m.dev.latency;
+      }
+      local = false;  // priced
+    }
     if (local) done = std::max(done, cpu[r]);
     for (const Op& op : round.ops) {
+      if (!local) break;
       const double bytes = static_cast<double>(op.count * s.elem_size);
       if (op.kind == OpKind::reduce) {
         done += bytes * m.gamma;
@@ -331,7 +409,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   struct Msg {
     int from, to, L;  // sender (a replayed rank), receiving rank (actual), link level
     size_t seg, bytes;
+    size_t wire;  // bytes on the wire: the payload's, or an IPC descriptor's
     double begin, end, in_tx, arrive;  // arrive: so far (the sender's side, or the whole for a copy)
+    double ready = 0;  // device buffers: when the copies that precede it are done
+    double extra = 0, floor_beta = 0;  // CUDA-aware MPI: latency added, the least s/byte
     bool net;
   };
   std::vector<Msg> batch;
@@ -353,12 +434,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // its receiver has posted the matching receive (MPI sends it only then; a
   // round posts all its receives when it starts). Until then it waits in its
   // queue unsettled, and its sender's round cannot complete.
-  auto rendezvous = [&](const Msg& msg) { return msg.net && msg.bytes > m.rndv_bytes; };
+  auto rendezvous = [&](const Msg& msg) { return msg.net && msg.wire > m.rndv_bytes; };
   // The sender's side of a message leaving at `now`: its time on the wire,
   // its sender's link and the uplinks it leaves by.
   auto launch = [&](Msg& msg, double now) {
+    now = std::max(now, msg.ready);
     const int r = msg.from;
-    const size_t bytes = msg.bytes;
+    const size_t bytes = msg.wire;
     const int L = msg.L;
     if (!msg.net) {
       const double tx = static_cast<double>(bytes) * m.at(L).beta;
@@ -377,7 +459,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
     msg.in_tx = static_cast<double>(bytes) * m.node_link_beta(msg.to);
     double begin = std::max({now, inj[r], nic_out[na]});
-    double slow = std::max(out_tx, msg.in_tx);
+    double slow = std::max({out_tx, msg.in_tx, static_cast<double>(bytes) * msg.floor_beta});
     for (int l = 1; l < L; ++l) {
       begin = std::max(begin, up_out[l][t.group(l, r)]);
       slow = std::max(slow, static_cast<double>(bytes) * m.at(l + 1).beta);
@@ -451,6 +533,26 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (const auto& [r, seg] : begun) {
       Proc& pr = procs[r][seg];
       const Schedule& s = *lanes[r][seg].schedule;
+      // Device buffers: the round's staged payloads are copied to pinned
+      // memory (one engine), its IPC payloads into the exported buffer (on
+      // the device), and its messages go once the host has seen both done.
+      double ready = 0;
+      if (dev) {
+        double d2h_end = now, copied = now;
+        for (const Op& op : s.rounds[pr.round].ops) {
+          if (op.kind != OpKind::send) continue;
+          const size_t b = op.count * elem(r, seg);
+          const DeviceRoute rt = route(r, op.peer, t.link_level(r, op.peer), b);
+          if (rt == DeviceRoute::staged) {
+            d2h_end = std::max(d2h_end, d2h_eng[r]) + static_cast<double>(b) * m.dev.d2h;
+            d2h_eng[r] = d2h_end;
+          } else if (rt == DeviceRoute::ipc) {
+            copied = std::max(copied, gpu[r]) + static_cast<double>(b) * m.dev.copy;
+            gpu[r] = copied;
+          }
+        }
+        if (d2h_end > now || copied > now) ready = std::max(d2h_end, copied) + m.dev.latency;
+      }
       for (const Op& op : s.rounds[pr.round].ops) {
         if (op.kind != OpKind::send) continue;
         Msg msg;
@@ -459,7 +561,17 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         msg.L = t.link_level(r, op.peer);
         msg.seg = seg;
         msg.bytes = op.count * elem(r, seg);
+        msg.wire = msg.bytes;
         msg.net = off_host(t, r, op.peer, msg.L);
+        msg.ready = ready;
+        if (dev) {
+          const DeviceRoute rt = route(r, op.peer, msg.L, msg.bytes);
+          if (rt == DeviceRoute::ipc) msg.wire = 128;
+          if (rt == DeviceRoute::direct) {
+            msg.extra = m.dev.aware_alpha;
+            msg.floor_beta = msg.net ? m.dev.aware_beta : 0.0;
+          }
+        }
         const int to = sym.rep(msg.to);
         const uint32_t qi = queue_id(sym.pull(msg.from, msg.to), to, seg);
         Queue& q = queues[qi];
@@ -519,7 +631,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       uses.push_back(Use{static_cast<uint64_t>(t.node_of(to)), msg.begin, msg.in_tx, i});
       for (int l = 1; l < msg.L; ++l)
         uses.push_back(Use{(static_cast<uint64_t>(l) << 32) | static_cast<uint64_t>(t.group(l, to)), msg.begin,
-                           static_cast<double>(msg.bytes) * m.at(l + 1).beta, i});
+                           static_cast<double>(msg.wire) * m.at(l + 1).beta, i});
     }
     if (uses.size() > 1) std::sort(uses.begin(), uses.end());
     for (size_t i = 0; i < uses.size();) {
@@ -535,7 +647,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (size_t i = 0; i < batch.size(); ++i) {
       const Msg& msg = batch[i];
       const int to = sym.rep(msg.to);
-      queues[slot[i].first].arrive[slot[i].second] = msg.arrive + m.at(msg.L).alpha;
+      queues[slot[i].first].arrive[slot[i].second] = msg.arrive + m.at(msg.L).alpha + msg.extra;
       if (static_cast<size_t>(to) < procs.size() && msg.seg < procs[to].size()) touched.emplace_back(to, msg.seg);
     }
     // Rounds complete in (rank, segment) order: the senders of the instant,

@@ -168,6 +168,7 @@ struct Execution {
   // the lanes draw from, and the event recorded on the caller's stream at start.
   bool on_device = false;
   DeviceCall dev;
+  const CostModel* model = nullptr;  // the device call's (CommState::device_model): it routes each message
   runtime::DevicePool* dpool = nullptr;
   void* start_ev = nullptr;
   DType dtype = DType::byte;
@@ -204,6 +205,20 @@ struct CommState {
   Topology topo;
   Config cfg;
   CostModel model;
+  // The model of collectives on device buffers, per transport (DevicePath x
+  // IPC), made at the first such call.
+  std::unique_ptr<CostModel> dev_models[6];
+  const CostModel& device_model(const DeviceCall* dc) {
+    if (!dc) return model;
+    auto& m = dev_models[static_cast<size_t>(dc->path) * 2 + (dc->ipc ? 1 : 0)];
+    if (!m) m = std::make_unique<CostModel>(model.for_device(dc->path, dc->ipc));
+    return *m;
+  }
+  // The model a call's plan is chosen under: the device model, unless
+  // BAOBAB_DEVICE_PLAN=host makes device calls take the host's plan.
+  const CostModel& plan_model(const DeviceCall* dc) {
+    return dc && !cfg.device_host_plan ? device_model(dc) : model;
+  }
   runtime::PlanCache plans;
   uint64_t started = 0;
   std::list<std::shared_ptr<Execution>> active;

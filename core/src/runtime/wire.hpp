@@ -36,6 +36,11 @@ static_assert(sizeof(WireHeader) == 32, "header must be 32 bytes");
 // node's peers: its messages to them are descriptors, not payloads, so a peer
 // that disagrees (host buffers, or IPC off) must learn it from the signature.
 constexpr uint8_t kCollIpcBit = 0x80;
+// Set by a rank whose device buffers took the device model's plan
+// (BAOBAB_DEVICE_PLAN=device): a rank with host buffers, or with the host
+// plan, may have chosen another algorithm or segments for the same call.
+constexpr uint8_t kCollDevicePlanBit = 0x40;
+constexpr uint8_t kCollBits = kCollIpcBit | kCollDevicePlanBit;
 
 // The IPC transport (baobab/device.hpp): what travels in place of a payload
 // between ranks of one node, and the receiver's acknowledgement that it has
