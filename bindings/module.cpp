@@ -617,6 +617,24 @@ NB_MODULE(_core, m) {
                    reinterpret_cast<const void*>(b), n, reinterpret_cast<void*>(stream));
       },
       "dtype"_a, "op"_a, "dst"_a, "a"_a, "b"_a, "n"_a, "stream"_a, "emulated"_a);
+  m.def(
+      "measure_device",
+      [](bool emulated, size_t bytes, int reps) {
+        DeviceOps& ops = emulated ? emulated_device_ops() : cuda_device_ops();
+        DeviceRates r;
+        {
+          nb::gil_scoped_release nogil;
+          r = measure_device(ops, bytes, reps);
+        }
+        nb::dict d;
+        d["d2h_GBps"] = r.d2h / 1e9;
+        d["h2d_GBps"] = r.h2d / 1e9;
+        d["copy_GBps"] = r.copy / 1e9;
+        d["reduce_GBps"] = r.reduce / 1e9;
+        d["latency_us"] = r.latency * 1e6;
+        return d;
+      },
+      "emulated"_a, "bytes"_a, "reps"_a);
   m.def("cuda_pointer_device", [](uintptr_t p) { return cuda::pointer_device(reinterpret_cast<const void*>(p)); });
   m.def("cuda_pack_ptr", [](const Layout& l, uintptr_t src, uintptr_t dst, int64_t count, uintptr_t stream) {
     cuda::pack(l, reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), count,

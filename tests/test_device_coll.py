@@ -185,10 +185,36 @@ def test_device_environment_variables_are_checked(monkeypatch):
     monkeypatch.setenv("BAOBAB_DEVICE_TRANSPORT", "carrier-pigeon")
     with pytest.raises(baobab.InvalidArgument, match="BAOBAB_DEVICE_TRANSPORT='carrier-pigeon'"):
         baobab.Communicator()
+    monkeypatch.delenv("BAOBAB_DEVICE_TRANSPORT")
+    monkeypatch.setenv("BAOBAB_DEVICE_PLAN", "gpu")
+    with pytest.raises(baobab.InvalidArgument, match="BAOBAB_DEVICE_PLAN='gpu'"):
+        baobab.Communicator()
+    monkeypatch.setenv("BAOBAB_DEVICE_PLAN", "host")
+    assert baobab.Communicator().config()["device_plan"] == "host"
 
 
 
 _CLI = "import sys; from baobab._cli.main import main; sys.exit(main(sys.argv[1:]))\n"
+
+
+def test_tune_device_measures_the_device_model_and_the_model_reads_it(mpirun, tmp_path):
+    """`baobab tune --device` under the emulation (transport auto, so the
+    CUDA-aware cost is measured too): every device key, positive, in the
+    file; a communicator reading the file prices device calls with them."""
+    path = tmp_path / "tuning.conf"
+    out = mpirun(2, _CLI, "tune", "--device", "--device-bytes", "4M", "--pack-bytes", "0", "--bytes", "256K",
+                 "--reps", "4", "-o", str(path), env={"BAOBAB_DEVICE_EMULATION": "auto", "BAOBAB_TOPOLOGY": "nodes=2"},
+                 timeout=180).stdout
+    assert f"wrote {path}" in out, out
+    values = {k.strip(): float(v) for k, v in (line.split("=") for line in path.read_text().splitlines()
+                                               if "=" in line and not line.startswith("#"))}
+    for key in ("d2h_GBps", "h2d_GBps", "copy_GBps", "reduce_GBps", "aware_GBps"):
+        assert values[f"device.{key}"] > 0, (key, values)
+    assert values["device.latency_us"] >= 0 and values["device.aware_us"] >= 0, values
+    c = baobab.Communicator(tuning=str(path))
+    text = c.explain("allreduce", 1 << 20, device=True, file=False)
+    assert f"to host {values['device.d2h_GBps']:.1f} GB/s" in text, text
+    assert f"device reduce {values['device.reduce_GBps']:.0f} GB/s" in text, text
 
 
 def test_bench_device_runs_the_device_lanes_and_validates(mpirun):
@@ -206,6 +232,16 @@ def _device_usable():
         return baobab._core.cuda_available() and cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # noqa: BLE001 - no cupy, no driver, no device
         return False
+
+
+@pytest.mark.skipif(_device_usable(), reason="a CUDA device is present: --device runs instead of refusing")
+def test_tune_device_without_a_gpu_is_one_line_exit_2(mpirun, tmp_path):
+    from conftest import one_error_line
+    out = mpirun(1, _CLI, "tune", "--device", "--pack-bytes", "0", "-o", str(tmp_path / "t.conf"), expect_rc=2,
+                 timeout=120).stdout
+    line = one_error_line(out)
+    assert "--device" in line, line
+    assert not (tmp_path / "t.conf").exists()
 
 
 @pytest.mark.skipif(_device_usable(), reason="a CUDA device is present: --device runs instead of refusing")

@@ -78,11 +78,21 @@ def _passed(out, n):
                          ids=["2-ipc", "2-staged", "3-nodes3-staged", "4-nodes2-ipc+staged"])
 def test_cupy_collectives_equal_host_collectives(mpirun, n, topology, ipc):
     """IPC between ranks of one (virtual) node, the staged transport between
-    nodes (the MPI of the lent machine is not CUDA-aware)."""
-    env = {"BAOBAB_DEVICE_IPC": ipc}
+    nodes (the MPI of the lent machine is not CUDA-aware). The host plan
+    (BAOBAB_DEVICE_PLAN=host) gives the host collective's bits."""
+    env = {"BAOBAB_DEVICE_IPC": ipc, "BAOBAB_DEVICE_PLAN": "host"}
     if topology:
         env["BAOBAB_TOPOLOGY"] = topology
     out = mpirun(n, MPI_DIR / "device_coll.py", "bits", "cupy", env=env, timeout=300).stdout
+    _passed(out, n)
+
+
+@pytest.mark.parametrize("n, topology", [(3, ""), (4, "nodes=2")])
+def test_cupy_device_plans_equal_the_reference_replay(mpirun, n, topology):
+    """The device model's own plans on cupy arrays: bit for bit the reference
+    executor's replay of the plan each call ran."""
+    env = {"BAOBAB_TOPOLOGY": topology} if topology else {}
+    out = mpirun(n, MPI_DIR / "device_coll.py", "plans", "cupy", env=env, timeout=300).stdout
     _passed(out, n)
 
 
@@ -92,9 +102,13 @@ def test_unsynchronised_producer_then_collective(mpirun):
 
 
 def test_cupy_and_numpy_ranks_in_one_collective(mpirun):
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", env={"BAOBAB_DEVICE_IPC": "0"}, timeout=120).stdout
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy",
+                 env={"BAOBAB_DEVICE_IPC": "0", "BAOBAB_DEVICE_PLAN": "host"}, timeout=120).stdout
     _passed(out, 3)
-    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", timeout=120).stdout  # IPC on: refused
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", timeout=120).stdout  # IPC and device plan: refused
+    _passed(out, 3)
+    out = mpirun(3, MPI_DIR / "device_coll.py", "mixed", "cupy", env={"BAOBAB_DEVICE_IPC": "0"},
+                 timeout=120).stdout  # the device plan: refused
     _passed(out, 3)
 
 

@@ -110,6 +110,15 @@ step 120 env BAOBAB_DEVICE_IPC=0 mpiexec -n 2 baobab bench allreduce --device -b
 step 120 env BAOBAB_TOPOLOGY=nodes=2 mpiexec -n 2 baobab bench allreduce --device -b 4M -e 64M -f 4 | tee -a "$OUT/coll_gpu.txt"
 step 120 mpiexec -n 4 baobab bench allreduce --device -b 8 -e 64M -f 64 | tee -a "$OUT/coll_gpu.txt"
 step 60 mpiexec -n 2 baobab bench allreduce -b 8 -e 8 -n 20000 | tee -a "$OUT/coll_gpu.txt"
+# The device cost model measured (tune --device: pinned copies, device copies, the kernel, latency),
+# then every allreduce algorithm through IPC and staged between two virtual nodes, predicted
+# with it against measured: the bench table ends with the model's median and worst error.
+step 120 env BAOBAB_TOPOLOGY=nodes=2 mpiexec -n 2 baobab tune --device --pack-bytes 0 --bytes 16M \
+    -o "$OUT/tuning_device.conf" | tee -a "$OUT/coll_gpu.txt"
+step 150 env BAOBAB_TUNING="$OUT/tuning_device.conf" BAOBAB_TOPOLOGY=nodes=2 mpiexec -n 2 baobab bench allreduce \
+    --device -b 1M -e 64M -f 8 --algo all | tee -a "$OUT/coll_gpu.txt"
+step 150 env BAOBAB_TUNING="$OUT/tuning_device.conf" mpiexec -n 2 baobab bench allreduce \
+    --device -b 1M -e 64M -f 8 --algo all | tee -a "$OUT/coll_gpu.txt"
 fi
 
 # Device attention: partial() GFLOP/s against cupy's own float32 matmul in the same run.

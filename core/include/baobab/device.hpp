@@ -100,6 +100,18 @@ struct EmulatedPeerTraffic {
 };
 EmulatedPeerTraffic emulated_peer_traffic();
 
+// The device model's rates measured through `ops` (baobab tune --device),
+// each the slope between one and `reps` back-to-back operations of `bytes`
+// on one stream, so that the latency of queueing them and seeing them done
+// does not count in the rate: copies device -> pinned host, pinned host ->
+// device and device -> device (bytes copied per second), the float32 sum
+// kernel (bytes of the result per second), and that latency itself (an
+// 8-byte copy queued and seen done by the host; median of `reps`, seconds).
+struct DeviceRates {
+  double d2h = 0, h2d = 0, copy = 0, reduce = 0, latency = 0;
+};
+DeviceRates measure_device(DeviceOps& ops, size_t bytes, int reps);
+
 // Where a collective's buffers live and how their bytes travel.
 struct DeviceCall {
   DeviceOps* ops = nullptr;

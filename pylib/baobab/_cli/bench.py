@@ -257,12 +257,14 @@ def sweep(comm, coll, sizes, dtype, op="sum", root=0, algos=("auto",), iters=0, 
             case.prepare()
             t = timed(case, case.run_mpi, n, warmup, m.Barrier)
             mpi_t = m.allreduce(t, op=MPI.MAX)
-        # every candidate replayed to the end (the runtime's choice cuts off the losers)
+        # every candidate replayed to the end (the runtime's choice cuts off the losers);
+        # device buffers: priced by the device model
+        on_dev = device is not None
         predicted = {c["name"]: c["predicted"] for c in
-                     comm.plan(coll, case.nbytes(), dtype=dtype, root=root, full=True)["candidates"]}
+                     comm.plan(coll, case.nbytes(), dtype=dtype, root=root, full=True, device=on_dev)["candidates"]}
         for algo in algos:
             name = None if algo == "auto" else algo
-            plan = comm.plan(coll, case.nbytes(), dtype=dtype, root=root, algo=name)
+            plan = comm.plan(coll, case.nbytes(), dtype=dtype, root=root, algo=name, device=on_dev)
             case.prepare()
             t = timed(case, lambda: case.run(name), n, warmup, comm.barrier)
             t = m.allreduce(t, op=MPI.MAX)

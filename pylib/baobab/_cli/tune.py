@@ -30,6 +30,19 @@ For non-contiguous messages, rank 0 measures baobab's packer and MPI_Pack on
 byte vector types of several block sizes (the model that decides, per message,
 whether baobab packs or MPI walks a derived datatype: keys pack.ours.<B>_GBps
 and pack.mpi.<B>_GBps).
+
+With --device, every rank also measures its GPU at once (ranks sharing a GPU
+share it, as in a collective; the mean is kept), through the device
+collectives' own backend (_core.measure_device): copies between the device
+and pinned host memory, device-to-device copies and the reduction kernel,
+each as the slope between one and several back-to-back operations, and the
+latency of an 8-byte copy queued and seen done (keys device.d2h_GBps,
+device.h2d_GBps, device.copy_GBps, device.reduce_GBps, device.latency_us: the
+device model, docs/devices.md). Where MPI takes device pointers (transport
+auto or cuda-aware), the top level's pair repeats its ping-pong and stream
+on device buffers: device.aware_us is the latency added, device.aware_GBps
+the rate. Under BAOBAB_DEVICE_EMULATION the emulation is measured (a test of
+the procedure; its rates are the host's).
 """
 import datetime
 import os
@@ -40,6 +53,8 @@ import numpy as np
 import baobab
 
 from .. import _core
+from .. import _device_coll as _dc
+from .bench import _device_problem
 from .bench_datatype import pack_memory, pack_rates
 from .common import agree, int_type, memory_problem, ranks_on_my_node, size_type, writable_problem
 
@@ -53,6 +68,11 @@ def add_parser(sub):
     p.add_argument("--reps", type=int_type(1), default=20, help="round trips of the latency measurement (default 20; bandwidth streams: a quarter of it, at least 3)")
     p.add_argument("--pack-bytes", type=size_type(0), default=32 << 20,
                    help="data bytes per pack measurement (default 32M; 0: do not measure packing)")
+    p.add_argument("--device", action="store_true",
+                   help="also measure each rank's GPU for the device model: pinned copies, device copies, the "
+                        "reduction kernel, latency, and a CUDA-aware MPI's cost (docs/devices.md)")
+    p.add_argument("--device-bytes", type=size_type(4096), default=64 << 20,
+                   help="bytes per device copy and reduction measured (default 64M)")
     p.set_defaults(func=run_cli)
 
 
@@ -121,19 +141,20 @@ def host_rates(comm, mpi, nbytes, reps):
 STREAM_K = 5  # messages of the long stream (the short one is one message)
 
 
-def stream_rate(mpi, a, b, nbytes, reps):
+def stream_rate(mpi, a, b, nbytes, reps, zeros=np.zeros):
     """GB/s from a to b: the slope of the median time of streams of 1 and
-    STREAM_K messages of nbytes, each ended by a one-byte acknowledgement."""
-    one = _stream(mpi, a, b, nbytes, 1, reps)
-    many = _stream(mpi, a, b, nbytes, STREAM_K, reps)
+    STREAM_K messages of nbytes, each ended by a one-byte acknowledgement.
+    zeros: makes the buffers (cupy.zeros: device buffers)."""
+    one = _stream(mpi, a, b, nbytes, 1, reps, zeros)
+    many = _stream(mpi, a, b, nbytes, STREAM_K, reps, zeros)
     if many > one:
         return (STREAM_K - 1) * nbytes / (many - one) / 1e9
     return STREAM_K * nbytes / max(many, 1e-9) / 1e9  # noise swallowed the slope: the whole stream's rate
 
 
-def _stream(mpi, a, b, nbytes, k, reps):
+def _stream(mpi, a, b, nbytes, k, reps, zeros=np.zeros):
     me = mpi.Get_rank()
-    buf = np.zeros(max(nbytes, 1), np.uint8)
+    buf = zeros(max(nbytes, 1), np.uint8)
     ack = np.zeros(1, np.uint8)
     times = []
     for i in range(reps + 1):  # the first is a warm-up
@@ -151,9 +172,9 @@ def _stream(mpi, a, b, nbytes, k, reps):
     return float(np.median(times))
 
 
-def pingpong(mpi, a, b, nbytes, reps):
+def pingpong(mpi, a, b, nbytes, reps, zeros=np.zeros):
     me = mpi.Get_rank()
-    buf = np.zeros(max(nbytes, 1), np.uint8)
+    buf = zeros(max(nbytes, 1), np.uint8)
     peer = b if me == a else a
     for _ in range(3):
         _exchange(mpi, me == a, buf, nbytes, peer)
@@ -195,13 +216,33 @@ def local_rates(nbytes=64 << 20, reps=5):
     return nbytes / gamma / 1e9, nbytes / copy / 1e9
 
 
-def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
+def device_setup():
+    """(emulated, zeros): whether the device is the host emulation, and how to
+    make a device buffer for MPI (None where MPI does not take device pointers)."""
+    emulated = _dc.emulation() is not None
+    path = _dc.emulation() or _dc.transport()[0]
+    if path == "staged":
+        return emulated, None
+    if emulated:
+        return True, np.zeros
+    import cupy
+    return False, cupy.zeros
+
+
+def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20, device_bytes=0):
     """Returns {key: value} of the tuning file; the same on every rank (the
-    arguments as the command line checked them)."""
+    arguments as the command line checked them). device_bytes > 0: the device
+    model's keys too (--device)."""
     mpi = comm.mpi_comm.Dup()
     results = {}
+    aware = None
+    emulated, dev_zeros = device_setup() if device_bytes else (False, None)
+    if device_bytes and not emulated:
+        comm.use_gpu()
     try:
-        for L, pairs in link_pairs(comm.topology).items():
+        links = link_pairs(comm.topology)
+        top = max(links) if links else None
+        for L, pairs in links.items():
             comm.barrier()
             for a, b in pairs:
                 if comm.rank in (a, b):
@@ -209,7 +250,15 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
                     bw = stream_rate(mpi, a, b, nbytes, max(3, reps // 4))
                     if (a, b) == pairs[0] and comm.rank == a:
                         results[L] = (lat * 1e6, bw, a, b, len(pairs))
+                    if (a, b) == pairs[0] and L == top and dev_zeros is not None:
+                        # the same pair on device buffers: what a CUDA-aware MPI adds
+                        dlat = pingpong(mpi, a, b, 8, max(reps * 10, 100), dev_zeros)
+                        dbw = stream_rate(mpi, a, b, nbytes, max(3, reps // 4), dev_zeros)
+                        if comm.rank == a:
+                            aware = (max(0.0, dlat - lat) * 1e6, dbw)
             comm.barrier()
+        dev = _core.measure_device(emulated, device_bytes, max(3, reps // 4)) if device_bytes else None
+        comm.barrier()
         hosts = host_rates(comm, mpi, nbytes, max(3, reps // 4))
         comm.barrier()
         gamma, copy = local_rates()
@@ -219,6 +268,8 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
         comm.barrier()  # the others wait here (yielding), not spinning inside MPI
         allres = mpi.allgather((results, gamma, copy))
         packs = mpi.bcast(packs)
+        devs = mpi.allgather(dev)
+        aware = next((a for a in mpi.allgather(aware) if a is not None), None)
     finally:
         mpi.Free()
     merged = {}
@@ -240,6 +291,15 @@ def measure(comm, nbytes=4 << 20, reps=20, pack_bytes=32 << 20):
     for r in packs or []:
         out[f"pack.ours.{r['block']}_GBps"] = round(r["pack"], 3)
         out[f"pack.mpi.{r['block']}_GBps"] = round(r["mpi_pack"], 3)
+    if device_bytes:
+        out["# device"] = (f"every rank's {'emulated device (host memory)' if emulated else 'GPU'} at once, "
+                           f"{device_bytes} bytes per operation; the mean over ranks")
+        for key in ("d2h_GBps", "h2d_GBps", "copy_GBps", "reduce_GBps", "latency_us"):
+            out[f"device.{key}"] = round(sum(d[key] for d in devs) / len(devs), 3)
+        if aware is not None:
+            out["# device.aware"] = "the top level's pair on device buffers, against host buffers"
+            out["device.aware_us"] = round(aware[0], 3)
+            out["device.aware_GBps"] = round(aware[1], 3)
     return out
 
 
@@ -270,8 +330,12 @@ def run_cli(args):
     if comm.rank == 0 and not problem:
         problem = writable_problem(path, "-o/--output" if args.output else "the tuning file",
                                    make_dirs=not args.output, replace=True)
+    if not problem and args.device and _dc.emulation() is None:
+        problem = _device_problem()
+    if not problem and args.device:
+        problem = memory_problem(4 * args.device_bytes, ranks_on_my_node(comm), f"--device-bytes {args.device_bytes}")
     agree(comm.mpi_comm, problem)
-    values = measure(comm, args.bytes, args.reps, args.pack_bytes)
+    values = measure(comm, args.bytes, args.reps, args.pack_bytes, args.device_bytes if args.device else 0)
     if comm.rank == 0:
         write(path, values, comm)
         print(f"wrote {path}")
