@@ -51,6 +51,13 @@ struct Algorithm {
   std::function<std::string(const Topology&, const CostModel&)> consider;
   // Appends the schedule of `rank` to s. Empty for a family's entry.
   std::function<void(Schedule& s, const Topology&, const CollDesc&, int rank, const CostModel&)> build;
+  // Optional: a lower bound of the replay's finish time seen from `rank`,
+  // without building its schedule (where the schedule grows with the job: a
+  // ring's 2(p-1) rounds); the selector otherwise bounds the built schedule
+  // (simulate.hpp: finish_lower_bound), and gives a call that may run
+  // pipelined no bound at all. pipelined: the bound must hold however the
+  // call is cut into segments (lanes in flight overlap each other).
+  std::function<double(const Topology&, const CollDesc&, int rank, const CostModel&, bool pipelined)> bound;
   std::string family;                 // a variant's family ("split_rail"); empty otherwise
   std::string inner;                  // a variant's inner algorithm ("ring"); empty otherwise
   std::vector<std::string> variants;  // a family entry's variants; empty otherwise

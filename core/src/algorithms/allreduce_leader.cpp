@@ -58,6 +58,7 @@ Algorithm allreduce_leader(const InnerAllreduce* inner) {
   a.build = [inner](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
     leader_allreduce(s, t, Group::world(t.size(), rank), 0, kIn, kOut, 0, d.count, m, rank, *inner);
   };
+  a.bound = ring_chain_bound(*inner, a.build);
   return a;
 }
 

@@ -4,6 +4,8 @@
 // among the p2 survivors of the non-power-of-two fold (fold.hpp).
 // Cost: 2 log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma [+ fold].
 // Bandwidth-optimal with logarithmic latency: the choice for medium vectors.
+#include <algorithm>
+
 #include "flat.hpp"
 #include "fold.hpp"
 #include "pow2.hpp"
@@ -15,11 +17,17 @@ void rabenseifner_allreduce(Schedule& s, const Group& g, uint8_t src, uint8_t bu
   if (g.me < 0) return;
   if (g.size() <= 1) return copy_if_needed(s, src, buf, off, count);
   const int p2 = floor_pow2(g.size());
-  const Blocks b = Blocks::even(count, p2).shifted(off);
+  // Blocks::even(count, p2) shifted by off, in closed form: block i starts
+  // at off + i base + min(i, extra) (no O(p) table per rank's schedule).
+  const size_t base = count / static_cast<size_t>(p2), extra = count % static_cast<size_t>(p2);
+  auto start = [&](int i) {
+    const auto u = static_cast<size_t>(i);
+    return off + u * base + std::min(u, extra);
+  };
   const uint8_t tmp = s.add_scratch(count);  // the fold receives everything
   bool fresh = true;
   Fold f = fold_in(s, g, src, buf, off, count, tmp, fresh);
-  auto span = [&](int lo, int hi) { return Span{b.off[lo], b.off[hi - 1] + b.cnt[hi - 1] - b.off[lo]}; };
+  auto span = [&](int lo, int hi) { return Span{start(lo), start(hi) - start(lo)}; };
   if (f.newidx >= 0) {
     const int v = f.newidx;
     int lo = 0, hi = p2;

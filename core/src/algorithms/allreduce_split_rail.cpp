@@ -105,6 +105,7 @@ Algorithm allreduce_split_rail(const InnerAllreduce* inner) {
   a.build = [inner](Schedule& s, const Topology& t, const CollDesc& d, int rank, const CostModel& m) {
     split_allreduce(s, t, Group::world(t.size(), rank), 0, kIn, kOut, 0, d.count, m, rank, *inner);
   };
+  a.bound = ring_chain_bound(*inner, a.build);
   return a;
 }
 }  // namespace baobab::algo

@@ -2,6 +2,9 @@
 // bodies and costs are in their own files (flat.hpp says which).
 #include "inner_allreduce.hpp"
 
+#include <algorithm>
+
+#include "baobab/simulate.hpp"
 #include "flat.hpp"
 #include "weighted_blocks.hpp"
 
@@ -32,6 +35,23 @@ const std::vector<InnerAllreduce>& inner_allreduces() {
        consider_uneven_links},
   };
   return all;
+}
+
+std::function<double(const Topology&, const CollDesc&, int, const CostModel&, bool)> ring_chain_bound(
+    const InnerAllreduce& inner, std::function<void(Schedule&, const Topology&, const CollDesc&, int, const CostModel&)> build) {
+  if (inner.name != "ring") return nullptr;
+  return [build](const Topology& t, const CollDesc& d, int rank, const CostModel& m, bool pipelined) {
+    // neighbours on the ring are in different top-level groups: their link
+    // is the top level's (a message between ranks of one host too is priced
+    // with its level's latency)
+    const int q = t.levels() >= 1 ? t.num_groups(t.levels() - 1) : 1;
+    const double chain = q > 1 ? 2.0 * (q - 1) * (m.at(t.levels()).alpha + m.round_overhead) : 0.0;
+    if (pipelined) return chain;
+    Schedule s;
+    s.elem_size = d.elem_size;
+    build(s, t, d, rank, m);
+    return std::max(chain, finish_lower_bound(t, m, s, rank));
+  };
 }
 
 }  // namespace baobab::algo

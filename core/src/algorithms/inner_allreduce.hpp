@@ -6,9 +6,11 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "baobab/algorithms.hpp"
 #include "baobab/config.hpp"
 #include "baobab/schedule.hpp"
 #include "baobab/topology.hpp"
@@ -30,5 +32,14 @@ struct InnerAllreduce {
 // recursive_doubling, rabenseifner, ring, weighted: in this order, which is
 // also the order of preference between variants predicted equal.
 const std::vector<InnerAllreduce>& inner_allreduces();
+
+// Algorithm::bound of a composition whose inner allreduce is a ring (leader,
+// split_rail): the innermost ring spans one member of every top-level group,
+// q of them, and each of its 2(q-1) rounds waits for the left neighbour's
+// message sent in the same round (a chain: at least the top level's link
+// latency and the per-round overhead a round); unpipelined, also the built
+// schedule's finish_lower_bound. Null for other inner algorithms.
+std::function<double(const Topology&, const CollDesc&, int, const CostModel&, bool)> ring_chain_bound(
+    const InnerAllreduce& inner, std::function<void(Schedule&, const Topology&, const CollDesc&, int, const CostModel&)> build);
 
 }  // namespace baobab::algo

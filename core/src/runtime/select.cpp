@@ -356,9 +356,11 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
     const auto [nseg_all, seg_all] = segmentation(cfg, d);
     for (size_t i : to_cost) {
       const Algorithm& a = *of[i];
-      if (a.segmentable && nseg_all > 1 && segments_of(i) != 1) continue;
+      const bool pipelined = a.segmentable && nseg_all > 1 && segments_of(i) != 1;
+      if (pipelined && !a.bound) continue;  // no bound: its segments may overlap
       for (int r : {0, t.size() - 1})
-        bound[i] = std::max(bound[i], finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r));
+        bound[i] = std::max(bound[i], a.bound ? a.bound(t, d, r, m, pipelined)
+                                              : finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r));
     }
     std::stable_sort(to_cost.begin(), to_cost.end(), [&](size_t x, size_t y) { return bound[x] < bound[y]; });
     size_t lead = plan.candidates.size();  // the best so far
