@@ -53,8 +53,21 @@ DeviceRates measure_device(DeviceOps& ops, size_t bytes, int reps) {
     const double dt = many - one;
     return dt > 0 ? static_cast<double>(bytes) * (reps - 1) / dt : static_cast<double>(bytes) * reps / many;
   };
+  // released however the measurement ends
+  struct Release {
+    DeviceOps& ops;
+    void *stream, *ev, *d1, *d2, *d3, *h;
+    ~Release() {
+      ops.release_host(h);
+      ops.release(d3);
+      ops.release(d2);
+      ops.release(d1);
+      ops.event_destroy(ev);
+      ops.stream_destroy(stream);
+    }
+  } release{ops, stream, ev, d1, d2, d3, h};
   DeviceRates r;
-  try {
+  {
     std::memset(h, 0, bytes);  // pinned host memory: the host writes it; zeros, so no denormals or NaNs
     ops.copy(d1, h, bytes, stream);
     ops.copy(d2, h, bytes, stream);
@@ -72,21 +85,7 @@ DeviceRates measure_device(DeviceOps& ops, size_t bytes, int reps) {
     }
     std::nth_element(lat.begin(), lat.begin() + lat.size() / 2, lat.end());
     r.latency = lat[lat.size() / 2];
-  } catch (...) {
-    ops.release_host(h);
-    ops.release(d3);
-    ops.release(d2);
-    ops.release(d1);
-    ops.event_destroy(ev);
-    ops.stream_destroy(stream);
-    throw;
   }
-  ops.release_host(h);
-  ops.release(d3);
-  ops.release(d2);
-  ops.release(d1);
-  ops.event_destroy(ev);
-  ops.stream_destroy(stream);
   return r;
 }
 
