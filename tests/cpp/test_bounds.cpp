@@ -5,7 +5,7 @@
 // below the built schedule's finish_lower_bound either (so they prune at
 // least as much as that did). Several topologies (one node, nodes on one and
 // on several hosts, a switch level), counts and ranks, under the host model
-// and the device models.
+// (also with uneven latencies and node links) and the device models.
 //
 // Usage: test_bounds   exit status 0 on success.
 #include <cstdio>
@@ -52,8 +52,16 @@ int main() {
     Config cfg;
     cfg.sim_symmetric = false;  // the full replay
     const CostModel host = cfg.model(t);
-    for (const CostModel& m :
-         {host, host.for_device(DevicePath::staged, true), host.for_device(DevicePath::automatic, false)}) {
+    // Links unlike each other: latencies growing with the level, a slow
+    // node link on every third node, rendezvous from 1 KiB.
+    CostModel uneven = host;
+    for (size_t L = 0; L < uneven.link.size(); ++L) uneven.link[L].alpha = 0.5e-6 * static_cast<double>(1 + 3 * L);
+    uneven.node_beta.assign(tt.p, 0.0);
+    for (int r = 0; r < tt.p; ++r)
+      if (t.node_of(r) % 3 == 2) uneven.node_beta[r] = 4 * host.at(1).beta;
+    uneven.rndv_bytes = 1024;
+    for (const CostModel& m : {host, uneven, host.for_device(DevicePath::staged, true),
+                               host.for_device(DevicePath::automatic, false)}) {
       for (const Algorithm& a : algorithms()) {
         if (!a.bound) continue;
         for (size_t count : {size_t{0}, size_t{1}, size_t{7}, static_cast<size_t>(tt.p) * 1000 + 3,
@@ -65,14 +73,16 @@ int main() {
           if (!a.unsupported(t, d).empty()) continue;
           const double whole = cost_algorithm(a, t, cfg, m, d, 1).predicted;
           double piped = whole;
+          size_t lane = std::max<size_t>(1, count);  // elements per segment of the pipelined replay
           Config seg = cfg;
           seg.segment_bytes = std::max<size_t>(4, count);  // four segments (when it can be cut)
           if (a.segmentable && count >= 16) {
             seg.segment_bytes = count;  // count * 4 bytes: four segments of `count` bytes
             piped = cost_algorithm(a, t, seg, m, d, 4).predicted;
+            lane = segmentation(seg, d).second;
           }
           for (int r = 0; r < tt.p; ++r) {
-            const double b = a.bound(t, d, r, m, false), bp = a.bound(t, d, r, m, true);
+            const double b = a.bound(t, d, r, m, 0), bp = a.bound(t, d, r, m, lane);
             const double built = finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r);
             ++checked;
             if (!(b <= whole * (1 + 1e-12))) fail(a, tt.p, count, r, m.dev.on, "above the replay's", b, whole);

@@ -55,9 +55,10 @@ struct Algorithm {
   // without building its schedule (where the schedule grows with the job: a
   // ring's 2(p-1) rounds); the selector otherwise bounds the built schedule
   // (simulate.hpp: finish_lower_bound), and gives a call that may run
-  // pipelined no bound at all. pipelined: the bound must hold however the
-  // call is cut into segments (lanes in flight overlap each other).
-  std::function<double(const Topology&, const CollDesc&, int rank, const CostModel&, bool pipelined)> bound;
+  // pipelined no bound at all. seg: 0, the bound holds for the whole call;
+  // else it must hold too for the call cut into segments of `seg` elements
+  // or more (the last may be shorter), however many lanes are in flight.
+  std::function<double(const Topology&, const CollDesc&, int rank, const CostModel&, size_t seg)> bound;
   std::string family;                 // a variant's family ("split_rail"); empty otherwise
   std::string inner;                  // a variant's inner algorithm ("ring"); empty otherwise
   std::vector<std::string> variants;  // a family entry's variants; empty otherwise

@@ -106,6 +106,12 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
 // each round lasts at least its longest send's transmission (as the replay
 // prices it), the per-round overhead and its local operations.
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int rank);
+// The least time from the start of the round that sends a message of `bytes`
+// from rank `from` to its arrival at `to`, as the replay prices it: its time
+// on the wire alone (on device buffers, no more than an IPC descriptor's)
+// and its link's latency. Rendezvous, contention and device copies only
+// delay it further.
+double message_floor(const Topology& t, const CostModel& m, int from, int to, size_t bytes);
 // The selector's estimate for a large job that it cannot fold: the ranks of
 // one node together (s[i] is ranks[i]'s schedule), round by round, each round
 // its slowest rank's (as above, plus the round's latency, the largest alpha

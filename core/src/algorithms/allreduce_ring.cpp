@@ -27,24 +27,36 @@ Algorithm allreduce_ring() {
     ring_allreduce(s, Group::world(t.size(), rank), kIn, kOut, 0, d.count);
   };
   // Two bounds, the larger holds:
-  //  * a chain: in each of the 2(p-1) rounds every rank receives from its
-  //    left neighbour what that neighbour sent once its own round began, so
-  //    the earliest end of round k over all ranks is at least the earliest
-  //    end of round k-1 plus the least latency of any link and the per-round
-  //    overhead. This holds for every segment's lane on its own, so for a
-  //    pipelined call too;
-  //  * unpipelined: every one of the p-1 reduce-scatter rounds sends to the
+  //  * a chain: in round k every rank receives from its left neighbour what
+  //    that neighbour sent when its own round k began, i.e. when its round
+  //    k-1 ended; so the end of the last round at `rank` is at least the sum,
+  //    over the 2(p-1) edges q -> q+1 that end at it, of the least time of a
+  //    message on that edge (message_floor: its latency and time on the
+  //    wire), the per-round overhead and, in the p-1 reduce-scatter rounds,
+  //    the reduction of the block received. No block is smaller than
+  //    count / p. Cut into segments, each segment's lane is such a chain with
+  //    its own blocks (at least seg / p), and the call lasts at least as long
+  //    as its first lane;
+  //  * whole: every one of the p-1 reduce-scatter rounds sends to the
   //    right, receives from the left and reduces a block, every allgather
-  //    round sends and receives one, and no block is smaller than count / p:
-  //    the bound of one round of each kind, with the smallest block, p-1
-  //    times (finish_lower_bound of those rounds).
-  a.bound = [](const Topology& t, const CollDesc& d, int rank, const CostModel& m, bool pipelined) {
+  //    round sends and receives one: the bound of one round of each kind,
+  //    with the smallest block, p-1 times (finish_lower_bound of those
+  //    rounds).
+  a.bound = [](const Topology& t, const CollDesc& d, int rank, const CostModel& m, size_t seg) {
     const int p = t.size();
     if (p <= 1) return 0.0;
-    double alpha = m.at(0).alpha;
-    for (int L = 1; L <= t.levels(); ++L) alpha = std::min(alpha, m.at(L).alpha);
-    const double chain = 2.0 * (p - 1) * (alpha + m.round_overhead);
-    if (pipelined) return chain;
+    const size_t lane = seg ? std::min(seg, d.count) : d.count;
+    const size_t cb = lane / static_cast<size_t>(p) * d.elem_size;  // bytes of the least block
+    const double reduce = static_cast<double>(cb) * (m.dev.on ? m.dev.gamma : m.gamma) +
+                          (m.dev.on && cb ? m.dev.latency : 0.0);
+    const int K = 2 * (p - 1);
+    double chain = 0;
+    for (int j = 0; j < K; ++j) {  // round j: the edge into rank - (K-1-j)
+      const int to = static_cast<int>(((static_cast<long long>(rank) - (K - 1 - j)) % p + p) % p);
+      const int from = (to + p - 1) % p;
+      chain += message_floor(t, m, from, to, cb) + m.round_overhead + (j < p - 1 ? reduce : 0.0);
+    }
+    if (seg) return chain;
     const size_t c = d.count / static_cast<size_t>(p);
     const int right = (rank + 1) % p, left = (rank + p - 1) % p;
     Schedule s;

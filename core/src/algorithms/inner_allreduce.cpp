@@ -37,16 +37,16 @@ const std::vector<InnerAllreduce>& inner_allreduces() {
   return all;
 }
 
-std::function<double(const Topology&, const CollDesc&, int, const CostModel&, bool)> ring_chain_bound(
+std::function<double(const Topology&, const CollDesc&, int, const CostModel&, size_t)> ring_chain_bound(
     const InnerAllreduce& inner, std::function<void(Schedule&, const Topology&, const CollDesc&, int, const CostModel&)> build) {
   if (inner.name != "ring") return nullptr;
-  return [build](const Topology& t, const CollDesc& d, int rank, const CostModel& m, bool pipelined) {
+  return [build](const Topology& t, const CollDesc& d, int rank, const CostModel& m, size_t seg) {
     // neighbours on the ring are in different top-level groups: their link
     // is the top level's (a message between ranks of one host too is priced
     // with its level's latency)
     const int q = t.levels() >= 1 ? t.num_groups(t.levels() - 1) : 1;
     const double chain = q > 1 ? 2.0 * (q - 1) * (m.at(t.levels()).alpha + m.round_overhead) : 0.0;
-    if (pipelined) return chain;
+    if (seg) return chain;
     Schedule s;
     s.elem_size = d.elem_size;
     build(s, t, d, rank, m);

@@ -39,7 +39,7 @@ const std::vector<InnerAllreduce>& inner_allreduces();
 // message sent in the same round (a chain: at least the top level's link
 // latency and the per-round overhead a round); unpipelined, also the built
 // schedule's finish_lower_bound. Null for other inner algorithms.
-std::function<double(const Topology&, const CollDesc&, int, const CostModel&, bool)> ring_chain_bound(
+std::function<double(const Topology&, const CollDesc&, int, const CostModel&, size_t)> ring_chain_bound(
     const InnerAllreduce& inner, std::function<void(Schedule&, const Topology&, const CollDesc&, int, const CostModel&)> build);
 
 }  // namespace baobab::algo

@@ -346,23 +346,33 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
   if (cost_all) {
     for (size_t i : to_cost) plan.candidates[i] = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), kInf, &syms);
   } else {
-    // Only the winner matters: candidates are replayed cheapest lower bound
-    // first, each stopped as soon as it cannot beat the best so far, and one
-    // whose lower bound already loses is not replayed at all. The bound of a
-    // candidate that may run pipelined is 0 (its segments overlap).
+    // Only the winner matters: candidates are replayed most promising first,
+    // each stopped as soon as it cannot beat the best so far, and one whose
+    // lower bound already loses is not replayed at all. A candidate that may
+    // run pipelined has no bound (its segments overlap) unless its algorithm
+    // gives one for segments (Algorithm::bound); it is still ordered by its
+    // unpipelined schedule's bound, a guess that only decides how soon a good
+    // lead is found, never what is chosen.
     // The choice is the full replay's: ties go to the earlier candidate, as
     // in the scan below.
-    std::vector<double> bound(plan.candidates.size(), 0.0);
+    std::vector<double> bound(plan.candidates.size(), 0.0), order(plan.candidates.size(), 0.0);
     const auto [nseg_all, seg_all] = segmentation(cfg, d);
     for (size_t i : to_cost) {
       const Algorithm& a = *of[i];
       const bool pipelined = a.segmentable && nseg_all > 1 && segments_of(i) != 1;
-      if (pipelined && !a.bound) continue;  // no bound: its segments may overlap
-      for (int r : {0, t.size() - 1})
-        bound[i] = std::max(bound[i], a.bound ? a.bound(t, d, r, m, pipelined)
-                                              : finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r));
+      for (int r : {0, t.size() - 1}) {
+        if (a.bound) {
+          bound[i] = std::max(bound[i], a.bound(t, d, r, m, pipelined ? seg_all : 0));
+          if (pipelined) order[i] = std::max(order[i], a.bound(t, d, r, m, 0));
+        } else {
+          const double b = finish_lower_bound(t, m, build_schedule(a, t, d, r, m), r);
+          order[i] = std::max(order[i], b);
+          if (!pipelined) bound[i] = std::max(bound[i], b);
+        }
+      }
+      order[i] = std::max(order[i], bound[i]);
     }
-    std::stable_sort(to_cost.begin(), to_cost.end(), [&](size_t x, size_t y) { return bound[x] < bound[y]; });
+    std::stable_sort(to_cost.begin(), to_cost.end(), [&](size_t x, size_t y) { return order[x] < order[y]; });
     size_t lead = plan.candidates.size();  // the best so far
     double lead_time = std::numeric_limits<double>::infinity();
     for (size_t i : to_cost) {

@@ -201,6 +201,12 @@ double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule&
   return total;
 }
 
+double message_floor(const Topology& t, const CostModel& m, int from, int to, size_t bytes) {
+  const int L = t.link_level(from, to);
+  const double wire = static_cast<double>(m.dev.on ? std::min<size_t>(bytes, 128) : bytes);
+  return wire_time(m, from, to, L, off_host(t, from, to, L), wire) + m.at(L).alpha;
+}
+
 double node_estimate(const Topology& t, const CostModel& m, const std::vector<const Schedule*>& s,
                      const std::vector<int>& ranks) {
   size_t rounds = 0;
