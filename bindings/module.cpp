@@ -275,6 +275,7 @@ nb::dict plan_dict(const Plan& p) {
     cd["replayed"] = c.replayed;
     cd["symmetry"] = symmetry_name(c.symmetry);
     cd["estimate"] = c.estimate;
+    cd["how"] = c.how;
     cands.append(cd);
   }
   d["candidates"] = cands;

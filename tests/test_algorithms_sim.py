@@ -523,6 +523,48 @@ def test_large_jobs_fold_uneven_counts_as_an_estimate_close_to_the_full_replay()
     assert estimates > 0
 
 
+@pytest.mark.parametrize("size,spec", [(512, "switch=4"), (384, "switch=3")])
+@pytest.mark.parametrize("model", [0, 1], ids=["defaults", "testbed"])
+def test_large_jobs_under_switches_fold_by_one_node_as_an_estimate_close_to_the_full_replay(size, spec, model):
+    """Above Config::sim_exact_ranks ranks, on nodes under switches (three
+    link levels), a candidate whose schedules keep a rotation of the nodes
+    inside every switch (split_rail's rings), or an exclusive-or move of nodes
+    (recursive doubling, rabenseifner; switches a power of two in number), is
+    replayed for one node, each message through a switch's uplink priced as
+    the last of the switch's nodes' alike: marked an estimate, within 10 % of
+    the full replay (exact folds by a whole switch, or every rank) and within
+    1 % for most; the choice made on the estimates is the full replay's, or
+    costs by the full replay no more than 0.1 % over the full replay's choice
+    (near ties), on the default model and on the testbed's slow top link."""
+    t = _core.make_topology(size, [r // 8 for r in range(size)], ["h%d" % (r // 8) for r in range(size)],
+                            [""] * size, spec)
+    c = coll_code("allreduce")
+    tuned = PRUNE_MODELS[model]
+    kinds, errors = set(), []
+    for count in (1, 1000, 250000, 750001):
+        full = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "tuned": tuned, "sim_exact_ranks": 1 << 30},
+                              True)
+        est = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "tuned": tuned}, True)
+        fast = _core.plan_for(t, c, count, 4, 0, [], "", {"tuning": "", "tuned": tuned}, False)
+        assert fast["algorithm"] == est["algorithm"], count
+        by_name = {x["name"]: x for x in full["candidates"]}
+        best = by_name[full["algorithm"]]["predicted"]
+        assert by_name[est["algorithm"]]["predicted"] <= best * 1.001, (count, est["algorithm"], full["algorithm"])
+        for a, b in zip(full["candidates"], est["candidates"]):
+            if a["unsupported"]:
+                continue
+            assert a["error"] == b["error"] == "" and not a["estimate"], (count, a, b)
+            if b["how"].startswith("estimate: one node"):
+                assert b["estimate"] and b["replayed"] == 8, (count, b)
+                kinds.add(b["symmetry"])
+                errors.append(abs(b["predicted"] / a["predicted"] - 1))
+                assert b["predicted"] == pytest.approx(a["predicted"], rel=0.10), (count, a["name"])
+    assert errors and sorted(errors)[len(errors) // 2] < 0.01, errors
+    assert "rotate" in kinds  # split_rail(ring) everywhere
+    if spec == "switch=4":
+        assert {"xor", "rotate+xor"} <= kinds  # four switches: the exclusive-or moves too
+
+
 def test_segments_grow_where_each_segment_pays_many_rounds_of_latency():
     """Every pipelined segment pays its schedule's rounds of latency. On a
     256-rank job with fast links (NVLink and 400 GB/s node links, microsecond

@@ -172,16 +172,6 @@ def simulate(collective, *, ranks, ppn=8, sizes=(1 << 20,), topology="two-tier",
                              segments=c["segments"], rounds=c["rounds"], messages=c["messages"],
                              bytes_sent=c["bytes_sent"], chosen=c["name"] == plan["algorithm"] and ok,
                              replayed=c["replayed"],
-                             note=c["unsupported"] or c["error"] or _replay_note(c, p)))
+                             note=c["unsupported"] or c["error"] or c["how"]))
     return rows
 
-
-def _replay_note(c, p):
-    """How a candidate's time was found, as explain says it."""
-    if c["estimate"] and not c["replayed"]:
-        return "estimate: node by node, the job is too large to replay"
-    if c["estimate"]:
-        return f"estimate: one block of {c['replayed']} ranks replayed, counts uneven"
-    if 0 < c["replayed"] < p:
-        return f"one block of {c['replayed']} ranks replayed: {c['symmetry']} symmetry"
-    return ""

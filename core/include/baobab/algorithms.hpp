@@ -59,6 +59,9 @@ struct Algorithm {
   // else it must hold too for the call cut into segments of `seg` elements
   // or more (the last may be shorter), however many lanes are in flight.
   std::function<double(const Topology&, const CollDesc&, int rank, const CostModel&, size_t seg)> bound;
+  // The whole call's bound is also its time where no link is shared (the
+  // ring's chain): the estimate of a job too large to replay or fold.
+  bool bound_estimates = false;
   std::string family;                 // a variant's family ("split_rail"); empty otherwise
   std::string inner;                  // a variant's inner algorithm ("ring"); empty otherwise
   std::vector<std::string> variants;  // a family entry's variants; empty otherwise

@@ -38,6 +38,9 @@ struct Candidate {
   // Folded although the ranks' counts differ (Config::sim_exact_ranks): the
   // prediction is an estimate, not the full replay's time.
   bool estimate = false;
+  // How the prediction was made when not by replaying every rank (explain,
+  // baobab simulate): the fold or the estimate; empty for a full replay.
+  std::string how;
 };
 
 struct Plan {

@@ -61,24 +61,44 @@ struct SimResult {
 // representative r to rank q is the mirror image of one from pull(r, q) to
 // rep(q), and lands in that queue.
 struct Symmetry {
-  enum class Kind : uint8_t { none, translate, xor_mask };
+  // translate: by `period` ranks (cyclically); xor_mask: r ^ (period << k);
+  // rotate: the nodes of each block of `block` ranks one node (`period`
+  // ranks) on, cyclically within the block, and the blocks by one block;
+  // rotate_xor: the same rotation, and the blocks by xor (block b to b ^ 2^k).
+  enum class Kind : uint8_t { none, translate, xor_mask, rotate, rotate_xor };
   Kind kind = Kind::none;
   int period = 0;
   int size = 0;  // the job's ranks
   // The ranks' counts may differ (an estimate, select.cpp): a receive takes
   // what its mirror image sent without comparing sizes.
   bool loose = false;
+  int block = 0;  // rotate: the ranks of a block (a group of the level above nodes)
+  // A fold by one node in a job whose nodes are grouped under switches
+  // (job_symmetries: node_fold): `share` of the representatives' images sit
+  // under each switch, and send and receive what they do at the same
+  // instant. Each message through a switch's uplink is priced as the last
+  // of `share` alike (an estimate: the full replay lets them pass one by
+  // one in the order of their ranks).
+  int share = 1;
   bool active() const { return kind != Kind::none; }
   int rep(int q) const { return active() ? q % period : q; }
   // h^-1(r), for the move h that takes rep(q) to q.
   int pull(int r, int q) const {
     if (!active()) return r;
     const int shift = q - q % period;
-    return kind == Kind::translate ? (r - shift + size) % size : r ^ shift;
+    if (kind == Kind::translate) return (r - shift + size) % size;
+    if (kind == Kind::xor_mask) return r ^ shift;
+    const int nb = size / block, up = q % block - q % period;  // q's block is q / block
+    const int in = (r % block - up + block) % block;
+    const int b = kind == Kind::rotate ? (r / block - q / block + nb) % nb : (r / block) ^ (q / block);
+    return b * block + in;
   }
   // The k-th generator of the moves, applied to r (k < generators()).
   int move(int r, int k) const {
-    return kind == Kind::translate ? (r + period) % size : r ^ (period << k);
+    if (kind == Kind::translate) return (r + period) % size;
+    if (kind == Kind::xor_mask) return r ^ (period << k);
+    if (k == 0) return r - r % block + (r % block + period) % block;
+    return kind == Kind::rotate ? (r + block) % size : r ^ (block << (k - 1));
   }
   int generators() const;
 };
@@ -87,8 +107,11 @@ const char* symmetry_name(Symmetry::Kind k);
 // The symmetries of the modelled job that the replay can use, translation
 // first (none when its ranks form a single block): every level's groups are
 // equal blocks of consecutive ranks, and the moves keep hosts (ranks on one
-// host stay on one host) and node link rates.
-std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m);
+// host stay on one host) and node link rates. With node_fold, for a job of
+// nodes under one level of switches (three link levels), the folds by one
+// node come first: rotate, rotate_xor and xor where the blocks and nodes
+// are powers of two in number and size, with `share` set (estimates).
+std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m, bool node_fold = false);
 // The ranks of the largest level's group when every level's groups are
 // equal blocks of consecutive ranks (the period of job_symmetries), else the
 // job's size.

@@ -9,6 +9,7 @@
 // Nodes may hold different numbers of ranks, and a node's ranks need not be
 // consecutive in the communicator.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ class Topology {
 
   // Serialise for broadcast / caching: "L names;group ids;..." round-trips.
   std::string spec_string() const;
+  // Distinct for every topology constructed in the process (copies share it:
+  // a topology never changes once made); 0 for an empty one.
+  uint64_t serial() const { return serial_; }
 
  private:
   int size_ = 0;
@@ -56,6 +60,7 @@ class Topology {
   std::vector<int> local_rank_;
   std::vector<std::string> hosts_;
   std::string source_;
+  uint64_t serial_ = 0;
 };
 
 // Builds a topology of `size` ranks.

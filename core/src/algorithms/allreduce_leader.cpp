@@ -24,18 +24,14 @@ void leader_allreduce(Schedule& s, const Topology& t, const Group& g, int L, uin
   if (L >= t.levels()) return inner.run(s, g, src, buf, off, count, m, t.levels());
   auto parts = parts_at(t, g, L);
   if (parts.size() == 1) return inner.run(s, g, src, buf, off, count, m, L);
-  bool singletons = true;
-  std::vector<int> leaders;
-  for (const auto& q : parts) {
-    singletons = singletons && q.size() == 1;
-    leaders.push_back(q[0]);
-  }
-  if (singletons) return leader_allreduce(s, t, g, L + 1, src, buf, off, count, m, rank, inner);
+  if (parts.size() == static_cast<size_t>(g.size()))  // every part a single rank
+    return leader_allreduce(s, t, g, L + 1, src, buf, off, count, m, rank, inner);
   const Group P = parts.mine(rank);
   const Extents e{Span{off, count}};
   const bool written = binomial_reduce(s, P, src, buf, e, 0);
   if (P.me == 0)
-    leader_allreduce(s, t, Group(leaders, rank), L + 1, written ? buf : src, buf, off, count, m, rank, inner);
+    leader_allreduce(s, t, Group(parts->firsts.ranks, rank), L + 1, written ? buf : src, buf, off, count, m, rank,
+                     inner);
   binomial_bcast(s, P, buf, e, 0);
 }
 

@@ -74,6 +74,7 @@ Algorithm allreduce_ring() {
     }
     return std::max(chain, static_cast<double>(p - 1) * finish_lower_bound(t, m, s, rank));
   };
+  a.bound_estimates = true;
   return a;
 }
 

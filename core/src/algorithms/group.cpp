@@ -13,8 +13,8 @@ Group::Group(std::vector<int> r, int rank) : ranks(std::move(r)) {
 
 Group Group::world(int size, int rank) {
   Group g;
-  g.ranks.resize(static_cast<size_t>(size));
-  for (int i = 0; i < size; ++i) g.ranks[static_cast<size_t>(i)] = i;
+  g.whole = true;
+  g.whole_size = std::max(size, 0);
   g.me = rank >= 0 && rank < size ? rank : -1;  // rank i is at place i: no search
   return g;
 }
@@ -34,6 +34,7 @@ namespace {
 // their level-L ids, compared in full, so a hit is never stale.
 struct PartsMemo {
   int level = -1;
+  uint64_t whole = 0;  // the serial of the topology whose whole communicator this partitions, or 0
   std::vector<int> ranks, ids;
   std::shared_ptr<const Parts> parts;
 };
@@ -41,27 +42,42 @@ struct PartsMemo {
 }  // namespace
 
 PartsRef parts_at(const Topology& t, const Group& g, int L) {
+  if (g.whole && !(t.serial() && g.size() == t.size())) {  // not this topology's communicator: list it
+    Group listed;
+    for (int i = 0; i < g.size(); ++i) listed.ranks.push_back(i);
+    listed.me = g.me;
+    return parts_at(t, listed, L);
+  }
   thread_local std::vector<PartsMemo> memo(16);  // a level's groups and its rails
   thread_local size_t next = 0;
-  const size_t n = g.ranks.size();
+  const size_t n = static_cast<size_t>(g.size());
+  // The whole communicator of a topology (the outermost group of every
+  // schedule) is found by the topology's serial, without comparing members.
+  const uint64_t whole = g.whole ? t.serial() : 0;
   for (const PartsMemo& e : memo) {
-    if (!e.parts || e.level != L || e.ranks != g.ranks) continue;
+    if (!e.parts || e.level != L) continue;
+    if (whole) {
+      if (e.whole == whole) return PartsRef(e.parts);
+      continue;
+    }
+    if (e.whole || e.ranks != g.ranks) continue;
     bool same = true;
-    for (size_t i = 0; i < n && same; ++i) same = e.ids[i] == t.group(L, g.ranks[i]);
+    for (size_t i = 0; i < n && same; ++i) same = e.ids[i] == t.group(L, g[static_cast<int>(i)]);
     if (same) return PartsRef(e.parts);
   }
   auto parts = std::make_shared<Parts>();
   PartsMemo& e = memo[next++ % memo.size()];
   e.level = L;
-  e.ranks = g.ranks;
-  e.ids.resize(n);
+  e.whole = whole;
+  e.ranks = g.ranks;  // empty for the whole communicator (found by `whole`)
+  e.ids.resize(whole ? 0 : n);
   parts->part.assign(static_cast<size_t>(t.size()), -1);
   parts->index.assign(static_cast<size_t>(t.size()), -1);
   std::map<int, size_t> index;
   for (size_t i = 0; i < n; ++i) {
-    const int r = g.ranks[i];
+    const int r = g[static_cast<int>(i)];
     const int id = t.group(L, r);
-    e.ids[i] = id;
+    if (!whole) e.ids[i] = id;
     auto it = index.find(id);
     if (it == index.end()) {
       it = index.emplace(id, parts->all.size()).first;
@@ -72,6 +88,7 @@ PartsRef parts_at(const Topology& t, const Group& g, int L) {
     parts->index[static_cast<size_t>(r)] = part.size();
     part.ranks.push_back(r);
   }
+  for (const Group& q : parts->all) parts->firsts.ranks.push_back(q.ranks.front());
   e.parts = parts;
   return PartsRef(std::move(parts));
 }

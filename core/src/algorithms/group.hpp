@@ -11,14 +11,19 @@
 namespace baobab::algo {
 
 // An ordered set of communicator ranks; `me` is the caller's index or -1.
+// The whole communicator (world()) keeps no list: member i is rank i, so
+// that building a schedule does not cost O(p) before its first round.
+// Read members through size() and [] (`ranks` is empty for the whole).
 struct Group {
   std::vector<int> ranks;
   int me = -1;
+  bool whole = false;  // made by world(): the communicator's ranks in order
+  int whole_size = 0;
   Group() = default;
   Group(std::vector<int> r, int rank);
   static Group world(int size, int rank);
-  int size() const { return static_cast<int>(ranks.size()); }
-  int operator[](int i) const { return ranks[i]; }
+  int size() const { return whole ? whole_size : static_cast<int>(ranks.size()); }
+  int operator[](int i) const { return whole ? i : ranks[i]; }
   bool member() const { return me >= 0; }
 };
 
@@ -28,6 +33,7 @@ struct Group {
 // copying them for each rank would cost O(p) allocations per schedule.
 struct Parts {
   std::vector<Group> all;
+  Group firsts;  // the first member of each part, in part order (me = -1)
   std::vector<int> part, index;  // by communicator rank: its part and its place there (-1: not in g)
   size_t size() const { return all.size(); }
   const Group& operator[](size_t i) const { return all[i]; }

@@ -28,22 +28,18 @@ constexpr int kFullReplayRanks = 16384;
 // does not look at them.
 enum class Fit : uint8_t { none, structure, exact };
 
-Fit maps_onto(const std::vector<Schedule>& from, const std::vector<Schedule>& to, const Symmetry& sym, int k) {
+Fit fits(const Schedule& a, const Schedule& b, const Symmetry& sym, int k) {
+  if (a.rounds.size() != b.rounds.size() || a.elem_size != b.elem_size) return Fit::none;
   Fit fit = Fit::exact;
-  for (size_t i = 0; i < from.size(); ++i) {
-    const Schedule& a = from[i];
-    const Schedule& b = to[i];
-    if (a.rounds.size() != b.rounds.size() || a.elem_size != b.elem_size) return Fit::none;
-    for (size_t r = 0; r < a.rounds.size(); ++r) {
-      const auto& x = a.rounds[r].ops;
-      const auto& y = b.rounds[r].ops;
-      if (x.size() != y.size()) return Fit::none;
-      for (size_t j = 0; j < x.size(); ++j) {
-        if (x[j].kind != y[j].kind) return Fit::none;
-        if ((x[j].kind == OpKind::send || x[j].kind == OpKind::recv) && sym.move(x[j].peer, k) != y[j].peer)
-          return Fit::none;
-        if (x[j].count != y[j].count) fit = Fit::structure;
-      }
+  for (size_t r = 0; r < a.rounds.size(); ++r) {
+    const auto& x = a.rounds[r].ops;
+    const auto& y = b.rounds[r].ops;
+    if (x.size() != y.size()) return Fit::none;
+    for (size_t j = 0; j < x.size(); ++j) {
+      if (x[j].kind != y[j].kind) return Fit::none;
+      if ((x[j].kind == OpKind::send || x[j].kind == OpKind::recv) && sym.move(x[j].peer, k) != y[j].peer)
+        return Fit::none;
+      if (x[j].count != y[j].count) fit = Fit::structure;
     }
   }
   return fit;
@@ -57,25 +53,33 @@ std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const Col
   return out;
 }
 
-// How far the algorithm's schedules keep `sym` (the least Fit of every
-// generator mapping the representatives' schedules onto their images', and,
-// for a translation, the last block's onto the representatives'). A check at
-// those ranks, not a proof for all: tests/test_algorithms_sim.py compares
-// this replay with the full one on every algorithm and test topology.
+// How far the algorithm's schedules keep `sym`: the least Fit of every
+// generator mapping each representative's schedule onto its image's, and of
+// the wrap-arounds (for a translation, the last block onto the
+// representatives; for a rotation, the last node of the first block and
+// the first node of the last block). `reps` holds the representatives'
+// schedules built so far and is completed as the check goes: a misfit stops
+// at the first rank that shows it, having built little. A check at those
+// ranks, not a proof for all: tests/test_algorithms_sim.py compares this
+// replay with the full one on every algorithm and test topology.
 Fit fit_of(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
-           const std::vector<Schedule>& reps) {
+           std::vector<Schedule>& reps) {
   const int T = sym.period;
   Fit fit = Fit::exact;
-  for (int k = 0; k < sym.generators() && fit != Fit::none; ++k) {
-    std::vector<int> img(T);
-    for (int r = 0; r < T; ++r) img[r] = sym.move(r, k);
-    fit = std::min(fit, maps_onto(reps, build_all(a, t, d, img, m), sym, k));
+  for (int r = 0; r < T && fit != Fit::none; ++r) {
+    if (static_cast<int>(reps.size()) <= r) reps.push_back(build_schedule(a, t, d, r, m));
+    for (int k = 0; k < sym.generators() && fit != Fit::none; ++k)
+      fit = std::min(fit, fits(reps[r], build_schedule(a, t, d, sym.move(r, k), m), sym, k));
   }
-  if (fit != Fit::none && sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) {
-    std::vector<int> tail(T);
-    for (int r = 0; r < T; ++r) tail[r] = t.size() - T + r;
-    fit = std::min(fit, maps_onto(build_all(a, t, d, tail, m), reps, sym, 0));
-  }
+  auto wrap = [&](int base, int k) {  // the ranks base.. onto their images, the representatives
+    for (int r = 0; r < T && fit != Fit::none; ++r)
+      fit = std::min(fit, fits(build_schedule(a, t, d, base + r, m), reps[r], sym, k));
+  };
+  const bool rotate = sym.kind == Symmetry::Kind::rotate || sym.kind == Symmetry::Kind::rotate_xor;
+  if (fit != Fit::none && sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) wrap(t.size() - T, 0);
+  if (fit != Fit::none && rotate && sym.block > 2 * T) wrap(sym.block - T, 0);
+  if (fit != Fit::none && sym.kind == Symmetry::Kind::rotate && t.size() > 2 * sym.block)
+    wrap(t.size() - sym.block, 1);
   return fit;
 }
 
@@ -113,32 +117,61 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   ld.count = d.count - (nseg - 1) * seg_count;
   // The last segment has schedules of its own only where it is shorter.
   const bool ragged = nseg > 1 && ld.count != sd.count;
+  const bool big = p > cfg.sim_exact_ranks;
+  // The operations the simulation would replay per rank, from the first and
+  // the last rank's schedules (a leader's is among the largest): for a large
+  // job, and for the budget.
+  size_t most = 0;
+  if (cfg.sim_op_budget || big) {
+    for (int r : {0, p - 1}) {
+      const Schedule s0 = build_schedule(a, t, sd, r, m);
+      size_t ops = 0;
+      for (const Round& rd : s0.rounds) ops += rd.ops.size();
+      most = std::max(most, ops);
+      c.rounds = std::max(c.rounds, s0.rounds.size());
+    }
+  }
+  auto events_of = [&](int ranks) { return static_cast<double>(most) * ranks * static_cast<double>(nseg); };
   // One block of ranks stands for all where the schedules keep a symmetry of
   // the job: exactly, or, in a large job, in all but their counts (an
-  // estimate, from the first symmetry that fits so).
+  // estimate, from the first symmetry that fits so). A large job folds by
+  // one node where it can (an estimate: Symmetry::share), and does not fold
+  // by a block whose replay would still exceed sim_full_ops operations (it
+  // is estimated node by node instead).
   Symmetry use, loose;
   std::vector<Schedule> full, last, loose_full, loose_last;
   if (syms && cfg.sim_symmetric) {
+    std::vector<Schedule> kept, kept_last;  // the representatives of the last misfit, for the next of its period
+    int kept_period = 0;
     for (const Symmetry& sym : *syms) {
-      std::vector<int> reps(sym.period);
-      for (int r = 0; r < sym.period; ++r) reps[r] = r;
-      std::vector<Schedule> f = build_all(a, t, sd, reps, m), l;
-      Fit fit = fit_of(a, t, sd, m, sym, f);
-      if (fit != Fit::none && ragged) {
-        l = build_all(a, t, ld, reps, m);
-        fit = std::min(fit, fit_of(a, t, ld, m, sym, l));
+      const bool fold = sym.share > 1;
+      if (fold && !big) continue;
+      if (big && events_of(sym.period) > static_cast<double>(cfg.sim_full_ops)) continue;
+      std::vector<Schedule> f, l;
+      if (kept_period == sym.period) {
+        f = std::move(kept);
+        l = std::move(kept_last);
       }
-      if (fit == Fit::exact) {
+      kept_period = 0;
+      Fit fit = fit_of(a, t, sd, m, sym, f);
+      if (fit != Fit::none && ragged) fit = std::min(fit, fit_of(a, t, ld, m, sym, l));
+      if (fit == Fit::exact || (fold && fit != Fit::none)) {
         use = sym;
+        use.loose = fold;
+        c.estimate = fold;
         full = std::move(f);
         last = std::move(l);
         break;
       }
-      if (fit == Fit::structure && !loose.active() && p > cfg.sim_exact_ranks) {
+      if (fit == Fit::structure && !loose.active() && big) {
         loose = sym;
         loose.loose = true;
         loose_full = std::move(f);
         loose_last = std::move(l);
+      } else {
+        kept = std::move(f);
+        kept_last = std::move(l);
+        kept_period = sym.period;
       }
     }
     if (!use.active() && loose.active()) {
@@ -151,23 +184,36 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   const int n = use.active() ? use.period : p;
   c.replayed = n;
   c.symmetry = use.kind;
-  const bool large = !use.active() && p > cfg.sim_exact_ranks;
+  if (use.active()) {
+    const std::string sym = symmetry_name(use.kind);
+    if (use.share > 1)
+      c.how = "estimate: one node of " + std::to_string(n) + " ranks replayed (" + sym + "), its switch's uplink shared by " +
+              std::to_string(use.share) + " alike";
+    else if (c.estimate)
+      c.how = "estimate: one block of " + std::to_string(n) + " ranks replayed, counts uneven";
+    else
+      c.how = "one block of " + std::to_string(n) + " ranks replayed: " + sym + " symmetry";
+  }
+  const bool large = !use.active() && big;
   if (cfg.sim_op_budget || large) {
-    // The operations the simulation would replay, from the first and the last
-    // rank's schedules (a leader's is among the largest).
-    size_t most = 0;
-    for (int r : {0, p - 1}) {
-      const Schedule s0 = build_schedule(a, t, sd, r, m);
-      size_t ops = 0;
-      for (const Round& rd : s0.rounds) ops += rd.ops.size();
-      most = std::max(most, ops);
-      c.rounds = std::max(c.rounds, s0.rounds.size());
-    }
-    const double events = static_cast<double>(most) * n * static_cast<double>(nseg);
+    const double events = events_of(n);
     // Building every rank's schedule costs O(p) each for the algorithms over
     // the whole communicator: past 16,384 ranks a whole replay is never made.
     if (large && (events > static_cast<double>(cfg.sim_full_ops) || p > kFullReplayRanks)) {
-      c.predicted = estimate_by_nodes(a, t, m, sd, ld, nseg);
+      if (a.bound && a.bound_estimates) {
+        // The whole call's chain; cut into segments, each wave of `window`
+        // lanes pays a lane's chain, and the whole call's bandwidth holds.
+        c.predicted = std::max(a.bound(t, d, 0, m, 0), a.bound(t, d, p - 1, m, 0));
+        if (nseg > 1) {
+          const double lane = std::max(a.bound(t, sd, 0, m, 0), a.bound(t, sd, p - 1, m, 0));
+          const size_t w = static_cast<size_t>(std::max(cfg.window, 1));
+          c.predicted = std::max(c.predicted, static_cast<double>((nseg + w - 1) / w) * lane);
+        }
+        c.how = "estimate: its chain of rounds, the job is too large to replay";
+      } else {
+        c.predicted = estimate_by_nodes(a, t, m, sd, ld, nseg);
+        c.how = "estimate: node by node, the job is too large to replay";
+      }
       c.estimate = true;
       c.replayed = 0;
       c.beaten = c.predicted > limit;
@@ -342,7 +388,8 @@ Plan choose(const Topology& t, const Config& cfg, const CostModel& m, const Coll
     plan.candidates.push_back(c);
   }
   auto segments_of = [&](size_t i) { return forced && eligible(*of[i]) ? forced_segments(*of[i]) : size_t{0}; };
-  const std::vector<Symmetry> syms = cfg.sim_symmetric ? job_symmetries(t, m) : std::vector<Symmetry>{};
+  const std::vector<Symmetry> syms =
+      cfg.sim_symmetric ? job_symmetries(t, m, t.size() > cfg.sim_exact_ranks) : std::vector<Symmetry>{};
   if (cost_all) {
     for (size_t i : to_cost) plan.candidates[i] = cost_algorithm(*of[i], t, cfg, m, d, segments_of(i), kInf, &syms);
   } else {
@@ -498,11 +545,7 @@ std::string explain(const Topology& t, const Config& cfg, const CostModel& m, co
     } else {
       std::string note;
       if (!c.error.empty()) note = "  ERROR: " + c.error;
-      else if (c.estimate && c.replayed == 0) note = "  (estimate: node by node, the job is too large to replay)";
-      else if (c.estimate) note = "  (estimate: one block replayed, counts uneven)";
-      else if (c.replayed > 0 && c.replayed < t.size())
-        note = "  (one block of " + std::to_string(c.replayed) + " ranks replayed: " + symmetry_name(c.symmetry) +
-               " symmetry)";
+      else if (!c.how.empty()) note = "  (" + c.how + ")";
       std::snprintf(line, sizeof line, "%s %-*s %14s %9zu %8zu %12s %8zu%s\n", chosen ? "*" : " ", w,
                     c.name.c_str(), fmt_time(c.predicted).c_str(), c.segments, c.rounds,
                     fmt_bytes(c.bytes_sent).c_str(), c.messages, note.c_str());

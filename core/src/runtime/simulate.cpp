@@ -50,12 +50,20 @@ const char* symmetry_name(Symmetry::Kind k) {
     case Symmetry::Kind::none: return "none";
     case Symmetry::Kind::translate: return "translate";
     case Symmetry::Kind::xor_mask: return "xor";
+    case Symmetry::Kind::rotate: return "rotate";
+    case Symmetry::Kind::rotate_xor: return "rotate+xor";
   }
   return "?";
 }
 
 int Symmetry::generators() const {
   if (kind == Kind::translate) return 1;
+  if (kind == Kind::rotate) return size > block ? 2 : 1;
+  if (kind == Kind::rotate_xor) {
+    int k = 1;
+    while ((block << (k - 1)) < size) ++k;
+    return k;
+  }
   if (kind != Kind::xor_mask) return 0;
   int k = 0;
   while ((period << k) < size) ++k;
@@ -104,11 +112,23 @@ int block_period(const Topology& t) {
   return block;
 }
 
-std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m) {
+std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m, bool node_fold) {
   std::vector<Symmetry> out;
   const int p = t.size();
   const int block = block_period(t);
   if (p < 2 || block >= p) return out;  // one block: nothing to fold
+  const int node = static_cast<int>(t.members(0, 0).size());
+  if (node_fold && t.levels() == 2 && node < block) {
+    Symmetry rot{Symmetry::Kind::rotate, node, p};
+    rot.block = block;
+    rot.share = block / node;
+    if (keeps_hosts_and_links(t, m, rot)) out.push_back(rot);
+    rot.kind = Symmetry::Kind::rotate_xor;
+    if (pow2(p / block) && keeps_hosts_and_links(t, m, rot)) out.push_back(rot);
+    Symmetry x{Symmetry::Kind::xor_mask, node, p};
+    x.share = block / node;
+    if (pow2(node) && pow2(p / node) && pow2(block) && keeps_hosts_and_links(t, m, x)) out.push_back(x);
+  }
   Symmetry tr{Symmetry::Kind::translate, block, p};
   if (keeps_hosts_and_links(t, m, tr)) out.push_back(tr);
   Symmetry x{Symmetry::Kind::xor_mask, block, p};
@@ -418,6 +438,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     size_t wire;  // bytes on the wire: the payload's, or an IPC descriptor's
     double begin, end, in_tx, arrive;  // arrive: so far (the sender's side, or the whole for a copy)
     double ready = 0;  // device buffers: when the copies that precede it are done
+    double first = 0;  // a node fold: when the first of its images went out by the switch uplink
     double extra = 0, floor_beta = 0;  // CUDA-aware MPI: latency added, the least s/byte
     bool net;
   };
@@ -465,11 +486,16 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     const double out_tx = static_cast<double>(bytes) * m.node_link_beta(r);
     msg.in_tx = static_cast<double>(bytes) * m.node_link_beta(msg.to);
     double begin = std::max({now, inj[r], nic_out[na]});
-    double slow = std::max({out_tx, msg.in_tx, static_cast<double>(bytes) * msg.floor_beta});
+    double slow = std::max({out_tx, msg.in_tx, static_cast<double>(bytes) * msg.floor_beta}), up = 0;
     for (int l = 1; l < L; ++l) {
       begin = std::max(begin, up_out[l][t.group(l, r)]);
-      slow = std::max(slow, static_cast<double>(bytes) * m.at(l + 1).beta);
+      up = std::max(up, static_cast<double>(bytes) * m.at(l + 1).beta);
     }
+    slow = std::max(slow, up);
+    // A node fold: the message goes out by its switch's uplink last of the
+    // `share` alike that its images send at this instant.
+    msg.first = begin;
+    if (L > 1) begin += static_cast<double>(sym.share - 1) * up;
     // The sender's link is free again once the message has left it at the
     // link's own rate; a slower hop further on (the receiver's link, an
     // uplink) delays the message's arrival but not the sender's next
@@ -635,9 +661,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       if (!msg.net) continue;
       const int to = sym.rep(msg.to);
       uses.push_back(Use{static_cast<uint64_t>(t.node_of(to)), msg.begin, msg.in_tx, i});
+      // A node fold: its images come through the receiving switch's uplink
+      // with it, one after another from the first's start.
       for (int l = 1; l < msg.L; ++l)
-        uses.push_back(Use{(static_cast<uint64_t>(l) << 32) | static_cast<uint64_t>(t.group(l, to)), msg.begin,
-                           static_cast<double>(msg.wire) * m.at(l + 1).beta, i});
+        uses.push_back(Use{(static_cast<uint64_t>(l) << 32) | static_cast<uint64_t>(t.group(l, to)), msg.first,
+                           static_cast<double>(msg.wire) * m.at(l + 1).beta * sym.share, i});
     }
     if (uses.size() > 1) std::sort(uses.begin(), uses.end());
     for (size_t i = 0; i < uses.size();) {

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "baobab/topology.hpp"
 
 #include <algorithm>
@@ -126,6 +127,8 @@ std::vector<long> level_sizes(const LevelSpec& l, long units, const std::string&
 Topology::Topology(std::vector<std::string> level_names, std::vector<std::vector<int>> group_of,
                    std::vector<std::string> hosts, std::string source)
     : names_(std::move(level_names)), group_(std::move(group_of)), hosts_(std::move(hosts)), source_(std::move(source)) {
+  static std::atomic<uint64_t> made{0};
+  serial_ = ++made;
   if (group_.empty()) throw InvalidArgument("topology needs at least the node level");
   size_ = static_cast<int>(group_[0].size());
   if (hosts_.size() != static_cast<size_t>(size_)) hosts_.resize(size_);
