@@ -70,17 +70,27 @@ std::vector<std::vector<int32_t>> direct_reads(const Schedule& s);
 class RoundBuilder {
  public:
   explicit RoundBuilder(Schedule& s) : s_(s) {}
-  void send(int peer, Ref a, size_t n) { comm_.push_back(Op{OpKind::send, peer, a, {}, {}, n}); }
-  void recv(int peer, Ref dst, size_t n) { comm_.push_back(Op{OpKind::recv, peer, {}, {}, dst, n}); }
-  void reduce(Ref dst, Ref a, Ref b, size_t n) { local_.push_back(Op{OpKind::reduce, -1, a, b, dst, n}); }
-  void copy(Ref dst, Ref a, size_t n) { local_.push_back(Op{OpKind::copy, -1, a, {}, dst, n}); }
+  void send(int peer, Ref a, size_t n) { add(comm_, nc_, comm_more_, Op{OpKind::send, peer, a, {}, {}, n}); }
+  void recv(int peer, Ref dst, size_t n) { add(comm_, nc_, comm_more_, Op{OpKind::recv, peer, {}, {}, dst, n}); }
+  void reduce(Ref dst, Ref a, Ref b, size_t n) { add(local_, nl_, local_more_, Op{OpKind::reduce, -1, a, b, dst, n}); }
+  void copy(Ref dst, Ref a, size_t n) { add(local_, nl_, local_more_, Op{OpKind::copy, -1, a, {}, dst, n}); }
   // Closes the round: appends it to the schedule if it holds anything.
   void done();
   ~RoundBuilder() { done(); }
 
  private:
+  // A round's first few operations of each kind are kept in place (most
+  // rounds have one or two): building a schedule then allocates once per
+  // round, for the round's own list.
+  static constexpr size_t kInline = 4;
+  static void add(Op* in, size_t& n, std::vector<Op>& more, const Op& op) {
+    if (n < kInline) in[n++] = op;
+    else more.push_back(op);
+  }
   Schedule& s_;
-  std::vector<Op> comm_, local_;
+  Op comm_[kInline], local_[kInline];
+  size_t nc_ = 0, nl_ = 0;
+  std::vector<Op> comm_more_, local_more_;
 };
 
 }  // namespace baobab

@@ -164,12 +164,16 @@ std::string Schedule::describe() const {
 }
 
 void RoundBuilder::done() {
-  if (comm_.empty() && local_.empty()) return;
+  if (nc_ == 0 && nl_ == 0) return;
   Round& r = s_.new_round();
-  r.ops = std::move(comm_);
-  for (auto& op : local_) r.ops.push_back(op);
-  comm_.clear();
-  local_.clear();
+  r.ops.reserve(nc_ + comm_more_.size() + nl_ + local_more_.size());
+  r.ops.insert(r.ops.end(), comm_, comm_ + nc_);
+  r.ops.insert(r.ops.end(), comm_more_.begin(), comm_more_.end());
+  r.ops.insert(r.ops.end(), local_, local_ + nl_);
+  r.ops.insert(r.ops.end(), local_more_.begin(), local_more_.end());
+  nc_ = nl_ = 0;
+  comm_more_.clear();
+  local_more_.clear();
 }
 
 }  // namespace baobab
