@@ -121,14 +121,18 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   // The operations the simulation would replay per rank, from the first and
   // the last rank's schedules (a leader's is among the largest): for a large
   // job, and for the budget.
+  // Every symmetry's representatives are ranks 0, 1, ...: the schedules of
+  // those built so far serve each in turn (and the full replay).
+  std::vector<Schedule> built, built_last;
   size_t most = 0;
   if (cfg.sim_op_budget || big) {
     for (int r : {0, p - 1}) {
-      const Schedule s0 = build_schedule(a, t, sd, r, m);
+      Schedule s0 = build_schedule(a, t, sd, r, m);
       size_t ops = 0;
       for (const Round& rd : s0.rounds) ops += rd.ops.size();
       most = std::max(most, ops);
       c.rounds = std::max(c.rounds, s0.rounds.size());
+      if (r == 0) built.push_back(std::move(s0));
     }
   }
   auto events_of = [&](int ranks) { return static_cast<double>(most) * ranks * static_cast<double>(nseg); };
@@ -139,45 +143,31 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   // by a block whose replay would still exceed sim_full_ops operations (it
   // is estimated node by node instead).
   Symmetry use, loose;
-  std::vector<Schedule> full, last, loose_full, loose_last;
+  std::vector<Schedule> loose_full, loose_last;
   if (syms && cfg.sim_symmetric) {
-    std::vector<Schedule> kept, kept_last;  // the representatives of the last misfit, for the next of its period
-    int kept_period = 0;
     for (const Symmetry& sym : *syms) {
       const bool fold = sym.share > 1;
       if (fold && !big) continue;
       if (big && events_of(sym.period) > static_cast<double>(cfg.sim_full_ops)) continue;
-      std::vector<Schedule> f, l;
-      if (kept_period == sym.period) {
-        f = std::move(kept);
-        l = std::move(kept_last);
-      }
-      kept_period = 0;
-      Fit fit = fit_of(a, t, sd, m, sym, f);
-      if (fit != Fit::none && ragged) fit = std::min(fit, fit_of(a, t, ld, m, sym, l));
+      Fit fit = fit_of(a, t, sd, m, sym, built);
+      if (fit != Fit::none && ragged) fit = std::min(fit, fit_of(a, t, ld, m, sym, built_last));
       if (fit == Fit::exact || (fold && fit != Fit::none)) {
         use = sym;
         use.loose = fold;
         c.estimate = fold;
-        full = std::move(f);
-        last = std::move(l);
         break;
       }
       if (fit == Fit::structure && !loose.active() && big) {
         loose = sym;
         loose.loose = true;
-        loose_full = std::move(f);
-        loose_last = std::move(l);
-      } else {
-        kept = std::move(f);
-        kept_last = std::move(l);
-        kept_period = sym.period;
+        loose_full = built;
+        loose_last = built_last;
       }
     }
     if (!use.active() && loose.active()) {
       use = loose;
-      full = std::move(loose_full);
-      last = std::move(loose_last);
+      built = std::move(loose_full);
+      built_last = std::move(loose_last);
       c.estimate = true;
     }
   }
@@ -227,13 +217,10 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       return c;
     }
   }
+  std::vector<Schedule>&full = built, &last = built_last;  // ranks 0.. (n of them at least)
   if (!use.active()) {
-    full.resize(p);
-    if (ragged) last.resize(p);
-    for (int r = 0; r < p; ++r) {
-      full[r] = build_schedule(a, t, sd, r, m);
-      if (ragged) last[r] = build_schedule(a, t, ld, r, m);
-    }
+    for (int r = static_cast<int>(full.size()); r < p; ++r) full.push_back(build_schedule(a, t, sd, r, m));
+    for (int r = ragged ? static_cast<int>(last.size()) : p; r < p; ++r) last.push_back(build_schedule(a, t, ld, r, m));
   }
   std::vector<std::vector<SimLane>> lanes(n);
   for (int r = 0; r < n; ++r) {

@@ -416,11 +416,6 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     if (local) cpu[r] = done;
     pr.round++;
     if (pr.round < s.rounds.size()) {
-      // The next round's operations are read when it starts, after the
-      // events queued before it: fetch them now (a whole replay of a large
-      // job waits on these loads more than on anything else).
-      const std::vector<Op>& next = s.rounds[pr.round].ops;
-      for (size_t i = 0; i < next.size(); i += 64 / sizeof(Op) + 1) __builtin_prefetch(next.data() + i);
       start(r, seg, done);
     } else {
       pr.done = true;
