@@ -7,6 +7,9 @@
 // on several hosts, a switch level), counts and ranks, under the host model
 // (also with uneven latencies and node links) and the device models.
 //
+// busy_time (simulate.hpp) is checked the same way against every rank's
+// finish in a pipelined replay.
+//
 // Usage: test_bounds   exit status 0 on success.
 #include <cstdio>
 #include <string>
@@ -95,6 +98,64 @@ int main() {
       }
     }
   }
+  // busy_time: what ranks 0 .. p-1 keep their CPU and their link busy over
+  // all the segments of a pipelined call never exceeds that rank's finish in
+  // the replay (the selector prunes pipelined candidates by it), with 2 and 4
+  // lanes in flight and a shorter last segment.
+  int busy_checked = 0, busy_positive = 0;  // (a leaf of a broadcast sends nothing)
+  for (const T& tt : tops) {
+    const Topology t = topo(tt.p, tt.per_node, tt.hosts_per, tt.spec);
+    Config cfg;
+    const CostModel host = cfg.model(t);
+    CostModel uneven = host;
+    for (size_t L = 0; L < uneven.link.size(); ++L) uneven.link[L].alpha = 0.5e-6 * static_cast<double>(1 + 3 * L);
+    uneven.node_beta.assign(tt.p, 0.0);
+    for (int r = 0; r < tt.p; ++r)
+      if (t.node_of(r) % 3 == 2) uneven.node_beta[r] = 4 * host.at(1).beta;
+    uneven.rndv_bytes = 1024;
+    for (const CostModel& m : {host, uneven}) {
+      for (const Algorithm& a : algorithms()) {
+        if (!a.segmentable || a.is_family() || !(a.coll == Coll::allreduce || a.coll == Coll::bcast || a.coll == Coll::reduce))
+          continue;
+        CollDesc d;
+        d.coll = a.coll;
+        d.count = static_cast<size_t>(tt.p) * 1000 + 3;
+        d.elem_size = 4;
+        if (!a.unsupported(t, d).empty()) continue;
+        const size_t nseg = 5, seg = (d.count + nseg - 1) / nseg;
+        CollDesc sd = d, ld = d;
+        sd.count = seg;
+        ld.count = d.count - (nseg - 1) * seg;
+        std::vector<Schedule> ss, ls;
+        for (int r = 0; r < tt.p; ++r) {
+          ss.push_back(build_schedule(a, t, sd, r, m));
+          ls.push_back(build_schedule(a, t, ld, r, m));
+        }
+        std::vector<std::vector<SimLane>> lanes(tt.p);
+        for (int r = 0; r < tt.p; ++r)
+          for (size_t k = 0; k < nseg; ++k) lanes[r].push_back(SimLane{k + 1 < nseg ? &ss[r] : &ls[r], k * seg, k * seg});
+        for (int window : {2, 4}) {
+          const SimResult res = simulate(t, m, lanes, window);
+          if (!res.error.empty()) {
+            std::fprintf(stderr, "%s p=%d: %s\n", a.name.c_str(), tt.p, res.error.c_str());
+            ++failures;
+          }
+          for (int r = 0; r < tt.p; ++r) {
+            const Busy one = busy_time(t, m, ss[r], r), last = busy_time(t, m, ls[r], r);
+            const double busy = std::max(4 * one.cpu + last.cpu, 4 * one.inj + last.inj);
+            ++busy_checked;
+            busy_positive += busy > 0;
+            if (!(busy <= res.finish[r] * (1 + 1e-12))) fail(a, tt.p, d.count, r, false, "(busy) above the replay's finish", busy, res.finish[r]);
+          }
+        }
+      }
+    }
+  }
+  if (busy_checked < 100 || busy_positive < busy_checked / 2) {
+    std::fprintf(stderr, "%d busy times checked, %d of them positive\n", busy_checked, busy_positive);
+    return 1;
+  }
+  std::printf("%d busy times checked\n", busy_checked);
   if (with_bound < 3 || checked == 0) {
     std::fprintf(stderr, "%d algorithms with a bound, %d checks: expected ring, leader(ring), split_rail(ring)\n",
                  with_bound, checked);

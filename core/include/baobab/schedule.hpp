@@ -23,20 +23,22 @@ Coll coll_from_name(const std::string& name);  // throws InvalidArgument
 // execution (their element counts are Schedule::scratch[id - kScratch]).
 enum : uint8_t { kIn = 0, kOut = 1, kScratch = 2 };
 
+// Eight bytes: a buffer id and an offset of up to 2^56 elements.
 struct Ref {
-  uint8_t buf = kOut;
-  size_t off = 0;  // elements
+  uint64_t buf : 8 = kOut;
+  uint64_t off : 56 = 0;  // elements
   Ref at(size_t delta) const { return Ref{buf, off + delta}; }
 };
 
 enum class OpKind : uint8_t { send, recv, reduce, copy };
 
-struct Op {
+struct Op {  // 40 bytes
   OpKind kind = OpKind::copy;
   int peer = -1;      // send / recv: rank in the communicator
   Ref a{}, b{}, dst{};  // send: a   recv: dst   copy: dst <- a   reduce: dst <- a OP b
   size_t count = 0;   // elements
 };
+static_assert(sizeof(Op) == 40);
 
 struct Round {
   std::vector<Op> ops;

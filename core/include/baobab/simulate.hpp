@@ -129,6 +129,16 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
 // each round lasts at least its longest send's transmission (as the replay
 // prices it), the per-round overhead and its local operations.
 double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule& s, int rank);
+// How long the replay keeps rank r's CPU and its network injection busy
+// for `s` on host buffers (no data): the CPU copies each message to a rank
+// on its host and does the reductions and local copies; each message off the
+// host occupies the injection at the node link's rate. A rank finishes no
+// earlier than either total, whatever the number of lanes of its segments
+// (add their totals). Zero on device buffers.
+struct Busy {
+  double cpu = 0, inj = 0;
+};
+Busy busy_time(const Topology& t, const CostModel& m, const Schedule& s, int rank);
 // The least time from the start of the round that sends a message of `bytes`
 // from rank `from` to its arrival at `to`, as the replay prices it: its time
 // on the wire alone (on device buffers, no more than an IPC descriptor's)

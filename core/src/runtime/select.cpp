@@ -272,10 +272,25 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     auto [nseg, seg_count] = segmentation(cfg, d);
     if (nseg > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms);
   }
-  Candidate best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
-  if (!a.segmentable || segments == 1) return best;
   auto [nseg, seg_count] = segmentation(cfg, d);
-  if (nseg <= 1) return best;
+  const bool may_pipeline = a.segmentable && segments != 1 && nseg > 1;
+  // A call that may run pipelined and whose whole call's bound already
+  // loses (the ring's chain at a large size) is not replayed whole: it
+  // would be cut near its end. Its rounds, for the segment count below,
+  // are those of ranks 0 and p-1.
+  Candidate best;
+  const double whole =
+      may_pipeline && a.bound && limit < kInf ? std::max(a.bound(t, d, 0, m, 0), a.bound(t, d, t.size() - 1, m, 0)) : 0.0;
+  if (whole > limit) {
+    best.name = a.name;
+    best.seg_count = d.count;
+    best.predicted = whole;
+    best.beaten = true;
+    for (int r : {0, t.size() - 1}) best.rounds = std::max(best.rounds, build_schedule(a, t, d, r, m).rounds.size());
+  } else {
+    best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
+  }
+  if (!may_pipeline) return best;
   // Every segment pays its schedule's rounds of latency. Where that latency
   // is not small against a segment's transfer (long schedules: many ranks,
   // fast links), segments grow to 4, 16 or 64 times BAOBAB_SEGMENT: the
@@ -305,7 +320,31 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   // budget loses to anything, a cut-off replay to a finished one, and a tie
   // keeps the whole call.
   const double lim = best.beaten || !best.unsupported.empty() ? limit : std::min(limit, best.predicted);
-  Candidate piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, lim, syms);
+  // Before replaying the segments: the time ranks 0 and p-1 keep their CPU
+  // or their link busy over all of them. Where that already exceeds the
+  // time to beat, the pipelined call cannot win.
+  double busy = 0;
+  if (lim < kInf) {
+    CollDesc sd = d, ld = d;
+    sd.count = seg_count;
+    ld.count = d.count - (nseg - 1) * seg_count;
+    for (int r : {0, t.size() - 1}) {
+      const Busy one = busy_time(t, m, build_schedule(a, t, sd, r, m), r);
+      const Busy last = ld.count == sd.count ? one : busy_time(t, m, build_schedule(a, t, ld, r, m), r);
+      const double k = static_cast<double>(nseg - 1);
+      busy = std::max({busy, k * one.cpu + last.cpu, k * one.inj + last.inj});
+    }
+  }
+  Candidate piped;
+  if (busy > lim) {
+    piped.name = a.name;
+    piped.segments = nseg;
+    piped.seg_count = seg_count;
+    piped.predicted = busy;
+    piped.beaten = true;
+  } else {
+    piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, lim, syms);
+  }
   auto better = [](const Candidate& x, const Candidate& y) {
     if (!x.unsupported.empty()) return false;
     if (!y.unsupported.empty()) return true;

@@ -18,30 +18,69 @@ namespace baobab {
 namespace {
 
 // The messages in flight from one rank to another for one segment, in MPI
-// order (a FIFO: `head` is the next to match).
+// order (a FIFO: `head` is the next to match). Message and receive indices
+// count from the channel's first message; the matched ones are dropped
+// (`base` of them) whenever none is left, so a queue holds only what is in
+// flight.
 struct Queue {
-  int src = 0, dst = 0;
-  size_t seg = 0;
   std::vector<double> arrive;
   std::vector<size_t> bytes;
   std::vector<std::vector<char>> payload;  // with data only
-  size_t head = 0;
+  size_t base = 0;    // messages matched and dropped
+  size_t head = 0;    // the next to match, in arrive
   size_t posted = 0;  // receives posted for these messages (in order) so far
   // No message to match next, or the next has not arrived (+inf: waiting
   // for its receive to be posted, under the rendezvous rule).
   bool empty() const { return head == arrive.size() || std::isinf(arrive[head]); }
+  size_t sent() const { return base + arrive.size(); }
+  void drop_matched() {
+    if (head != arrive.size()) return;
+    base += arrive.size();
+    arrive.clear();
+    bytes.clear();
+    payload.clear();
+    head = 0;
+  }
+};
+
+// The schedules as the replay reads them: for each round its receives and
+// then its sends (each kind in the order of the round's operations), 16
+// bytes each, and the CPU time of each local operation; one rank's rounds
+// follow one another in flat arrays, read in order.
+struct PComm {
+  int32_t peer;
+  uint32_t chan;  // the (sender, receiver) pair the message travels on
+  uint64_t word;  // bytes (low 48 bits), link level (8 bits), off the host (bit 56)
+  size_t bytes() const { return static_cast<size_t>(word & ((uint64_t{1} << 48) - 1)); }
+  int level() const { return static_cast<int>((word >> 48) & 0xff); }
+  bool net() const { return ((word >> 56) & 1) != 0; }
+};
+struct PRound {
+  uint32_t nrecv = 0, nsend = 0, nlocal = 0;
+};
+struct Prog {  // one schedule of one rank
+  const Schedule* schedule = nullptr;
+  size_t round0 = 0, comm0 = 0, local0 = 0;
 };
 
 struct Proc {  // one segment of one rank
   size_t round = 0;
+  uint32_t prog = 0;
+  size_t comm = 0, local = 0;  // the current round's first entries in the compiled arrays
   bool started = false, done = false, blocked = false;
   bool fresh = false;  // its round started at this instant and has not tried to complete yet
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
   size_t unsent = 0;  // sends of the round still waiting for their receive (rendezvous)
-  std::vector<uint32_t> recv_q;  // the queue of each receive of the round, in order (found when posted)
-  std::vector<std::vector<char>> scratch;
 };
+
+// The i-th operation of `kind` in a round (the data and device paths, which
+// need its buffers).
+const Op& nth_op(const Round& round, OpKind kind, size_t i) {
+  for (const Op& op : round.ops)
+    if (op.kind == kind && i-- == 0) return op;
+  throw Error("simulate: a round lost an operation");
+}
 
 }  // namespace
 
@@ -221,6 +260,25 @@ double finish_lower_bound(const Topology& t, const CostModel& m, const Schedule&
   return total;
 }
 
+Busy busy_time(const Topology& t, const CostModel& m, const Schedule& s, int r) {
+  Busy b;
+  if (m.dev.on) return b;
+  for (const Round& round : s.rounds)
+    for (const Op& op : round.ops) {
+      const double bytes = static_cast<double>(op.count * s.elem_size);
+      if (op.kind == OpKind::send) {
+        const int L = t.link_level(r, op.peer);
+        if (off_host(t, r, op.peer, L)) b.inj += bytes * m.node_link_beta(r);
+        else b.cpu += bytes * m.at(L).beta;
+      } else if (op.kind == OpKind::reduce) {
+        b.cpu += bytes * m.gamma;
+      } else if (op.kind == OpKind::copy) {
+        b.cpu += bytes * m.copy;
+      }
+    }
+  return b;
+}
+
 double message_floor(const Topology& t, const CostModel& m, int from, int to, size_t bytes) {
   const int L = t.link_level(from, to);
   const double wire = static_cast<double>(m.dev.on ? std::min<size_t>(bytes, 128) : bytes);
@@ -259,8 +317,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   SimResult res;
   res.finish.assign(n, 0.0);
   std::vector<size_t> bytes_sent(n, 0), msgs_sent(n, 0);
-  std::vector<std::vector<Proc>> procs(n);
-  for (int r = 0; r < n; ++r) procs[r].resize(lanes[r].size());
+  // Each rank's segments, rank after rank (proc(r, seg)), and with data
+  // their scratch buffers.
+  std::vector<size_t> pbase(n + 1, 0);
+  for (int r = 0; r < n; ++r) pbase[r + 1] = pbase[r] + lanes[r].size();
+  std::vector<Proc> procv(pbase[n]);
+  auto proc = [&](int r, size_t seg) -> Proc& { return procv[pbase[r] + seg]; };
+  std::vector<std::vector<std::vector<char>>> scratch(data ? pbase[n] : 0);
   // cpu: when each rank's CPU is free (shared-memory copies, reductions, local
   // copies); inj: when its network injection is free; nic_*: each node's links.
   std::vector<double> cpu(n, 0.0), inj(n, 0.0), nic_out(t.num_nodes(), 0.0), nic_in(t.num_nodes(), 0.0);
@@ -278,148 +341,236 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     up_out[l].assign(t.num_groups(l), 0.0);
     up_in[l].assign(t.num_groups(l), 0.0);
   }
-  // (src, dst, segment) -> its queue, found by one hash lookup per message.
-  std::vector<Queue> queues;
-  std::unordered_map<uint64_t, uint32_t> queue_of;
-  queue_of.reserve(static_cast<size_t>(p) * 4);
-  const uint64_t nseg_max = [&] {
-    size_t n = 1;
-    for (const auto& l : lanes) n = std::max(n, l.size());
-    return static_cast<uint64_t>(n);
+  const size_t nseg_max = [&] {
+    size_t k = 1;
+    for (const auto& l : lanes) k = std::max(k, l.size());
+    return k;
   }();
-  auto queue_id = [&](int src, int dst, size_t seg) -> uint32_t {
-    const uint64_t key = (static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst)) * nseg_max + seg;
-    auto [it, fresh] = queue_of.try_emplace(key, static_cast<uint32_t>(queues.size()));
-    if (fresh) {
-      Queue& q = queues.emplace_back();
-      q.src = src;
-      q.dst = dst;
-      q.seg = seg;
-    }
+  // Event and completion order keys: (place, rank, segment) and (rank,
+  // segment) in one integer each.
+  if (static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(nseg_max) > 1.8e19)
+    throw InvalidArgument("simulate: " + std::to_string(n) + " ranks of " + std::to_string(nseg_max) +
+                          " segments are more than the replay can order");
+
+  // The schedules compiled, once per rank and distinct schedule. The
+  // channels (sender, receiver) are numbered as they are first met; a
+  // message's queue is its channel's for its segment. A message sent by a
+  // representative to rank q lands in the queue of its mirror image, from
+  // pull(r, q) to rep(q).
+  std::vector<Prog> progs;
+  std::vector<PRound> prounds;
+  std::vector<PComm> comms;
+  std::vector<double> lcost;  // the CPU time of each local operation (host buffers)
+  std::vector<std::pair<int, int>> chans;  // each channel's sender and receiver
+  std::unordered_map<uint64_t, uint32_t> chan_of;
+  auto channel = [&](int src, int dst) -> uint32_t {
+    const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst);
+    auto [it, fresh] = chan_of.try_emplace(key, static_cast<uint32_t>(chans.size()));
+    if (fresh) chans.emplace_back(src, dst);
     return it->second;
   };
+  {
+    size_t rounds_all = 0;
+    for (int r = 0; r < n; ++r)
+      for (size_t sg = 0; sg < lanes[r].size(); ++sg)
+        if (sg == 0 || lanes[r][sg].schedule != lanes[r][sg - 1].schedule) rounds_all += lanes[r][sg].schedule->rounds.size();
+    prounds.reserve(rounds_all);
+    comms.reserve(2 * rounds_all);
+    chan_of.reserve(static_cast<size_t>(n) * 4);
+  }
+  for (int r = 0; r < n; ++r) {
+    // The last peer's channel of each kind: most rounds talk to the
+    // previous round's peers.
+    int last_from = -1, last_to = -1;
+    uint32_t from_chan = 0, to_chan = 0;
+    uint64_t from_hi = 0, to_hi = 0;  // the link level and host bits of that peer
+    const size_t first = progs.size();
+    for (size_t sg = 0; sg < lanes[r].size(); ++sg) {
+      const Schedule* sch = lanes[r][sg].schedule;
+      uint32_t id = static_cast<uint32_t>(progs.size());
+      for (size_t j = first; j < progs.size(); ++j)  // a rank's lanes share one or two schedules
+        if (progs[j].schedule == sch) id = static_cast<uint32_t>(j);
+      proc(r, sg).prog = id;
+      if (id != progs.size()) continue;
+      progs.push_back(Prog{sch, prounds.size(), comms.size(), lcost.size()});
+      const size_t es = sch->elem_size;
+      auto hi_bits = [&](int peer) {
+        const int L = t.link_level(r, peer);
+        return (static_cast<uint64_t>(L) << 48) | (static_cast<uint64_t>(off_host(t, r, peer, L)) << 56);
+      };
+      auto comm = [&](const Op& op, uint32_t ch, uint64_t hi) {
+        const size_t bytes = op.count * es;
+        if (bytes >> 48) throw InvalidArgument("simulate: a message of " + std::to_string(bytes) + " bytes");
+        comms.push_back(PComm{op.peer, ch, static_cast<uint64_t>(bytes) | hi});
+      };
+      for (const Round& round : sch->rounds) {
+        PRound pr;
+        for (const Op& op : round.ops)
+          if (op.kind == OpKind::recv) {
+            if (op.peer != last_from) {
+              last_from = op.peer;
+              from_chan = channel(op.peer, r);
+              from_hi = hi_bits(op.peer);
+            }
+            comm(op, from_chan, from_hi);
+            pr.nrecv++;
+          }
+        for (const Op& op : round.ops)
+          if (op.kind == OpKind::send) {
+            if (op.peer != last_to) {
+              last_to = op.peer;
+              to_chan = channel(sym.pull(r, op.peer), sym.rep(op.peer));
+              to_hi = hi_bits(op.peer);
+            }
+            comm(op, to_chan, to_hi);
+            pr.nsend++;
+          }
+        for (const Op& op : round.ops) {
+          const double bytes = static_cast<double>(op.count * es);
+          if (op.kind == OpKind::reduce) lcost.push_back(bytes * m.gamma);
+          else if (op.kind == OpKind::copy) lcost.push_back(bytes * m.copy);
+          else continue;
+          pr.nlocal++;
+        }
+        prounds.push_back(pr);
+      }
+    }
+  }
+  std::vector<Queue> queues(chans.size() * nseg_max);
+  auto queue_index = [&](uint32_t chan, size_t seg) { return static_cast<uint32_t>(chan * nseg_max + seg); };
+
   // Events at one instant run in the order of the rank's place in its block
   // (then rank, then segment), the same order with or without a symmetry,
   // so that folding the blocks replays every tie the way the full replay
   // does (a rank's block place is kept by every move of a Symmetry).
   const int place = sym.active() ? sym.period : block_period(t);
-  using Event = std::tuple<double, int, int, size_t>;  // time, place in the block, rank, segment
+  using Event = std::pair<double, uint64_t>;  // time, (place in the block, rank, segment)
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
+  const uint64_t un = static_cast<uint64_t>(n), useg = static_cast<uint64_t>(nseg_max);
 
-  auto elem = [&](int r, size_t seg) { return lanes[r][seg].schedule->elem_size; };
   auto ptr = [&](int r, size_t seg, const Ref& ref) -> char* {
     const SimLane& l = lanes[r][seg];
     const size_t es = l.schedule->elem_size;
     if (ref.buf == kIn) return data->in[r].data() + (ref.off + l.in_shift) * es;
     if (ref.buf == kOut) return data->out[r].data() + (ref.off + l.out_shift) * es;
-    return procs[r][seg].scratch[ref.buf - kScratch].data() + ref.off * es;
+    return scratch[pbase[r] + seg][ref.buf - kScratch].data() + ref.off * es;
   };
 
-  auto start = [&](int r, size_t seg, double at) { events.emplace(at, r % place, r, seg); };
+  auto start = [&](int r, size_t seg, double at) {
+    events.emplace(at, (static_cast<uint64_t>(r % place) * un + static_cast<uint64_t>(r)) * useg + seg);
+  };
   for (int r = 0; r < n; ++r)
     for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
 
   // Completes the current round of (r, seg) if every receive has its message
   // (pr.matched: the round's receives matched so far, in order).
   auto try_complete = [&](int r, size_t seg) {
-    Proc& pr = procs[r][seg];
+    Proc& pr = proc(r, seg);
     if (pr.unsent) {  // a send still waits for its receive
       pr.blocked = true;
       return;
     }
-    const Schedule& s = *lanes[r][seg].schedule;
-    const Round& round = s.rounds[pr.round];
-    size_t k = 0;
-    for (const Op& op : round.ops) {
-      if (op.kind != OpKind::recv) continue;
-      if (k++ < pr.matched) continue;
-      Queue& q = queues[pr.recv_q[k - 1]];
+    const Prog& g = progs[pr.prog];
+    const Schedule& s = *g.schedule;
+    const PRound& pround = prounds[g.round0 + pr.round];
+    const PComm* rc = comms.data() + pr.comm;
+    for (size_t k = pr.matched; k < pround.nrecv; ++k) {
+      Queue& q = queues[queue_index(rc[k].chan, seg)];
       if (q.empty()) {
         pr.blocked = true;
-        pr.matched = k - 1;
+        pr.matched = k;
         return;
       }
       const size_t at = q.head++;
-      const size_t want = op.count * s.elem_size;
+      const size_t want = rc[k].bytes();
       if (q.bytes[at] != want && res.error.empty() && !sym.loose) {
         std::ostringstream e;
         e << "size mismatch: rank " << r << " segment " << seg << " round " << pr.round << " expects " << want
-          << " bytes from rank " << op.peer << ", which sent " << q.bytes[at];
+          << " bytes from rank " << rc[k].peer << ", which sent " << q.bytes[at];
         res.error = e.str();
       }
       pr.max_arrive = std::max(pr.max_arrive, q.arrive[at]);
       if (data && q.bytes[at] == want && want) {
-        std::memcpy(ptr(r, seg, op.dst), q.payload[at].data(), want);
+        std::memcpy(ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::recv, k).dst), q.payload[at].data(), want);
         std::vector<char>().swap(q.payload[at]);
       }
+      q.drop_matched();
     }
     pr.blocked = false;
     pr.matched = 0;
     double done = std::max({pr.round_start, pr.send_end, pr.max_arrive});
-    if (round.has_comm()) done += m.round_overhead;
-    bool local = false;
-    for (const Op& op : round.ops) local = local || op.kind == OpKind::reduce || op.kind == OpKind::copy;
-    if (dev) {
-      // Staged receives are copied onto the device (one engine), IPC
-      // receives out of the peers' buffers; the local operations follow on
-      // the device, and the host sees them done a latency later.
-      double h2d_end = done, copied = done;
-      bool work = local;
-      for (const Op& op : round.ops) {
-        if (op.kind != OpKind::recv) continue;
-        const size_t b = op.count * s.elem_size;
-        const DeviceRoute rt = route(r, op.peer, t.link_level(r, op.peer), b);
-        if (rt == DeviceRoute::staged) {
-          h2d_end = std::max(h2d_end, h2d_eng[r]) + static_cast<double>(b) * m.dev.h2d;
-          h2d_eng[r] = h2d_end;
-          work = true;
-        } else if (rt == DeviceRoute::ipc) {
-          copied = std::max(copied, gpu[r]) + static_cast<double>(b) * std::max(m.dev.copy, m.dev.peer);
-          gpu[r] = copied;
-          work = true;
+    if (pround.nrecv + pround.nsend) done += m.round_overhead;
+    bool local = pround.nlocal > 0;
+    if (dev || data) {
+      const Round& round = s.rounds[pr.round];
+      if (dev) {
+        // Staged receives are copied onto the device (one engine), IPC
+        // receives out of the peers' buffers; the local operations follow on
+        // the device, and the host sees them done a latency later.
+        double h2d_end = done, copied = done;
+        bool work = local;
+        for (size_t k = 0; k < pround.nrecv; ++k) {
+          const size_t b = rc[k].bytes();
+          const DeviceRoute rt = route(r, rc[k].peer, rc[k].level(), b);
+          if (rt == DeviceRoute::staged) {
+            h2d_end = std::max(h2d_end, h2d_eng[r]) + static_cast<double>(b) * m.dev.h2d;
+            h2d_eng[r] = h2d_end;
+            work = true;
+          } else if (rt == DeviceRoute::ipc) {
+            copied = std::max(copied, gpu[r]) + static_cast<double>(b) * std::max(m.dev.copy, m.dev.peer);
+            gpu[r] = copied;
+            work = true;
+          }
         }
+        done = std::max(h2d_end, copied);
+        if (local) done = std::max(done, gpu[r]);
+        for (const Op& op : round.ops) {
+          const double bytes = static_cast<double>(op.count * s.elem_size);
+          if (op.kind == OpKind::reduce) {
+            done += bytes * m.dev.gamma;
+            if (data && op.count) data->reduction(ptr(r, seg, op.dst), ptr(r, seg, op.a), ptr(r, seg, op.b), op.count);
+          } else if (op.kind == OpKind::copy) {
+            char* d = data ? ptr(r, seg, op.dst) : nullptr;
+            const char* a = data ? ptr(r, seg, op.a) : nullptr;
+            if (d != a || !data) done += bytes * m.dev.copy;
+            if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
+          }
+        }
+        if (work) {
+          gpu[r] = done;
+          done += m.dev.latency;
+        }
+        local = false;  // priced
       }
-      done = std::max(h2d_end, copied);
-      if (local) done = std::max(done, gpu[r]);
+      if (local) done = std::max(done, cpu[r]);
       for (const Op& op : round.ops) {
+        if (!local) break;
         const double bytes = static_cast<double>(op.count * s.elem_size);
         if (op.kind == OpKind::reduce) {
-          done += bytes * m.dev.gamma;
+          done += bytes * m.gamma;
           if (data && op.count) data->reduction(ptr(r, seg, op.dst), ptr(r, seg, op.a), ptr(r, seg, op.b), op.count);
         } else if (op.kind == OpKind::copy) {
           char* d = data ? ptr(r, seg, op.dst) : nullptr;
           const char* a = data ? ptr(r, seg, op.a) : nullptr;
-          if (d != a || !data) done += bytes * m.dev.copy;
+          if (d != a || !data) done += bytes * m.copy;
           if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
         }
       }
-      if (work) {
-        gpu[r] = done;
-        done += m.dev.latency;
-      }
-      local = false;  // priced
+      if (local) cpu[r] = done;
+    } else if (local) {
+      done = std::max(done, cpu[r]);
+      const double* lc = lcost.data() + pr.local;
+      for (uint32_t k = 0; k < pround.nlocal; ++k) done += lc[k];
+      cpu[r] = done;
     }
-    if (local) done = std::max(done, cpu[r]);
-    for (const Op& op : round.ops) {
-      if (!local) break;
-      const double bytes = static_cast<double>(op.count * s.elem_size);
-      if (op.kind == OpKind::reduce) {
-        done += bytes * m.gamma;
-        if (data && op.count) data->reduction(ptr(r, seg, op.dst), ptr(r, seg, op.a), ptr(r, seg, op.b), op.count);
-      } else if (op.kind == OpKind::copy) {
-        char* d = data ? ptr(r, seg, op.dst) : nullptr;
-        const char* a = data ? ptr(r, seg, op.a) : nullptr;
-        if (d != a || !data) done += bytes * m.copy;
-        if (data && d != a && op.count) std::memmove(d, a, op.count * s.elem_size);
-      }
-    }
-    if (local) cpu[r] = done;
+    pr.comm += pround.nrecv + pround.nsend;
+    pr.local += pround.nlocal;
     pr.round++;
     if (pr.round < s.rounds.size()) {
       start(r, seg, done);
     } else {
       pr.done = true;
-      pr.scratch.clear();
+      if (data) scratch[pbase[r] + seg].clear();
       res.finish[r] = std::max(res.finish[r], done);
       if (seg + window < lanes[r].size()) start(r, seg + window, done);
     }
@@ -443,7 +594,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     bool net;
   };
   std::vector<Msg> batch;
-  std::vector<std::pair<int, size_t>> touched;  // (rank, segment): to complete if they can
+  std::vector<uint64_t> touched;  // (rank, segment): to complete if they can
   // A message's use of a receiving link at this instant: the link (level in
   // the high half, 0: a node's link in; else that level's group uplink), when
   // the message may start on it, its time on it, and the message.
@@ -514,7 +665,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   std::vector<std::pair<uint32_t, size_t>> slot;       // per message of `batch`: its queue and index
 
   while (!events.empty()) {
-    const double now = std::get<0>(events.top());
+    const double now = events.top().first;
     if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
       res.cut = true;
       res.time = now;
@@ -526,17 +677,20 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     begun.clear();
     slot.clear();
     // 1. The rounds that begin now post their receives.
-    while (!events.empty() && std::get<0>(events.top()) == now) {
-      const auto [t_, place_, r, seg] = events.top();
-      (void)t_;
-      (void)place_;
+    while (!events.empty() && events.top().first == now) {
+      const uint64_t key = events.top().second;
       events.pop();
-      Proc& pr = procs[r][seg];
-      const Schedule& s = *lanes[r][seg].schedule;
+      const size_t seg = static_cast<size_t>(key % useg);
+      const int r = static_cast<int>((key / useg) % un);
+      Proc& pr = proc(r, seg);
+      const Prog& g = progs[pr.prog];
+      const Schedule& s = *g.schedule;
       if (!pr.started) {
         pr.started = true;
+        pr.comm = g.comm0;
+        pr.local = g.local0;
         if (data)
-          for (size_t c : s.scratch) pr.scratch.emplace_back(c * s.elem_size);
+          for (size_t c : s.scratch) scratch[pbase[r] + seg].emplace_back(c * s.elem_size);
         if (s.rounds.empty()) {
           pr.done = true;
           res.finish[r] = std::max(res.finish[r], now);
@@ -549,32 +703,35 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       pr.max_arrive = now;
       pr.matched = 0;
       pr.fresh = true;
-      touched.emplace_back(r, seg);
+      touched.push_back(static_cast<uint64_t>(r) * useg + seg);
       begun.emplace_back(r, seg);
-      pr.recv_q.clear();
-      for (const Op& op : s.rounds[pr.round].ops) {
-        if (op.kind != OpKind::recv) continue;
-        const uint32_t qi = queue_id(op.peer, r, seg);
-        pr.recv_q.push_back(qi);
+      const PRound& pround = prounds[g.round0 + pr.round];
+      const PComm* rc = comms.data() + pr.comm;
+      // The next round's entries, for when this one completes.
+      __builtin_prefetch(rc + pround.nrecv + pround.nsend);
+      __builtin_prefetch(&pround + 1);
+      for (uint32_t k = 0; k < pround.nrecv; ++k) {
+        const uint32_t qi = queue_index(rc[k].chan, seg);
         Queue& q = queues[qi];
-        const size_t k = q.posted++;
-        if (k < q.arrive.size() && std::isinf(q.arrive[k])) released.emplace_back(qi, k);
+        const size_t at = q.posted++;
+        if (at < q.sent() && std::isinf(q.arrive[at - q.base])) released.emplace_back(qi, at);
       }
     }
     // 2. Their sends, in the order the rounds were taken.
     for (const auto& [r, seg] : begun) {
-      Proc& pr = procs[r][seg];
-      const Schedule& s = *lanes[r][seg].schedule;
+      Proc& pr = proc(r, seg);
+      const Schedule& s = *progs[pr.prog].schedule;
+      const PRound& pround = prounds[progs[pr.prog].round0 + pr.round];
+      const PComm* sc = comms.data() + pr.comm + pround.nrecv;
       // Device buffers: the round's staged payloads are copied to pinned
       // memory (one engine), its IPC payloads into the exported buffer (on
       // the device), and its messages go once the host has seen both done.
       double ready = 0;
       if (dev) {
         double d2h_end = now, copied = now;
-        for (const Op& op : s.rounds[pr.round].ops) {
-          if (op.kind != OpKind::send) continue;
-          const size_t b = op.count * elem(r, seg);
-          const DeviceRoute rt = route(r, op.peer, t.link_level(r, op.peer), b);
+        for (uint32_t k = 0; k < pround.nsend; ++k) {
+          const size_t b = sc[k].bytes();
+          const DeviceRoute rt = route(r, sc[k].peer, sc[k].level(), b);
           if (rt == DeviceRoute::staged) {
             d2h_end = std::max(d2h_end, d2h_eng[r]) + static_cast<double>(b) * m.dev.d2h;
             d2h_eng[r] = d2h_end;
@@ -585,46 +742,45 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         }
         if (d2h_end > now || copied > now) ready = std::max(d2h_end, copied) + m.dev.latency;
       }
-      for (const Op& op : s.rounds[pr.round].ops) {
-        if (op.kind != OpKind::send) continue;
+      for (uint32_t k = 0; k < pround.nsend; ++k) {
+        const PComm& c = sc[k];
         Msg msg;
         msg.from = r;
-        msg.to = op.peer;
-        msg.L = t.link_level(r, op.peer);
+        msg.to = c.peer;
+        msg.L = c.level();
         msg.seg = seg;
-        msg.bytes = op.count * elem(r, seg);
+        msg.bytes = c.bytes();
         msg.wire = msg.bytes;
-        msg.net = off_host(t, r, op.peer, msg.L);
+        msg.net = c.net();
         msg.ready = ready;
         if (dev) {
-          const DeviceRoute rt = route(r, op.peer, msg.L, msg.bytes);
+          const DeviceRoute rt = route(r, c.peer, msg.L, msg.bytes);
           if (rt == DeviceRoute::ipc) msg.wire = 128;
           if (rt == DeviceRoute::direct) {
             msg.extra = m.dev.aware_alpha;
             msg.floor_beta = msg.net ? m.dev.aware_beta : 0.0;
           }
         }
-        const int to = sym.rep(msg.to);
-        const uint32_t qi = queue_id(sym.pull(msg.from, msg.to), to, seg);
+        const uint32_t qi = queue_index(c.chan, seg);
         Queue& q = queues[qi];
-        const size_t k = q.arrive.size();
+        const size_t at = q.sent();
         q.arrive.push_back(std::numeric_limits<double>::infinity());  // settled below (or once received)
         q.bytes.push_back(msg.bytes);
         if (data) {
-          const char* src = msg.bytes ? ptr(r, seg, op.a) : nullptr;
+          const char* src = msg.bytes ? ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::send, k).a) : nullptr;
           q.payload.emplace_back(src, src + msg.bytes);
         }
         bytes_sent[r] += msg.bytes;
         msgs_sent[r] += 1;
-        if (rendezvous(msg) && k >= q.posted) {
+        if (rendezvous(msg) && at >= q.posted) {
           pr.unsent++;
-          waiting[qi].emplace_back(k, msg);
+          waiting[qi].emplace_back(at, msg);
           continue;
         }
         launch(msg, now);
         pr.send_end = std::max(pr.send_end, msg.end);
         batch.push_back(msg);
-        slot.emplace_back(qi, k);
+        slot.emplace_back(qi, at);
       }
     }
     // 3. Messages that waited for a receive posted now, in the order of their
@@ -644,10 +800,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         Msg msg = it->second;
         w.erase(it);
         launch(msg, now);
-        Proc& pr = procs[from][seg];
+        Proc& pr = proc(from, seg);
         pr.unsent--;
         pr.send_end = std::max(pr.send_end, msg.end);
-        touched.emplace_back(from, seg);
+        touched.push_back(static_cast<uint64_t>(from) * useg + seg);
         batch.push_back(msg);
         slot.emplace_back(qi, k);
       }
@@ -681,15 +837,19 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (size_t i = 0; i < batch.size(); ++i) {
       const Msg& msg = batch[i];
       const int to = sym.rep(msg.to);
-      queues[slot[i].first].arrive[slot[i].second] = msg.arrive + m.at(msg.L).alpha + msg.extra;
-      if (static_cast<size_t>(to) < procs.size() && msg.seg < procs[to].size()) touched.emplace_back(to, msg.seg);
+      Queue& q = queues[slot[i].first];
+      q.arrive[slot[i].second - q.base] = msg.arrive + m.at(msg.L).alpha + msg.extra;
+      if (to < n && msg.seg < lanes[to].size())
+        touched.push_back(static_cast<uint64_t>(to) * useg + msg.seg);
     }
     // Rounds complete in (rank, segment) order: the senders of the instant,
     // and the receivers that were waiting for these messages.
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    for (const auto& [r, seg] : touched) {
-      Proc& pr = procs[r][seg];
+    for (const uint64_t key : touched) {
+      const int r = static_cast<int>(key / useg);
+      const size_t seg = static_cast<size_t>(key % useg);
+      Proc& pr = proc(r, seg);
       if (pr.fresh || pr.blocked) {
         pr.fresh = false;
         try_complete(r, seg);
@@ -702,19 +862,20 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     res.max_bytes_sent = std::max(res.max_bytes_sent, bytes_sent[r]);
     res.max_messages = std::max(res.max_messages, msgs_sent[r]);
     res.total_bytes += bytes_sent[r];
-    for (size_t s = 0; s < procs[r].size(); ++s)
-      if (!procs[r][s].done && res.error.empty()) {
+    for (size_t s = 0; s < lanes[r].size(); ++s)
+      if (!proc(r, s).done && res.error.empty()) {
         std::ostringstream e;
-        e << "deadlock: rank " << r << " segment " << s << " waits in round " << procs[r][s].round << " of "
+        e << "deadlock: rank " << r << " segment " << s << " waits in round " << proc(r, s).round << " of "
           << lanes[r][s].schedule->rounds.size();
         res.error = e.str();
       }
   }
   res.total_bytes *= static_cast<size_t>(p / n);  // every block sends what the representatives send
-  for (const Queue& q : queues)
-    if (!q.empty() && res.error.empty()) {
+  for (size_t i = 0; i < queues.size(); ++i)
+    if (!queues[i].empty() && res.error.empty()) {
       std::ostringstream e;
-      e << "unreceived message: rank " << q.src << " -> rank " << q.dst << " segment " << q.seg;
+      e << "unreceived message: rank " << chans[i / nseg_max].first << " -> rank " << chans[i / nseg_max].second
+        << " segment " << i % nseg_max;
       res.error = e.str();
     }
   return res;
