@@ -35,6 +35,18 @@ static Topology topo(int p, int per_node, int hosts_per, const std::string& spec
   return make_topology(p, keys, hosts, addr, spec);
 }
 
+// Links unlike each other: latencies growing with the level, a slow node
+// link on every third node, rendezvous from 1 KiB.
+static CostModel uneven_model(const Topology& t, const CostModel& host) {
+  CostModel uneven = host;
+  for (size_t L = 0; L < uneven.link.size(); ++L) uneven.link[L].alpha = 0.5e-6 * static_cast<double>(1 + 3 * L);
+  uneven.node_beta.assign(t.size(), 0.0);
+  for (int r = 0; r < t.size(); ++r)
+    if (t.node_of(r) % 3 == 2) uneven.node_beta[r] = 4 * host.at(1).beta;
+  uneven.rndv_bytes = 1024;
+  return uneven;
+}
+
 static void fail(const Algorithm& a, int p, size_t count, int r, bool dev, const char* what, double bound, double ref) {
   std::fprintf(stderr, "%s p=%d count=%zu rank %d device %d: bound %.9g %s %.9g\n", a.name.c_str(), p, count, r, dev,
                bound, what, ref);
@@ -55,14 +67,7 @@ int main() {
     Config cfg;
     cfg.sim_symmetric = false;  // the full replay
     const CostModel host = cfg.model(t);
-    // Links unlike each other: latencies growing with the level, a slow
-    // node link on every third node, rendezvous from 1 KiB.
-    CostModel uneven = host;
-    for (size_t L = 0; L < uneven.link.size(); ++L) uneven.link[L].alpha = 0.5e-6 * static_cast<double>(1 + 3 * L);
-    uneven.node_beta.assign(tt.p, 0.0);
-    for (int r = 0; r < tt.p; ++r)
-      if (t.node_of(r) % 3 == 2) uneven.node_beta[r] = 4 * host.at(1).beta;
-    uneven.rndv_bytes = 1024;
+    const CostModel uneven = uneven_model(t, host);
     for (const CostModel& m : {host, uneven, host.for_device(DevicePath::staged, true),
                                host.for_device(DevicePath::automatic, false)}) {
       for (const Algorithm& a : algorithms()) {
@@ -107,12 +112,7 @@ int main() {
     const Topology t = topo(tt.p, tt.per_node, tt.hosts_per, tt.spec);
     Config cfg;
     const CostModel host = cfg.model(t);
-    CostModel uneven = host;
-    for (size_t L = 0; L < uneven.link.size(); ++L) uneven.link[L].alpha = 0.5e-6 * static_cast<double>(1 + 3 * L);
-    uneven.node_beta.assign(tt.p, 0.0);
-    for (int r = 0; r < tt.p; ++r)
-      if (t.node_of(r) % 3 == 2) uneven.node_beta[r] = 4 * host.at(1).beta;
-    uneven.rndv_bytes = 1024;
+    const CostModel uneven = uneven_model(t, host);
     for (const CostModel& m : {host, uneven}) {
       for (const Algorithm& a : algorithms()) {
         if (!a.segmentable || a.is_family() || !(a.coll == Coll::allreduce || a.coll == Coll::bcast || a.coll == Coll::reduce))
