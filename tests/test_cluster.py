@@ -337,27 +337,41 @@ def test_uneven_host_links_are_measured_and_traffic_follows_them(hosts, tmp_path
     assert rows and all(int(r["wrong"]) == 0 for r in rows)
 
 
-def _model_check(runs, least_rows):
-    """The model's relative errors against `bench --algo all` sweeps (list of
-    (completed process, CSV path)), each row's time the best of the sweeps
-    (noise on a shared machine only ever adds time); fails with the table
-    when the validation or the error bounds fail (median under 10 %, worst
-    under 25 %: the issue's targets)."""
+def _model_check(sweep, least_rows, sweeps=2, most_sweeps=3):
+    """The model's relative errors against `bench --algo all` sweeps; `sweep(i)`
+    runs sweep i and returns (completed process, CSV path). Each row's time is
+    the best of the sweeps (noise on a shared machine only ever adds time).
+    When the bounds fail after `sweeps` sweeps, one more is run (up to
+    `most_sweeps`): a row slowed by a neighbour's burst gets another sample,
+    while a row the model really mispredicts stays wrong in every sweep. Fails
+    with the table when the validation or the error bounds fail (median under
+    10 %, worst under 25 %: the issue's targets)."""
     best = {}
-    for out, path in runs:
+
+    def add(out, path):
         assert "# out of bounds values : 0 OK" in out.stdout, out.stdout + out.stderr
         for r in csv.DictReader(open(path)):
             assert int(r["wrong"]) == 0, r
             key = (r["size"], r["requested"])
             if key not in best or float(r["time_us"]) < float(best[key]["time_us"]):
                 best[key] = r
-    rows = list(best.values())
-    errs = [abs(float(r["model_us"]) - float(r["time_us"])) / float(r["time_us"]) for r in rows]
+
+    done = 0
+    while True:
+        while done < sweeps:
+            add(*sweep(done))
+            done += 1
+        rows = list(best.values())
+        errs = [abs(float(r["model_us"]) - float(r["time_us"])) / float(r["time_us"]) for r in rows]
+        median = statistics.median(errs)
+        if (median < 0.10 and max(errs) < 0.25) or done >= most_sweeps:
+            break
+        sweeps += 1
     table = "\n".join(f"{r['size']:>9} {r['algo']:>34} measured {float(r['time_us']) / 1e3:9.2f} ms model "
                       f"{float(r['model_us']) / 1e3:9.2f} ms error {e * 100:5.1f} %" for r, e in zip(rows, errs))
     assert len(rows) >= least_rows, table
-    median = statistics.median(errs)
-    assert median < 0.10 and max(errs) < 0.25, f"median {median * 100:.1f} %, worst {max(errs) * 100:.1f} %\n{table}"
+    assert median < 0.10 and max(errs) < 0.25, \
+        f"median {median * 100:.1f} %, worst {max(errs) * 100:.1f} % (best of {done} sweeps)\n{table}"
     return rows, errs
 
 
@@ -365,7 +379,8 @@ def _model_check(runs, least_rows):
 def test_model_predicts_every_allreduce_across_shaped_hosts(hosts, tmp_path):
     """The cost model against the real thing: two hosts of two ranks joined by
     1 Gbit/s links. `baobab tune` measures the job; every allreduce algorithm
-    then runs at 4 and 16 MiB (best of two sweeps) and its measured time is
+    then runs at 4 and 16 MiB (best of two sweeps, a third when a bound
+    fails) and its measured time is
     compared with the model's prediction for it (replayed in full, as explain
     prints it)."""
     spec = "host1:2,host2:2"
@@ -376,13 +391,14 @@ def test_model_predicts_every_allreduce_across_shaped_hosts(hosts, tmp_path):
     bw = float(re.search(r"link\.1\.bw_GBps\s*=\s*([\d.eE+-]+)", text).group(1))
     # a stream's rate: the link's 0.125 GB/s, not the token bucket's burst on top
     assert 0.09 < bw < 0.135, text
-    runs = []
-    for i in range(2):
+
+    def sweep(i):
         path = tmp_path / f"all{i}.csv"
-        runs.append((launch(hosts, spec, 4, BIN / "baobab", "bench", "allreduce", "-b", "4M", "-e", "16M", "-f", "4",
-                            "--algo", "all", "-n", "2", "-w", "1", "--no-mpi", "--csv", path,
-                            env={"BAOBAB_TUNING": tuning}), path))
-    _model_check(runs, least_rows=12)
+        return launch(hosts, spec, 4, BIN / "baobab", "bench", "allreduce", "-b", "4M", "-e", "16M", "-f", "4",
+                      "--algo", "all", "-n", "2", "-w", "1", "--no-mpi", "--csv", path,
+                      env={"BAOBAB_TUNING": tuning}), path
+
+    _model_check(sweep, least_rows=12)
 
 
 @pytest.fixture
