@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -40,8 +41,34 @@ struct Op {  // 40 bytes
 };
 static_assert(sizeof(Op) == 40);
 
+// The allocator of a round's operations: lists of up to kPooled operations
+// (nearly every round's) come from per-thread free lists, so that building
+// and dropping schedules of thousands of rounds (the selector builds many)
+// does not go through malloc for each. The lists keep what they were given
+// back for the thread's next schedules.
+void* op_pool_take(size_t n);
+void op_pool_give(void* p, size_t n);
+constexpr size_t kPooled = 8;
+
+template <class T>
+struct OpAlloc {
+  using value_type = T;
+  OpAlloc() = default;
+  template <class U>
+  OpAlloc(const OpAlloc<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(n <= kPooled ? op_pool_take(n) : ::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) {
+    if (n <= kPooled) op_pool_give(p, n);
+    else ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const OpAlloc<U>&) const { return true; }
+};
+
 struct Round {
-  std::vector<Op> ops;
+  std::vector<Op, OpAlloc<Op>> ops;
   bool has_comm() const;
 };
 
@@ -82,15 +109,20 @@ class RoundBuilder {
 
  private:
   // A round's first few operations of each kind are kept in place (most
-  // rounds have one or two): building a schedule then allocates once per
-  // round, for the round's own list.
+  // rounds have one or two), in storage left uninitialised until used:
+  // building a schedule then allocates once per round, for the round's own
+  // list (from the pool above).
   static constexpr size_t kInline = 4;
-  static void add(Op* in, size_t& n, std::vector<Op>& more, const Op& op) {
-    if (n < kInline) in[n++] = op;
+  struct Inline {
+    alignas(Op) unsigned char raw[kInline * sizeof(Op)];
+    Op* at(size_t i) { return reinterpret_cast<Op*>(raw) + i; }
+  };
+  static void add(Inline& in, size_t& n, std::vector<Op>& more, const Op& op) {
+    if (n < kInline) new (in.at(n++)) Op(op);
     else more.push_back(op);
   }
   Schedule& s_;
-  Op comm_[kInline], local_[kInline];
+  Inline comm_, local_;
   size_t nc_ = 0, nl_ = 0;
   std::vector<Op> comm_more_, local_more_;
 };

@@ -9,22 +9,35 @@
 
 namespace baobab::algo {
 
-void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units) {
+namespace {
+
+// Step k of the ring: step(right, left, si, ri) sends unit si right and
+// receives unit ri from the left.
+template <class Step>
+void ring_steps(const Group& g, Step&& step) {
   const int p = g.size(), i = g.me;
   if (p <= 1 || i < 0) return;
   const int right = g[(i + 1) % p], left = g[(i + p - 1) % p];
-  for (int k = 0; k < p - 1; ++k) {
-    const int si = ((i - k) % p + p) % p, ri = ((i - k - 1) % p + p) % p;
+  for (int k = 0; k < p - 1; ++k) step(right, left, ((i - k) % p + p) % p, ((i - k - 1) % p + p) % p);
+}
+
+}  // namespace
+
+void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const std::vector<Extents>& units) {
+  ring_steps(g, [&](int right, int left, int si, int ri) {
     ExtentRound r(s);
     r.send(right, buf, units[si]);
     r.recv(left, buf, units[ri]);
-  }
+  });
 }
 
+// One run per unit (the blocks): no list per unit to build.
 void ring_allgather(Schedule& s, const Group& g, uint8_t buf, const Blocks& b) {
-  std::vector<Extents> units(b.off.size());
-  for (size_t i = 0; i < units.size(); ++i) units[i] = {Span{b.off[i], b.cnt[i]}};
-  ring_allgather(s, g, buf, units);
+  ring_steps(g, [&](int right, int left, int si, int ri) {
+    RoundBuilder r(s);
+    r.send(right, Ref{buf, b.off[si]}, b.cnt[si]);
+    r.recv(left, Ref{buf, b.off[ri]}, b.cnt[ri]);
+  });
 }
 
 Algorithm allgather_ring() {

@@ -27,6 +27,30 @@ Coll coll_from_name(const std::string& name) {
   throw InvalidArgument("unknown collective '" + name + "' (known: " + known + ")");
 }
 
+namespace {
+
+// One free list per list length (1..kPooled operations), per thread.
+struct OpPool {
+  std::vector<void*> free[kPooled + 1];
+  ~OpPool() {
+    for (auto& f : free)
+      for (void* p : f) ::operator delete(p);
+  }
+};
+thread_local OpPool op_pool;
+
+}  // namespace
+
+void* op_pool_take(size_t n) {
+  auto& f = op_pool.free[n];
+  if (f.empty()) return ::operator new(n * sizeof(Op));
+  void* p = f.back();
+  f.pop_back();
+  return p;
+}
+
+void op_pool_give(void* p, size_t n) { op_pool.free[n].push_back(p); }
+
 bool Round::has_comm() const {
   for (const auto& op : ops)
     if (op.kind == OpKind::send || op.kind == OpKind::recv) return true;
@@ -167,9 +191,9 @@ void RoundBuilder::done() {
   if (nc_ == 0 && nl_ == 0) return;
   Round& r = s_.new_round();
   r.ops.reserve(nc_ + comm_more_.size() + nl_ + local_more_.size());
-  r.ops.insert(r.ops.end(), comm_, comm_ + nc_);
+  r.ops.insert(r.ops.end(), comm_.at(0), comm_.at(nc_));
   r.ops.insert(r.ops.end(), comm_more_.begin(), comm_more_.end());
-  r.ops.insert(r.ops.end(), local_, local_ + nl_);
+  r.ops.insert(r.ops.end(), local_.at(0), local_.at(nl_));
   r.ops.insert(r.ops.end(), local_more_.begin(), local_more_.end());
   nc_ = nl_ = 0;
   comm_more_.clear();

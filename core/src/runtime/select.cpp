@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <limits>
+#include <memory>
 #include <sstream>
+#include <unordered_map>
 
 #include "baobab/error.hpp"
 
@@ -45,13 +48,37 @@ Fit fits(const Schedule& a, const Schedule& b, const Symmetry& sym, int k) {
   return fit;
 }
 
-std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const CollDesc& d, const std::vector<int>& ranks,
-                                const CostModel& m) {
-  std::vector<Schedule> out;
-  out.reserve(ranks.size());
-  for (int r : ranks) out.push_back(build_schedule(a, t, d, r, m));
-  return out;
-}
+// The schedules of one candidate that its costing looks at more than once
+// (the representatives, ranks 0 and p-1, every rank of a full replay), each
+// built once: by element count (the whole call, a segment, the last
+// segment) and rank. References stay valid while the cache lives.
+class Built {
+ public:
+  Built(const Algorithm& a, const Topology& t, const CostModel& m, const CollDesc& d) : a_(a), t_(t), m_(m), d_(d) {}
+  const Schedule& at(size_t count, int rank) {
+    std::unique_ptr<Schedule>& s = of(count)[rank];
+    if (!s) s = std::make_unique<Schedule>(make(count, rank));
+    return *s;
+  }
+  // Built and not kept (the images a symmetry check compares).
+  Schedule make(size_t count, int rank) const {
+    CollDesc cd = d_;
+    cd.count = count;
+    return build_schedule(a_, t_, cd, rank, m_);
+  }
+
+ private:
+  std::unordered_map<int, std::unique_ptr<Schedule>>& of(size_t count) {
+    for (auto& [c, v] : by_count_)
+      if (c == count) return v;
+    return by_count_.emplace_back(count, std::unordered_map<int, std::unique_ptr<Schedule>>{}).second;
+  }
+  const Algorithm& a_;
+  const Topology& t_;
+  const CostModel& m_;
+  const CollDesc d_;
+  std::deque<std::pair<size_t, std::unordered_map<int, std::unique_ptr<Schedule>>>> by_count_;
+};
 
 // How far the algorithm's schedules keep `sym`: the least Fit of every
 // generator mapping each representative's schedule onto its image's, and of
@@ -62,18 +89,15 @@ std::vector<Schedule> build_all(const Algorithm& a, const Topology& t, const Col
 // at the first rank that shows it, having built little. A check at those
 // ranks, not a proof for all: tests/test_algorithms_sim.py compares this
 // replay with the full one on every algorithm and test topology.
-Fit fit_of(const Algorithm& a, const Topology& t, const CollDesc& d, const CostModel& m, const Symmetry& sym,
-           std::vector<Schedule>& reps) {
+Fit fit_of(const Topology& t, const Symmetry& sym, Built& built, size_t count) {
   const int T = sym.period;
   Fit fit = Fit::exact;
-  for (int r = 0; r < T && fit != Fit::none; ++r) {
-    if (static_cast<int>(reps.size()) <= r) reps.push_back(build_schedule(a, t, d, r, m));
+  for (int r = 0; r < T && fit != Fit::none; ++r)
     for (int k = 0; k < sym.generators() && fit != Fit::none; ++k)
-      fit = std::min(fit, fits(reps[r], build_schedule(a, t, d, sym.move(r, k), m), sym, k));
-  }
+      fit = std::min(fit, fits(built.at(count, r), built.make(count, sym.move(r, k)), sym, k));
   auto wrap = [&](int base, int k) {  // the ranks base.. onto their images, the representatives
     for (int r = 0; r < T && fit != Fit::none; ++r)
-      fit = std::min(fit, fits(build_schedule(a, t, d, base + r, m), reps[r], sym, k));
+      fit = std::min(fit, fits(built.make(count, base + r), built.at(count, r), sym, k));
   };
   const bool rotate = sym.kind == Symmetry::Kind::rotate || sym.kind == Symmetry::Kind::rotate_xor;
   if (fit != Fit::none && sym.kind == Symmetry::Kind::translate && t.size() > 2 * T) wrap(t.size() - T, 0);
@@ -85,16 +109,14 @@ Fit fit_of(const Algorithm& a, const Topology& t, const CollDesc& d, const CostM
 
 // The estimate of a job too large to replay whole: round by round over the
 // first and the last node's ranks, the segments one after another.
-double estimate_by_nodes(const Algorithm& a, const Topology& t, const CostModel& m, const CollDesc& sd,
-                         const CollDesc& ld, size_t nseg) {
+double estimate_by_nodes(const Topology& t, const CostModel& m, Built& built, size_t sd, size_t ld, size_t nseg) {
   double estimate = 0;
   for (int node : {t.node_of(0), t.node_of(t.size() - 1)}) {
     const std::vector<int>& ranks = t.node_members(node);
-    auto node_time = [&](const CollDesc& cd) {
-      std::vector<Schedule> own = build_all(a, t, cd, ranks, m);
-      std::vector<const Schedule*> ptrs;
-      for (const Schedule& x : own) ptrs.push_back(&x);
-      return node_estimate(t, m, ptrs, ranks);
+    auto node_time = [&](size_t count) {
+      std::vector<const Schedule*> own;
+      for (int r : ranks) own.push_back(&built.at(count, r));
+      return node_estimate(t, m, own, ranks);
     };
     double e = node_time(sd);
     if (nseg > 1) e = e * static_cast<double>(nseg - 1) + node_time(ld);
@@ -105,34 +127,28 @@ double estimate_by_nodes(const Algorithm& a, const Topology& t, const CostModel&
 
 Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg, const CostModel& m,
                        const CollDesc& d, size_t nseg, size_t seg_count, double limit,
-                       const std::vector<Symmetry>* syms) {
+                       const std::vector<Symmetry>* syms, Built& built) {
   Candidate c;
   c.name = a.name;
   c.segments = nseg;
   c.seg_count = nseg > 1 ? seg_count : d.count;
   const int p = t.size();
-  CollDesc sd = d;
-  sd.count = nseg > 1 ? seg_count : d.count;
-  CollDesc ld = d;
-  ld.count = d.count - (nseg - 1) * seg_count;
+  const size_t sd = nseg > 1 ? seg_count : d.count;  // a segment's elements
+  const size_t ld = d.count - (nseg - 1) * seg_count;  // the last segment's
   // The last segment has schedules of its own only where it is shorter.
-  const bool ragged = nseg > 1 && ld.count != sd.count;
+  const bool ragged = nseg > 1 && ld != sd;
   const bool big = p > cfg.sim_exact_ranks;
   // The operations the simulation would replay per rank, from the first and
   // the last rank's schedules (a leader's is among the largest): for a large
   // job, and for the budget.
-  // Every symmetry's representatives are ranks 0, 1, ...: the schedules of
-  // those built so far serve each in turn (and the full replay).
-  std::vector<Schedule> built, built_last;
   size_t most = 0;
   if (cfg.sim_op_budget || big) {
     for (int r : {0, p - 1}) {
-      Schedule s0 = build_schedule(a, t, sd, r, m);
+      const Schedule& s0 = built.at(sd, r);
       size_t ops = 0;
       for (const Round& rd : s0.rounds) ops += rd.ops.size();
       most = std::max(most, ops);
       c.rounds = std::max(c.rounds, s0.rounds.size());
-      if (r == 0) built.push_back(std::move(s0));
     }
   }
   auto events_of = [&](int ranks) { return static_cast<double>(most) * ranks * static_cast<double>(nseg); };
@@ -141,16 +157,17 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
   // estimate, from the first symmetry that fits so). A large job folds by
   // one node where it can (an estimate: Symmetry::share), and does not fold
   // by a block whose replay would still exceed sim_full_ops operations (it
-  // is estimated node by node instead).
+  // is estimated node by node instead). Every symmetry's representatives
+  // are ranks 0, 1, ...: their schedules, built once, serve each check in
+  // turn and the replay.
   Symmetry use, loose;
-  std::vector<Schedule> loose_full, loose_last;
   if (syms && cfg.sim_symmetric) {
     for (const Symmetry& sym : *syms) {
       const bool fold = sym.share > 1;
       if (fold && !big) continue;
       if (big && events_of(sym.period) > static_cast<double>(cfg.sim_full_ops)) continue;
-      Fit fit = fit_of(a, t, sd, m, sym, built);
-      if (fit != Fit::none && ragged) fit = std::min(fit, fit_of(a, t, ld, m, sym, built_last));
+      Fit fit = fit_of(t, sym, built, sd);
+      if (fit != Fit::none && ragged) fit = std::min(fit, fit_of(t, sym, built, ld));
       if (fit == Fit::exact || (fold && fit != Fit::none)) {
         use = sym;
         use.loose = fold;
@@ -160,14 +177,10 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       if (fit == Fit::structure && !loose.active() && big) {
         loose = sym;
         loose.loose = true;
-        loose_full = built;
-        loose_last = built_last;
       }
     }
     if (!use.active() && loose.active()) {
       use = loose;
-      built = std::move(loose_full);
-      built_last = std::move(loose_last);
       c.estimate = true;
     }
   }
@@ -193,15 +206,17 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       if (a.bound && a.bound_estimates) {
         // The whole call's chain; cut into segments, each wave of `window`
         // lanes pays a lane's chain, and the whole call's bandwidth holds.
+        CollDesc sdesc = d;
+        sdesc.count = sd;
         c.predicted = std::max(a.bound(t, d, 0, m, 0), a.bound(t, d, p - 1, m, 0));
         if (nseg > 1) {
-          const double lane = std::max(a.bound(t, sd, 0, m, 0), a.bound(t, sd, p - 1, m, 0));
+          const double lane = std::max(a.bound(t, sdesc, 0, m, 0), a.bound(t, sdesc, p - 1, m, 0));
           const size_t w = static_cast<size_t>(std::max(cfg.window, 1));
           c.predicted = std::max(c.predicted, static_cast<double>((nseg + w - 1) / w) * lane);
         }
         c.how = "estimate: its chain of rounds, the job is too large to replay";
       } else {
-        c.predicted = estimate_by_nodes(a, t, m, sd, ld, nseg);
+        c.predicted = estimate_by_nodes(t, m, built, sd, ld, nseg);
         c.how = "estimate: node by node, the job is too large to replay";
       }
       c.estimate = true;
@@ -217,16 +232,12 @@ Candidate simulate_one(const Algorithm& a, const Topology& t, const Config& cfg,
       return c;
     }
   }
-  std::vector<Schedule>&full = built, &last = built_last;  // ranks 0.. (n of them at least)
-  if (!use.active()) {
-    for (int r = static_cast<int>(full.size()); r < p; ++r) full.push_back(build_schedule(a, t, sd, r, m));
-    for (int r = ragged ? static_cast<int>(last.size()) : p; r < p; ++r) last.push_back(build_schedule(a, t, ld, r, m));
-  }
   std::vector<std::vector<SimLane>> lanes(n);
   for (int r = 0; r < n; ++r) {
-    c.rounds = std::max(c.rounds, full[r].rounds.size());
+    const Schedule& full = built.at(sd, r);
+    c.rounds = std::max(c.rounds, full.rounds.size());
     for (size_t s = 0; s < nseg; ++s) {
-      const Schedule* sch = (ragged && s == nseg - 1) ? &last[r] : &full[r];
+      const Schedule* sch = (ragged && s == nseg - 1) ? &built.at(ld, r) : &full;
       lanes[r].push_back(SimLane{sch, s * seg_count, s * seg_count});
     }
   }
@@ -268,27 +279,32 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     c.unsupported = "a family: its variants are costed";
     return c;
   }
+  Built built(a, t, m, d);
   if (a.segmentable && segments > 1) {  // forced: BAOBAB_SEGMENT's segments
     auto [nseg, seg_count] = segmentation(cfg, d);
-    if (nseg > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms);
+    if (nseg > 1) return simulate_one(a, t, cfg, m, d, nseg, seg_count, limit, syms, built);
   }
   auto [nseg, seg_count] = segmentation(cfg, d);
   const bool may_pipeline = a.segmentable && segments != 1 && nseg > 1;
   // A call that may run pipelined and whose whole call's bound already
-  // loses (the ring's chain at a large size) is not replayed whole: it
-  // would be cut near its end. Its rounds, for the segment count below,
-  // are those of ranks 0 and p-1.
+  // loses (the ring's chain at a large size, a leader's reductions) is not
+  // replayed whole: it would be cut near its end. The bound is the
+  // algorithm's, else that of ranks 0 and p-1 running their schedules
+  // alone (finish_lower_bound); their rounds serve the segment count below.
   Candidate best;
-  const double whole =
-      may_pipeline && a.bound && limit < kInf ? std::max(a.bound(t, d, 0, m, 0), a.bound(t, d, t.size() - 1, m, 0)) : 0.0;
+  double whole = 0;
+  if (may_pipeline && limit < kInf) {
+    for (int r : {0, t.size() - 1})
+      whole = std::max(whole, a.bound ? a.bound(t, d, r, m, 0) : finish_lower_bound(t, m, built.at(d.count, r), r));
+  }
   if (whole > limit) {
     best.name = a.name;
     best.seg_count = d.count;
     best.predicted = whole;
     best.beaten = true;
-    for (int r : {0, t.size() - 1}) best.rounds = std::max(best.rounds, build_schedule(a, t, d, r, m).rounds.size());
+    for (int r : {0, t.size() - 1}) best.rounds = std::max(best.rounds, built.at(d.count, r).rounds.size());
   } else {
-    best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms);
+    best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms, built);
   }
   if (!may_pipeline) return best;
   // Every segment pays its schedule's rounds of latency. Where that latency
@@ -325,12 +341,10 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
   // time to beat, the pipelined call cannot win.
   double busy = 0;
   if (lim < kInf) {
-    CollDesc sd = d, ld = d;
-    sd.count = seg_count;
-    ld.count = d.count - (nseg - 1) * seg_count;
+    const size_t ld = d.count - (nseg - 1) * seg_count;
     for (int r : {0, t.size() - 1}) {
-      const Busy one = busy_time(t, m, build_schedule(a, t, sd, r, m), r);
-      const Busy last = ld.count == sd.count ? one : busy_time(t, m, build_schedule(a, t, ld, r, m), r);
+      const Busy one = busy_time(t, m, built.at(seg_count, r), r);
+      const Busy last = ld == seg_count ? one : busy_time(t, m, built.at(ld, r), r);
       const double k = static_cast<double>(nseg - 1);
       busy = std::max({busy, k * one.cpu + last.cpu, k * one.inj + last.inj});
     }
@@ -343,7 +357,7 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     piped.predicted = busy;
     piped.beaten = true;
   } else {
-    piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, lim, syms);
+    piped = simulate_one(a, t, cfg, m, d, nseg, seg_count, lim, syms, built);
   }
   auto better = [](const Candidate& x, const Candidate& y) {
     if (!x.unsupported.empty()) return false;
@@ -352,7 +366,12 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     if (y.beaten) return true;
     return x.predicted < y.predicted;
   };
-  if (better(piped, best)) best = std::move(piped);
+  if (better(piped, best)) {
+    best = std::move(piped);
+  } else if (best.beaten && piped.beaten) {
+    // Both lose: the least of their lower bounds is the candidate's.
+    best.predicted = std::min(best.predicted, piped.predicted);
+  }
   return best;
 }
 
