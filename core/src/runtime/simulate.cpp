@@ -307,6 +307,48 @@ double node_estimate(const Topology& t, const CostModel& m, const std::vector<co
   return total;
 }
 
+namespace {
+
+// The replay's events: the rounds that begin, by instant. Rounds of many
+// ranks begin at one instant (lock-step schedules): each instant is one
+// entry of a heap of times and a list of its events, taken whole and in
+// key order, instead of one heap entry per event. An event pushed at the
+// instant being replayed starts a new list for that instant, replayed
+// after it, as a heap of events would.
+class Instants {
+ public:
+  bool empty() const { return times_.empty(); }
+  double next() const { return times_.top(); }
+  void push(double at, uint64_t key) {
+    auto [it, fresh] = at_.try_emplace(at);
+    if (fresh) {
+      times_.push(at);
+      if (!spare_.empty()) {
+        it->second.swap(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    it->second.push_back(key);
+  }
+  // The keys of the earliest instant, in order, into `out` (replaced).
+  void pop(std::vector<uint64_t>& out) {
+    auto it = at_.find(times_.top());
+    times_.pop();
+    out.clear();
+    spare_.push_back(std::move(out));
+    out = std::move(it->second);
+    at_.erase(it);
+    if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
+  }
+
+ private:
+  std::priority_queue<double, std::vector<double>, std::greater<double>> times_;
+  std::unordered_map<double, std::vector<uint64_t>> at_;
+  std::vector<std::vector<uint64_t>> spare_;  // emptied lists, for their capacity
+};
+
+}  // namespace
+
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,
                    SimData* data, double limit, const Symmetry& sym) {
   const int p = t.size();
@@ -444,8 +486,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // so that folding the blocks replays every tie the way the full replay
   // does (a rank's block place is kept by every move of a Symmetry).
   const int place = sym.active() ? sym.period : block_period(t);
-  using Event = std::pair<double, uint64_t>;  // time, (place in the block, rank, segment)
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
+  Instants events;
   const uint64_t un = static_cast<uint64_t>(n), useg = static_cast<uint64_t>(nseg_max);
 
   auto ptr = [&](int r, size_t seg, const Ref& ref) -> char* {
@@ -457,7 +498,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   };
 
   auto start = [&](int r, size_t seg, double at) {
-    events.emplace(at, (static_cast<uint64_t>(r % place) * un + static_cast<uint64_t>(r)) * useg + seg);
+    events.push(at, (static_cast<uint64_t>(r % place) * un + static_cast<uint64_t>(r)) * useg + seg);
   };
   for (int r = 0; r < n; ++r)
     for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
@@ -664,8 +705,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   std::vector<std::pair<int, size_t>> begun;           // (rank, segment) whose round began now
   std::vector<std::pair<uint32_t, size_t>> slot;       // per message of `batch`: its queue and index
 
+  std::vector<uint64_t> keys;  // the rounds that begin at this instant
   while (!events.empty()) {
-    const double now = events.top().first;
+    const double now = events.next();
     if (now > limit) {  // every pending round starts later: no rank left finishes by the limit
       res.cut = true;
       res.time = now;
@@ -677,44 +719,47 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     begun.clear();
     slot.clear();
     // 1. The rounds that begin now post their receives.
-    while (!events.empty() && events.top().first == now) {
-      const uint64_t key = events.top().second;
-      events.pop();
-      const size_t seg = static_cast<size_t>(key % useg);
-      const int r = static_cast<int>((key / useg) % un);
-      Proc& pr = proc(r, seg);
-      const Prog& g = progs[pr.prog];
-      const Schedule& s = *g.schedule;
-      if (!pr.started) {
-        pr.started = true;
-        pr.comm = g.comm0;
-        pr.local = g.local0;
-        if (data)
-          for (size_t c : s.scratch) scratch[pbase[r] + seg].emplace_back(c * s.elem_size);
-        if (s.rounds.empty()) {
-          pr.done = true;
-          res.finish[r] = std::max(res.finish[r], now);
-          if (seg + window < lanes[r].size()) start(r, seg + window, now);
-          continue;
+    // (A lane whose schedule is empty starts its next segment at this
+    // instant: taken with it, after the rest.)
+    while (!events.empty() && events.next() == now) {
+      events.pop(keys);
+      for (const uint64_t key : keys) {
+        const size_t seg = static_cast<size_t>(key % useg);
+        const int r = static_cast<int>((key / useg) % un);
+        Proc& pr = proc(r, seg);
+        const Prog& g = progs[pr.prog];
+        const Schedule& s = *g.schedule;
+        if (!pr.started) {
+          pr.started = true;
+          pr.comm = g.comm0;
+          pr.local = g.local0;
+          if (data)
+            for (size_t c : s.scratch) scratch[pbase[r] + seg].emplace_back(c * s.elem_size);
+          if (s.rounds.empty()) {
+            pr.done = true;
+            res.finish[r] = std::max(res.finish[r], now);
+            if (seg + window < lanes[r].size()) start(r, seg + window, now);
+            continue;
+          }
         }
-      }
-      pr.round_start = now;
-      pr.send_end = now;
-      pr.max_arrive = now;
-      pr.matched = 0;
-      pr.fresh = true;
-      touched.push_back(static_cast<uint64_t>(r) * useg + seg);
-      begun.emplace_back(r, seg);
-      const PRound& pround = prounds[g.round0 + pr.round];
-      const PComm* rc = comms.data() + pr.comm;
-      // The next round's entries, for when this one completes.
-      __builtin_prefetch(rc + pround.nrecv + pround.nsend);
-      __builtin_prefetch(&pround + 1);
-      for (uint32_t k = 0; k < pround.nrecv; ++k) {
-        const uint32_t qi = queue_index(rc[k].chan, seg);
-        Queue& q = queues[qi];
-        const size_t at = q.posted++;
-        if (at < q.sent() && std::isinf(q.arrive[at - q.base])) released.emplace_back(qi, at);
+        pr.round_start = now;
+        pr.send_end = now;
+        pr.max_arrive = now;
+        pr.matched = 0;
+        pr.fresh = true;
+        touched.push_back(static_cast<uint64_t>(r) * useg + seg);
+        begun.emplace_back(r, seg);
+        const PRound& pround = prounds[g.round0 + pr.round];
+        const PComm* rc = comms.data() + pr.comm;
+        // The next round's entries, for when this one completes.
+        __builtin_prefetch(rc + pround.nrecv + pround.nsend);
+        __builtin_prefetch(&pround + 1);
+        for (uint32_t k = 0; k < pround.nrecv; ++k) {
+          const uint32_t qi = queue_index(rc[k].chan, seg);
+          Queue& q = queues[qi];
+          const size_t at = q.posted++;
+          if (at < q.sent() && std::isinf(q.arrive[at - q.base])) released.emplace_back(qi, at);
+        }
       }
     }
     // 2. Their sends, in the order the rounds were taken.
@@ -844,7 +889,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     }
     // Rounds complete in (rank, segment) order: the senders of the instant,
     // and the receivers that were waiting for these messages.
-    std::sort(touched.begin(), touched.end());
+    if (!std::is_sorted(touched.begin(), touched.end())) std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     for (const uint64_t key : touched) {
       const int r = static_cast<int>(key / useg);
