@@ -310,41 +310,54 @@ double node_estimate(const Topology& t, const CostModel& m, const std::vector<co
 namespace {
 
 // The replay's events: the rounds that begin, by instant. Rounds of many
-// ranks begin at one instant (lock-step schedules): each instant is one
-// entry of a heap of times and a list of its events, taken whole and in
-// key order, instead of one heap entry per event. An event pushed at the
-// instant being replayed starts a new list for that instant, replayed
-// after it, as a heap of events would.
+// ranks often begin at one instant (lock-step schedules), and a round that
+// ends is pushed right after others ending then: consecutive pushes at one
+// time share one heap entry and its list of keys. An instant is taken whole
+// (every entry at its time), its keys in order, as from a heap of events.
 class Instants {
  public:
-  bool empty() const { return times_.empty(); }
-  double next() const { return times_.top(); }
+  bool empty() const { return heap_.empty(); }
+  double next() const { return heap_.top().first; }
   void push(double at, uint64_t key) {
-    auto [it, fresh] = at_.try_emplace(at);
-    if (fresh) {
-      times_.push(at);
-      if (!spare_.empty()) {
-        it->second.swap(spare_.back());
-        spare_.pop_back();
+    if (last_ == kNone || at != last_at_) {
+      uint32_t id;
+      if (free_.empty()) {
+        id = static_cast<uint32_t>(lists_.size());
+        lists_.emplace_back();
+      } else {
+        id = free_.back();
+        free_.pop_back();
       }
+      heap_.emplace(at, id);
+      last_ = id;
+      last_at_ = at;
     }
-    it->second.push_back(key);
+    lists_[last_].push_back(key);
   }
   // The keys of the earliest instant, in order, into `out` (replaced).
   void pop(std::vector<uint64_t>& out) {
-    auto it = at_.find(times_.top());
-    times_.pop();
     out.clear();
-    spare_.push_back(std::move(out));
-    out = std::move(it->second);
-    at_.erase(it);
+    const double at = heap_.top().first;
+    while (!heap_.empty() && heap_.top().first == at) {
+      const uint32_t id = heap_.top().second;
+      heap_.pop();
+      if (out.empty()) out.swap(lists_[id]);
+      else out.insert(out.end(), lists_[id].begin(), lists_[id].end());
+      lists_[id].clear();
+      free_.push_back(id);
+      if (id == last_) last_ = kNone;
+    }
     if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
   }
 
  private:
-  std::priority_queue<double, std::vector<double>, std::greater<double>> times_;
-  std::unordered_map<double, std::vector<uint64_t>> at_;
-  std::vector<std::vector<uint64_t>> spare_;  // emptied lists, for their capacity
+  static constexpr uint32_t kNone = ~0u;
+  using Entry = std::pair<double, uint32_t>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  std::vector<std::vector<uint64_t>> lists_;
+  std::vector<uint32_t> free_;
+  uint32_t last_ = kNone;
+  double last_at_ = 0;
 };
 
 }  // namespace
@@ -868,7 +881,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         uses.push_back(Use{(static_cast<uint64_t>(l) << 32) | static_cast<uint64_t>(t.group(l, to)), msg.first,
                            static_cast<double>(msg.wire) * m.at(l + 1).beta * sym.share, i});
     }
-    if (uses.size() > 1) std::sort(uses.begin(), uses.end());
+    if (!std::is_sorted(uses.begin(), uses.end())) std::sort(uses.begin(), uses.end());
     for (size_t i = 0; i < uses.size();) {
       const Use& u = uses[i];
       const int l = static_cast<int>(u.link >> 32), g = static_cast<int>(u.link & 0xffffffffu);
