@@ -44,8 +44,8 @@ static_assert(sizeof(Op) == 40);
 // The allocator of a round's operations: lists of up to kPooled operations
 // (nearly every round's) come from per-thread free lists, so that building
 // and dropping schedules of thousands of rounds (the selector builds many)
-// does not go through malloc for each. The lists keep what they were given
-// back for the thread's next schedules.
+// does not go through malloc for each. The lists keep what they are given
+// back (up to 8 MiB per thread) for the thread's next schedules.
 void* op_pool_take(size_t n);
 void op_pool_give(void* p, size_t n);
 constexpr size_t kPooled = 8;
@@ -56,6 +56,7 @@ struct OpAlloc {
   OpAlloc() = default;
   template <class U>
   OpAlloc(const OpAlloc<U>&) {}
+  static_assert(sizeof(T) == sizeof(Op), "the pool holds lists of operations");
   T* allocate(size_t n) {
     return static_cast<T*>(n <= kPooled ? op_pool_take(n) : ::operator new(n * sizeof(T)));
   }

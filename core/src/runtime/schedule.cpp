@@ -29,10 +29,17 @@ Coll coll_from_name(const std::string& name) {
 
 namespace {
 
-// One free list per list length (1..kPooled operations), per thread.
+// One free list per list length (1..kPooled operations), per thread,
+// holding at most kPoolBytes: what a large replay frees beyond that goes
+// back to the heap. A list freed after its thread's pool is gone (a
+// schedule that outlives it, at exit) goes back to the heap too.
+constexpr size_t kPoolBytes = size_t{8} << 20;
+thread_local bool op_pool_gone = false;
 struct OpPool {
   std::vector<void*> free[kPooled + 1];
+  size_t bytes = 0;
   ~OpPool() {
+    op_pool_gone = true;
     for (auto& f : free)
       for (void* p : f) ::operator delete(p);
   }
@@ -42,14 +49,23 @@ thread_local OpPool op_pool;
 }  // namespace
 
 void* op_pool_take(size_t n) {
+  if (op_pool_gone) return ::operator new(n * sizeof(Op));
   auto& f = op_pool.free[n];
   if (f.empty()) return ::operator new(n * sizeof(Op));
   void* p = f.back();
   f.pop_back();
+  op_pool.bytes -= n * sizeof(Op);
   return p;
 }
 
-void op_pool_give(void* p, size_t n) { op_pool.free[n].push_back(p); }
+void op_pool_give(void* p, size_t n) {
+  if (op_pool_gone || op_pool.bytes + n * sizeof(Op) > kPoolBytes) {
+    ::operator delete(p);
+    return;
+  }
+  op_pool.free[n].push_back(p);
+  op_pool.bytes += n * sizeof(Op);
+}
 
 bool Round::has_comm() const {
   for (const auto& op : ops)
