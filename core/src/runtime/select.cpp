@@ -60,6 +60,11 @@ class Built {
     if (!s) s = std::make_unique<Schedule>(make(count, rank));
     return *s;
   }
+  // Frees the schedules of `count` elements.
+  void drop(size_t count) {
+    for (auto& [c, v] : by_count_)
+      if (c == count) v.clear();
+  }
   // Built and not kept (the images a symmetry check compares).
   Schedule make(size_t count, int rank) const {
     CollDesc cd = d_;
@@ -307,6 +312,7 @@ Candidate cost_algorithm(const Algorithm& a, const Topology& t, const Config& cf
     best = simulate_one(a, t, cfg, m, d, 1, d.count, limit, syms, built);
   }
   if (!may_pipeline) return best;
+  built.drop(d.count);  // the whole call's schedules: the segments have their own
   // Every segment pays its schedule's rounds of latency. Where that latency
   // is not small against a segment's transfer (long schedules: many ranks,
   // fast links), segments grow to 4, 16 or 64 times BAOBAB_SEGMENT: the
