@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <deque>
 #include <limits>
-#include <memory>
+#include <map>
 #include <sstream>
-#include <unordered_map>
 
 #include "baobab/error.hpp"
 
@@ -56,14 +54,13 @@ class Built {
  public:
   Built(const Algorithm& a, const Topology& t, const CostModel& m, const CollDesc& d) : a_(a), t_(t), m_(m), d_(d) {}
   const Schedule& at(size_t count, int rank) {
-    std::unique_ptr<Schedule>& s = of(count)[rank];
-    if (!s) s = std::make_unique<Schedule>(make(count, rank));
-    return *s;
+    auto [it, fresh] = kept_.try_emplace({count, rank});
+    if (fresh) it->second = make(count, rank);
+    return it->second;
   }
   // Frees the schedules of `count` elements.
   void drop(size_t count) {
-    for (auto& [c, v] : by_count_)
-      if (c == count) v.clear();
+    kept_.erase(kept_.lower_bound({count, 0}), kept_.upper_bound({count, t_.size()}));
   }
   // Built and not kept (the images a symmetry check compares).
   Schedule make(size_t count, int rank) const {
@@ -73,16 +70,11 @@ class Built {
   }
 
  private:
-  std::unordered_map<int, std::unique_ptr<Schedule>>& of(size_t count) {
-    for (auto& [c, v] : by_count_)
-      if (c == count) return v;
-    return by_count_.emplace_back(count, std::unordered_map<int, std::unique_ptr<Schedule>>{}).second;
-  }
   const Algorithm& a_;
   const Topology& t_;
   const CostModel& m_;
   const CollDesc d_;
-  std::deque<std::pair<size_t, std::unordered_map<int, std::unique_ptr<Schedule>>>> by_count_;
+  std::map<std::pair<size_t, int>, Schedule> kept_;  // nodes: references stay valid
 };
 
 // How far the algorithm's schedules keep `sym`: the least Fit of every
