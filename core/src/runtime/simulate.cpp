@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <cstring>
 #include <queue>
 #include <sstream>
@@ -21,32 +22,52 @@ namespace {
 // order (a FIFO: `head` is the next to match). Message and receive indices
 // count from the channel's first message; the matched ones are dropped
 // (`base` of them) whenever none is left, so a queue holds only what is in
-// flight.
+// flight. Most channels hold one message at a time (many carry only one):
+// it is kept in place, without an allocation.
 struct Queue {
-  std::vector<double> arrive;
-  std::vector<size_t> bytes;
-  std::vector<std::vector<char>> payload;  // with data only
-  size_t base = 0;    // messages matched and dropped
-  size_t head = 0;    // the next to match, in arrive
-  size_t posted = 0;  // receives posted for these messages (in order) so far
+  struct Slot {
+    double arrive;  // +inf until settled
+    size_t bytes;
+  };
+  Slot one{};                        // the slots while at most one
+  std::unique_ptr<Slot[]> heap;      // else
+  uint32_t n = 0, cap = 1;           // slots in use, and room
+  uint32_t head = 0;                 // the next to match
+  size_t base = 0;                   // messages matched and dropped
+  size_t posted = 0;                 // receives posted for these messages (in order) so far
+  std::unique_ptr<std::vector<std::vector<char>>> payload;  // with data only
+
+  Slot& at(size_t i) { return cap == 1 ? one : heap[i]; }
+  void push(double arrive, size_t bytes) {
+    if (n == cap) {
+      const uint32_t room = cap * 4;
+      std::unique_ptr<Slot[]> more(new Slot[room]);
+      for (uint32_t i = 0; i < n; ++i) more[i] = at(i);
+      heap.swap(more);
+      cap = room;
+    }
+    at(n++) = Slot{arrive, bytes};
+  }
   // No message to match next, or the next has not arrived (+inf: waiting
   // for its receive to be posted, under the rendezvous rule).
-  bool empty() const { return head == arrive.size() || std::isinf(arrive[head]); }
-  size_t sent() const { return base + arrive.size(); }
+  bool empty() { return head == n || std::isinf(at(head).arrive); }
+  size_t sent() const { return base + n; }
   void drop_matched() {
-    if (head != arrive.size()) return;
-    base += arrive.size();
-    arrive.clear();
-    bytes.clear();
-    payload.clear();
+    if (head != n) return;
+    base += n;
+    n = 0;
     head = 0;
+    if (payload) payload->clear();
   }
 };
 
 // The schedules as the replay reads them: for each round its receives and
 // then its sends (each kind in the order of the round's operations), 16
 // bytes each, and the CPU time of each local operation; one rank's rounds
-// follow one another in flat arrays, read in order.
+// follow one another in flat arrays, read in order. Consecutive rounds
+// that compile alike (a ring's 2(p-1) rounds of one chunk each to the same
+// peers) are stored once with their count: the compiled job of a 4,096-rank
+// ring is then a few entries per rank, not 8,190, and stays in the cache.
 struct PComm {
   int32_t peer;
   uint32_t chan;  // the (sender, receiver) pair the message travels on
@@ -57,6 +78,7 @@ struct PComm {
 };
 struct PRound {
   uint32_t nrecv = 0, nsend = 0, nlocal = 0;
+  uint32_t repeat = 1;  // consecutive rounds alike
 };
 struct Prog {  // one schedule of one rank
   const Schedule* schedule = nullptr;
@@ -64,14 +86,65 @@ struct Prog {  // one schedule of one rank
 };
 
 struct Proc {  // one segment of one rank
-  size_t round = 0;
+  size_t round = 0;      // in the schedule
+  uint32_t run = 0;      // its compiled entry (from the program's round0)
+  uint32_t repeated = 0;  // rounds of that entry done
   uint32_t prog = 0;
   size_t comm = 0, local = 0;  // the current round's first entries in the compiled arrays
   bool started = false, done = false, blocked = false;
   bool fresh = false;  // its round started at this instant and has not tried to complete yet
+  bool listed = false;  // in the instant's list of rounds to complete
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
   size_t unsent = 0;  // sends of the round still waiting for their receive (rendezvous)
+};
+
+// The channels' numbers by (sender, receiver) key: open addressing with
+// linear probing (a replay meets up to a few million channels, each
+// looked up once per change of peer while compiling).
+class ChannelIds {
+ public:
+  void reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > slots_.size()) rehash(cap);
+  }
+  // The id of `key`, or `fresh` (then recorded) if it has none.
+  uint32_t find_or_add(uint64_t key, uint32_t fresh) {
+    if (2 * (used_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+      Slot& e = slots_[i];
+      if (e.id == kEmpty) {
+        e = Slot{key, fresh};
+        ++used_;
+        return fresh;
+      }
+      if (e.key == key) return e.id;
+    }
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = ~0u;
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t id = kEmpty;
+  };
+  static size_t hash(uint64_t k) { return static_cast<size_t>((k ^ (k >> 31)) * 0x9e3779b97f4a7c15ULL >> 20); }
+  void rehash(size_t cap) {
+    std::vector<Slot> old(cap);
+    old.swap(slots_);
+    const size_t mask = cap - 1;
+    for (const Slot& e : old)
+      if (e.id != kEmpty)
+        for (size_t i = hash(e.key) & mask;; i = (i + 1) & mask)
+          if (slots_[i].id == kEmpty) {
+            slots_[i] = e;
+            break;
+          }
+  }
+  std::vector<Slot> slots_;
+  size_t used_ = 0;
 };
 
 // The i-th operation of `kind` in a round (the data and device paths, which
@@ -309,17 +382,51 @@ double node_estimate(const Topology& t, const CostModel& m, const std::vector<co
 
 namespace {
 
+// Sorts keys ascending: a radix sort by bytes (only the bytes in which the
+// keys differ) for the long lists of a lock-step instant, where a
+// comparison sort would cost log n passes.
+void sort_keys(std::vector<uint64_t>& v, std::vector<uint64_t>& tmp) {
+  const size_t n = v.size();
+  if (n < 128) {
+    std::sort(v.begin(), v.end());
+    return;
+  }
+  uint64_t all_or = 0, all_and = ~uint64_t{0};
+  for (const uint64_t k : v) {
+    all_or |= k;
+    all_and &= k;
+  }
+  const uint64_t differ = all_or ^ all_and;
+  tmp.resize(n);
+  for (int shift = 0; shift < 64 && (differ >> shift); shift += 8) {
+    if (((differ >> shift) & 0xff) == 0) continue;
+    size_t count[257] = {};
+    for (const uint64_t k : v) count[((k >> shift) & 0xff) + 1]++;
+    for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+    for (const uint64_t k : v) tmp[count[(k >> shift) & 0xff]++] = k;
+    v.swap(tmp);
+  }
+}
+
 // The replay's events: the rounds that begin, by instant. Rounds of many
-// ranks often begin at one instant (lock-step schedules), and a round that
-// ends is pushed right after others ending then: consecutive pushes at one
-// time share one heap entry and its list of keys. An instant is taken whole
-// (every entry at its time), its keys in order, as from a heap of events.
+// ranks often begin at one instant (lock-step schedules): every push at one
+// time goes to that instant's one heap entry and list of keys (found by
+// time). An instant is taken whole, its keys in order, as from a heap of
+// events.
 class Instants {
  public:
   bool empty() const { return heap_.empty(); }
   double next() const { return heap_.top().first; }
   void push(double at, uint64_t key) {
+    at += 0.0;  // -0 is +0 (one hash)
     if (last_ == kNone || at != last_at_) {
+      auto [it, fresh] = open_.try_emplace(at, 0u);
+      if (!fresh) {  // an instant already pending: its list
+        last_ = it->second;
+        last_at_ = at;
+        lists_[last_].push_back(key);
+        return;
+      }
       uint32_t id;
       if (free_.empty()) {
         id = static_cast<uint32_t>(lists_.size());
@@ -328,6 +435,7 @@ class Instants {
         id = free_.back();
         free_.pop_back();
       }
+      it->second = id;
       heap_.emplace(at, id);
       last_ = id;
       last_at_ = at;
@@ -347,15 +455,26 @@ class Instants {
       free_.push_back(id);
       if (id == last_) last_ = kNone;
     }
-    if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
+    open_.erase(at);
+    if (!std::is_sorted(out.begin(), out.end())) sort_keys(out, tmp_);
   }
 
  private:
   static constexpr uint32_t kNone = ~0u;
   using Entry = std::pair<double, uint32_t>;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  // The pending instants' lists by time (one heap entry each).
+  struct TimeHash {
+    size_t operator()(double x) const {
+      uint64_t b;
+      std::memcpy(&b, &x, sizeof b);
+      return static_cast<size_t>((b ^ (b >> 29)) * 0xbf58476d1ce4e5b9ULL >> 17);
+    }
+  };
+  std::unordered_map<double, uint32_t, TimeHash> open_;
   std::vector<std::vector<uint64_t>> lists_;
   std::vector<uint32_t> free_;
+  std::vector<uint64_t> tmp_;
   uint32_t last_ = kNone;
   double last_at_ = 0;
 };
@@ -417,12 +536,12 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   std::vector<PComm> comms;
   std::vector<double> lcost;  // the CPU time of each local operation (host buffers)
   std::vector<std::pair<int, int>> chans;  // each channel's sender and receiver
-  std::unordered_map<uint64_t, uint32_t> chan_of;
+  ChannelIds chan_of;
   auto channel = [&](int src, int dst) -> uint32_t {
     const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst);
-    auto [it, fresh] = chan_of.try_emplace(key, static_cast<uint32_t>(chans.size()));
-    if (fresh) chans.emplace_back(src, dst);
-    return it->second;
+    const uint32_t id = chan_of.find_or_add(key, static_cast<uint32_t>(chans.size()));
+    if (id == chans.size()) chans.emplace_back(src, dst);
+    return id;
   };
   {
     size_t rounds_all = 0;
@@ -487,6 +606,21 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           else continue;
           pr.nlocal++;
         }
+        // The same as the previous round: counted there.
+        if (prounds.size() > progs.back().round0) {
+          PRound& last = prounds.back();
+          const size_t nc = pr.nrecv + pr.nsend, nl = pr.nlocal;
+          if (last.nrecv == pr.nrecv && last.nsend == pr.nsend && last.nlocal == nl && last.repeat < UINT32_MAX &&
+              std::memcmp(comms.data() + comms.size() - 2 * nc, comms.data() + comms.size() - nc,
+                          nc * sizeof(PComm)) == 0 &&
+              std::memcmp(lcost.data() + lcost.size() - 2 * nl, lcost.data() + lcost.size() - nl,
+                          nl * sizeof(double)) == 0) {
+            last.repeat++;
+            comms.resize(comms.size() - nc);
+            lcost.resize(lcost.size() - nl);
+            continue;
+          }
+        }
         prounds.push_back(pr);
       }
     }
@@ -526,7 +660,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     }
     const Prog& g = progs[pr.prog];
     const Schedule& s = *g.schedule;
-    const PRound& pround = prounds[g.round0 + pr.round];
+    const PRound& pround = prounds[g.round0 + pr.run];
     const PComm* rc = comms.data() + pr.comm;
     for (size_t k = pr.matched; k < pround.nrecv; ++k) {
       Queue& q = queues[queue_index(rc[k].chan, seg)];
@@ -537,16 +671,17 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       }
       const size_t at = q.head++;
       const size_t want = rc[k].bytes();
-      if (q.bytes[at] != want && res.error.empty() && !sym.loose) {
+      const Queue::Slot got = q.at(at);
+      if (got.bytes != want && res.error.empty() && !sym.loose) {
         std::ostringstream e;
         e << "size mismatch: rank " << r << " segment " << seg << " round " << pr.round << " expects " << want
-          << " bytes from rank " << rc[k].peer << ", which sent " << q.bytes[at];
+          << " bytes from rank " << rc[k].peer << ", which sent " << got.bytes;
         res.error = e.str();
       }
-      pr.max_arrive = std::max(pr.max_arrive, q.arrive[at]);
-      if (data && q.bytes[at] == want && want) {
-        std::memcpy(ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::recv, k).dst), q.payload[at].data(), want);
-        std::vector<char>().swap(q.payload[at]);
+      pr.max_arrive = std::max(pr.max_arrive, got.arrive);
+      if (data && got.bytes == want && want) {
+        std::memcpy(ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::recv, k).dst), (*q.payload)[at].data(), want);
+        std::vector<char>().swap((*q.payload)[at]);
       }
       q.drop_matched();
     }
@@ -617,8 +752,12 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       for (uint32_t k = 0; k < pround.nlocal; ++k) done += lc[k];
       cpu[r] = done;
     }
-    pr.comm += pround.nrecv + pround.nsend;
-    pr.local += pround.nlocal;
+    if (++pr.repeated == pround.repeat) {
+      pr.repeated = 0;
+      pr.run++;
+      pr.comm += pround.nrecv + pround.nsend;
+      pr.local += pround.nlocal;
+    }
     pr.round++;
     if (pr.round < s.rounds.size()) {
       start(r, seg, done);
@@ -648,7 +787,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     bool net;
   };
   std::vector<Msg> batch;
-  std::vector<uint64_t> touched;  // (rank, segment): to complete if they can
+  std::vector<uint64_t> touched, sort_tmp;  // (rank, segment): to complete if they can, each once
+  auto touch = [&](int r, size_t seg) {
+    Proc& pr = proc(r, seg);
+    if (pr.listed) return;
+    pr.listed = true;
+    touched.push_back(static_cast<uint64_t>(r) * useg + seg);
+  };
   // A message's use of a receiving link at this instant: the link (level in
   // the high half, 0: a node's link in; else that level's group uplink), when
   // the message may start on it, its time on it, and the message.
@@ -760,9 +905,9 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         pr.max_arrive = now;
         pr.matched = 0;
         pr.fresh = true;
-        touched.push_back(static_cast<uint64_t>(r) * useg + seg);
+        touch(r, seg);
         begun.emplace_back(r, seg);
-        const PRound& pround = prounds[g.round0 + pr.round];
+        const PRound& pround = prounds[g.round0 + pr.run];
         const PComm* rc = comms.data() + pr.comm;
         // The next round's entries, for when this one completes.
         __builtin_prefetch(rc + pround.nrecv + pround.nsend);
@@ -771,7 +916,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           const uint32_t qi = queue_index(rc[k].chan, seg);
           Queue& q = queues[qi];
           const size_t at = q.posted++;
-          if (at < q.sent() && std::isinf(q.arrive[at - q.base])) released.emplace_back(qi, at);
+          if (at < q.sent() && std::isinf(q.at(at - q.base).arrive)) released.emplace_back(qi, at);
         }
       }
     }
@@ -779,7 +924,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (const auto& [r, seg] : begun) {
       Proc& pr = proc(r, seg);
       const Schedule& s = *progs[pr.prog].schedule;
-      const PRound& pround = prounds[progs[pr.prog].round0 + pr.round];
+      const PRound& pround = prounds[progs[pr.prog].round0 + pr.run];
       const PComm* sc = comms.data() + pr.comm + pround.nrecv;
       // Device buffers: the round's staged payloads are copied to pinned
       // memory (one engine), its IPC payloads into the exported buffer (on
@@ -822,11 +967,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         const uint32_t qi = queue_index(c.chan, seg);
         Queue& q = queues[qi];
         const size_t at = q.sent();
-        q.arrive.push_back(std::numeric_limits<double>::infinity());  // settled below (or once received)
-        q.bytes.push_back(msg.bytes);
+        q.push(std::numeric_limits<double>::infinity(), msg.bytes);  // settled below (or once received)
         if (data) {
           const char* src = msg.bytes ? ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::send, k).a) : nullptr;
-          q.payload.emplace_back(src, src + msg.bytes);
+          if (!q.payload) q.payload = std::make_unique<std::vector<std::vector<char>>>();
+          q.payload->emplace_back(src, src + msg.bytes);
         }
         bytes_sent[r] += msg.bytes;
         msgs_sent[r] += 1;
@@ -861,7 +1006,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         Proc& pr = proc(from, seg);
         pr.unsent--;
         pr.send_end = std::max(pr.send_end, msg.end);
-        touched.push_back(static_cast<uint64_t>(from) * useg + seg);
+        touch(from, seg);
         batch.push_back(msg);
         slot.emplace_back(qi, k);
       }
@@ -896,18 +1041,18 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       const Msg& msg = batch[i];
       const int to = sym.rep(msg.to);
       Queue& q = queues[slot[i].first];
-      q.arrive[slot[i].second - q.base] = msg.arrive + m.at(msg.L).alpha + msg.extra;
+      q.at(slot[i].second - q.base).arrive = msg.arrive + m.at(msg.L).alpha + msg.extra;
       if (to < n && msg.seg < lanes[to].size())
-        touched.push_back(static_cast<uint64_t>(to) * useg + msg.seg);
+        touch(to, msg.seg);
     }
     // Rounds complete in (rank, segment) order: the senders of the instant,
     // and the receivers that were waiting for these messages.
-    if (!std::is_sorted(touched.begin(), touched.end())) std::sort(touched.begin(), touched.end());
-    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+    if (!std::is_sorted(touched.begin(), touched.end())) sort_keys(touched, sort_tmp);
     for (const uint64_t key : touched) {
       const int r = static_cast<int>(key / useg);
       const size_t seg = static_cast<size_t>(key % useg);
       Proc& pr = proc(r, seg);
+      pr.listed = false;
       if (pr.fresh || pr.blocked) {
         pr.fresh = false;
         try_complete(r, seg);
