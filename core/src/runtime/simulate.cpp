@@ -409,38 +409,40 @@ void sort_keys(std::vector<uint64_t>& v, std::vector<uint64_t>& tmp) {
 }
 
 // The replay's events: the rounds that begin, by instant. Rounds of many
-// ranks often begin at one instant (lock-step schedules): every push at one
-// time goes to that instant's one heap entry and list of keys (found by
-// time). An instant is taken whole, its keys in order, as from a heap of
-// events.
+// ranks often begin at one instant (lock-step schedules): a push at a time
+// goes to that instant's heap entry and list of keys, found in a small table
+// of the pending instants by time (where two times share a slot, a time may
+// get a second entry). An instant is taken whole (every entry at its time),
+// its keys in order, as from a heap of events.
 class Instants {
  public:
   bool empty() const { return heap_.empty(); }
   double next() const { return heap_.top().first; }
   void push(double at, uint64_t key) {
-    at += 0.0;  // -0 is +0 (one hash)
     if (last_ == kNone || at != last_at_) {
-      auto [it, fresh] = open_.try_emplace(at, 0u);
-      if (!fresh) {  // an instant already pending: its list
-        last_ = it->second;
-        last_at_ = at;
-        lists_[last_].push_back(key);
-        return;
-      }
-      uint32_t id;
-      if (free_.empty()) {
-        id = static_cast<uint32_t>(lists_.size());
-        lists_.emplace_back();
+      // A pending instant at this time, if the table of recent ones has it
+      // (else a second heap entry for the time: merged when taken).
+      Recent& c = recent_[slot(at)];
+      if (c.id != kNone && lists_[c.id].at == at && lists_[c.id].live) {
+        last_ = c.id;
       } else {
-        id = free_.back();
-        free_.pop_back();
+        uint32_t id;
+        if (free_.empty()) {
+          id = static_cast<uint32_t>(lists_.size());
+          lists_.emplace_back();
+        } else {
+          id = free_.back();
+          free_.pop_back();
+        }
+        lists_[id].at = at;
+        lists_[id].live = true;
+        heap_.emplace(at, id);
+        c.id = id;
+        last_ = id;
       }
-      it->second = id;
-      heap_.emplace(at, id);
-      last_ = id;
       last_at_ = at;
     }
-    lists_[last_].push_back(key);
+    lists_[last_].keys.push_back(key);
   }
   // The keys of the earliest instant, in order, into `out` (replaced).
   void pop(std::vector<uint64_t>& out) {
@@ -449,32 +451,39 @@ class Instants {
     while (!heap_.empty() && heap_.top().first == at) {
       const uint32_t id = heap_.top().second;
       heap_.pop();
-      if (out.empty()) out.swap(lists_[id]);
-      else out.insert(out.end(), lists_[id].begin(), lists_[id].end());
-      lists_[id].clear();
+      List& l = lists_[id];
+      if (out.empty()) out.swap(l.keys);
+      else out.insert(out.end(), l.keys.begin(), l.keys.end());
+      l.keys.clear();
+      l.live = false;
       free_.push_back(id);
       if (id == last_) last_ = kNone;
     }
-    open_.erase(at);
     if (!std::is_sorted(out.begin(), out.end())) sort_keys(out, tmp_);
   }
 
  private:
   static constexpr uint32_t kNone = ~0u;
+  static constexpr size_t kRecent = 256;
   using Entry = std::pair<double, uint32_t>;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
-  // The pending instants' lists by time (one heap entry each).
-  struct TimeHash {
-    size_t operator()(double x) const {
-      uint64_t b;
-      std::memcpy(&b, &x, sizeof b);
-      return static_cast<size_t>((b ^ (b >> 29)) * 0xbf58476d1ce4e5b9ULL >> 17);
-    }
+  struct List {
+    std::vector<uint64_t> keys;
+    double at = 0;
+    bool live = false;
   };
-  std::unordered_map<double, uint32_t, TimeHash> open_;
-  std::vector<std::vector<uint64_t>> lists_;
+  struct Recent {
+    uint32_t id = kNone;
+  };
+  static size_t slot(double x) {
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return static_cast<size_t>((b * 0x9e3779b97f4a7c15ULL) >> 56) % kRecent;
+  }
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  std::vector<List> lists_;
   std::vector<uint32_t> free_;
   std::vector<uint64_t> tmp_;
+  Recent recent_[kRecent];
   uint32_t last_ = kNone;
   double last_at_ = 0;
 };
