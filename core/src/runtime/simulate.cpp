@@ -619,11 +619,18 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         if (prounds.size() > progs.back().round0) {
           PRound& last = prounds.back();
           const size_t nc = pr.nrecv + pr.nsend, nl = pr.nlocal;
+          auto alike = [&] {
+            const PComm* a = comms.data() + comms.size() - 2 * nc;
+            for (size_t i = 0; i < nc; ++i)
+              if (a[i].peer != a[i + nc].peer || a[i].chan != a[i + nc].chan || a[i].word != a[i + nc].word)
+                return false;
+            const double* x = lcost.data() + lcost.size() - 2 * nl;
+            for (size_t i = 0; i < nl; ++i)
+              if (x[i] != x[i + nl]) return false;
+            return true;
+          };
           if (last.nrecv == pr.nrecv && last.nsend == pr.nsend && last.nlocal == nl && last.repeat < UINT32_MAX &&
-              std::memcmp(comms.data() + comms.size() - 2 * nc, comms.data() + comms.size() - nc,
-                          nc * sizeof(PComm)) == 0 &&
-              std::memcmp(lcost.data() + lcost.size() - 2 * nl, lcost.data() + lcost.size() - nl,
-                          nl * sizeof(double)) == 0) {
+              alike()) {
             last.repeat++;
             comms.resize(comms.size() - nc);
             lcost.resize(lcost.size() - nl);
@@ -633,6 +640,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         prounds.push_back(pr);
       }
     }
+    // Every rank meets about as many channels as the first (each channel
+    // counted at both its ends): room for them all, so the table is not
+    // rebuilt as it fills.
+    if (r == 0) chan_of.reserve(chans.size() * static_cast<size_t>(n) / 2 + 16);
   }
   std::vector<Queue> queues(chans.size() * nseg_max);
   auto queue_index = [&](uint32_t chan, size_t seg) { return static_cast<uint32_t>(chan * nseg_max + seg); };
