@@ -65,9 +65,15 @@ struct CostModel {
   // node.<id>.bw_GBps). Empty, or 0 for a rank: the level-1 rate.
   std::vector<double> node_beta;
   // Parameters for link level L (the last one repeats for deeper levels).
-  const LinkParams& at(int L) const;
+  const LinkParams& at(int L) const {
+    const size_t i = L < 0 ? 0 : static_cast<size_t>(L);
+    return link[i < link.size() ? i : link.size() - 1];
+  }
   // s/byte of rank r's node link.
-  double node_link_beta(int r) const;
+  double node_link_beta(int r) const {
+    if (r >= 0 && static_cast<size_t>(r) < node_beta.size() && node_beta[r] > 0) return node_beta[r];
+    return at(1).beta;
+  }
   // True when the node links of these ranks differ by more than 10 %.
   bool uneven_links(const std::vector<int>& ranks) const;
   // Device buffers: off for host collectives.

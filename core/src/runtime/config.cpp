@@ -19,16 +19,6 @@
 
 namespace baobab {
 
-const LinkParams& CostModel::at(int L) const {
-  if (L < 0) L = 0;
-  return link[std::min<size_t>(static_cast<size_t>(L), link.size() - 1)];
-}
-
-double CostModel::node_link_beta(int r) const {
-  if (r >= 0 && static_cast<size_t>(r) < node_beta.size() && node_beta[r] > 0) return node_beta[r];
-  return at(1).beta;
-}
-
 bool CostModel::uneven_links(const std::vector<int>& ranks) const {
   if (node_beta.empty() || ranks.size() < 2) return false;
   double lo = node_link_beta(ranks[0]), hi = lo;

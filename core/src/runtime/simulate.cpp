@@ -529,11 +529,24 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     for (const auto& l : lanes) k = std::max(k, l.size());
     return k;
   }();
+  // Events at one instant run in the order of the rank's place in its block
+  // (then rank, then segment), the same order with or without a symmetry,
+  // so that folding the blocks replays every tie the way the full replay
+  // does (a rank's block place is kept by every move of a Symmetry).
+  const int place = sym.active() ? sym.period : block_period(t);
   // Event and completion order keys: (place, rank, segment) and (rank,
-  // segment) in one integer each.
-  if (static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(nseg_max) > 1.8e19)
+  // segment) in one integer each, a field of bits each (read back without
+  // a division).
+  auto bits = [](uint64_t x) {  // of x - 1, the largest value
+    int b = 0;
+    while (b < 64 && (uint64_t{1} << b) < x) ++b;
+    return b;
+  };
+  const int seg_bits = bits(nseg_max), rank_bits = bits(static_cast<uint64_t>(n));
+  if (bits(static_cast<uint64_t>(place)) + rank_bits + seg_bits > 64)
     throw InvalidArgument("simulate: " + std::to_string(n) + " ranks of " + std::to_string(nseg_max) +
                           " segments are more than the replay can order");
+  const uint64_t seg_mask = (uint64_t{1} << seg_bits) - 1, rank_mask = (uint64_t{1} << rank_bits) - 1;
 
   // The schedules compiled, once per rank and distinct schedule. The
   // channels (sender, receiver) are numbered as they are first met; a
@@ -648,13 +661,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   std::vector<Queue> queues(chans.size() * nseg_max);
   auto queue_index = [&](uint32_t chan, size_t seg) { return static_cast<uint32_t>(chan * nseg_max + seg); };
 
-  // Events at one instant run in the order of the rank's place in its block
-  // (then rank, then segment), the same order with or without a symmetry,
-  // so that folding the blocks replays every tie the way the full replay
-  // does (a rank's block place is kept by every move of a Symmetry).
-  const int place = sym.active() ? sym.period : block_period(t);
   Instants events;
-  const uint64_t un = static_cast<uint64_t>(n), useg = static_cast<uint64_t>(nseg_max);
 
   auto ptr = [&](int r, size_t seg, const Ref& ref) -> char* {
     const SimLane& l = lanes[r][seg];
@@ -665,7 +672,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   };
 
   auto start = [&](int r, size_t seg, double at) {
-    events.push(at, (static_cast<uint64_t>(r % place) * un + static_cast<uint64_t>(r)) * useg + seg);
+    events.push(at, (((static_cast<uint64_t>(r % place) << rank_bits) | static_cast<uint64_t>(r)) << seg_bits) | seg);
   };
   for (int r = 0; r < n; ++r)
     for (size_t s = 0; s < lanes[r].size() && s < static_cast<size_t>(window); ++s) start(r, s, 0.0);
@@ -812,7 +819,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     Proc& pr = proc(r, seg);
     if (pr.listed) return;
     pr.listed = true;
-    touched.push_back(static_cast<uint64_t>(r) * useg + seg);
+    touched.push_back((static_cast<uint64_t>(r) << seg_bits) | seg);
   };
   // A message's use of a receiving link at this instant: the link (level in
   // the high half, 0: a node's link in; else that level's group uplink), when
@@ -902,8 +909,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     while (!events.empty() && events.next() == now) {
       events.pop(keys);
       for (const uint64_t key : keys) {
-        const size_t seg = static_cast<size_t>(key % useg);
-        const int r = static_cast<int>((key / useg) % un);
+        const size_t seg = static_cast<size_t>(key & seg_mask);
+        const int r = static_cast<int>((key >> seg_bits) & rank_mask);
         Proc& pr = proc(r, seg);
         const Prog& g = progs[pr.prog];
         const Schedule& s = *g.schedule;
@@ -1069,8 +1076,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     // and the receivers that were waiting for these messages.
     if (!std::is_sorted(touched.begin(), touched.end())) sort_keys(touched, sort_tmp);
     for (const uint64_t key : touched) {
-      const int r = static_cast<int>(key / useg);
-      const size_t seg = static_cast<size_t>(key % useg);
+      const int r = static_cast<int>(key >> seg_bits);
+      const size_t seg = static_cast<size_t>(key & seg_mask);
       Proc& pr = proc(r, seg);
       pr.listed = false;
       if (pr.fresh || pr.blocked) {
