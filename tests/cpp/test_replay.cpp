@@ -7,7 +7,12 @@
 //  - a channel's messages stay in MPI order however many are in flight: a
 //    sender that runs six rounds ahead of its receiver, with data, delivers
 //    every payload to its receive; receives posted in another order than the
-//    sizes were sent are reported as a size mismatch naming the round.
+//    sizes were sent are reported as a size mismatch naming the round;
+//  - a replay given a limit (the selector's time to beat) stops once the
+//    job is known to finish after it, and then reports a lower bound of the
+//    full replay's time above the limit; at a limit equal to the full time
+//    it runs to the end. Every algorithm of every collective, whole and
+//    pipelined, on the host model and on one with uneven links.
 //
 // Usage: test_replay   exit status 0 on success.
 #include <cmath>
@@ -15,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "baobab/algorithms.hpp"
 #include "baobab/config.hpp"
 #include "baobab/schedule.hpp"
 #include "baobab/simulate.hpp"
@@ -148,7 +154,89 @@ static void many_in_flight(bool swapped) {
   check(res.finish[0] < static_cast<double>(big) * m.copy, "six in flight: rank 0 ran ahead (eager sends)");
 }
 
+// Full replay, then the same with limits at, just below and at half of its
+// time.
+static void limits() {
+  int replays = 0, cut = 0, half = 0, half_cut = 0;
+  for (const char* spec : {"nodes=4", "switch=2,nodes=4"}) {
+    const int p = 16;
+    std::vector<int> keys(p);
+    std::vector<std::string> hosts(p), addr(p);
+    for (int r = 0; r < p; ++r) {
+      keys[r] = r / 4;
+      hosts[r] = "h" + std::to_string(r / 4);
+    }
+    const Topology t = make_topology(p, keys, hosts, addr, spec);
+    CostModel uneven = CostModel::defaults(t.levels());
+    uneven.node_beta.assign(p, 0.0);
+    for (int r = 0; r < p; ++r)
+      if (t.node_of(r) == 2) uneven.node_beta[r] = 3 * uneven.at(1).beta;
+    uneven.rndv_bytes = 4096;
+    for (const CostModel& m : {CostModel::defaults(t.levels()), uneven})
+      for (const Algorithm& a : algorithms()) {
+        if (a.is_family()) continue;
+        for (size_t bytes : {size_t(64), size_t(1) << 20}) {
+          CollDesc d;
+          d.coll = a.coll;
+          d.elem_size = 4;
+          d.count = bytes / 4;
+          if (a.coll == Coll::reduce_scatter || a.coll == Coll::allgather) d.counts.assign(p, bytes / 4 / p + 1);
+          if (a.coll == Coll::alltoall) d.counts.assign(static_cast<size_t>(p) * p, bytes / 4 / p / p + 1);
+          if (!a.unsupported(t, d).empty()) continue;
+          std::vector<Schedule> s(p);
+          for (int r = 0; r < p; ++r) s[r] = build_schedule(a, t, d, r, m);
+          for (int nseg : {1, 3}) {
+            std::vector<std::vector<SimLane>> lanes(p);
+            for (int r = 0; r < p; ++r)
+              for (int k = 0; k < nseg; ++k) lanes[r].push_back(SimLane{&s[r], 0, 0});
+            const int window = nseg > 1 ? 2 : 1;
+            const SimResult full = simulate(t, m, lanes, window);
+            const std::string what = a.name + " " + spec + " " + std::to_string(bytes) + " B, " +
+                                     std::to_string(nseg) + " lanes";
+            check(full.error.empty() && !full.cut, what + ": " + full.error);
+            const double T = full.time;
+            if (T <= 0) continue;
+            const SimResult at = simulate(t, m, lanes, window, nullptr, T);
+            check(!at.cut && at.time == T, what + ": cut at a limit equal to its time");
+            for (double f : {1 - 1e-6, 0.5}) {
+              const double limit = T * f;
+              const SimResult c = simulate(t, m, lanes, window, nullptr, limit);
+              ++replays;
+              cut += c.cut;
+              if (f == 0.5) {
+                ++half;
+                half_cut += c.cut;
+              }
+              if (c.cut)
+                check(c.time > limit && c.time <= T * (1 + 1e-9),
+                      what + ": cut at " + std::to_string(c.time) + " s, limit " + std::to_string(limit) +
+                          " s, full " + std::to_string(T) + " s");
+              else
+                check(c.time == T, what + ": not cut but its time differs");
+            }
+          }
+        }
+      }
+  }
+  // One round of an exchange and a long local copy: its only event is at
+  // time 0, so only its remaining work tells that it ends after the limit.
+  {
+    const Topology t = two_nodes();
+    const CostModel m = CostModel::defaults(t.levels());
+    std::vector<Schedule> s(2);
+    for (int r = 0; r < 2; ++r) exchange(s[r], 1 - r, 1000, 4 << 20);
+    const double T = replay(t, m, s).time;
+    std::vector<std::vector<SimLane>> lanes(2);
+    for (int r = 0; r < 2; ++r) lanes[r].push_back(SimLane{&s[r], 0, 0});
+    const SimResult c = simulate(t, m, lanes, 1, nullptr, T / 2);
+    check(c.cut && c.time > T / 2 && c.time <= T, "one long round: cut by its remaining work, at " +
+                                                      std::to_string(c.time) + " s of " + std::to_string(T) + " s");
+  }
+  std::printf("limits: %d of %d replays under a limit cut (%d of %d at half the time), every bound within the full time\n", cut, replays, half_cut, half);
+}
+
 int main() {
+  limits();
   equal_rounds();
   many_in_flight(false);
   many_in_flight(true);

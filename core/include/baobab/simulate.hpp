@@ -118,8 +118,11 @@ std::vector<Symmetry> job_symmetries(const Topology& t, const CostModel& m, bool
 int block_period(const Topology& t);
 
 // lanes[r] = the segments of rank r, run with at most `window` in flight.
-// Stops as soon as every unfinished rank is known to finish after `limit`
-// seconds (the selector's best time so far): `cut` is then set.
+// Stops as soon as the job is known to finish after `limit` seconds (the
+// selector's best time so far): every pending round starts later, or, on
+// host buffers, one rank's remaining work (its lane's least round times,
+// its CPU's and its injection's work still to come) ends later. `cut` is
+// then set and `time` is that lower bound of the finish.
 // With an active `sym`, lanes holds the representatives' segments only
 // (sym.period ranks) and the result stands for every rank (no data).
 SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std::vector<SimLane>>& lanes, int window,

@@ -79,10 +79,16 @@ struct PComm {
 struct PRound {
   uint32_t nrecv = 0, nsend = 0, nlocal = 0;
   uint32_t repeat = 1;  // consecutive rounds alike
+  // With a limit (host buffers): what one such round takes at the least
+  // (its longest send on its sender's side, the overhead, its local work),
+  // the rank's CPU and injection time it needs, and the least time of the
+  // program's rounds after this entry's.
+  double least = 0, cpu = 0, inj = 0, after = 0;
 };
 struct Prog {  // one schedule of one rank
   const Schedule* schedule = nullptr;
   size_t round0 = 0, comm0 = 0, local0 = 0;
+  double cpu = 0, inj = 0;  // with a limit: the whole program's CPU and injection time
 };
 
 struct Proc {  // one segment of one rank
@@ -553,6 +559,16 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   // message's queue is its channel's for its segment. A message sent by a
   // representative to rank q lands in the queue of its mirror image, from
   // pull(r, q) to rep(q).
+  //
+  // With a limit, on host buffers, the replay also stops as soon as one
+  // rank is known to finish after it: a round that begins at `now` leaves
+  // its lane at least the least time of its remaining rounds, and its rank
+  // at least the CPU and injection time of every round not yet begun, after
+  // what its CPU, its injection and its node's link out already hold (each
+  // takes work in order).
+  // Margin: a relative 1e-9 over the limit, for the rounding of these sums.
+  const bool bounding = limit < std::numeric_limits<double>::infinity() && !m.dev.on && !data;
+  const double cut_at = limit + std::fabs(limit) * 1e-9;
   std::vector<Prog> progs;
   std::vector<PRound> prounds;
   std::vector<PComm> comms;
@@ -601,6 +617,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       };
       for (const Round& round : sch->rounds) {
         PRound pr;
+        double longest = 0;  // the round's longest send on its sender's side
         for (const Op& op : round.ops)
           if (op.kind == OpKind::recv) {
             if (op.peer != last_from) {
@@ -620,13 +637,31 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
             }
             comm(op, to_chan, to_hi);
             pr.nsend++;
+            if (bounding) {
+              const double bytes = static_cast<double>(op.count * es);
+              if ((to_hi >> 56) & 1) {  // off the host: the sender's link
+                const double x = bytes * m.node_link_beta(r);
+                pr.inj += x;
+                longest = std::max(longest, x);
+              } else {  // a copy by the sender's CPU
+                const double x = bytes * m.at(static_cast<int>((to_hi >> 48) & 0xff)).beta;
+                pr.cpu += x;
+                longest = std::max(longest, x);
+              }
+            }
           }
+        double local = 0;
         for (const Op& op : round.ops) {
           const double bytes = static_cast<double>(op.count * es);
           if (op.kind == OpKind::reduce) lcost.push_back(bytes * m.gamma);
           else if (op.kind == OpKind::copy) lcost.push_back(bytes * m.copy);
           else continue;
+          local += lcost.back();
           pr.nlocal++;
+        }
+        if (bounding) {
+          pr.cpu += local;
+          pr.least = longest + (pr.nrecv + pr.nsend ? m.round_overhead : 0.0) + local;
         }
         // The same as the previous round: counted there.
         if (prounds.size() > progs.back().round0) {
@@ -652,12 +687,36 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         }
         prounds.push_back(pr);
       }
+      if (bounding) {
+        Prog& g = progs.back();
+        double after = 0;
+        for (size_t i = prounds.size(); i-- > g.round0;) {
+          PRound& e = prounds[i];
+          e.after = after;
+          after += static_cast<double>(e.repeat) * e.least;
+          g.cpu += static_cast<double>(e.repeat) * e.cpu;
+          g.inj += static_cast<double>(e.repeat) * e.inj;
+        }
+      }
     }
     // Every rank meets about as many channels as the first (each channel
     // counted at both its ends): room for them all, so the table is not
     // rebuilt as it fills.
     if (r == 0) chan_of.reserve(chans.size() * static_cast<size_t>(n) / 2 + 16);
   }
+  // With a limit: each rank's CPU and injection time of the rounds not yet
+  // begun, and each node's (its link out carries its ranks' messages off
+  // the host one after another; a node's ranks are replayed together, as
+  // blocks and folds are whole nodes).
+  std::vector<double> rem_cpu(bounding ? n : 0, 0.0), rem_inj(bounding ? n : 0, 0.0);
+  std::vector<double> rem_node(bounding ? t.num_nodes() : 0, 0.0);
+  if (bounding)
+    for (int r = 0; r < n; ++r)
+      for (size_t sg = 0; sg < lanes[r].size(); ++sg) {
+        rem_cpu[r] += progs[proc(r, sg).prog].cpu;
+        rem_inj[r] += progs[proc(r, sg).prog].inj;
+        rem_node[t.node_of(r)] += progs[proc(r, sg).prog].inj;
+      }
   std::vector<Queue> queues(chans.size() * nseg_max);
   auto queue_index = [&](uint32_t chan, size_t seg) { return static_cast<uint32_t>(chan * nseg_max + seg); };
 
@@ -925,6 +984,21 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
             res.finish[r] = std::max(res.finish[r], now);
             if (seg + window < lanes[r].size()) start(r, seg + window, now);
             continue;
+          }
+        }
+        if (bounding) {
+          const PRound& e = prounds[g.round0 + pr.run];
+          const int na = t.node_of(r);
+          const double least = std::max({now + static_cast<double>(e.repeat - pr.repeated) * e.least + e.after,
+                                         std::max(now, cpu[r]) + rem_cpu[r], std::max(now, inj[r]) + rem_inj[r],
+                                         std::max(now, nic_out[na]) + rem_node[na]});
+          rem_cpu[r] -= e.cpu;
+          rem_inj[r] -= e.inj;
+          rem_node[na] -= e.inj;
+          if (least > cut_at) {  // rank r finishes after the limit
+            res.cut = true;
+            res.time = least;
+            return res;
           }
         }
         pr.round_start = now;
