@@ -66,6 +66,19 @@ def test_every_shape_builds_a_topology_of_its_levels(shape, levels):
     assert sum(r["chosen"] for r in rows) == 1
 
 
+def test_switches_of_a_number_of_nodes_that_is_not_a_power_of_two_fold():
+    # 64 leaf switches of 12 nodes: the fold by one node moves whole switches
+    # by xor of their index (12 nodes are not a power of two). This crashed
+    # the process (a move out of the job's ranks) before.
+    out = run("allreduce", "--ranks", 12 * 8 * 64, "--ppn", 8, "--size", "1M", "--topology", "two-tier",
+              "--group", 12).stdout
+    chosen = [line for line in out.splitlines() if line.startswith("*")]
+    assert len(chosen) == 1, out
+    rows = baobab.simulate("allreduce", ranks=12 * 8 * 64, ppn=8, sizes=[1 << 20], topology="two-tier", group=12)
+    assert sum(r["chosen"] for r in rows) == 1
+    assert all(r["time_s"] > 0 for r in rows if r["time_s"] is not None)
+
+
 def test_a_replay_over_the_budget_is_listed_not_run():
     rows = baobab.simulate("allreduce", ranks=1024, ppn=8, sizes=[1 << 20], topology="flat", budget=1e4)
     ring = next(r for r in rows if r["algo"] == "ring")

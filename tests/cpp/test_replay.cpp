@@ -235,7 +235,45 @@ static void limits() {
   std::printf("limits: %d of %d replays under a limit cut (%d of %d at half the time), every bound within the full time\n", cut, replays, half_cut, half);
 }
 
+// Every move of every symmetry the replay may fold by maps the ranks onto
+// themselves, blocks onto blocks: also where a switch holds a number of
+// nodes that is not a power of two (10 nodes in 2 switches; 12 nodes per
+// switch, 4 switches of 2 ranks per node).
+static void symmetries() {
+  struct T {
+    int p, per_node;
+    const char* spec;
+  };
+  for (const T& c : {T{10, 1, "switch=2,nodes=10"}, T{96, 2, "switch=4,nodes=48"}, T{64, 8, "switch=2,nodes=8"},
+                     T{48, 4, "switch=4,nodes=12"}}) {
+    std::vector<int> keys(c.p);
+    std::vector<std::string> hosts(c.p), addr(c.p);
+    for (int r = 0; r < c.p; ++r) {
+      keys[r] = r / c.per_node;
+      hosts[r] = "h" + std::to_string(r / c.per_node);
+    }
+    const Topology t = make_topology(c.p, keys, hosts, addr, c.spec);
+    const CostModel m = CostModel::defaults(t.levels());
+    for (bool fold : {false, true})
+      for (const Symmetry& sym : job_symmetries(t, m, fold))
+        for (int k = 0; k < sym.generators(); ++k) {
+          std::vector<int> hit(c.p, 0);
+          bool inside = true;
+          for (int r = 0; r < c.p; ++r) {
+            const int g = sym.move(r, k);
+            if (g < 0 || g >= c.p) inside = false;
+            else hit[g]++;
+          }
+          bool perm = inside;
+          for (int h : hit) perm = perm && h == 1;
+          check(perm, std::string(c.spec) + ": " + symmetry_name(sym.kind) + " generator " + std::to_string(k) +
+                          " is not a permutation of the ranks");
+        }
+  }
+}
+
 int main() {
+  symmetries();
   limits();
   equal_rounds();
   many_in_flight(false);

@@ -94,11 +94,14 @@ struct Symmetry {
     return b * block + in;
   }
   // The k-th generator of the moves, applied to r (k < generators()).
+  // rotate_xor moves whole blocks by xor of their index, whatever the
+  // block's size (a power of two or not).
   int move(int r, int k) const {
     if (kind == Kind::translate) return (r + period) % size;
     if (kind == Kind::xor_mask) return r ^ (period << k);
     if (k == 0) return r - r % block + (r % block + period) % block;
-    return kind == Kind::rotate ? (r + block) % size : r ^ (block << (k - 1));
+    if (kind == Kind::rotate) return (r + block) % size;
+    return ((r / block) ^ (1 << (k - 1))) * block + r % block;
   }
   int generators() const;
 };
