@@ -37,6 +37,17 @@ static void check(bool ok, const std::string& what) {
   }
 }
 
+// p ranks, per_node to a node and to a host, grouped as `spec` says.
+static Topology topo(int p, int per_node, const std::string& spec) {
+  std::vector<int> keys(p);
+  std::vector<std::string> hosts(p), addr(p);
+  for (int r = 0; r < p; ++r) {
+    keys[r] = r / per_node;
+    hosts[r] = "h" + std::to_string(r / per_node);
+  }
+  return make_topology(p, keys, hosts, addr, spec);
+}
+
 static Topology two_nodes() {
   return make_topology(2, {0, 1}, {"a", "b"}, {}, "nodes=2");
 }
@@ -160,13 +171,7 @@ static void limits() {
   int replays = 0, cut = 0, half = 0, half_cut = 0;
   for (const char* spec : {"nodes=4", "switch=2,nodes=4"}) {
     const int p = 16;
-    std::vector<int> keys(p);
-    std::vector<std::string> hosts(p), addr(p);
-    for (int r = 0; r < p; ++r) {
-      keys[r] = r / 4;
-      hosts[r] = "h" + std::to_string(r / 4);
-    }
-    const Topology t = make_topology(p, keys, hosts, addr, spec);
+    const Topology t = topo(p, 4, spec);
     CostModel uneven = CostModel::defaults(t.levels());
     uneven.node_beta.assign(p, 0.0);
     for (int r = 0; r < p; ++r)
@@ -246,13 +251,7 @@ static void symmetries() {
   };
   for (const T& c : {T{10, 1, "switch=2,nodes=10"}, T{96, 2, "switch=4,nodes=48"}, T{64, 8, "switch=2,nodes=8"},
                      T{48, 4, "switch=4,nodes=12"}}) {
-    std::vector<int> keys(c.p);
-    std::vector<std::string> hosts(c.p), addr(c.p);
-    for (int r = 0; r < c.p; ++r) {
-      keys[r] = r / c.per_node;
-      hosts[r] = "h" + std::to_string(r / c.per_node);
-    }
-    const Topology t = make_topology(c.p, keys, hosts, addr, c.spec);
+    const Topology t = topo(c.p, c.per_node, c.spec);
     const CostModel m = CostModel::defaults(t.levels());
     for (bool fold : {false, true})
       for (const Symmetry& sym : job_symmetries(t, m, fold))
