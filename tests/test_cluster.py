@@ -5,6 +5,7 @@ them (there a missing prerequisite is a failure, not a skip)."""
 import csv
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -74,6 +75,36 @@ def hosts(request):
     sh(CLUSTER, "down", check=False)
 
 
+# The states of a job not yet ended (scontrol's JobState).
+_LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+         "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+
+
+def sbatch_wait(*args, env=None, timeout=300, run=None):
+    """What `sbatch --wait ARGS` does, without its delay: sbatch --wait looks
+    at the job at growing intervals (2 s, then 8 s, then 32 s), so a job of
+    10 s returned after about 40. Submits, then reads the job's state every
+    0.2 s until it ends. Returns sbatch's output; fails unless the job
+    completed with exit code 0 (as sbatch --wait does). `run(argv)` runs a
+    command (default: here, with `env`)."""
+    run = run or (lambda argv: sh(*argv, env=env, check=False, timeout=60))
+    out = run(["sbatch", *[str(a) for a in args]])
+    assert out.returncode == 0, f"sbatch {args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+    deadline = time.time() + timeout
+    while True:
+        info = run(["scontrol", "-o", "show", "job", job]).stdout
+        state = re.search(r"JobState=(\w+)", info)
+        if state and state.group(1) not in _LIVE:
+            break
+        assert time.time() < deadline, f"job {job} not ended after {timeout} s: {info}"
+        time.sleep(0.2)
+    code = re.search(r"ExitCode=(\d+:\d+)", info)
+    if state.group(1) != "COMPLETED" or not code or code.group(1) != "0:0":
+        raise AssertionError(f"job {job} ended {state.group(1)}, exit code {code.group(1) if code else '?'}:\n{info}")
+    return out
+
+
 def srun_flag():
     return "--mpi=pmi2" if FAMILY == "mpich" else "--mpi=pmix"
 
@@ -94,7 +125,7 @@ assert (y == sum(range(1, c.size + 1))).all()
 if c.rank == 0: print('ALLREDUCE OK', c.size, 'ranks', c.topology.num_nodes, 'nodes')
 "
 """)
-    out = sh("sbatch", "--wait", str(script), env={**mpi_env(), **slurm}, timeout=300)
+    out = sbatch_wait(script, env={**mpi_env(), **slurm}, timeout=300)
     job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
     text = (tmp_path / f"bbt-{job}.out").read_text()
     assert "topology: 4 ranks, 2 nodes" in text, text
@@ -155,13 +186,13 @@ def test_nbody_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
     assert not (run / "snapshot_0008.h5").exists(), "the job finished before the signal: make it longer"
     assert list((run / "checkpoints").glob("nbody-*.h5"))
 
-    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
+    out = sbatch_wait(*sb[1:], script, *args, "--out", run, env=env, timeout=600)
     job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
     second = (tmp_path / f"baobab-nbody-{job2}.out").read_text()
     assert "resumed from" in second and "nbody: exit status 0" in second, second
 
     ref = tmp_path / "ref"
-    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
+    sbatch_wait(*sb[1:], script, *args, "--out", ref, env=env, timeout=600)
     with h5py.File(run / "snapshot_0008.h5", "r") as a, h5py.File(ref / "snapshot_0008.h5", "r") as b:
         for k in ("Coordinates", "Velocities", "Potential", "ParticleIDs"):
             assert np.array_equal(a["PartType1"][k][:], b["PartType1"][k][:]), k
@@ -201,13 +232,13 @@ def test_llm_job_preempted_by_signal_checkpoints_and_resumes(slurm, tmp_path):
     assert "step 400/400" not in first, "the job finished before the signal: make it longer"
     assert list((run / "ckpt").glob("llm-*.h5"))
 
-    out = sh(*sb, "--wait", script, *args, "--out", run, env=env, timeout=600)
+    out = sbatch_wait(*sb[1:], script, *args, "--out", run, env=env, timeout=600)
     job2 = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
     second = (tmp_path / f"baobab-llm-{job2}.out").read_text()
     assert "resumed at step" in second and "llm: exit status 0" in second, second
 
     ref = tmp_path / "ref"
-    sh(*sb, "--wait", script, *args, "--out", ref, env=env, timeout=600)
+    sbatch_wait(*sb[1:], script, *args, "--out", ref, env=env, timeout=600)
     with h5py.File(run / "metrics.h5", "r") as a, h5py.File(ref / "metrics.h5", "r") as b:
         assert np.array_equal(a["train/step"][()], np.arange(400))
         assert np.array_equal(a["train/loss"][()], b["train/loss"][()])
@@ -233,9 +264,9 @@ def test_graph500_job_on_two_nodes_prints_the_block_and_writes_results(slurm, tm
     import kronecker
     env = {**mpi_env({"BAOBAB_VENV": sys.prefix, "BAOBAB_APPS": str(REPO / "apps"),
                       "BAOBAB_SRUN_MPI": srun_flag().split("=")[1]}), **slurm}
-    out = sh("sbatch", "--wait", "-N", "2", "--ntasks-per-node=2", f"--output={tmp_path}/%x-%j.out", "--chdir",
-             str(tmp_path), REPO / "slurm" / "graph.sbatch", "--scale", "11", "--nbfs", "4", "--no-sssp",
-             env=env, timeout=300)
+    out = sbatch_wait("-N", "2", "--ntasks-per-node=2", f"--output={tmp_path}/%x-%j.out", "--chdir",
+                      str(tmp_path), REPO / "slurm" / "graph.sbatch", "--scale", "11", "--nbfs", "4", "--no-sssp",
+                      env=env, timeout=300)
     job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
     text = (tmp_path / f"baobab-graph-{job}.out").read_text()
     assert "graph: exit status 0" in text, text
@@ -448,10 +479,11 @@ def test_tune_and_bench_sbatch_on_slurm_across_namespace_hosts(ns_slurm, tmp_pat
     assert "link.1.bw_GBps" in text, text
     bw = float(re.search(r"link\.1\.bw_GBps\s*=\s*([\d.eE+-]+)", text).group(1))
     assert bw < 0.2, f"between hosts the 1 Gbit/s link caps bandwidth at 0.125 GB/s (+ burst), tuned {bw}"
-    out = subprocess.run([str(nsrsh), "ctl", f"cd {tmp_path} && {env} sbatch --wait -N 2 -n 4 "
-                          f"--output={tmp_path}/%x-%j.out {REPO}/slurm/bench.sbatch allreduce -b 64K -e 1M -n 2 -w 1"],
-                         capture_output=True, text=True, timeout=600, env=mpi_env())
-    assert out.returncode == 0, out.stdout + out.stderr
+    def in_ctl(argv):  # a command on the cluster's control host
+        return subprocess.run([str(nsrsh), "ctl", f"cd {tmp_path} && {env} {shlex.join(argv)}"],
+                              capture_output=True, text=True, timeout=60, env=mpi_env())
+    out = sbatch_wait("-N", "2", "-n", "4", f"--output={tmp_path}/%x-%j.out", REPO / "slurm" / "bench.sbatch",
+                      "allreduce", "-b", "64K", "-e", "1M", "-n", "2", "-w", "1", timeout=600, run=in_ctl)
     job = re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
     table = (tmp_path / f"baobab-bench-{job}.out").read_text()
     assert "4 ranks, 2 nodes" in table and "# out of bounds values : 0 OK" in table, table

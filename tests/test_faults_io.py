@@ -408,7 +408,7 @@ def _touch(path, mtime):
     os.utime(path, (mtime, mtime))
 
 
-def test_stale_temporary_rule(tmp_path):
+def test_stale_temporary_rule(tmp_path, request):
     """Which temporaries of out.h5 opening it removes: this host's whose process
     is gone (or whose PID now belongs to a process started after the file was
     last written), other hosts' last written before this process started;
@@ -416,11 +416,15 @@ def test_stale_temporary_rule(tmp_path):
     nor names in another form, nor other outputs' temporaries."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    # a running process started before the write (not the parent: that may be
+    # PID 1, which the rule below treats as started after the write)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    request.addfinalizer(alive.kill)
     now = time.time()
     me, host = os.getpid(), io._HOST
     started = io._start_time(me) or now
     keep = {
-        f"out.h5.tmp.{host}.{os.getppid()}": now,               # running, started before the write
+        f"out.h5.tmp.{host}.{alive.pid}": now,                  # running, started before the write
         "out.h5.tmp.other-node.4242": now + 3600,               # another host, written after this started
         "out.h5.tmp.12345": now - 86400,                          # not this scheme (no host)
         f"other.h5.tmp.{host}.{dead.pid}": now - 60,             # another output
