@@ -8,6 +8,12 @@
 //    sender that runs six rounds ahead of its receiver, with data, delivers
 //    every payload to its receive; receives posted in another order than the
 //    sizes were sent are reported as a size mismatch naming the round;
+//  - rendezvous messages that wait for their receives leave, once the
+//    receives are posted together, in the order their sender posted them
+//    (not in the order the replay numbered their channels);
+//  - channels are found however many senders a rank has (past the short
+//    list a rank scans), and a send that no receive names is reported as
+//    unreceived, naming its sender and receiver;
 //  - a replay given a limit (the selector's time to beat) stops once the
 //    job is known to finish after it, and then reports a lower bound of the
 //    full replay's time above the limit; at a limit equal to the full time
@@ -165,6 +171,74 @@ static void many_in_flight(bool swapped) {
   check(res.finish[0] < static_cast<double>(big) * m.copy, "six in flight: rank 0 ran ahead (eager sends)");
 }
 
+// Rank 2 sends one rendezvous message to rank 1, then one to rank 0, in
+// one round; ranks 0 and 1 copy a buffer first (as long on both) and then
+// post their receives at one instant. Rank 2's link takes the two in its
+// order: rank 1's message arrives first, a message's time on the wire
+// before rank 0's. Compiling rank by rank meets rank 0's channel first,
+// which must not decide.
+static void release_order() {
+  const Topology t = topo(3, 1, "nodes=3");
+  const CostModel m = CostModel::defaults(t.levels());
+  const size_t bytes = static_cast<size_t>(m.rndv_bytes) * 4, big = 1 << 20;
+  std::vector<Schedule> s(3);
+  for (int r : {0, 1}) {
+    s[r].add_scratch(big);
+    {
+      RoundBuilder b(s[r]);
+      b.copy(Ref{kScratch, 0}, Ref{kIn, 0}, big);
+    }
+    RoundBuilder b(s[r]);
+    b.recv(2, Ref{kOut, 0}, bytes);
+  }
+  {
+    RoundBuilder b(s[2]);
+    b.send(1, Ref{kIn, 0}, bytes);
+    b.send(0, Ref{kIn, 0}, bytes);
+  }
+  const SimResult res = replay(t, m, s);
+  check(res.error.empty(), "release order: " + res.error);
+  const double tx = static_cast<double>(bytes) * m.node_link_beta(2);
+  check(res.finish[1] < res.finish[0], "release order: rank 1 (sent first) done first");
+  check(std::fabs(res.finish[0] - res.finish[1] - tx) < 1e-9 * res.finish[0],
+        "release order: rank 0 a message later (" + std::to_string(res.finish[0] - res.finish[1]) + " s, not " +
+            std::to_string(tx) + ")");
+}
+
+// Rank 0 receives once from each of 39 others (more than a rank scans
+// through), in an order unlike the senders'; the last sender also sends to
+// rank 1, which posts no receive.
+static void many_senders(bool unnamed) {
+  const int p = 40;
+  const Topology t = topo(p, 4, "nodes=10");
+  const CostModel m = CostModel::defaults(t.levels());
+  std::vector<Schedule> s(p);
+  {
+    RoundBuilder b(s[0]);
+    for (int k = 0; k < p - 1; ++k) b.recv(1 + (k * 7) % (p - 1), Ref{kOut, 0}, 8 + static_cast<size_t>(k));
+  }
+  for (int q = 1; q < p; ++q) {
+    RoundBuilder b(s[q]);
+    const int k = [&] {
+      for (int i = 0; i < p - 1; ++i)
+        if (1 + (i * 7) % (p - 1) == q) return i;
+      return -1;
+    }();
+    b.send(0, Ref{kIn, 0}, 8 + static_cast<size_t>(k));
+    if (unnamed && q == p - 1) b.send(1, Ref{kIn, 0}, 16);
+  }
+  const SimResult res = replay(t, m, s);
+  if (unnamed) {
+    check(res.error == "unreceived message: rank 39 -> rank 1 segment 0",
+          "a send no receive names: '" + res.error + "'");
+    return;
+  }
+  check(res.error.empty(), "39 senders: " + res.error);
+  check(res.max_messages == 1 && res.total_bytes == static_cast<size_t>(39 * 8 + 38 * 39 / 2),
+        "39 senders: every message sent once");
+  check(res.finish[0] > 0 && res.finish[0] == res.time, "39 senders: rank 0 done last");
+}
+
 // Full replay, then the same with limits at, just below and at half of its
 // time.
 static void limits() {
@@ -277,6 +351,9 @@ int main() {
   equal_rounds();
   many_in_flight(false);
   many_in_flight(true);
+  release_order();
+  many_senders(false);
+  many_senders(true);
   if (failures) {
     std::fprintf(stderr, "%d failures\n", failures);
     return 1;

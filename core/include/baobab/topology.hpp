@@ -29,6 +29,10 @@ class Topology {
   const std::string& level_name(int L) const { return names_[L]; }
   const std::string& source() const { return source_; }
   const std::string& host(int r) const { return hosts_[r]; }
+  // The host's number: equal for ranks whose host names are equal, dense
+  // from 0 in the order of their lowest rank.
+  int host_id(int r) const { return host_id_[r]; }
+  int num_hosts() const { return num_hosts_; }
 
   int group(int L, int r) const { return group_[L][r]; }
   int num_groups(int L) const { return static_cast<int>(members_[L].size()); }
@@ -59,6 +63,8 @@ class Topology {
   std::vector<std::vector<std::vector<int>>> members_;
   std::vector<int> local_rank_;
   std::vector<std::string> hosts_;
+  std::vector<int> host_id_;
+  int num_hosts_ = 0;
   std::string source_;
   uint64_t serial_ = 0;
 };

@@ -19,11 +19,13 @@ namespace baobab {
 namespace {
 
 // The messages in flight from one rank to another for one segment, in MPI
-// order (a FIFO: `head` is the next to match). Message and receive indices
-// count from the channel's first message; the matched ones are dropped
-// (`base` of them) whenever none is left, so a queue holds only what is in
-// flight. Most channels hold one message at a time (many carry only one):
-// it is kept in place, without an allocation.
+// order (a FIFO: `head` is the next to match). The matched ones are dropped
+// whenever none is left, so a queue holds only what is in flight, and
+// message and receive indices count from the first message not dropped
+// (an unmatched message keeps its index until it is matched). Most
+// channels hold one message at a time (many carry only one): it is kept in
+// place, without an allocation. 40 bytes: a receiving rank's queues share
+// few cache lines.
 struct Queue {
   struct Slot {
     double arrive;  // +inf until settled
@@ -33,9 +35,7 @@ struct Queue {
   std::unique_ptr<Slot[]> heap;      // else
   uint32_t n = 0, cap = 1;           // slots in use, and room
   uint32_t head = 0;                 // the next to match
-  size_t base = 0;                   // messages matched and dropped
-  size_t posted = 0;                 // receives posted for these messages (in order) so far
-  std::unique_ptr<std::vector<std::vector<char>>> payload;  // with data only
+  uint32_t posted = 0;               // receives posted for these messages (in order) so far
 
   Slot& at(size_t i) { return cap == 1 ? one : heap[i]; }
   void push(double arrive, size_t bytes) {
@@ -51,13 +51,13 @@ struct Queue {
   // No message to match next, or the next has not arrived (+inf: waiting
   // for its receive to be posted, under the rendezvous rule).
   bool empty() { return head == n || std::isinf(at(head).arrive); }
-  size_t sent() const { return base + n; }
-  void drop_matched() {
-    if (head != n) return;
-    base += n;
+  // Drops the messages if every one is matched (then true).
+  bool drop_matched() {
+    if (head != n) return false;
+    posted -= n;
     n = 0;
     head = 0;
-    if (payload) payload->clear();
+    return true;
   }
 };
 
@@ -79,10 +79,12 @@ struct PComm {
 struct PRound {
   uint32_t nrecv = 0, nsend = 0, nlocal = 0;
   uint32_t repeat = 1;  // consecutive rounds alike
-  // With a limit (host buffers): what one such round takes at the least
-  // (its longest send on its sender's side, the overhead, its local work),
-  // the rank's CPU and injection time it needs, and the least time of the
-  // program's rounds after this entry's.
+};
+// With a limit (host buffers), beside each PRound: what one such round
+// takes at the least (its longest send on its sender's side, the overhead,
+// its local work), the rank's CPU and injection time it needs, and the
+// least time of the program's rounds after this entry's.
+struct PBound {
   double least = 0, cpu = 0, inj = 0, after = 0;
 };
 struct Prog {  // one schedule of one rank
@@ -103,54 +105,6 @@ struct Proc {  // one segment of one rank
   double round_start = 0, send_end = 0, max_arrive = 0;
   size_t matched = 0;
   size_t unsent = 0;  // sends of the round still waiting for their receive (rendezvous)
-};
-
-// The channels' numbers by (sender, receiver) key: open addressing with
-// linear probing (a replay meets up to a few million channels, each
-// looked up once per change of peer while compiling).
-class ChannelIds {
- public:
-  void reserve(size_t n) {
-    size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    if (cap > slots_.size()) rehash(cap);
-  }
-  // The id of `key`, or `fresh` (then recorded) if it has none.
-  uint32_t find_or_add(uint64_t key, uint32_t fresh) {
-    if (2 * (used_ + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * slots_.size()));
-    const size_t mask = slots_.size() - 1;
-    for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
-      Slot& e = slots_[i];
-      if (e.id == kEmpty) {
-        e = Slot{key, fresh};
-        ++used_;
-        return fresh;
-      }
-      if (e.key == key) return e.id;
-    }
-  }
-
- private:
-  static constexpr uint32_t kEmpty = ~0u;
-  struct Slot {
-    uint64_t key = 0;
-    uint32_t id = kEmpty;
-  };
-  static size_t hash(uint64_t k) { return static_cast<size_t>((k ^ (k >> 31)) * 0x9e3779b97f4a7c15ULL >> 20); }
-  void rehash(size_t cap) {
-    std::vector<Slot> old(cap);
-    old.swap(slots_);
-    const size_t mask = cap - 1;
-    for (const Slot& e : old)
-      if (e.id != kEmpty)
-        for (size_t i = hash(e.key) & mask;; i = (i + 1) & mask)
-          if (slots_[i].id == kEmpty) {
-            slots_[i] = e;
-            break;
-          }
-  }
-  std::vector<Slot> slots_;
-  size_t used_ = 0;
 };
 
 // The i-th operation of `kind` in a round (the data and device paths, which
@@ -197,15 +151,15 @@ bool pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
 // is enough, as every move is a product of them.
 bool keeps_hosts_and_links(const Topology& t, const CostModel& m, const Symmetry& s) {
   const int p = t.size();
-  std::unordered_map<std::string, int> id;
-  std::vector<int> hid(p);
-  for (int r = 0; r < p; ++r) hid[r] = id.try_emplace(t.host(r), static_cast<int>(id.size())).first->second;
+  const bool rates = !m.node_beta.empty();  // else every node's link is level 1's
+  std::vector<int> f, finv;                  // host id -> its image, and back
   for (int k = 0; k < s.generators(); ++k) {
-    std::vector<int> f(id.size(), -1), finv(id.size(), -1);  // host id -> its image, and back
+    f.assign(t.num_hosts(), -1);
+    finv.assign(t.num_hosts(), -1);
     for (int r = 0; r < p; ++r) {
       const int g = s.move(r, k);
-      if (m.node_link_beta(r) != m.node_link_beta(g)) return false;
-      const int a = hid[r], b = hid[g];
+      if (rates && m.node_link_beta(r) != m.node_link_beta(g)) return false;
+      const int a = t.host_id(r), b = t.host_id(g);
       if ((f[a] >= 0 && f[a] != b) || (finv[b] >= 0 && finv[b] != a)) return false;
       f[a] = b;
       finv[b] = a;
@@ -266,14 +220,14 @@ double wire_time(const CostModel& m, int r, int peer, int L, bool net, double by
   return x;
 }
 
-bool off_host(const Topology& t, int r, int peer, int L) { return !(L == 0 || t.host(r) == t.host(peer)); }
+bool off_host(const Topology& t, int r, int peer, int L) { return !(L == 0 || t.host_id(r) == t.host_id(peer)); }
 
 }  // namespace
 
 namespace {
 
 bool near(const Topology& t, int r, int peer) {
-  return t.node_of(r) == t.node_of(peer) && t.host(r) == t.host(peer);
+  return t.node_of(r) == t.node_of(peer) && t.host_id(r) == t.host_id(peer);
 }
 
 // One round of rank r alone, as the replay prices it at the least: the time
@@ -423,7 +377,7 @@ void sort_keys(std::vector<uint64_t>& v, std::vector<uint64_t>& tmp) {
 class Instants {
  public:
   bool empty() const { return heap_.empty(); }
-  double next() const { return heap_.top().first; }
+  double next() const { return time_of(heap_.top().key); }
   void push(double at, uint64_t key) {
     if (last_ == kNone || at != last_at_) {
       // A pending instant at this time, if the table of recent ones has it
@@ -442,7 +396,7 @@ class Instants {
         }
         lists_[id].at = at;
         lists_[id].live = true;
-        heap_.emplace(at, id);
+        heap_.push(Entry{key_of(at), id});
         c.id = id;
         last_ = id;
       }
@@ -453,9 +407,9 @@ class Instants {
   // The keys of the earliest instant, in order, into `out` (replaced).
   void pop(std::vector<uint64_t>& out) {
     out.clear();
-    const double at = heap_.top().first;
-    while (!heap_.empty() && heap_.top().first == at) {
-      const uint32_t id = heap_.top().second;
+    const uint64_t at = heap_.top().key;
+    while (!heap_.empty() && heap_.top().key == at) {
+      const uint32_t id = heap_.top().id;
       heap_.pop();
       List& l = lists_[id];
       if (out.empty()) out.swap(l.keys);
@@ -471,7 +425,26 @@ class Instants {
  private:
   static constexpr uint32_t kNone = ~0u;
   static constexpr size_t kRecent = 256;
-  using Entry = std::pair<double, uint32_t>;
+  // A time as an integer of the same order (the sign bit flipped, and the
+  // other bits too for a negative time; -0 taken as +0): the heap compares
+  // integers.
+  static uint64_t key_of(double x) {
+    x += 0.0;
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return (b >> 63) ? ~b : b | (uint64_t{1} << 63);
+  }
+  static double time_of(uint64_t k) {
+    const uint64_t b = (k >> 63) ? k & ~(uint64_t{1} << 63) : ~k;
+    double x;
+    std::memcpy(&x, &b, sizeof x);
+    return x;
+  }
+  struct Entry {
+    uint64_t key;
+    uint32_t id;
+    bool operator>(const Entry& o) const { return key > o.key; }
+  };
   struct List {
     std::vector<uint64_t> keys;
     double at = 0;
@@ -555,8 +528,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   const uint64_t seg_mask = (uint64_t{1} << seg_bits) - 1, rank_mask = (uint64_t{1} << rank_bits) - 1;
 
   // The schedules compiled, once per rank and distinct schedule. The
-  // channels (sender, receiver) are numbered as they are first met; a
-  // message's queue is its channel's for its segment. A message sent by a
+  // channels (sender, receiver) are numbered receiver by receiver: rank r's
+  // are inbase[r] on, in the order its receives first name their senders
+  // (insrc: each channel's sender), so that a rank's queues lie together
+  // and a receive finds its channel among its own rank's few. A send's
+  // channel is looked up in its receiver's list once every rank is
+  // compiled; a send that no receive names gets a channel after them all.
+  // A message's queue is its channel's for its segment. A message sent by a
   // representative to rank q lands in the queue of its mirror image, from
   // pull(r, q) to rep(q).
   //
@@ -571,32 +549,57 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   const double cut_at = limit + std::fabs(limit) * 1e-9;
   std::vector<Prog> progs;
   std::vector<PRound> prounds;
+  std::vector<PBound> pbounds;  // with a limit
   std::vector<PComm> comms;
   std::vector<double> lcost;  // the CPU time of each local operation (host buffers)
-  std::vector<std::pair<int, int>> chans;  // each channel's sender and receiver
-  ChannelIds chan_of;
-  auto channel = [&](int src, int dst) -> uint32_t {
-    const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst);
-    const uint32_t id = chan_of.find_or_add(key, static_cast<uint32_t>(chans.size()));
-    if (id == chans.size()) chans.emplace_back(src, dst);
+  std::vector<int> insrc;                   // each channel's sender, receiver by receiver
+  std::vector<uint32_t> inbase(n + 1, 0);   // rank r's channels: inbase[r] .. inbase[r + 1]
+  // A rank with more than kScan senders finds them by rank (stamp: the
+  // receiver that last named the rank as a sender, loc: the channel).
+  constexpr uint32_t kScan = 16;
+  std::vector<int> stamp;
+  std::vector<uint32_t> loc;
+  auto in_channel = [&](int src, int r) -> uint32_t {
+    const uint32_t b = inbase[r], c = static_cast<uint32_t>(insrc.size()) - b;
+    if (c > kScan) {
+      if (stamp[src] == r) return loc[src];
+    } else {
+      for (uint32_t i = 0; i < c; ++i)
+        if (insrc[b + i] == src) return b + i;
+    }
+    const uint32_t id = static_cast<uint32_t>(insrc.size());
+    insrc.push_back(src);
+    if (c + 1 > kScan) {
+      if (stamp.empty()) {
+        stamp.assign(p, -1);
+        loc.assign(p, 0);
+      }
+      for (uint32_t i = c == kScan ? b : id; i <= id; ++i) {
+        stamp[insrc[i]] = r;
+        loc[insrc[i]] = i;
+      }
+    }
     return id;
   };
+  std::vector<size_t> prog0(n + 1, 0);  // rank r's programs: prog0[r] .. prog0[r + 1]
   {
     size_t rounds_all = 0;
     for (int r = 0; r < n; ++r)
       for (size_t sg = 0; sg < lanes[r].size(); ++sg)
         if (sg == 0 || lanes[r][sg].schedule != lanes[r][sg - 1].schedule) rounds_all += lanes[r][sg].schedule->rounds.size();
     prounds.reserve(rounds_all);
+    if (bounding) pbounds.reserve(rounds_all);
     comms.reserve(2 * rounds_all);
-    chan_of.reserve(static_cast<size_t>(n) * 4);
   }
   for (int r = 0; r < n; ++r) {
     // The last peer's channel of each kind: most rounds talk to the
     // previous round's peers.
     int last_from = -1, last_to = -1;
-    uint32_t from_chan = 0, to_chan = 0;
+    uint32_t from_chan = 0;
+    inbase[r] = static_cast<uint32_t>(insrc.size());
     uint64_t from_hi = 0, to_hi = 0;  // the link level and host bits of that peer
     const size_t first = progs.size();
+    prog0[r] = first;
     for (size_t sg = 0; sg < lanes[r].size(); ++sg) {
       const Schedule* sch = lanes[r][sg].schedule;
       uint32_t id = static_cast<uint32_t>(progs.size());
@@ -617,12 +620,13 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       };
       for (const Round& round : sch->rounds) {
         PRound pr;
+        PBound pb;
         double longest = 0;  // the round's longest send on its sender's side
         for (const Op& op : round.ops)
           if (op.kind == OpKind::recv) {
             if (op.peer != last_from) {
               last_from = op.peer;
-              from_chan = channel(op.peer, r);
+              from_chan = in_channel(op.peer, r);
               from_hi = hi_bits(op.peer);
             }
             comm(op, from_chan, from_hi);
@@ -632,20 +636,19 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           if (op.kind == OpKind::send) {
             if (op.peer != last_to) {
               last_to = op.peer;
-              to_chan = channel(sym.pull(r, op.peer), sym.rep(op.peer));
               to_hi = hi_bits(op.peer);
             }
-            comm(op, to_chan, to_hi);
+            comm(op, 0, to_hi);  // its channel: below, once every rank is compiled
             pr.nsend++;
             if (bounding) {
               const double bytes = static_cast<double>(op.count * es);
               if ((to_hi >> 56) & 1) {  // off the host: the sender's link
                 const double x = bytes * m.node_link_beta(r);
-                pr.inj += x;
+                pb.inj += x;
                 longest = std::max(longest, x);
               } else {  // a copy by the sender's CPU
                 const double x = bytes * m.at(static_cast<int>((to_hi >> 48) & 0xff)).beta;
-                pr.cpu += x;
+                pb.cpu += x;
                 longest = std::max(longest, x);
               }
             }
@@ -660,8 +663,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           pr.nlocal++;
         }
         if (bounding) {
-          pr.cpu += local;
-          pr.least = longest + (pr.nrecv + pr.nsend ? m.round_overhead : 0.0) + local;
+          pb.cpu += local;
+          pb.least = longest + (pr.nrecv + pr.nsend ? m.round_overhead : 0.0) + local;
         }
         // The same as the previous round: counted there.
         if (prounds.size() > progs.back().round0) {
@@ -686,23 +689,76 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           }
         }
         prounds.push_back(pr);
+        if (bounding) pbounds.push_back(pb);
       }
       if (bounding) {
         Prog& g = progs.back();
         double after = 0;
         for (size_t i = prounds.size(); i-- > g.round0;) {
-          PRound& e = prounds[i];
+          PBound& e = pbounds[i];
+          const double k = static_cast<double>(prounds[i].repeat);
           e.after = after;
-          after += static_cast<double>(e.repeat) * e.least;
-          g.cpu += static_cast<double>(e.repeat) * e.cpu;
-          g.inj += static_cast<double>(e.repeat) * e.inj;
+          after += k * e.least;
+          g.cpu += k * e.cpu;
+          g.inj += k * e.inj;
         }
       }
     }
-    // Every rank meets about as many channels as the first (each channel
-    // counted at both its ends): room for them all, so the table is not
-    // rebuilt as it fills.
-    if (r == 0) chan_of.reserve(chans.size() * static_cast<size_t>(n) / 2 + 16);
+  }
+  inbase[n] = static_cast<uint32_t>(insrc.size());
+  prog0[n] = progs.size();
+  // The sends' channels: their sender among their receiver's (by scanning a
+  // short list, else by a binary search of the receiver's senders sorted).
+  uint32_t nchan = inbase[n];
+  std::vector<std::pair<int, int>> unnamed;  // the channels no receive names: sender and receiver
+  {
+    std::vector<std::pair<int, uint32_t>> sorted;  // long lists: (sender, channel), sorted by receiver
+    std::vector<uint32_t> sorted0(n + 1, 0);
+    for (int d = 0; d < n; ++d) {
+      sorted0[d] = static_cast<uint32_t>(sorted.size());
+      if (inbase[d + 1] - inbase[d] <= kScan) continue;
+      for (uint32_t i = inbase[d]; i < inbase[d + 1]; ++i) sorted.emplace_back(insrc[i], i);
+      std::sort(sorted.begin() + sorted0[d], sorted.end());
+    }
+    sorted0[n] = static_cast<uint32_t>(sorted.size());
+    std::unordered_map<uint64_t, uint32_t> extra;
+    auto find = [&](int src, int dst) {
+      const uint32_t b = inbase[dst], e = inbase[dst + 1];
+      if (e - b <= kScan) {
+        for (uint32_t i = b; i < e; ++i)
+          if (insrc[i] == src) return i;
+      } else {
+        const auto lo = sorted.begin() + sorted0[dst], hi = sorted.begin() + sorted0[dst + 1];
+        const auto it = std::lower_bound(lo, hi, std::make_pair(src, uint32_t{0}));
+        if (it != hi && it->first == src) return it->second;
+      }
+      const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(p) + static_cast<uint64_t>(dst);
+      const auto [it, fresh] = extra.try_emplace(key, nchan);
+      if (fresh) {
+        unnamed.emplace_back(src, dst);
+        ++nchan;
+      }
+      return it->second;
+    };
+    // Each rank's sends, program by program (the compiled arrays in order).
+    for (int r = 0; r < n; ++r) {
+      int last = -1;
+      uint32_t id = 0;
+      for (size_t j = prog0[r]; j < prog0[r + 1]; ++j) {
+        const size_t end = j + 1 < progs.size() ? progs[j + 1].round0 : prounds.size();
+        PComm* c = comms.data() + progs[j].comm0;
+        for (size_t i = progs[j].round0; i < end; ++i) {
+          c += prounds[i].nrecv;
+          for (uint32_t k = 0; k < prounds[i].nsend; ++k, ++c) {
+            if (c->peer != last) {
+              last = c->peer;
+              id = find(sym.pull(r, c->peer), sym.rep(c->peer));
+            }
+            c->chan = id;
+          }
+        }
+      }
+    }
   }
   // With a limit: each rank's CPU and injection time of the rounds not yet
   // begun, and each node's (its link out carries its ranks' messages off
@@ -717,7 +773,8 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         rem_inj[r] += progs[proc(r, sg).prog].inj;
         rem_node[t.node_of(r)] += progs[proc(r, sg).prog].inj;
       }
-  std::vector<Queue> queues(chans.size() * nseg_max);
+  std::vector<Queue> queues(static_cast<size_t>(nchan) * nseg_max);
+  std::vector<std::vector<std::vector<char>>> payloads(data ? queues.size() : 0);  // with data: each queue's messages
   auto queue_index = [&](uint32_t chan, size_t seg) { return static_cast<uint32_t>(chan * nseg_max + seg); };
 
   Instants events;
@@ -766,10 +823,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       }
       pr.max_arrive = std::max(pr.max_arrive, got.arrive);
       if (data && got.bytes == want && want) {
-        std::memcpy(ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::recv, k).dst), (*q.payload)[at].data(), want);
-        std::vector<char>().swap((*q.payload)[at]);
+        auto& payload = payloads[queue_index(rc[k].chan, seg)];
+        std::memcpy(ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::recv, k).dst), payload[at].data(), want);
+        std::vector<char>().swap(payload[at]);
       }
-      q.drop_matched();
+      if (q.drop_matched() && data) payloads[queue_index(rc[k].chan, seg)].clear();
     }
     pr.blocked = false;
     pr.matched = 0;
@@ -870,6 +928,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
     double ready = 0;  // device buffers: when the copies that precede it are done
     double first = 0;  // a node fold: when the first of its images went out by the switch uplink
     double extra = 0, floor_beta = 0;  // CUDA-aware MPI: latency added, the least s/byte
+    uint32_t nth = 0;  // its place among its round's sends
     bool net;
   };
   std::vector<Msg> batch;
@@ -987,9 +1046,10 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
           }
         }
         if (bounding) {
-          const PRound& e = prounds[g.round0 + pr.run];
+          const PBound& e = pbounds[g.round0 + pr.run];
           const int na = t.node_of(r);
-          const double least = std::max({now + static_cast<double>(e.repeat - pr.repeated) * e.least + e.after,
+          const double k = static_cast<double>(prounds[g.round0 + pr.run].repeat - pr.repeated);
+          const double least = std::max({now + k * e.least + e.after,
                                          std::max(now, cpu[r]) + rem_cpu[r], std::max(now, inj[r]) + rem_inj[r],
                                          std::max(now, nic_out[na]) + rem_node[na]});
           rem_cpu[r] -= e.cpu;
@@ -1013,11 +1073,14 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         // The next round's entries, for when this one completes.
         __builtin_prefetch(rc + pround.nrecv + pround.nsend);
         __builtin_prefetch(&pround + 1);
+        // The queues its sends go to, for step 2 (each most often another
+        // rank's, far from this one's in memory).
+        for (uint32_t k = 0; k < pround.nsend; ++k) __builtin_prefetch(&queues[queue_index(rc[pround.nrecv + k].chan, seg)]);
         for (uint32_t k = 0; k < pround.nrecv; ++k) {
           const uint32_t qi = queue_index(rc[k].chan, seg);
           Queue& q = queues[qi];
-          const size_t at = q.posted++;
-          if (at < q.sent() && std::isinf(q.at(at - q.base).arrive)) released.emplace_back(qi, at);
+          const uint32_t at = q.posted++;
+          if (at < q.n && std::isinf(q.at(at).arrive)) released.emplace_back(qi, at);
         }
       }
     }
@@ -1057,6 +1120,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         msg.wire = msg.bytes;
         msg.net = c.net();
         msg.ready = ready;
+        msg.nth = k;
         if (dev) {
           const DeviceRoute rt = route(r, c.peer, msg.L, msg.bytes);
           if (rt == DeviceRoute::ipc) msg.wire = 128;
@@ -1067,12 +1131,11 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
         }
         const uint32_t qi = queue_index(c.chan, seg);
         Queue& q = queues[qi];
-        const size_t at = q.sent();
+        const uint32_t at = q.n;
         q.push(std::numeric_limits<double>::infinity(), msg.bytes);  // settled below (or once received)
         if (data) {
           const char* src = msg.bytes ? ptr(r, seg, nth_op(s.rounds[pr.round], OpKind::send, k).a) : nullptr;
-          if (!q.payload) q.payload = std::make_unique<std::vector<std::vector<char>>>();
-          q.payload->emplace_back(src, src + msg.bytes);
+          payloads[qi].emplace_back(src, src + msg.bytes);
         }
         bytes_sent[r] += msg.bytes;
         msgs_sent[r] += 1;
@@ -1088,17 +1151,19 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       }
     }
     // 3. Messages that waited for a receive posted now, in the order of their
-    // sender's place in its block, sender, segment and queue order.
+    // sender's place in its block, sender, segment and the order of the
+    // round's sends (as the sender posted them).
     if (!released.empty()) {
-      std::vector<std::tuple<int, int, size_t, uint32_t, size_t>> order;
+      std::vector<std::tuple<int, int, size_t, uint32_t, uint32_t, size_t>> order;
       for (const auto& [qi, k] : released) {
         auto& w = waiting[qi];
         for (const auto& [idx, msg] : w)
-          if (idx == k) order.emplace_back(msg.from % place, msg.from, msg.seg, qi, k);
+          if (idx == k) order.emplace_back(msg.from % place, msg.from, msg.seg, msg.nth, qi, k);
       }
       std::sort(order.begin(), order.end());
-      for (const auto& [pl_, from, seg, qi, k] : order) {
+      for (const auto& [pl_, from, seg, nth_, qi, k] : order) {
         (void)pl_;
+        (void)nth_;
         auto& w = waiting[qi];
         auto it = std::find_if(w.begin(), w.end(), [&, k = k](const auto& e) { return e.first == k; });
         Msg msg = it->second;
@@ -1142,7 +1207,7 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
       const Msg& msg = batch[i];
       const int to = sym.rep(msg.to);
       Queue& q = queues[slot[i].first];
-      q.at(slot[i].second - q.base).arrive = msg.arrive + m.at(msg.L).alpha + msg.extra;
+      q.at(slot[i].second).arrive = msg.arrive + m.at(msg.L).alpha + msg.extra;
       if (to < n && msg.seg < lanes[to].size())
         touch(to, msg.seg);
     }
@@ -1178,8 +1243,15 @@ SimResult simulate(const Topology& t, const CostModel& m, const std::vector<std:
   for (size_t i = 0; i < queues.size(); ++i)
     if (!queues[i].empty() && res.error.empty()) {
       std::ostringstream e;
-      e << "unreceived message: rank " << chans[i / nseg_max].first << " -> rank " << chans[i / nseg_max].second
-        << " segment " << i % nseg_max;
+      const uint32_t ch = static_cast<uint32_t>(i / nseg_max);
+      int src, dst;
+      if (ch < inbase[n]) {
+        src = insrc[ch];
+        dst = static_cast<int>(std::upper_bound(inbase.begin(), inbase.end(), ch) - inbase.begin()) - 1;
+      } else {
+        std::tie(src, dst) = unnamed[ch - inbase[n]];
+      }
+      e << "unreceived message: rank " << src << " -> rank " << dst << " segment " << i % nseg_max;
       res.error = e.str();
     }
   return res;

@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 #include <sstream>
+#include <unordered_map>
 
 #include "baobab/error.hpp"
 
@@ -147,6 +148,10 @@ Topology::Topology(std::vector<std::string> level_names, std::vector<std::vector
   local_rank_.assign(size_, 0);
   for (const auto& node : members_[0])
     for (size_t i = 0; i < node.size(); ++i) local_rank_[node[i]] = static_cast<int>(i);
+  std::unordered_map<std::string, int> id;
+  host_id_.resize(size_);
+  for (int r = 0; r < size_; ++r) host_id_[r] = id.try_emplace(hosts_[r], static_cast<int>(id.size())).first->second;
+  num_hosts_ = static_cast<int>(id.size());
 }
 
 std::vector<int> Topology::leaders() const {
